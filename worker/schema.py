@@ -1,0 +1,263 @@
+"""The data contract between worker and server: tables, columns, version, and the derived metrics.
+
+This module imports only the standard library, so the server can use it without torch.
+The SQL for SI, in_top/in_bottom and the per-unit rankings lives here, once: the worker runs
+it to precompute the default parameters at the end of a run, the server runs it on demand.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+SCHEMA_VERSION: Final = 1
+
+# The study's layer names, in network order, with their unit counts.
+LAYER_UNITS: Final[dict[str, int]] = {
+    "conv1": 64,
+    "conv2": 64,
+    "conv3": 192,
+    "mixed3a": 256,
+    "mixed3b": 480,
+    "mixed4a": 512,
+    "mixed4b": 512,
+    "mixed4c": 512,
+    "mixed4d": 528,
+    "mixed4e": 832,
+    "mixed5a": 832,
+    "mixed5b": 1024,
+}
+LAYERS: Final = tuple(LAYER_UNITS)
+
+Stat = Literal["mean", "max", "min"]
+STATS: Final[tuple[Stat, ...]] = ("mean", "max", "min")
+# Column of `responses` holding each statistic of a unit's pre-ReLU map for one image.
+STAT_COLUMN: Final[dict[str, str]] = {"mean": "act_mean", "max": "act_max", "min": "act_min"}
+
+# Defaults of the study (see README, "Method").
+DEFAULT_CATEGORY: Final = "dog"
+DEFAULT_K: Final = 1000
+DEFAULT_N: Final = 8
+DEFAULT_POS_STAT: Final[Stat] = "max"
+DEFAULT_NEG_STAT: Final[Stat] = "min"
+DEFAULT_NEAR_STAT: Final[Stat] = "mean"
+DEFAULT_SI_STAT: Final[Stat] = "max"
+SELECTIVE_SI: Final = 0.65  # Aparicio et al. 2016
+FIGURE_SI: Final = 0.7  # the study's figure marks SI >= 0.7
+
+# Table names.
+META: Final = "meta"
+RUNS: Final = "runs"
+LAYERS_TABLE: Final = "layers"
+UNITS: Final = "units"
+IMAGES: Final = "images"
+SKIPPED: Final = "skipped"
+CATEGORIES: Final = "categories"
+RESPONSES: Final = "responses"
+STAGING: Final = "responses_staging"
+UNIT_SCORES: Final = "unit_scores"
+
+RUN_RUNNING: Final = "running"
+RUN_COMPLETE: Final = "complete"
+
+_RESPONSE_COLUMNS = """
+    run_id   INTEGER  NOT NULL,
+    layer    VARCHAR  NOT NULL,
+    unit     SMALLINT NOT NULL,
+    image_id INTEGER  NOT NULL,
+    act_mean FLOAT    NOT NULL,
+    act_max  FLOAT    NOT NULL,
+    act_min  FLOAT    NOT NULL
+"""
+
+DDL: Final[tuple[str, ...]] = (
+    f"CREATE TABLE IF NOT EXISTS {META} (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)",
+    f"""CREATE TABLE IF NOT EXISTS {RUNS} (
+        run_id         INTEGER PRIMARY KEY,
+        status         VARCHAR NOT NULL,      -- 'running' until the run is published complete
+        config_hash    VARCHAR NOT NULL,      -- what makes a rerun of the same command a resume
+        model          VARCHAR NOT NULL,      -- 'bvlc-googlenet' | 'googlenet'
+        weights        VARCHAR NOT NULL,      -- where the weights came from
+        weights_sha256 VARCHAR NOT NULL,      -- sha256 over the weight files, in sorted order
+        preprocessing  VARCHAR NOT NULL,      -- JSON description of the image transform
+        images_root    VARCHAR NOT NULL,      -- absolute folder; images.path is relative to it
+        n_files        INTEGER NOT NULL,      -- files found; = images + skipped once complete
+        device         VARCHAR NOT NULL,
+        dtype          VARCHAR NOT NULL,
+        started_at     TIMESTAMP NOT NULL,
+        finished_at    TIMESTAMP
+    )""",
+    f"""CREATE TABLE IF NOT EXISTS {LAYERS_TABLE} (
+        run_id   INTEGER  NOT NULL,
+        layer    VARCHAR  NOT NULL,           -- the study's name, e.g. 'mixed4c'
+        position SMALLINT NOT NULL,           -- depth order, 0 = conv1
+        units    SMALLINT NOT NULL,
+        module   VARCHAR  NOT NULL,           -- the model's own name for it
+        PRIMARY KEY (run_id, layer)
+    )""",
+    f"""CREATE TABLE IF NOT EXISTS {UNITS} (
+        run_id  INTEGER  NOT NULL,
+        layer   VARCHAR  NOT NULL,
+        unit    SMALLINT NOT NULL,            -- 0-based channel index in the layer
+        branch  VARCHAR  NOT NULL,            -- '1x1' | '3x3' | '5x5' | 'pool_proj' | 'conv'
+        PRIMARY KEY (run_id, layer, unit)
+    )""",
+    f"""CREATE TABLE IF NOT EXISTS {IMAGES} (
+        run_id      INTEGER  NOT NULL,
+        image_id    INTEGER  NOT NULL,        -- index of the file in the run's sorted file list
+        path        VARCHAR  NOT NULL,        -- relative to runs.images_root
+        wnid        VARCHAR  NOT NULL,        -- the ImageFolder folder name
+        class_index SMALLINT,                 -- ImageNet-1k index; NULL for a non-WNID folder
+        class_name  VARCHAR  NOT NULL,
+        width       INTEGER  NOT NULL,
+        height      INTEGER  NOT NULL,
+        mode        VARCHAR  NOT NULL,        -- PIL mode before conversion to RGB
+        PRIMARY KEY (run_id, image_id)
+    )""",
+    f"""CREATE TABLE IF NOT EXISTS {SKIPPED} (
+        run_id  INTEGER NOT NULL,
+        file_id INTEGER NOT NULL,             -- same numbering as images.image_id
+        path    VARCHAR NOT NULL,
+        reason  VARCHAR NOT NULL,
+        PRIMARY KEY (run_id, file_id)
+    )""",
+    f"""CREATE TABLE IF NOT EXISTS {CATEGORIES} (
+        run_id   INTEGER NOT NULL,
+        category VARCHAR NOT NULL,
+        wnid     VARCHAR NOT NULL,
+        PRIMARY KEY (run_id, category, wnid)
+    )""",
+    # Published responses, appended once per run in (layer, unit, image_id) order so that
+    # DuckDB's zone maps skip to one layer or one unit.
+    f"CREATE TABLE IF NOT EXISTS {RESPONSES} ({_RESPONSE_COLUMNS})",
+    # Batches of a run in progress, in arrival order; moved to `responses` when the run completes.
+    f"CREATE TABLE IF NOT EXISTS {STAGING} ({_RESPONSE_COLUMNS})",
+    f"""CREATE TABLE IF NOT EXISTS {UNIT_SCORES} (
+        run_id    INTEGER  NOT NULL,
+        layer     VARCHAR  NOT NULL,
+        category  VARCHAR  NOT NULL,
+        k         INTEGER  NOT NULL,
+        pos_stat  VARCHAR  NOT NULL,
+        neg_stat  VARCHAR  NOT NULL,
+        si_stat   VARCHAR  NOT NULL,
+        unit      SMALLINT NOT NULL,
+        si        DOUBLE,                     -- NULL for a unit whose response never varies
+        in_top    INTEGER  NOT NULL,
+        in_bottom INTEGER  NOT NULL
+    )""",
+)
+
+
+def stat_column(stat: str) -> str:
+    """Map a statistic name to its column, refusing anything else (it is spliced into SQL)."""
+    try:
+        return STAT_COLUMN[stat]
+    except KeyError:
+        raise ValueError(f"unknown stat {stat!r}; choose one of {', '.join(STATS)}") from None
+
+
+# Category membership of each image of a run, as a relation (image_id, is_cat).
+_MEMBERSHIP = f"""
+    SELECT i.image_id,
+           EXISTS (SELECT 1 FROM {CATEGORIES} c
+                   WHERE c.run_id = i.run_id AND c.category = $category AND c.wnid = i.wnid) AS is_cat
+    FROM {IMAGES} i WHERE i.run_id = $run_id
+"""
+
+
+def scores_sql(pos_stat: str, neg_stat: str, si_stat: str) -> str:
+    """SQL giving (unit, si, in_top, in_bottom) for every unit of one layer.
+
+    Parameters: $run_id, $layer, $category, $k.
+
+    - SI on `si_stat`: each unit's responses are min-max normalised over all images of the run,
+      A_N = (A - min A) / (max A - min A); SI = mean_C(A_N) / (mean_C(A_N) + mean_notC(A_N)).
+      Because A_N is affine in A, mean_C(A_N) = (mean_C(A) - min A) / (max A - min A), so one
+      grouped scan is enough.
+    - in_top: category images among the k largest `pos_stat` values; in_bottom: among the k
+      smallest `neg_stat` values. Ties are broken by image_id (smaller first).
+
+    Cost: three scans of the layer's rows (images x units), no sort. The k-th value per unit is
+    found with DuckDB's top-n aggregate; only rows tied with it are ordered, by image_id.
+    """
+    pos, neg, sic = stat_column(pos_stat), stat_column(neg_stat), stat_column(si_stat)
+    return f"""
+    WITH r AS (
+        SELECT r.unit, r.image_id, r.{pos} AS p, r.{neg} AS q, r.{sic} AS s, m.is_cat
+        FROM {RESPONSES} r JOIN ({_MEMBERSHIP}) m USING (image_id)
+        WHERE r.run_id = $run_id AND r.layer = $layer
+    ),
+    per_unit AS (
+        SELECT unit,
+               list_last(max(p, $k)) AS p_thr,
+               list_last(min(q, $k)) AS q_thr,
+               min(s) AS s_min,
+               max(s) AS s_max,
+               avg(s) FILTER (WHERE is_cat) AS s_cat,
+               avg(s) FILTER (WHERE NOT is_cat) AS s_rest
+        FROM r GROUP BY unit
+    ),
+    strict AS (
+        SELECT r.unit,
+               count(*) FILTER (WHERE r.p > u.p_thr) AS n_top,
+               count(*) FILTER (WHERE r.p > u.p_thr AND r.is_cat) AS c_top,
+               count(*) FILTER (WHERE r.q < u.q_thr) AS n_bot,
+               count(*) FILTER (WHERE r.q < u.q_thr AND r.is_cat) AS c_bot
+        FROM r JOIN per_unit u USING (unit) GROUP BY r.unit
+    ),
+    tie_top AS (
+        SELECT unit, count(*) FILTER (WHERE is_cat AND rn <= $k - n_top) AS c
+        FROM (SELECT r.unit, r.is_cat, s.n_top,
+                     row_number() OVER (PARTITION BY r.unit ORDER BY r.image_id) AS rn
+              FROM r JOIN per_unit u USING (unit) JOIN strict s USING (unit)
+              WHERE r.p = u.p_thr)
+        GROUP BY unit
+    ),
+    tie_bot AS (
+        SELECT unit, count(*) FILTER (WHERE is_cat AND rn <= $k - n_bot) AS c
+        FROM (SELECT r.unit, r.is_cat, s.n_bot,
+                     row_number() OVER (PARTITION BY r.unit ORDER BY r.image_id) AS rn
+              FROM r JOIN per_unit u USING (unit) JOIN strict s USING (unit)
+              WHERE r.q = u.q_thr)
+        GROUP BY unit
+    )
+    SELECT u.unit,
+           CASE WHEN u.s_max > u.s_min
+                 AND (u.s_cat - u.s_min) + (u.s_rest - u.s_min) > 0
+                THEN (u.s_cat - u.s_min) / ((u.s_cat - u.s_min) + (u.s_rest - u.s_min))
+           END AS si,
+           (s.c_top + coalesce(tt.c, 0))::INTEGER AS in_top,
+           (s.c_bot + coalesce(tb.c, 0))::INTEGER AS in_bottom
+    FROM per_unit u
+    JOIN strict s USING (unit)
+    LEFT JOIN tie_top tt USING (unit)
+    LEFT JOIN tie_bot tb USING (unit)
+    ORDER BY u.unit
+    """
+
+
+RankKind = Literal["positive", "near_zero", "negative"]
+RANK_KINDS: Final[tuple[RankKind, ...]] = ("positive", "near_zero", "negative")
+
+
+def ranking_sql(kind: RankKind, stat: str) -> str:
+    """SQL giving one unit's n images of a ranking: (image_id, wnid, class_name, is_cat, value).
+
+    Parameters: $run_id, $layer, $unit, $category, $n.
+    positive: largest `stat` first; negative: smallest first; near_zero: smallest |stat| first.
+    Ties are broken by image_id.
+    """
+    col = stat_column(stat)
+    order = {
+        "positive": f"r.{col} DESC",
+        "negative": f"r.{col} ASC",
+        "near_zero": f"abs(r.{col}) ASC",
+    }[kind]
+    return f"""
+    SELECT r.image_id, i.wnid, i.class_name, m.is_cat, r.{col} AS value
+    FROM {RESPONSES} r
+    JOIN {IMAGES} i ON i.run_id = r.run_id AND i.image_id = r.image_id
+    JOIN ({_MEMBERSHIP}) m ON m.image_id = r.image_id
+    WHERE r.run_id = $run_id AND r.layer = $layer AND r.unit = $unit
+    ORDER BY {order}, r.image_id
+    LIMIT $n
+    """
