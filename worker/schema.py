@@ -176,61 +176,53 @@ def scores_sql(pos_stat: str, neg_stat: str, si_stat: str) -> str:
     - in_top: category images among the k largest `pos_stat` values; in_bottom: among the k
       smallest `neg_stat` values. Ties are broken by image_id (smaller first).
 
-    Cost: three scans of the layer's rows (images x units), no sort. The k-th value per unit is
-    found with DuckDB's top-n aggregate; only rows tied with it are ordered, by image_id.
+    Cost: two scans of the layer's rows (images x units) and no full sort. The first finds each
+    unit's k-th value with DuckDB's top-n aggregate; the second keeps only the rows at or past it
+    (about 2k per unit), and only those are ranked.
     """
     pos, neg, sic = stat_column(pos_stat), stat_column(neg_stat), stat_column(si_stat)
     return f"""
-    WITH r AS (
-        SELECT r.unit, r.image_id, r.{pos} AS p, r.{neg} AS q, r.{sic} AS s, m.is_cat
-        FROM {RESPONSES} r JOIN ({_MEMBERSHIP}) m USING (image_id)
-        WHERE r.run_id = $run_id AND r.layer = $layer
-    ),
+    WITH members AS MATERIALIZED ({_MEMBERSHIP}),
     per_unit AS (
-        SELECT unit,
-               list_last(max(p, $k)) AS p_thr,
-               list_last(min(q, $k)) AS q_thr,
-               min(s) AS s_min,
-               max(s) AS s_max,
-               avg(s) FILTER (WHERE is_cat) AS s_cat,
-               avg(s) FILTER (WHERE NOT is_cat) AS s_rest
-        FROM r GROUP BY unit
-    ),
-    strict AS (
         SELECT r.unit,
-               count(*) FILTER (WHERE r.p > u.p_thr) AS n_top,
-               count(*) FILTER (WHERE r.p > u.p_thr AND r.is_cat) AS c_top,
-               count(*) FILTER (WHERE r.q < u.q_thr) AS n_bot,
-               count(*) FILTER (WHERE r.q < u.q_thr AND r.is_cat) AS c_bot
-        FROM r JOIN per_unit u USING (unit) GROUP BY r.unit
+               list_last(max(r.{pos}, $k)) AS p_thr,
+               list_last(min(r.{neg}, $k)) AS q_thr,
+               min(r.{sic}) AS s_min,
+               max(r.{sic}) AS s_max,
+               avg(r.{sic}) FILTER (WHERE m.is_cat) AS s_cat,
+               avg(r.{sic}) FILTER (WHERE NOT m.is_cat) AS s_rest
+        FROM {RESPONSES} r JOIN members m USING (image_id)
+        WHERE r.run_id = $run_id AND r.layer = $layer
+        GROUP BY r.unit
     ),
-    tie_top AS (
-        SELECT unit, count(*) FILTER (WHERE is_cat AND rn <= $k - n_top) AS c
-        FROM (SELECT r.unit, r.is_cat, s.n_top,
-                     row_number() OVER (PARTITION BY r.unit ORDER BY r.image_id) AS rn
-              FROM r JOIN per_unit u USING (unit) JOIN strict s USING (unit)
-              WHERE r.p = u.p_thr)
-        GROUP BY unit
+    edge AS MATERIALIZED (
+        SELECT r.unit, r.image_id, r.{pos} AS p, r.{neg} AS q, u.p_thr, u.q_thr
+        FROM {RESPONSES} r JOIN per_unit u USING (unit)
+        WHERE r.run_id = $run_id AND r.layer = $layer
+          AND (r.{pos} >= u.p_thr OR r.{neg} <= u.q_thr)
     ),
-    tie_bot AS (
-        SELECT unit, count(*) FILTER (WHERE is_cat AND rn <= $k - n_bot) AS c
-        FROM (SELECT r.unit, r.is_cat, s.n_bot,
-                     row_number() OVER (PARTITION BY r.unit ORDER BY r.image_id) AS rn
-              FROM r JOIN per_unit u USING (unit) JOIN strict s USING (unit)
-              WHERE r.q = u.q_thr)
-        GROUP BY unit
+    ranked AS (
+        SELECT e.unit, m.is_cat,
+               CASE WHEN e.p >= e.p_thr THEN row_number() OVER (
+                   PARTITION BY e.unit, e.p >= e.p_thr ORDER BY e.p DESC, e.image_id) END AS top_rank,
+               CASE WHEN e.q <= e.q_thr THEN row_number() OVER (
+                   PARTITION BY e.unit, e.q <= e.q_thr ORDER BY e.q ASC, e.image_id) END AS bot_rank
+        FROM edge e JOIN members m USING (image_id)
+    ),
+    counts AS (
+        SELECT unit,
+               count(*) FILTER (WHERE is_cat AND top_rank <= $k) AS in_top,
+               count(*) FILTER (WHERE is_cat AND bot_rank <= $k) AS in_bottom
+        FROM ranked GROUP BY unit
     )
     SELECT u.unit,
            CASE WHEN u.s_max > u.s_min
                  AND (u.s_cat - u.s_min) + (u.s_rest - u.s_min) > 0
                 THEN (u.s_cat - u.s_min) / ((u.s_cat - u.s_min) + (u.s_rest - u.s_min))
            END AS si,
-           (s.c_top + coalesce(tt.c, 0))::INTEGER AS in_top,
-           (s.c_bot + coalesce(tb.c, 0))::INTEGER AS in_bottom
-    FROM per_unit u
-    JOIN strict s USING (unit)
-    LEFT JOIN tie_top tt USING (unit)
-    LEFT JOIN tie_bot tb USING (unit)
+           coalesce(c.in_top, 0)::INTEGER AS in_top,
+           coalesce(c.in_bottom, 0)::INTEGER AS in_bottom
+    FROM per_unit u LEFT JOIN counts c USING (unit)
     ORDER BY u.unit
     """
 
