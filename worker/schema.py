@@ -164,6 +164,11 @@ _MEMBERSHIP = f"""
 """
 
 
+def membership_sql() -> str:
+    """SQL giving (image_id, is_cat) for every image of a run. Parameters: $run_id, $category."""
+    return _MEMBERSHIP
+
+
 def scores_sql(pos_stat: str, neg_stat: str, si_stat: str) -> str:
     """SQL giving (unit, si, in_top, in_bottom) for every unit of one layer.
 
@@ -237,19 +242,27 @@ def ranking_sql(kind: RankKind, stat: str) -> str:
     Parameters: $run_id, $layer, $unit, $category, $n.
     positive: largest `stat` first; negative: smallest first; near_zero: smallest |stat| first.
     Ties are broken by image_id.
+
+    The n rows are picked from the unit's responses alone (a top-n over one unit's rows) and only
+    then joined to images and membership: joining first costs a hash join over every image of
+    the run, about 6x slower at 286k images.
     """
     col = stat_column(stat)
     order = {
-        "positive": f"r.{col} DESC",
-        "negative": f"r.{col} ASC",
-        "near_zero": f"abs(r.{col}) ASC",
+        "positive": "value DESC",
+        "negative": "value ASC",
+        "near_zero": "abs(value) ASC",
     }[kind]
     return f"""
-    SELECT r.image_id, i.wnid, i.class_name, m.is_cat, r.{col} AS value
-    FROM {RESPONSES} r
-    JOIN {IMAGES} i ON i.run_id = r.run_id AND i.image_id = r.image_id
+    WITH picked AS (
+        SELECT image_id, {col} AS value FROM {RESPONSES}
+        WHERE run_id = $run_id AND layer = $layer AND unit = $unit
+        ORDER BY {order}, image_id
+        LIMIT $n
+    )
+    SELECT r.image_id, i.wnid, i.class_name, m.is_cat, r.value
+    FROM picked r
+    JOIN {IMAGES} i ON i.run_id = $run_id AND i.image_id = r.image_id
     JOIN ({_MEMBERSHIP}) m ON m.image_id = r.image_id
-    WHERE r.run_id = $run_id AND r.layer = $layer AND r.unit = $unit
     ORDER BY {order}, r.image_id
-    LIMIT $n
     """

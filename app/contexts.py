@@ -1,0 +1,162 @@
+"""One context builder per page: the HTML page and its JSON twin both come from these."""
+
+from __future__ import annotations
+
+from app import queries
+from app.db import Reader
+from app.errors import not_found
+from app.models import (
+    CategoryInfo,
+    Histogram,
+    ImageEntry,
+    IndexContext,
+    LayerContext,
+    LayerInfo,
+    LayerSummary,
+    RunInfo,
+    ScoreInfo,
+    SkippedContext,
+    SkippedFile,
+    UnitContext,
+    UnitScore,
+)
+from app.params import RunParams, ScoreParams, UnitParams
+from app.urls import Urls
+from worker import schema
+
+THUMBNAIL = 160  # px, the unit page's image size
+
+
+def base_rate(k: int, n_images: int, n_category: int) -> float:
+    """The expected in_top/in_bottom of a unit blind to the category: min(k, N) x category share."""
+    if n_images == 0:
+        return 0.0
+    return min(k, n_images) * n_category / n_images
+
+
+def _run_info(run: queries.Run) -> RunInfo:
+    return RunInfo(
+        run_id=run.run_id, model=run.model, weights=run.weights, weights_sha256=run.weights_sha256,
+        preprocessing=run.preprocessing, device=run.device, dtype=run.dtype, images=run.images,
+        skipped=run.skipped, n_files=run.n_files, started_at=run.started_at, finished_at=run.finished_at,
+        categories=[CategoryInfo(name=n, images=c) for n, c in run.categories.items()],
+    )
+
+
+def _score_info(run: queries.Run, p: ScoreParams) -> ScoreInfo:
+    n_category = queries.require_category(run, p.category)
+    return ScoreInfo(
+        run_id=run.run_id, category=p.category, k=p.k, pos_stat=p.pos_stat, neg_stat=p.neg_stat,
+        si_stat=p.si_stat, threshold=p.threshold, n_images=run.images, n_category=n_category,
+        base_rate=base_rate(p.k, run.images, n_category),
+    )
+
+
+def _selective(si: float | None, threshold: float) -> bool:
+    return si is not None and si >= threshold
+
+
+def index(reader: Reader, p: RunParams) -> IndexContext:
+    """`/`: runs, and the layers of the shown run."""
+    run = queries.find_run(reader, p.run)
+    layers = [] if run is None else [
+        LayerInfo(name=name, units=units, position=position, module=module)
+        for name, (units, position, module) in run.layers.items()
+    ]
+    return IndexContext(
+        run=None if run is None else _run_info(run),
+        runs=[_run_info(r) for r in queries.runs(reader)],
+        layers=layers,
+    )
+
+
+def layer(reader: Reader, name: str, p: ScoreParams) -> LayerContext:
+    """`/layers/{layer}`: every unit's (si, in_top, in_bottom) for the parameters."""
+    run = queries.require_run(reader, p.run)
+    queries.require_layer(run, name)
+    info = _score_info(run, p)
+    scores = queries.layer_scores(reader, run, name, p)
+    units = [
+        UnitScore(unit=u, si=si, in_top=t, in_bottom=b, selective=_selective(si, p.threshold))
+        for u, si, t, b in scores.rows
+    ]
+    return LayerContext(
+        **info.model_dump(), layer=name, units=units,
+        selective=sum(u.selective for u in units), source=scores.source,
+    )
+
+
+def layers(reader: Reader, p: ScoreParams) -> list[LayerSummary]:
+    """`/layers`: per layer, units, selective units, and selective units with in_bottom >= base rate."""
+    run = queries.find_run(reader, p.run)
+    if run is None:
+        return []
+    info = _score_info(run, p)
+    result = []
+    for name, (units, position, _) in run.layers.items():
+        rows = queries.layer_scores(reader, run, name, p).rows
+        selective = [r for r in rows if _selective(r[1], p.threshold)]
+        result.append(LayerSummary(
+            name=name, units=units, position=position, selective=len(selective),
+            selective_bottom=sum(1 for r in selective if r[3] >= info.base_rate),
+            run_id=run.run_id, category=p.category, k=p.k, threshold=p.threshold, base_rate=info.base_rate,
+        ))
+    return result
+
+
+def unit(reader: Reader, layer_name: str, unit_id: int, p: UnitParams, urls: Urls) -> UnitContext:
+    """`/layers/{layer}/units/{unit}`: three rankings of n images, the scores, and a histogram."""
+    run = queries.require_run(reader, p.run)
+    units = queries.require_layer(run, layer_name)[0]
+    if unit_id >= units:
+        raise not_found(f"unit {unit_id} is not in {layer_name}, which has units 0 to {units - 1}")
+    # Kept whole in an LRU: a repeated unit view costs no query at all.
+    key = (reader.generation.identity, run.run_id, layer_name, unit_id, urls.root, *sorted(p.model_dump().items()))
+    return reader.caches.units.get_or_compute(key, lambda: _unit(reader, run, layer_name, unit_id, units, p, urls))
+
+
+def _unit(
+    reader: Reader, run: queries.Run, layer_name: str, unit_id: int, units: int, p: UnitParams, urls: Urls
+) -> UnitContext:
+    info = _score_info(run, p)
+    score = queries.layer_scores(reader, run, layer_name, p).by_unit.get(unit_id)
+    if score is None:
+        raise not_found(f"no responses for unit {unit_id} of {layer_name}")
+    stats: dict[schema.RankKind, str] = {"positive": p.pos_stat, "near_zero": p.near_stat, "negative": p.neg_stat}
+    rows = {
+        kind: [
+            ImageEntry(
+                image=image_id, wnid=wnid, class_name=class_name, is_category=bool(is_cat), value=float(value),
+                url=urls.image(run.run_id, image_id), thumbnail=urls.image(run.run_id, image_id, THUMBNAIL),
+            )
+            for image_id, wnid, class_name, is_cat, value in queries.ranking(
+                reader, run, layer_name, unit_id, kind, stat, p.category, p.n
+            )
+        ]
+        for kind, stat in stats.items()
+    }
+    binned = queries.histogram(reader, run, layer_name, unit_id, p.si_stat, p.category)
+    _, si, in_top, in_bottom = score
+    return UnitContext(
+        **info.model_dump(), layer=layer_name, unit=unit_id, units=units, n=p.n, near_stat=p.near_stat,
+        si=si, in_top=in_top, in_bottom=in_bottom, selective=_selective(si, p.threshold),
+        positive=rows["positive"], near_zero=rows["near_zero"], negative=rows["negative"],
+        histogram=Histogram(stat=p.si_stat, edges=binned.edges, category=binned.category, rest=binned.rest),
+        prev_unit=unit_id - 1 if unit_id > 0 else None,
+        next_unit=unit_id + 1 if unit_id + 1 < units else None,
+    )
+
+
+def skipped(reader: Reader, p: RunParams) -> SkippedContext:
+    """`/skipped`: the run's skipped files with their reasons."""
+    run = queries.find_run(reader, p.run)
+    if run is None:
+        return SkippedContext(run_id=None, count=0, files=[])
+    files = [SkippedFile(file_id=f, path=path, reason=reason) for f, path, reason in queries.skipped(reader, run)]
+    return SkippedContext(run_id=run.run_id, count=len(files), files=files)
+
+
+def category_names(reader: Reader, run_id: int | None) -> list[str]:
+    """Category names of the shown run, for the pages' controls."""
+    run = queries.find_run(reader, run_id)
+    return [] if run is None else list(run.categories)

@@ -1,0 +1,47 @@
+"""create_app(settings): the FastAPI application, wired from one Settings object."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from app import render
+from app.config import Settings
+from app.db import Database
+from app.errors import install_error_handlers
+from app.routes import ROUTERS
+
+DESCRIPTION = """\
+unitscope shows the units of GoogLeNet like a neurophysiologist shows neurons: for each unit,
+its strongest positive, near-zero and strongest negative images, and per layer the study's
+scatter of category images among each unit's top and bottom k.
+
+Every HTML page at `/X` has a JSON twin at `/api/X`. Errors share one shape:
+`{"error": {"status", "title", "detail"}}` (404 unknown name or id, 422 bad parameter,
+503 database not available).
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the application; tests pass their own settings."""
+    settings = settings or Settings.from_env()
+    db = Database(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        db.close()
+
+    app = FastAPI(title="unitscope", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.db = db
+    app.state.templates = render.make_environment(settings.templates_dir)
+    app.state.render_error = render.error_page
+    install_error_handlers(app)
+    app.mount("/static", StaticFiles(directory=settings.static_dir), name="static")
+    for router in ROUTERS:
+        app.include_router(router)
+    return app

@@ -1,0 +1,83 @@
+"""Query parameters shared by pages and their JSON twins, with their documented bounds."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from fastapi import Path, Query
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from worker import schema
+
+# Bounds: beyond them a request is refused with 422 rather than left to exhaust the server.
+K_MAX = 10_000  # images per unit ranking for in_top/in_bottom (the study: 1000 of 286k)
+N_MAX = 64  # images per row on a unit page
+ID_MAX = 2**31 - 1  # ids are INTEGER in the DB
+THUMB_MIN, THUMB_MAX = 16, 512  # thumbnail edge in pixels
+NAME_MAX = 100  # layer and category names
+
+StatName = Literal["mean", "max", "min"]
+assert set(StatName.__args__) == set(schema.STATS)  # type: ignore[attr-defined]
+
+_WHOLE = re.compile(r"-?[0-9]+")
+
+
+def _whole_number(value: object) -> object:
+    """Refuse '1.0', '1e3', ' 1' and the like: ids and counts are written as whole numbers."""
+    if isinstance(value, str) and not _WHOLE.fullmatch(value):
+        raise ValueError("must be a whole number")
+    return value
+
+
+Whole = Annotated[int, BeforeValidator(_whole_number)]
+LayerName = Annotated[str, Path(max_length=NAME_MAX, description="layer name, e.g. mixed4c")]
+UnitId = Annotated[Whole, Path(ge=0, le=ID_MAX, description="0-based unit (channel) index")]
+ImageId = Annotated[Whole, Path(ge=0, le=ID_MAX, description="image id within the run")]
+
+
+class RunParams(BaseModel):
+    """Which run to show."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    run: Whole | None = Field(None, ge=0, le=ID_MAX, description="run id; default: the latest complete run")
+
+
+class ScoreParams(RunParams):
+    """What defines a layer's scores: category, k and the three stats, plus the figure threshold."""
+
+    category: str = Field(schema.DEFAULT_CATEGORY, min_length=1, max_length=NAME_MAX)
+    k: Whole = Field(schema.DEFAULT_K, ge=1, le=K_MAX, description=f"images in each unit's top/bottom (≤ {K_MAX})")
+    pos_stat: StatName = Field(schema.DEFAULT_POS_STAT, description="stat ranking the strongest positive")
+    neg_stat: StatName = Field(schema.DEFAULT_NEG_STAT, description="stat ranking the strongest negative")
+    si_stat: StatName = Field(schema.DEFAULT_SI_STAT, description="stat the selectivity index is computed on")
+    threshold: float = Field(schema.FIGURE_SI, ge=0.0, le=1.0, description="SI at or above which a unit is selective")
+
+    def score_key(self) -> tuple[str, int, str, str, str]:
+        """The parameters a layer's scores depend on (not the threshold, which only colours them)."""
+        return (self.category, self.k, self.pos_stat, self.neg_stat, self.si_stat)
+
+
+class UnitParams(ScoreParams):
+    """A unit page adds the row length and the near-zero stat."""
+
+    n: Whole = Field(schema.DEFAULT_N, ge=1, le=N_MAX, description=f"images per row (≤ {N_MAX})")
+    near_stat: StatName = Field(schema.DEFAULT_NEAR_STAT, description="stat whose |value| ranks near-zero images")
+
+
+class ImageParams(RunParams):
+    """An image's run and optional thumbnail size."""
+
+    size: Whole | None = Field(None, ge=THUMB_MIN, le=THUMB_MAX, description="thumbnail edge in px; omit for the file")
+
+
+RunQuery = Annotated[RunParams, Query()]
+ScoreQuery = Annotated[ScoreParams, Query()]
+UnitQuery = Annotated[UnitParams, Query()]
+ImageQuery = Annotated[ImageParams, Query()]
+
+# Defaults, to keep shared URLs short: links carry only the parameters that differ.
+DEFAULTS: dict[str, object] = {
+    name: f.default for model in (UnitParams, ImageParams) for name, f in model.model_fields.items()
+}

@@ -1,0 +1,255 @@
+"""All the server's SQL. SI, in_top/in_bottom and the rankings come from worker.schema, never from here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from app.db import Reader
+from app.errors import not_found
+from app.params import ScoreParams
+from worker import schema
+
+# Bins of a unit's histogram: fine enough to see a half-normal against a two-sided shape.
+HIST_BINS = 40
+
+ScoreRow = tuple[int, float | None, int, int]  # unit, si, in_top, in_bottom
+
+
+@dataclass(frozen=True)
+class Run:
+    """A complete run and what the pages need to know about it (memoised per DB generation)."""
+
+    run_id: int
+    model: str
+    weights: str
+    weights_sha256: str
+    preprocessing: str
+    images_root: str
+    n_files: int
+    device: str
+    dtype: str
+    started_at: datetime
+    finished_at: datetime | None
+    images: int
+    skipped: int
+    layers: dict[str, tuple[int, int, str]]  # name -> (units, position, module), in depth order
+    categories: dict[str, int]  # name -> images in it
+
+
+@dataclass(frozen=True)
+class Scores:
+    """One layer's scores for one parameter set."""
+
+    rows: tuple[ScoreRow, ...]
+    source: str
+    by_unit: dict[int, ScoreRow] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class BinnedResponses:
+    """A unit's responses on one stat, counted in equal bins for category and rest."""
+
+    edges: list[float]
+    category: list[int]
+    rest: list[int]
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=timezone.utc)
+
+
+def _tables(reader: Reader) -> set[str]:
+    tables = reader.generation.memo("tables")
+    if tables is None:
+        rows = reader.rows("SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()")
+        tables = reader.generation.remember("tables", {r[0] for r in rows})
+    return tables
+
+
+def runs(reader: Reader) -> list[Run]:
+    """The complete runs, newest first. A run still being written is never shown."""
+    cached = reader.generation.memo("runs")
+    if cached is not None:
+        return cached
+    tables = _tables(reader)
+    run_rows = reader.rows(
+        f"""SELECT run_id, model, weights, weights_sha256, preprocessing, images_root, n_files, device,
+                   dtype, started_at, finished_at
+            FROM {schema.RUNS} WHERE status = $status
+            ORDER BY finished_at DESC NULLS LAST, run_id DESC""",
+        {"status": schema.RUN_COMPLETE},
+    )
+    images = dict(reader.rows(f"SELECT run_id, count(*) FROM {schema.IMAGES} GROUP BY run_id"))
+    skipped: dict[int, int] = {}
+    if schema.SKIPPED in tables:
+        skipped = dict(reader.rows(f"SELECT run_id, count(*) FROM {schema.SKIPPED} GROUP BY run_id"))
+    layers: dict[int, dict[str, tuple[int, int, str]]] = {}
+    for run_id, name, position, units, module in reader.rows(
+        f"SELECT run_id, layer, position, units, module FROM {schema.LAYERS_TABLE} ORDER BY run_id, position"
+    ):
+        layers.setdefault(run_id, {})[name] = (units, position, module)
+    names: dict[int, list[str]] = {}
+    if schema.CATEGORIES in tables:
+        for run_id, category in reader.rows(
+            f"SELECT DISTINCT run_id, category FROM {schema.CATEGORIES} ORDER BY run_id, category"
+        ):
+            names.setdefault(run_id, []).append(category)
+    result = []
+    for row in run_rows:
+        run_id = row[0]
+        # The worker stores naive UTC timestamps (started_at, finished_at are the last two).
+        row = (*row[:-2], *(_utc(t) for t in row[-2:]))
+        categories = {
+            name: reader.rows(
+                f"SELECT count(*) FILTER (WHERE is_cat) FROM ({schema.membership_sql()})",
+                {"run_id": run_id, "category": name},
+            )[0][0]
+            for name in names.get(run_id, [])
+        }
+        result.append(
+            Run(*row, images=images.get(run_id, 0), skipped=skipped.get(run_id, 0),
+                layers=layers.get(run_id, {}), categories=categories)
+        )
+    return reader.generation.remember("runs", result)
+
+
+def find_run(reader: Reader, run_id: int | None) -> Run | None:
+    """The asked run, or the latest complete one (None when there is none yet)."""
+    all_runs = runs(reader)
+    if run_id is None:
+        return all_runs[0] if all_runs else None
+    for run in all_runs:
+        if run.run_id == run_id:
+            return run
+    raise not_found(f"no complete run {run_id}")
+
+
+def require_run(reader: Reader, run_id: int | None) -> Run:
+    """Like find_run, but a page that needs a run answers 404 while there is none."""
+    run = find_run(reader, run_id)
+    if run is None:
+        raise not_found("the database has no complete run yet")
+    return run
+
+
+def require_layer(run: Run, layer: str) -> tuple[int, int, str]:
+    """(units, position, module) of a layer of the run, or 404 listing the valid names."""
+    try:
+        return run.layers[layer]
+    except KeyError:
+        raise not_found(f"unknown layer {layer!r}; run {run.run_id} has {', '.join(run.layers)}") from None
+
+
+def require_category(run: Run, category: str) -> int:
+    """Images of the run in a category, or 404 listing the valid names."""
+    try:
+        return run.categories[category]
+    except KeyError:
+        known = ", ".join(run.categories) or "none"
+        raise not_found(f"unknown category {category!r}; run {run.run_id} has {known}") from None
+
+
+def layer_scores(reader: Reader, run: Run, layer: str, params: ScoreParams) -> Scores:
+    """(unit, si, in_top, in_bottom) for each unit: precomputed by the worker if it matches, else computed.
+
+    Either way the result is kept in a bounded LRU keyed by the DB generation, run, layer and
+    parameters, so a repeated view costs no query.
+    """
+    units = require_layer(run, layer)[0]
+    require_category(run, params.category)
+    key = (reader.generation.identity, run.run_id, layer, *params.score_key())
+    return reader.caches.scores.get_or_compute(key, lambda: _compute_scores(reader, run, layer, units, params))
+
+
+def _compute_scores(reader: Reader, run: Run, layer: str, units: int, params: ScoreParams) -> Scores:
+    base = {"run_id": run.run_id, "layer": layer, "category": params.category, "k": params.k}
+    rows: list[Any] = []
+    source = "precomputed"
+    if schema.UNIT_SCORES in _tables(reader):
+        rows = reader.rows(
+            f"""SELECT unit, si, in_top, in_bottom FROM {schema.UNIT_SCORES}
+                WHERE run_id = $run_id AND layer = $layer AND category = $category AND k = $k
+                  AND pos_stat = $pos_stat AND neg_stat = $neg_stat AND si_stat = $si_stat
+                ORDER BY unit""",
+            {**base, "pos_stat": params.pos_stat, "neg_stat": params.neg_stat, "si_stat": params.si_stat},
+        )
+    if len(rows) != units:
+        rows = reader.rows(schema.scores_sql(params.pos_stat, params.neg_stat, params.si_stat), base)
+        source = "computed"
+    frozen = tuple((int(u), None if si is None else float(si), int(t), int(b)) for u, si, t, b in rows)
+    return Scores(rows=frozen, source=source, by_unit={r[0]: r for r in frozen})
+
+
+def ranking(
+    reader: Reader, run: Run, layer: str, unit: int, kind: schema.RankKind, stat: str, category: str, n: int
+) -> list[tuple[int, str, str, bool, float]]:
+    """A unit's n images of one ranking: (image_id, wnid, class_name, is_cat, value)."""
+    params = {"run_id": run.run_id, "layer": layer, "unit": unit, "category": category, "n": n}
+    return reader.rows(schema.ranking_sql(kind, stat), params)
+
+
+def histogram(reader: Reader, run: Run, layer: str, unit: int, stat: str, category: str) -> BinnedResponses:
+    """A unit's responses on `stat` in HIST_BINS equal bins over its range, category vs rest.
+
+    Binned in SQL so the page carries counts, not one value per image.
+    """
+    col = schema.stat_column(stat)
+    where = {"run_id": run.run_id, "layer": layer, "unit": unit}
+    # The range first, from the unit's rows alone; then one join to membership, binned and counted.
+    # (One statement doing both ran the join twice in DuckDB.)
+    lo, hi = reader.rows(
+        f"""SELECT min({col}), max({col}) FROM {schema.RESPONSES}
+            WHERE run_id = $run_id AND layer = $layer AND unit = $unit""",
+        where,
+    )[0]
+    if lo is None:
+        return BinnedResponses(edges=[], category=[], rest=[])
+    lo, hi = float(lo), float(hi)
+    bins = HIST_BINS if hi > lo else 1
+    rows = reader.rows(
+        f"""
+        SELECT m.is_cat,
+               least(floor((r.{col} - $lo) / $width), $bins - 1)::INTEGER AS bin,
+               count(*)::INTEGER
+        FROM {schema.RESPONSES} r JOIN ({schema.membership_sql()}) m ON m.image_id = r.image_id
+        WHERE r.run_id = $run_id AND r.layer = $layer AND r.unit = $unit
+        GROUP BY ALL
+        """,
+        {**where, "category": category, "lo": lo, "width": (hi - lo) / bins if hi > lo else 1.0, "bins": bins},
+    )
+    width = (hi - lo) / bins if hi > lo else 1.0
+    start = lo if hi > lo else lo - 0.5
+    cat, rest = [0] * bins, [0] * bins
+    for is_cat, b, count in rows:
+        (cat if is_cat else rest)[max(b, 0)] += count
+    return BinnedResponses(edges=[start + i * width for i in range(bins + 1)], category=cat, rest=rest)
+
+
+def skipped(reader: Reader, run: Run) -> list[tuple[int, str, str]]:
+    """The run's skipped files: (file_id, path, reason)."""
+    if schema.SKIPPED not in _tables(reader):
+        return []
+    return reader.rows(
+        f"SELECT file_id, path, reason FROM {schema.SKIPPED} WHERE run_id = $run_id ORDER BY file_id",
+        {"run_id": run.run_id},
+    )
+
+
+def image_path(reader: Reader, run: Run, image_id: int) -> str:
+    """The stored relative path of an image of the run, or 404."""
+    rows = reader.rows(
+        f"SELECT path FROM {schema.IMAGES} WHERE run_id = $run_id AND image_id = $image_id",
+        {"run_id": run.run_id, "image_id": image_id},
+    )
+    if not rows:
+        raise not_found(f"no image {image_id} in run {run.run_id}")
+    return rows[0][0]
+
+
+def complete_run_count(reader: Reader) -> int:
+    """How many complete runs the DB holds (for /healthz)."""
+    return len(runs(reader))

@@ -1,0 +1,70 @@
+"""Turn a page's context into HTML (Jinja2) or leave it as JSON (the route's response model)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel
+
+from app.errors import ErrorBody
+from app.params import K_MAX, N_MAX
+from app.urls import Urls
+from worker import schema
+
+
+def make_environment(templates_dir: Path) -> jinja2.Environment:
+    """The Jinja2 environment: autoescaped, strict about undefined names."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(templates_dir),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["num"] = number
+    env.globals.update(K_MAX=K_MAX, N_MAX=N_MAX, STATS=schema.STATS)
+    return env
+
+
+def number(value: float | None, digits: int = 3) -> str:
+    """A number for a table cell: fixed digits for floats, 'n/a' for None."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:.{digits}f}"
+
+
+def urls_for(request: Request, params: BaseModel | None = None) -> Urls:
+    """URL helpers for this request, carrying the view's parameters into its links."""
+    return Urls(request.scope.get("root_path", ""), params.model_dump() if params is not None else None)
+
+
+def page(
+    request: Request,
+    template: str,
+    urls: Urls,
+    self_url: str,
+    context: BaseModel | list[BaseModel] | None,
+    **extra: Any,
+) -> HTMLResponse:
+    """Render a page; its JSON twin is announced by a Link header and a visible link."""
+    env: jinja2.Environment = request.app.state.templates
+    api_url = urls.api(self_url)
+    html = env.get_template(template).render(
+        ctx=context, urls=urls, self_url=self_url, api_url=api_url, **extra
+    )
+    headers = {"Link": f'<{api_url}>; rel="alternate"; type="application/json"'}
+    return HTMLResponse(html, headers=headers)
+
+
+def error_page(request: Request, error: ErrorBody) -> str:
+    """The HTML body of an error, with the same status as its JSON form."""
+    env: jinja2.Environment = request.app.state.templates
+    urls = urls_for(request)
+    return env.get_template("error.html").render(error=error, urls=urls, self_url=str(request.url.path),
+                                                 api_url=None)

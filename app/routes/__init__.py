@@ -1,0 +1,12 @@
+"""All routers, gathered; one module per resource."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from app.routes import health, images, index, layers, skipped, units
+
+# Order matters once: layers registers /api/layers/{layer}.csv before /api/layers/{layer}.
+ROUTERS: tuple[APIRouter, ...] = (
+    index.router, layers.router, units.router, skipped.router, images.router, health.router,
+)

@@ -1,0 +1,49 @@
+"""`/images/{id}`: images by id only, never by a path from the request; thumbnails cached on disk."""
+
+from __future__ import annotations
+
+import mimetypes
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, Response
+
+from app import images, queries
+from app.config import Settings
+from app.db import DbDep
+from app.errors import ERROR_RESPONSES
+from app.params import ImageId, ImageQuery
+
+router = APIRouter(responses=ERROR_RESPONSES)
+
+# Ids name an image within a run, and a new DB may reuse them: revalidate after an hour.
+_CACHE_CONTROL = "public, max-age=3600"
+_READ_WHOLE = 32 * 2**20  # bytes; larger files are streamed
+
+
+@router.get(
+    "/images/{image_id}", response_class=Response, tags=["images"], summary="An image or its thumbnail",
+    responses={200: {"content": {"image/jpeg": {}, "image/*": {}}, "description": "the image"},
+               304: {"description": "not modified"}},
+)
+def image(request: Request, image_id: ImageId, p: ImageQuery, db: DbDep) -> Response:
+    """The image file of `image_id` in the run, or a JPEG thumbnail at most `size` px on a side."""
+    settings: Settings = request.app.state.settings
+    run = queries.require_run(db, p.run)
+    relative = queries.image_path(db, run, image_id)
+    root = settings.images_root if settings.images_root is not None else Path(run.images_root)
+    found = images.resolve(root, relative)
+    headers = {"Cache-Control": _CACHE_CONTROL, "X-Content-Type-Options": "nosniff"}
+    headers["ETag"] = found.etag if p.size is None else images.thumbnail_etag(found, p.size)
+    if headers["ETag"] in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers=headers)
+    if p.size is not None:
+        data = images.thumbnail(found, p.size, settings.thumbnail_dir)
+        return Response(data, media_type="image/jpeg", headers=headers)
+    media_type = mimetypes.guess_type(found.path.name)[0] or ""
+    if not media_type.startswith("image/"):
+        media_type = "application/octet-stream"
+    if found.size <= _READ_WHOLE:
+        # Read now: a file that vanishes mid-send would otherwise break the response.
+        return Response(images.read(found), media_type=media_type, headers=headers)
+    return FileResponse(found.path, media_type=media_type, headers=headers)

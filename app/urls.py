@@ -1,0 +1,72 @@
+"""Every URL the server emits is built here, never joined by hand in templates."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from urllib.parse import quote, urlencode
+
+from app.params import DEFAULTS
+
+# Which of the current view's parameters a link to each kind of page keeps.
+_RUN = ("run",)
+_SCORES = (*_RUN, "category", "k", "pos_stat", "neg_stat", "si_stat", "threshold")
+_UNIT = (*_SCORES, "n", "near_stat")
+
+
+def _seg(value: object) -> str:
+    return quote(str(value), safe="")
+
+
+class Urls:
+    """URL helpers bound to one request: its root path and the parameters links should keep."""
+
+    def __init__(self, root_path: str = "", params: Mapping[str, object] | None = None) -> None:
+        self.root = root_path.rstrip("/")
+        # Only parameters that differ from the defaults, so shared links stay short.
+        self.params = {k: v for k, v in (params or {}).items() if v is not None and DEFAULTS.get(k) != v}
+
+    def _build(self, path: str, keep: tuple[str, ...], extra: Mapping[str, object] | None = None) -> str:
+        query = {k: v for k, v in self.params.items() if k in keep}
+        query.update({k: v for k, v in (extra or {}).items() if v is not None})
+        url = self.root + path
+        return f"{url}?{urlencode(query)}" if query else url
+
+    def index(self) -> str:
+        """`/` for the current run."""
+        return self._build("/", _RUN)
+
+    def layers(self) -> str:
+        """`/layers` with the current score parameters."""
+        return self._build("/layers", _SCORES)
+
+    def layer(self, layer: str) -> str:
+        """The scatter page of a layer."""
+        return self._build(f"/layers/{_seg(layer)}", _SCORES)
+
+    def unit(self, layer: str, unit: int) -> str:
+        """A unit page, keeping the current parameters."""
+        return self._build(f"/layers/{_seg(layer)}/units/{int(unit)}", _UNIT)
+
+    def skipped(self) -> str:
+        """`/skipped` for the current run."""
+        return self._build("/skipped", _RUN)
+
+    def layer_csv(self, layer: str) -> str:
+        """The unit table of a layer as CSV."""
+        return self._build(f"/api/layers/{_seg(layer)}.csv", _SCORES)
+
+    def image(self, run_id: int, image_id: int, size: int | None = None) -> str:
+        """An image by id (never by path), or its thumbnail."""
+        return self._build(f"/images/{int(image_id)}", (), {"run": run_id, "size": size})
+
+    def static(self, name: str) -> str:
+        """A file under static/."""
+        return f"{self.root}/static/{quote(name)}"
+
+    def docs(self) -> str:
+        """The OpenAPI UI."""
+        return f"{self.root}/docs"
+
+    def api(self, page_url: str) -> str:
+        """The JSON twin of a page URL built above: the same path and query under /api."""
+        return self.root + "/api" + page_url[len(self.root):]

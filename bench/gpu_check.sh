@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# One short GPU check: bench/worker_throughput.py on CUDA (mixed4c and all 12 layers), images/s printed.
+#   UNITSCOPE_IMAGES=/path/to/imagenet-sample UNITSCOPE_WEIGHTS=/path/to/bvlc_googlenet bench/gpu_check.sh
+# Optional: LIMIT (images, default 2048), BATCH (default 128), WORKERS (decoders, default: CPUs),
+# PYTHON (default .venv/bin/python, else python3); extra arguments go to the bench.
+# Writes nothing outside the repository (no DB: the bench keeps its results in memory).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+: "${UNITSCOPE_IMAGES:?set UNITSCOPE_IMAGES to an ImageFolder, e.g. .../shared/data/imagenet-sample}"
+: "${UNITSCOPE_WEIGHTS:?set UNITSCOPE_WEIGHTS to the BVLC weights folder, e.g. .../shared/models/bvlc_googlenet}"
+PY=${PYTHON:-.venv/bin/python}
+[ -x "$PY" ] || PY=python3
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "nvidia-smi not found"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # the worker package, installed or not
+exec "$PY" bench/worker_throughput.py --device cuda --images "$UNITSCOPE_IMAGES" --weights "$UNITSCOPE_WEIGHTS" \
+    --limit "${LIMIT:-2048}" --batch-size "${BATCH:-128}" --workers "${WORKERS:-$(nproc)}" --warmup 2 "$@"

@@ -1,0 +1,362 @@
+"""Worker throughput: a naive baseline and the product's decode+extract path, side by side in one run.
+
+Prints images/s of both and their ratio for each layer set (default: mixed4c, and all 12 layers),
+plus how far the product's stored statistics are from the baseline's on the same images.
+
+- baseline (written here once, never used by the product): torchvision ImageFolder with the model's
+  transform, DataLoader(num_workers=0, batch 32), fp32, contiguous memory, the FULL network (up to
+  the classifier), forward hooks that clone every branch's whole pre-ReLU map, reduced to
+  mean/max/min after the forward pass.
+- product: what `python -m worker run` does between listing the files and writing DuckDB, through
+  the worker's own code (worker.images.ImageDataset/make_loader, worker.extract.Extractor): decoding
+  in loader processes while the network runs, large batches, channels_last, only the stages up to
+  the deepest requested layer, maps reduced inside the hooks.
+- cli (optional, --cli): `worker.cli.run` itself on the same subset into a temporary DB, so the
+  DuckDB writes, the model load and the publication step are included (wall time of the whole run).
+
+Both timed passes start from a cold loader (worker start-up included) with the files already in the
+page cache, after an untimed warm-up pass over --warmup batches. --repeats alternates the paths and
+reports the median. Run on a quiet machine: the figures are only as good as the CPU share they got.
+
+    .venv/bin/python bench/worker_throughput.py --images ../shared/data/imagenet-sample \\
+        --weights ../shared/models/bvlc_googlenet
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Subset
+from torchvision.datasets import ImageFolder
+
+from worker.extract import Extractor, resolve_device
+from worker.images import (
+    FileEntry,
+    ImageDataset,
+    class_folder_problem,
+    default_workers,
+    list_image_files,
+    make_loader,
+    spread_subset,
+)
+from worker.models import LoadedModel, check_layers, load_model
+from worker.schema import LAYERS
+from worker.settings import WorkerSettings
+
+BASELINE_BATCH = 32
+TOLERANCE = 1e-4  # max |baseline - product| / max |baseline|, per layer and stat
+TARGETS = {"mixed4c": 2.0, "all": 1.5}  # the issue's speed-up targets on the 2-core CPU
+STAT_NAMES = ("mean", "max", "min")
+
+Stats = dict[str, Tensor]  # layer -> float32 [images, units, 3] (mean, max, min), file order
+
+
+@dataclass
+class Timing:
+    """One timed pass: how many images in how many seconds, and the statistics it computed."""
+
+    images: int
+    seconds: float
+    stats: Stats = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.images / self.seconds
+
+
+# ------------------------------------------------------------------------------------ baseline
+
+
+def baseline_pass(model: LoadedModel, root: Path, paths: Sequence[str], layers: Sequence[str],
+                  device: torch.device, limit_batches: int | None = None) -> Timing:  # fmt: skip
+    """ImageFolder + DataLoader(0 workers, batch 32) + full forward + hooks keeping whole maps."""
+    started = time.perf_counter()
+    folder = ImageFolder(str(root), transform=model.transform)
+    position = {Path(path).relative_to(root).as_posix(): i for i, (path, _) in enumerate(folder.samples)}
+    missing = [path for path in paths if path not in position]
+    if missing:
+        raise SystemExit(f"error: ImageFolder does not list {missing[0]} (and {len(missing) - 1} more)")
+    loader = DataLoader(Subset(folder, [position[path] for path in paths]), batch_size=BASELINE_BATCH,
+                        num_workers=0)  # fmt: skip
+    maps: dict[str, list[Tensor | None]] = {}
+    handles = []
+    for layer in layers:
+        branches = model.taps[layer].branches
+        maps[layer] = [None] * len(branches)
+        for index, branch in enumerate(branches):
+
+            def keep(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor, layer: str = layer,
+                     index: int = index) -> None:  # fmt: skip
+                maps[layer][index] = output.clone()  # the in-place ReLU overwrites `output`
+
+            handles.append(model.net.get_submodule(branch.module).register_forward_hook(keep))
+    parts: dict[str, list[Tensor]] = {layer: [] for layer in layers}
+    images = 0
+    try:
+        with torch.no_grad():
+            for number, (pixels, _) in enumerate(loader):
+                if limit_batches is not None and number >= limit_batches:
+                    break
+                model.net(pixels.to(device))  # the whole network, classifier included
+                for layer in layers:
+                    full = torch.cat(maps[layer], dim=1)  # N x C x H x W
+                    flat = full.flatten(2)
+                    parts[layer].append(torch.stack((flat.mean(2), flat.amax(2), flat.amin(2)), 2).cpu())
+                images += pixels.shape[0]
+    finally:
+        for handle in handles:
+            handle.remove()
+    seconds = time.perf_counter() - started
+    return Timing(images, seconds, {layer: torch.cat(p) for layer, p in parts.items() if p})
+
+
+# ------------------------------------------------------------------------------------ product
+
+
+def product_pass(extractor: Extractor, model: LoadedModel, root: Path, files: Sequence[FileEntry],
+                 settings: WorkerSettings, device: torch.device,
+                 limit_batches: int | None = None) -> tuple[Timing, list[str]]:  # fmt: skip
+    """The worker's own dataset, loader and extractor, as worker.cli._process uses them (no DuckDB).
+
+    Returns the timing and the relative paths of the images it decoded (in stats order)."""
+    started = time.perf_counter()
+    decodable = [(i, e.path) for i, e in enumerate(files) if (e.problem or class_folder_problem(e)) is None]
+    workers = settings.workers if settings.workers is not None else default_workers()
+    # Same worker count rule as worker.cli._process: no more processes than batches.
+    loader = make_loader(
+        ImageDataset(root, decodable, model.transform),
+        batch_size=settings.batch_size,
+        workers=min(workers, max(1, len(decodable) // settings.batch_size)) if workers else 0,
+        pin_memory=device.type == "cuda",
+    )
+    parts: dict[str, list[Tensor]] = {layer: [] for layer in extractor.layers}
+    good: list[str] = []
+    for number, batch in enumerate(loader):
+        if limit_batches is not None and number >= limit_batches:
+            break
+        if batch.pixels is None:
+            continue
+        for layer, stats in extractor(batch.pixels).items():
+            parts[layer].append(stats)
+        good += [files[item.file_id].path for item in batch.good]
+    seconds = time.perf_counter() - started
+    stats = {layer: torch.cat(p) for layer, p in parts.items() if p}
+    return Timing(len(good), seconds, stats), good
+
+
+def cli_pass(settings: WorkerSettings, files: int) -> Timing:
+    """`python -m worker run` in-process on the same subset, into a throw-away DB (wall time of the
+    whole run: model load, decoding, network, DuckDB writes and publication)."""
+    from worker import cli
+
+    with tempfile.TemporaryDirectory(prefix="unitscope-bench-") as tmp:
+        run_settings = settings.override(db=Path(tmp) / "bench.duckdb", restart=True)
+        started = time.perf_counter()
+        code = cli.run(run_settings)
+        seconds = time.perf_counter() - started
+    if code not in (cli.EXIT_OK, cli.EXIT_SKIPPED):
+        raise SystemExit(f"error: worker run exited with {code}")
+    return Timing(files, seconds)
+
+
+# ------------------------------------------------------------------------------------ report
+
+
+def relative_errors(base: Stats, prod: Stats) -> dict[str, tuple[list[float], list[float]]]:
+    """Per layer: ([per stat] max|b-p| / max|b| over all images and units,
+    [per stat] worst unit of max_images|b-p| / max_images|b|)."""
+    out = {}
+    for layer, b in base.items():
+        b64, p64 = b.double(), prod[layer].double()
+        diff = (b64 - p64).abs()  # images x units x 3
+        whole = (diff.amax(dim=(0, 1)) / b64.abs().amax(dim=(0, 1)).clamp_min(1e-30)).tolist()
+        per_unit = (diff.amax(0) / b64.abs().amax(0).clamp_min(1e-30)).amax(0).tolist()
+        out[layer] = (whole, per_unit)
+    return out
+
+
+def machine_line(device: torch.device) -> str:
+    """CPU count, torch threads, device name and the load average (the CPU may be shared)."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = platform.processor() or platform.machine()
+        try:
+            with open("/proc/cpuinfo") as info:
+                name = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+        except (OSError, StopIteration):
+            pass
+    load = "/".join(f"{x:.1f}" for x in os.getloadavg())
+    return (f"machine: {os.cpu_count()} CPUs, torch {torch.__version__} with {torch.get_num_threads()} threads, "
+            f"device {device} ({name}), load average {load}")  # fmt: skip
+
+
+def parse_layer_set(text: str) -> tuple[str, list[str]]:
+    """'all' -> every layer; 'mixed4c' or 'conv1,mixed4c' -> those layers (checked)."""
+    if text == "all":
+        return "all", list(LAYERS)
+    try:
+        return text, check_layers(text.split(","))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=Path, default=os.environ.get("UNITSCOPE_IMAGES"),
+                        help="ImageFolder root, e.g. ../shared/data/imagenet-sample [UNITSCOPE_IMAGES]")  # fmt: skip
+    parser.add_argument("--weights", default=os.environ.get("UNITSCOPE_WEIGHTS"),
+                        help="BVLC weights folder, e.g. ../shared/models/bvlc_googlenet [UNITSCOPE_WEIGHTS]")  # fmt: skip
+    parser.add_argument("--model", default="bvlc-googlenet", choices=("bvlc-googlenet", "googlenet"),
+                        help="googlenet needs --weights FILE.pth (a local state dict)")  # fmt: skip
+    parser.add_argument("--layers", nargs="+", type=parse_layer_set, metavar="SET",
+                        default=[parse_layer_set("mixed4c"), parse_layer_set("all")],
+                        help="layer sets to bench, each 'all' or comma-separated names (default: mixed4c all)")  # fmt: skip
+    parser.add_argument("--limit", type=int, default=384, help="images, spread evenly over the folder (default 384)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    parser.add_argument("--batch-size", type=int, help="product batch size (default: the worker's default)")
+    parser.add_argument("--workers", type=int, help="product decoding processes (default: the worker's default)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up batches per path (default 1)")
+    parser.add_argument("--repeats", type=int, default=1, help="timed passes per path, median reported (default 1)")
+    parser.add_argument("--skip-baseline", action="store_true", help="time the product path only (no ratio)")
+    parser.add_argument("--cli", action="store_true",
+                        help="also time `python -m worker run` (DuckDB writes and publication included)")  # fmt: skip
+    return parser
+
+
+@dataclass
+class SetResult:
+    """The figures of one layer set: median passes of each path, and the numeric differences."""
+
+    name: str
+    layers: list[str]
+    baseline: Timing | None
+    product: Timing
+    cli: Timing | None
+    errors: dict[str, tuple[list[float], list[float]]]
+
+
+def bench_layer_set(name: str, layers: list[str], args: argparse.Namespace, base_model: LoadedModel,
+                    prod_model: LoadedModel, root: Path, files: Sequence[FileEntry], settings: WorkerSettings,
+                    device: torch.device) -> SetResult:  # fmt: skip
+    """Warm up, then alternate timed product and baseline passes; time the CLI last if asked."""
+    prod_runs: list[Timing] = []
+    base_runs: list[Timing] = []
+    with Extractor(prod_model, layers, device) as extractor:
+        if args.warmup:
+            _, good = product_pass(extractor, prod_model, root, files, settings, device, limit_batches=args.warmup)
+            if not args.skip_baseline:
+                baseline_pass(base_model, root, good[: args.warmup * BASELINE_BATCH], layers, device)
+        for repeat in range(args.repeats):
+            timing, good = product_pass(extractor, prod_model, root, files, settings, device)
+            prod_runs.append(timing)
+            progress = f"  {name} pass {repeat + 1}: product {timing.rate:.1f} images/s"
+            if not args.skip_baseline:
+                base_runs.append(baseline_pass(base_model, root, good, layers, device))
+                progress += f", baseline {base_runs[-1].rate:.1f} images/s"
+            print(progress, flush=True)
+    errors = relative_errors(base_runs[-1].stats, prod_runs[-1].stats) if base_runs else {}
+    cli = cli_pass(settings.override(layers=tuple(layers)), len(files)) if args.cli else None
+    baseline = median_run(base_runs) if base_runs else None
+    return SetResult(name, layers, baseline, median_run(prod_runs), cli, errors)
+
+
+def print_report(results: Sequence[SetResult]) -> float:
+    """The images/s table, the speed-ups against the targets and the numeric differences; returns the
+    worst relative difference."""
+    width = max(len("layer set"), *(len(r.name) for r in results))
+    print(f"\n{'layer set':<{width}} {'path':<10} {'layers':>6} {'images':>6} {'seconds':>8} {'images/s':>9} "
+          f"{'ratio':>7}")  # fmt: skip
+    for r in results:
+        for path, timing in (("baseline", r.baseline), ("product", r.product), ("cli+duckdb", r.cli)):
+            if timing is not None:
+                ratio = f"{timing.rate / r.baseline.rate:.2f}x" if r.baseline else ""
+                print(f"{r.name:<{width}} {path:<10} {len(r.layers):>6} {timing.images:>6} {timing.seconds:>8.1f} "
+                      f"{timing.rate:>9.1f} {ratio:>7}")  # fmt: skip
+    compared = [r for r in results if r.baseline is not None]
+    if not compared:
+        return 0.0
+    print()
+    for r in compared:
+        ratio = r.product.rate / r.baseline.rate
+        target = TARGETS.get(r.name)
+        verdict = f" (target >= {target}x: {'met' if ratio >= target else 'NOT met'})" if target else ""
+        print(f"speed-up {r.name}: {ratio:.2f}x{verdict}")
+    print("\nnumerics, same images: max|baseline - product| / max|baseline| over images and units, per layer "
+          "and stat; [unit] = the worst unit of max|b - p| / max|b| over images")  # fmt: skip
+    print(f"{'layer':<9} " + " ".join(f"{s:>9}" for s in STAT_NAMES) + "  "
+          + " ".join(f"{'[unit] ' + s:>12}" for s in STAT_NAMES))  # fmt: skip
+    worst = 0.0
+    seen: set[str] = set()
+    for r in compared:
+        for layer, (whole, per_unit) in r.errors.items():
+            if layer not in seen:
+                seen.add(layer)
+                worst = max(worst, *whole)
+                print(f"{layer:<9} " + " ".join(f"{e:>9.1e}" for e in whole) + "  "
+                      + " ".join(f"{e:>12.1e}" for e in per_unit))  # fmt: skip
+    print(f"worst: {worst:.1e} (tolerance {TOLERANCE:.0e}: {'ok' if worst <= TOLERANCE else 'EXCEEDED'})")
+    return worst
+
+
+def median_run(runs: Sequence[Timing]) -> Timing:
+    """The run with the median images/s (the lower middle one for an even count)."""
+    return sorted(runs, key=lambda t: t.rate)[(len(runs) - 1) // 2]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Exit code 0, or 1 when the product's statistics differ from the baseline's beyond TOLERANCE."""
+    args = build_parser().parse_args(argv)
+    try:
+        return bench(args)
+    except (ValueError, OSError) as error:  # bad folders and weights: one line, like the worker's CLI
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def bench(args: argparse.Namespace) -> int:
+    """Load, run every layer set, print the report."""
+    if args.images is None:
+        raise SystemExit("error: --images DIR is required (an ImageFolder, e.g. ../shared/data/imagenet-sample)")
+    if args.weights is None:
+        raise SystemExit("error: --weights is required (e.g. ../shared/models/bvlc_googlenet)")
+    if args.limit < 1 or args.repeats < 1 or args.warmup < 0:
+        raise SystemExit("error: --limit and --repeats must be at least 1, --warmup at least 0")
+    device = resolve_device(args.device)
+    root = args.images.expanduser().resolve()
+    settings = WorkerSettings(images=root, model=args.model, weights=args.weights, device=device.type,
+                              limit=args.limit).override(batch_size=args.batch_size, workers=args.workers)  # fmt: skip
+    files = spread_subset(list_image_files(root), args.limit)
+    for entry in files:  # warm the page cache, so neither path pays for the disk
+        Path(root, entry.path).read_bytes()
+    base_model = load_model(args.model, weights=args.weights)  # separate instances: the Extractor
+    prod_model = load_model(args.model, weights=args.weights)  # converts its net to channels_last
+    base_model.net.to(device)
+
+    workers = settings.workers if settings.workers is not None else default_workers()
+    print(machine_line(device))
+    print(f"images: {len(files)} files spread over {root}; model {prod_model.name}, weights sha256 "
+          f"{prod_model.weights_sha256[:12]}…, fp32")  # fmt: skip
+    print(f"baseline: ImageFolder, 0 workers, batch {BASELINE_BATCH}, full forward, whole maps kept; "
+          f"product: batch {settings.batch_size}, {workers} loader workers, worker.extract.Extractor")  # fmt: skip
+    results = [
+        bench_layer_set(name, layers, args, base_model, prod_model, root, files, settings, device)
+        for name, layers in args.layers
+    ]
+    worst = print_report(results)
+    print(machine_line(device).replace("machine:", "after:", 1))
+    return 1 if worst > TOLERANCE else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""The dashboard in headless Debian chromium (never a downloaded browser) over a real-worker DB.
+
+Screenshots land in test-output/screenshots/ for a person to look at.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.main import create_app
+from test_app_db import REPO, make_settings, real_db, serve  # noqa: F401  (fixtures)
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SHOTS = REPO / "test-output" / "screenshots"
+LAYER = "mixed4c"
+K = 20  # a real DB of a few hundred images: k = 1000 would put every unit at the same point
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """Debian's chromium under Playwright; skipped where it is missing, except in CI."""
+    if not CHROMIUM.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{CHROMIUM} is missing (CI=true): install Debian's chromium")
+        pytest.skip(f"{CHROMIUM} not installed")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def base_url(real_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:  # noqa: F811
+    """The real server (uvicorn) on 127.0.0.1 over the real-worker DB."""
+    with serve(create_app(make_settings(real_db, tmp_path_factory.mktemp("browser")))) as url:
+        yield url
+
+
+@pytest.fixture
+def page(browser: object, base_url: str) -> Iterator[object]:
+    """A fresh page that may only talk to the test server, failing on any script error."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, base_url=base_url)  # type: ignore[attr-defined]
+    # Nothing may leave loopback: any other request is aborted (and would break the page visibly).
+    context.route(re.compile(r"^(?!http://127\.0\.0\.1:)"), lambda route: route.abort())
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield pg
+    context.close()
+    assert not errors, errors
+
+
+def shot(page: object, name: str) -> Path:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)  # type: ignore[attr-defined]
+    return path
+
+
+def images_loaded(page: object) -> None:
+    page.wait_for_function(  # type: ignore[attr-defined]
+        "() => document.images.length > 0 && Array.from(document.images).every(i => i.complete)")
+    widths = page.evaluate("() => Array.from(document.images).map(i => i.naturalWidth)")  # type: ignore[attr-defined]
+    assert widths and all(w > 0 for w in widths), widths
+
+
+def test_scatter_has_one_point_per_unit_and_a_click_opens_the_unit(page: object, base_url: str) -> None:
+    page.goto(f"/layers/{LAYER}?k={K}")  # type: ignore[attr-defined]
+    page.wait_for_function("() => document.querySelector('#scatter .scatterlayer .point') !== null")  # type: ignore[attr-defined]
+    traces = page.evaluate(  # type: ignore[attr-defined]
+        "() => document.getElementById('scatter').data.map(t => ({x: t.x, y: t.y, units: t.customdata.map(c => c[0])}))")
+    assert sum(len(t["x"]) for t in traces) == 512
+    assert sorted(u for t in traces for u in t["units"]) == list(range(512))
+    drawn = page.locator("#scatter .scatterlayer .point")  # type: ignore[attr-defined]
+    assert drawn.count() == 512
+    shot(page, "layer-mixed4c")
+
+    # Click the point drawn last (on top of any overlap): the red trace's last point, if any.
+    t = max(i for i, tr in enumerate(traces) if tr["x"])
+    i = len(traces[t]["x"]) - 1
+    x, y = traces[t]["x"][i], traces[t]["y"][i]
+    box = page.locator("#scatter .scatterlayer .trace").nth(t).locator(".point").nth(i).bounding_box()  # type: ignore[attr-defined]
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(cx, cy)  # type: ignore[attr-defined]
+    page.wait_for_selector("#scatter .hoverlayer .hovertext")  # type: ignore[attr-defined]
+    page.mouse.click(cx, cy)  # type: ignore[attr-defined]
+    page.wait_for_url(re.compile(rf"/layers/{LAYER}/units/\d+\?k={K}$"))  # type: ignore[attr-defined]
+    unit = int(re.search(r"/units/(\d+)", page.url).group(1))  # type: ignore[attr-defined]
+    assert unit in {u for tr in traces for u, px, py in zip(tr["units"], tr["x"], tr["y"]) if (px, py) == (x, y)}
+    body = httpx.get(f"{base_url}/api/layers/{LAYER}/units/{unit}?k={K}").json()
+    assert (body["in_top"], body["in_bottom"]) == (x, y)
+    images_loaded(page)
+    assert page.locator(".ranking .card img").count() == 3 * 8  # type: ignore[attr-defined]
+    page.wait_for_function("() => document.querySelector('#histogram .barlayer') !== null")  # type: ignore[attr-defined]
+    shot(page, "unit-page")
+
+
+@pytest.mark.parametrize(("url", "name"), [
+    ("/", "index"),
+    ("/layers", "layers"),
+    (f"/layers?k={K}", "layers-k20"),
+    (f"/layers/{LAYER}", "layer-mixed4c-default"),
+    (f"/layers/{LAYER}/units/0?k={K}", "unit-0"),
+    ("/skipped", "skipped"),
+])
+def test_pages_render_and_are_screenshotted(page: object, url: str, name: str) -> None:
+    response = page.goto(url)  # type: ignore[attr-defined]
+    assert response is not None and response.status == 200
+    if page.locator("[data-figure]").count():  # type: ignore[attr-defined]
+        page.wait_for_function(  # type: ignore[attr-defined]
+            "() => Array.from(document.querySelectorAll('[data-figure]')).every(d => d.querySelector('.main-svg'))")
+    if "/units/" in url:
+        images_loaded(page)
+    json_link = page.locator("a.json-link").get_attribute("href")  # type: ignore[attr-defined]
+    assert json_link.startswith("/api")
+    assert shot(page, name).stat().st_size > 10_000
+
+
+def test_table_sorts_by_si(page: object) -> None:
+    page.goto(f"/layers/{LAYER}?k={K}")  # type: ignore[attr-defined]
+    header = page.locator("#units-table th", has_text="SI")  # type: ignore[attr-defined]
+    header.click()
+    header.click()  # descending
+    values = page.evaluate(  # type: ignore[attr-defined]
+        "() => Array.from(document.querySelectorAll('#units-table tbody tr td:nth-child(2)')).map(td => parseFloat(td.dataset.value))")
+    assert len(values) == 512 and values == sorted(values, reverse=True)

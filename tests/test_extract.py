@@ -1,0 +1,210 @@
+"""Pre-ReLU capture: relu(pre) == the layer's output, reductions, stopping early, hook hygiene."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from skimage import data
+from torch import Tensor, nn
+
+from worker.extract import Extractor, resolve_device
+from worker.models import LoadedModel, load_model
+from worker.schema import LAYER_UNITS, LAYERS
+
+
+@pytest.fixture(scope="module")
+def bvlc(bvlc_weights: Path) -> LoadedModel:
+    """The BVLC GoogLeNet with its real weights."""
+    return load_model("bvlc-googlenet", weights=bvlc_weights)
+
+
+@pytest.fixture(scope="module")
+def googlenet() -> LoadedModel:
+    """torchvision's GoogLeNet, random init, batch-norm statistics calibrated on real images.
+
+    Without calibration a random network's activations shrink ~10x per layer; with it every layer
+    has realistic, sign-changing pre-ReLU maps, so the checks below are not trivially satisfied.
+    """
+    torch.manual_seed(0)
+    model = load_model("googlenet", weights=None)
+    for module in model.net.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.reset_running_stats()
+            module.momentum = None  # cumulative average over the calibration batch
+    model.net.train()
+    with torch.no_grad():
+        model.net(images(model))
+    model.net.eval()
+    return model
+
+
+def images(model: LoadedModel) -> Tensor:
+    """Three real photos through the model's own preprocessing: [3, 3, 224, 224]."""
+    photos = (data.chelsea(), data.coffee(), data.astronaut())
+    return torch.stack([model.transform(Image.fromarray(photo)) for photo in photos])
+
+
+@pytest.fixture(params=["bvlc", "googlenet"])
+def model(request: pytest.FixtureRequest) -> LoadedModel:
+    return request.getfixturevalue(request.param)
+
+
+def block_outputs(model: LoadedModel, x: Tensor) -> dict[str, Tensor]:
+    """Every study layer's post-ReLU output, from hooks on the blocks (conv+ReLU / inception)."""
+    outputs: dict[str, Tensor] = {}
+    handles = [
+        model.net.get_submodule(tap.block).register_forward_hook(
+            lambda module, inputs, output, layer=layer: outputs.__setitem__(layer, output.clone())
+        )
+        for layer, tap in model.taps.items()
+    ]
+    try:
+        with torch.inference_mode():
+            model.net(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return outputs
+
+
+def test_relu_of_captured_maps_is_layer_output(model: LoadedModel) -> None:
+    x = images(model)
+    with Extractor(model, LAYERS) as extractor:
+        maps = extractor.maps(x)
+    post = block_outputs(model, x)
+    assert list(maps) == list(LAYERS)
+    for layer in LAYERS:
+        pre = maps[layer]
+        assert pre.shape[:2] == (3, LAYER_UNITS[layer]) and pre.dtype == torch.float32
+        # Pre-ReLU means the maps really go negative (else this check would be vacuous).
+        assert (pre < 0).float().mean() > 0.05, layer
+        torch.testing.assert_close(torch.relu(pre), post[layer].contiguous(), rtol=0, atol=0, msg=layer)
+
+
+def test_stats_are_reductions_of_the_maps(model: LoadedModel) -> None:
+    x = images(model)
+    with Extractor(model, LAYERS) as extractor:
+        stats = extractor(x)
+        maps = extractor.maps(x)
+    assert list(stats) == list(LAYERS)
+    for layer in LAYERS:
+        got = stats[layer]
+        assert got.shape == (3, LAYER_UNITS[layer], 3)
+        assert got.dtype == torch.float32 and got.device.type == "cpu"
+        full = maps[layer]
+        expected = torch.stack((full.mean((2, 3)), full.amax((2, 3)), full.amin((2, 3))), dim=2)
+        scale = full.abs().max()
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6 * scale, msg=layer)
+        assert (got[..., 1] >= got[..., 0]).all() and (got[..., 0] >= got[..., 2]).all()
+
+
+def test_branch_channels_in_caffe_order(bvlc: LoadedModel) -> None:
+    # mixed4c's channels 128-383 are the 3x3 branch: its conv output, nothing else.
+    x = images(bvlc)[:1]
+    with Extractor(bvlc, ["mixed4c"]) as extractor:
+        maps = extractor.maps(x)["mixed4c"]
+    block = bvlc.net.inception_4c
+    captured: list[Tensor] = []
+    handle = block.conv_3x3.conv.register_forward_hook(lambda m, i, o: captured.append(o.clone()))
+    with torch.inference_mode():
+        bvlc.net(x)
+    handle.remove()
+    assert torch.equal(maps[:, 128:384], captured[0].contiguous())
+
+
+def count_calls(modules: list[nn.Module]) -> tuple[list[int], list]:
+    """Forward-call counters on modules; returns (counts, handles)."""
+    counts = [0] * len(modules)
+
+    def hook(index: int):
+        def bump(module: nn.Module, inputs: tuple, output: Tensor) -> None:
+            counts[index] += 1
+
+        return bump
+
+    return counts, [m.register_forward_hook(hook(i)) for i, m in enumerate(modules)]
+
+
+def test_stops_after_the_deepest_layer(model: LoadedModel) -> None:
+    x = images(model)[:1]
+    first = model.net.get_submodule(model.taps["conv1"].block)
+    # Everything that computes on conv1's output: every later block, and the classifier.
+    later = [model.net.get_submodule(model.taps[layer].block) for layer in LAYERS[1:]]
+    later.append(model.net.head.classifier if model.name == "bvlc-googlenet" else model.net.fc)
+    counts, handles = count_calls([first, *later])
+    try:
+        with Extractor(model, ["conv1"]) as extractor:
+            alone = extractor(x)["conv1"]
+            assert len(extractor.stages_run) == model.taps["conv1"].stage + 1
+        assert counts[0] == 1 and sum(counts[1:]) == 0
+        with Extractor(model, ["mixed4c"]) as extractor:
+            extractor(x)
+        index_5b = LAYERS.index("mixed5b")
+        assert counts[LAYERS.index("mixed4c")] == 1 and counts[index_5b] == 0 and counts[-1] == 0
+    finally:
+        for handle in handles:
+            handle.remove()
+    # The same layer gives identical values whether or not deeper layers are requested.
+    with Extractor(model, LAYERS) as extractor:
+        everything = extractor(x)
+    assert torch.equal(alone, everything["conv1"])
+    with Extractor(model, ["mixed4c"]) as extractor:
+        assert torch.equal(extractor(x)["mixed4c"], everything["mixed4c"])
+
+
+def test_stages_chain_to_the_full_forward(model: LoadedModel) -> None:
+    x = images(model)
+    with torch.inference_mode():
+        y = x
+        for _, stage in model.stages:
+            y = stage(y)
+        torch.testing.assert_close(y, model.net(x), rtol=0, atol=0)
+
+
+def test_channels_last_gives_the_same_numbers(model: LoadedModel) -> None:
+    x = images(model)
+    layers = ["conv1", "conv3", "mixed3b", "mixed4c", "mixed5b"]
+    with Extractor(model, layers, channels_last=False) as extractor:
+        plain = extractor(x)
+    with Extractor(model, layers, channels_last=True) as extractor:
+        fast = extractor(x)
+    for layer in layers:
+        scale = plain[layer].abs().max()
+        torch.testing.assert_close(fast[layer], plain[layer], rtol=1e-4, atol=1e-4 * scale, msg=layer)
+
+
+def test_layers_come_back_in_schema_order(bvlc: LoadedModel) -> None:
+    with Extractor(bvlc, ["mixed3a", "conv2", "mixed3a"]) as extractor:
+        out = extractor(images(bvlc)[:2])
+    assert list(out) == ["conv2", "mixed3a"]
+    with pytest.raises(ValueError, match="valid layers are: conv1"):
+        Extractor(bvlc, ["inception_4c"])
+
+
+def test_hooks_are_removed_on_close(bvlc: LoadedModel) -> None:
+    def hook_count() -> int:
+        return sum(len(m._forward_hooks) for m in bvlc.net.modules())
+
+    before = hook_count()
+    x = images(bvlc)[:1]
+    with Extractor(bvlc, LAYERS) as one, Extractor(bvlc, ["conv1"]) as two:
+        # Two extractors on one network do not see each other's calls.
+        assert list(two(x)) == ["conv1"]
+        assert list(one(x)) == list(LAYERS)
+        assert hook_count() == before + 4 * 9 + 3 + 1
+    assert hook_count() == before
+    with pytest.raises(RuntimeError, match="closed"):
+        one(x)
+
+
+def test_resolve_device() -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="unknown device"):
+        resolve_device("tpu9")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")

@@ -1,0 +1,206 @@
+"""worker.store: hand-made runs written through the store, checked against numbers worked out by hand."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+
+from worker import schema
+from worker.categories import Category, builtin_category
+from worker.store import ImageRow, LayerInfo, RunSpec, StoreError, WorkerStore
+
+REPO = Path(__file__).resolve().parent.parent
+BEAGLE, TENCH, OTHER = "n02088364", "n01440764", "n09999999"
+FISH = Category("fish", (TENCH,), "test")
+
+
+def spec_for(files: tuple[str, ...], units: int = 2, categories: tuple[Category, ...] = ()) -> RunSpec:
+    return RunSpec(
+        model="bvlc-googlenet", weights="hand-made", weights_sha256="none", preprocessing=json.dumps({"x": 1}),
+        images_root="/hand", files=files, layers=(LayerInfo("conv1", units, "conv1/7x7_s2", ("conv",) * units),),
+        categories=(builtin_category("dog"), *categories), device="cpu",
+    )  # fmt: skip
+
+
+def image(i: int, wnid: str) -> ImageRow:
+    return ImageRow(i, f"{wnid}/{i}.JPEG", wnid, None, wnid, 8, 8, "RGB")
+
+
+# Five images: dogs 0 and 2, fish 1 and 3, and 4 in neither category.
+WNIDS = (BEAGLE, TENCH, BEAGLE, TENCH, OTHER)
+#                      image:   0    1    2    3    4
+UNIT0_MAX = np.array([4.0, 0.0, 2.0, 2.0, 1.0])
+UNIT0_MIN = np.array([-1.0, -3.0, 0.0, -2.0, -3.0])
+UNIT1_MAX = np.ones(5)  # never varies: SI undefined
+UNIT1_MIN = -np.ones(5)
+
+
+def hand_stats() -> np.ndarray:
+    """[5 images, 2 units, (mean, max, min)]."""
+    stats = np.zeros((5, 2, 3), dtype=np.float32)
+    stats[:, 0, 1], stats[:, 0, 2] = UNIT0_MAX, UNIT0_MIN
+    stats[:, 1, 1], stats[:, 1, 2] = UNIT1_MAX, UNIT1_MIN
+    stats[:, :, 0] = 0.5 * (stats[:, :, 1] + stats[:, :, 2])
+    return stats
+
+
+def publish_hand_run(db: Path, k: int) -> int:
+    spec = spec_for(tuple(f"{w}/{i}.JPEG" for i, w in enumerate(WNIDS)), categories=(FISH,))
+    stats = hand_stats()
+    with WorkerStore.open(db) as store:
+        store.begin(spec)
+        # Two batches, as the worker writes them; image 4 arrives first.
+        store.write_batch([image(4, OTHER)], [], {"conv1": stats[4:5]})
+        store.write_batch([image(i, WNIDS[i]) for i in range(4)], [], {"conv1": stats[:4]})
+        return store.publish(k=k).run_id
+
+
+def test_si_and_in_top_in_bottom_match_a_hand_computed_example(tmp_path):
+    db = tmp_path / "hand.duckdb"
+    run_id = publish_hand_run(db, k=2)
+    with duckdb.connect(str(db), read_only=True) as con:
+        rows = con.execute(
+            "SELECT category, unit, si, in_top, in_bottom, k, pos_stat, neg_stat, si_stat FROM unit_scores "
+            "WHERE run_id = ? AND layer = 'conv1' ORDER BY category, unit",
+            [run_id],
+        ).fetchall()
+    scores = {(r[0], r[1]): r[2:5] for r in rows}
+    assert {r[5:] for r in rows} == {(2, "max", "min", "max")}
+    # Unit 0, SI on max: min 0, max 4, so A_N = [1, 0, .5, .5, .25].
+    #   dog: mean_C = (1 + .5) / 2 = .75, mean_rest = (0 + .5 + .25) / 3 = .25 -> SI = .75 / 1.0 = .75
+    #   fish: mean_C = (0 + .5) / 2 = .25, mean_rest = (1 + .5 + .25) / 3 = 7/12 -> SI = .25 / (.25 + 7/12) = .3
+    # Top 2 by max: image 0 (4), then images 2 and 3 tie at 2 and the smaller id wins -> {0, 2}.
+    # Bottom 2 by min: images 1 and 4 (both -3) -> {1, 4}.
+    assert scores[("dog", 0)][0] == pytest.approx(0.75)
+    assert scores[("dog", 0)][1:] == (2, 0)
+    assert scores[("fish", 0)][0] == pytest.approx(0.3)
+    assert scores[("fish", 0)][1:] == (0, 1)
+    # Unit 1 never varies: SI is NULL; all values tie, so ids {0, 1} are both top and bottom.
+    assert scores[("dog", 1)] == (None, 1, 1)
+    assert scores[("fish", 1)] == (None, 1, 1)
+
+
+def test_published_responses_are_sorted_and_the_working_file_is_gone(tmp_path):
+    db = tmp_path / "hand.duckdb"
+    publish_hand_run(db, k=2)
+    assert not Path(f"{db}.partial").exists() and not Path(f"{db}.publishing").exists()
+    with duckdb.connect(str(db), read_only=True) as con:
+        stored = con.execute("SELECT unit, image_id, act_max FROM responses").fetchall()  # storage order
+        assert con.execute("SELECT count(*) FROM responses_staging").fetchone() == (0,)
+        assert con.execute("SELECT status FROM runs").fetchall() == [("complete",)]
+        assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
+            str(schema.SCHEMA_VERSION),
+        )
+    assert stored == sorted(stored, key=lambda r: (r[0], r[1]))
+    assert [r[2] for r in stored[:5]] == UNIT0_MAX.tolist()
+
+
+def test_a_second_publication_keeps_the_older_runs(tmp_path):
+    db = tmp_path / "hand.duckdb"
+    assert publish_hand_run(db, k=2) == 1
+    assert publish_hand_run(db, k=3) == 2
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT run_id, count(*) FROM responses GROUP BY 1 ORDER BY 1").fetchall() == [
+            (1, 10), (2, 10)
+        ]  # fmt: skip
+        assert con.execute("SELECT DISTINCT run_id, k FROM unit_scores ORDER BY 1").fetchall() == [(1, 2), (2, 3)]
+
+
+def test_unfinished_run_resumes_from_its_stored_batches(tmp_path):
+    db = tmp_path / "resume.duckdb"
+    spec = spec_for(("a/0.JPEG", "a/1.JPEG", "a/2.JPEG"))
+    stats = hand_stats()[:3]
+    with WorkerStore.open(db) as store:
+        assert store.begin(spec).resumed is False
+        store.write_batch([image(0, "a")], [(1, "a/1.JPEG", "empty file (0 bytes)")], {"conv1": stats[:1]})
+    # (closed without publishing, as after a crash)
+    assert not db.exists()
+    with WorkerStore.open(db) as store:
+        progress = store.begin(spec)
+        assert progress.resumed and progress.done == {0, 1}
+        with pytest.raises(StoreError, match="unfinished: 2 of 3 files"):
+            store.publish()
+        store.write_batch([image(2, "a")], [], {"conv1": stats[2:3]})
+        published = store.publish()
+    assert (published.images, published.skipped, published.responses) == (2, 1, 4)
+
+
+def test_an_unfinished_run_of_another_configuration_is_not_mixed_in(tmp_path):
+    db = tmp_path / "other.duckdb"
+    with WorkerStore.open(db) as store:
+        store.begin(spec_for(("a/0.JPEG", "a/1.JPEG")))
+    with WorkerStore.open(db) as store:
+        with pytest.raises(StoreError, match="different configuration.*--restart"):
+            store.begin(spec_for(("a/0.JPEG",)))
+        store.discard_partial()
+        assert store.begin(spec_for(("a/0.JPEG",))).resumed is False
+
+
+def test_a_failed_batch_leaves_nothing_of_itself(tmp_path):
+    db = tmp_path / "atomic.duckdb"
+    spec = spec_for(("a/0.JPEG", "a/1.JPEG"))
+    with WorkerStore.open(db) as store:
+        store.begin(spec)
+        with pytest.raises(ValueError, match="2 response rows for 1 images"):
+            # images are inserted first, then the response shape check fails inside the transaction
+            store.write_batch([image(0, "a")], [(1, "a/1.JPEG", "x")], {"conv1": hand_stats()[:2]})
+        assert store.begin(spec).done == frozenset()
+
+
+def test_config_hash_ignores_device_but_not_files_or_weights():
+    base = spec_for(("a/0.JPEG",))
+    same = RunSpec(**{**base.__dict__, "device": "cuda:0"})
+    other_files = RunSpec(**{**base.__dict__, "files": ("a/1.JPEG",)})
+    other_weights = RunSpec(**{**base.__dict__, "weights_sha256": "abc"})
+    assert base.config_hash() == same.config_hash()
+    assert len({base.config_hash(), other_files.config_hash(), other_weights.config_hash()}) == 3
+
+
+def test_a_db_that_is_not_a_unitscope_db_is_refused(tmp_path):
+    foreign = tmp_path / "foreign.duckdb"
+    with duckdb.connect(str(foreign)) as con:
+        con.execute("CREATE TABLE t (x INTEGER)")
+    with pytest.raises(StoreError, match="not a unitscope DB"):
+        WorkerStore.open(foreign)
+    text = tmp_path / "text.duckdb"
+    text.write_text("hello")
+    with pytest.raises(StoreError, match="cannot open .*text.duckdb as a DuckDB file"):
+        WorkerStore.open(text)
+    newer = tmp_path / "newer.duckdb"
+    publish_hand_run(newer, k=2)
+    with duckdb.connect(str(newer)) as con:
+        con.execute("UPDATE meta SET value = '999' WHERE key = 'schema_version'")
+    with pytest.raises(StoreError, match="schema version 999"):
+        WorkerStore.open(newer)
+
+
+def test_missing_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(StoreError, match=f"folder {tmp_path / 'nope'} does not exist"):
+        WorkerStore.open(tmp_path / "nope" / "x.duckdb")
+
+
+def test_the_lock_refuses_a_second_writer_and_dies_with_its_holder(tmp_path):
+    db = tmp_path / "locked.duckdb"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from worker.store import WorkerStore; "
+         "s = WorkerStore.open(Path(sys.argv[1])); print('locked', flush=True); time.sleep(120)", str(db)],
+        cwd=REPO, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(StoreError, match=rf"another worker \(pid {holder.pid}\) is writing {db}"):
+            WorkerStore.open(db)
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
+        holder.stdout.close()
+    with WorkerStore.open(db):  # kill -9 released it
+        pass

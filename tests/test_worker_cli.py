@@ -1,0 +1,270 @@
+"""`python -m worker run` end to end on real images and weights, its settings, categories and errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+import torch
+
+from worker import cli, schema
+from worker.categories import (
+    CategoryError,
+    builtin_category,
+    load_categories,
+    load_imagenet_classes,
+    parse_category_arg,
+)
+from worker.settings import SettingsError, WorkerSettings
+
+REPO = Path(__file__).resolve().parent.parent
+LAYERS = ("conv1", "mixed3a")
+LIMIT = 24
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("UNITSCOPE_")}
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory, imagenet_sample, bvlc_weights) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """A small real run: 24 sample images spread over the folder, two layers, through the CLI."""
+    db = tmp_path_factory.mktemp("cli") / "real.duckdb"
+    cmd = [sys.executable, "-m", "worker", "run", "--images", str(imagenet_sample), "--db", str(db),
+           "--model", "bvlc-googlenet", "--weights", str(bvlc_weights), "--layers", *LAYERS,
+           "--limit", str(LIMIT), "--batch-size", "8", "--workers", "2"]  # fmt: skip
+    result = subprocess.run(cmd, cwd=REPO, env=clean_env(), capture_output=True, text=True, timeout=300)
+    return db, result
+
+
+def test_real_run_publishes_a_complete_run(real_run, imagenet_sample, bvlc_weights):
+    db, result = real_run
+    assert result.returncode == 0, result.stderr
+    summary = result.stderr.strip().splitlines()[-1]
+    assert summary.startswith(f"run 1 published to {db}: {LIMIT} images, 0 skipped;")
+    assert "images/s" in summary and "bytes per stored value" in summary
+    from worker.models import load_model
+
+    model = load_model("bvlc-googlenet", weights=bvlc_weights)
+    with duckdb.connect(str(db), read_only=True) as con:
+        (row,) = con.execute("SELECT * FROM runs").fetchall()
+        run = dict(zip([d[0] for d in con.description], row, strict=True))
+        assert run["status"] == "complete" and run["finished_at"] >= run["started_at"]
+        assert (run["model"], run["weights_sha256"], run["n_files"]) == ("bvlc-googlenet", model.weights_sha256, LIMIT)
+        assert json.loads(run["preprocessing"]) == model.preprocessing
+        assert run["images_root"] == str(imagenet_sample.resolve())
+        assert con.execute("SELECT layer, position, units, module FROM layers ORDER BY position").fetchall() == [
+            ("conv1", 0, 64, "conv1/7x7_s2"), ("mixed3a", 3, 256, "inception_3a/output")
+        ]  # fmt: skip
+        branches = con.execute(
+            "SELECT branch, count(*), min(unit), max(unit) FROM units WHERE layer = 'mixed3a' GROUP BY 1 ORDER BY 3"
+        ).fetchall()
+        assert branches == [("1x1", 64, 0, 63), ("3x3", 128, 64, 191), ("5x5", 32, 192, 223),
+                            ("pool_proj", 32, 224, 255)]  # fmt: skip
+        dog = con.execute("SELECT wnid FROM categories WHERE category = 'dog' ORDER BY 1").fetchall()
+        assert tuple(w for (w,) in dog) == builtin_category("dog").wnids
+        images = con.execute(
+            "SELECT image_id, path, wnid, class_index, class_name, width, height, mode FROM images ORDER BY 1"
+        ).fetchall()
+        n_responses, n_distinct = con.execute(
+            "SELECT count(*), count(DISTINCT (layer, unit, image_id)) FROM responses"
+        ).fetchone()
+        scores = con.execute(
+            "SELECT layer, category, count(*), count(si) FROM unit_scores GROUP BY ALL ORDER BY 1"
+        ).fetchall()
+        stored = con.execute(
+            "SELECT image_id, unit, act_mean, act_max, act_min FROM responses WHERE layer = 'mixed3a' "
+            "ORDER BY image_id, unit"
+        ).fetchnumpy()
+    assert [r[0] for r in images] == list(range(LIMIT))
+    manifest = {row["path"]: row for row in csv.DictReader(open(imagenet_sample / "manifest.csv"))}
+    classes = load_imagenet_classes()
+    for _, path, wnid, index, name, width, height, mode in images:
+        row = manifest[path]
+        assert (wnid, index, width, height, mode) == (
+            row["wnid"], int(row["class_index"]), int(row["width"]), int(row["height"]), row["mode"]
+        )  # fmt: skip
+        assert name == classes[wnid].name
+    # --limit spreads over the sorted folder: dogs and other classes alike.
+    n_dogs = sum(manifest[path]["is_dog"] == "1" for _, path, *_ in images)
+    assert 3 <= n_dogs <= LIMIT - 10
+    assert n_responses == n_distinct == LIMIT * (64 + 256)
+    assert scores == [("conv1", "dog", 64, 64), ("mixed3a", "dog", 256, 256)]
+
+    # The stored values are the network's: recompute two images directly and compare.
+    from PIL import Image
+
+    from worker.extract import Extractor
+
+    picks = [0, LIMIT - 1]
+    pixels = torch.stack([model.transform(Image.open(imagenet_sample / images[i][1]).convert("RGB")) for i in picks])
+    with Extractor(model, ["mixed3a"], "cpu") as extractor:
+        expected = extractor(pixels)["mixed3a"].numpy()
+    got = np.stack([stored[c] for c in ("act_mean", "act_max", "act_min")], axis=1).reshape(LIMIT, 256, 3)
+    np.testing.assert_allclose(got[picks], expected, rtol=1e-5, atol=1e-4)
+
+
+def test_rerunning_a_published_configuration_does_nothing(real_run, imagenet_sample, bvlc_weights):
+    db, first = real_run
+    assert first.returncode == 0, first.stderr
+    before = db.stat().st_mtime_ns
+    code = cli.main(["run", "--images", str(imagenet_sample), "--db", str(db), "--model", "bvlc-googlenet",
+                     "--weights", str(bvlc_weights), "--layers", *LAYERS, "--limit", str(LIMIT)])  # fmt: skip
+    assert code == 0 and db.stat().st_mtime_ns == before
+
+
+# ---------------------------------------------------------------- errors: one line, exit 1
+
+
+@pytest.fixture
+def no_env(monkeypatch):
+    for key in list(os.environ):
+        if key.startswith("UNITSCOPE_"):
+            monkeypatch.delenv(key)
+
+
+def error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    return err.splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"--images": "{tmp}/missing"}, "error: images folder not found: {tmp}/missing"),
+        ({"--layers": "mixed9z"}, "error: unknown layer(s) 'mixed9z'; valid layers are: conv1, conv2, conv3, "),
+        ({"--category": "cat={tmp}/missing.txt"}, "error: category file not found: {tmp}/missing.txt"),
+        ({"--category": "bad name=x"}, "error: invalid category name 'bad name'"),
+        ({"--weights": "{tmp}/noweights", "--model": "bvlc-googlenet"},
+         "error: bvlc-googlenet weights folder not found: {tmp}/noweights"),
+        ({"--db": "{tmp}/nofolder/x.duckdb"},
+         "error: cannot create {tmp}/nofolder/x.duckdb: folder {tmp}/nofolder does not exist"),
+        ({"--batch-size": "0"}, "error: batch size must be at least 1, got 0"),
+    ],
+)  # fmt: skip
+def test_user_errors_are_one_line_with_exit_1(
+    tmp_path, capsys, no_env, imagenet_sample, bvlc_weights, change, expected
+):
+    flags = {"--images": str(imagenet_sample), "--db": str(tmp_path / "x.duckdb"), "--weights": str(bvlc_weights),
+             "--layers": "conv1", "--limit": "2"}  # fmt: skip
+    flags.update({k: v.format(tmp=tmp_path) for k, v in change.items()})
+    argv = ["run"] + [item for pair in flags.items() for item in pair]
+    assert cli.main(argv) == cli.EXIT_ERROR
+    assert error_line(capsys).startswith(expected.format(tmp=tmp_path))
+    assert not (tmp_path / "x.duckdb").exists()
+
+
+def test_a_bad_environment_value_is_a_clear_error(monkeypatch, capsys, no_env):
+    monkeypatch.setenv("UNITSCOPE_BATCH_SIZE", "lots")
+    assert cli.main(["run"]) == cli.EXIT_ERROR
+    assert error_line(capsys) == "error: UNITSCOPE_BATCH_SIZE must be an integer, got 'lots'"
+
+
+# ---------------------------------------------------------------- settings
+
+
+def test_settings_come_from_the_environment_and_flags_override_them(tmp_path):
+    env = {"UNITSCOPE_IMAGES": "/data/imgs", "UNITSCOPE_DB": "/data/u.duckdb", "UNITSCOPE_BATCH_SIZE": "16",
+           "UNITSCOPE_LAYERS": "conv1,mixed4c", "UNITSCOPE_CATEGORIES": "a=/x b=/y", "UNITSCOPE_DEVICE": "cpu",
+           "UNITSCOPE_CACHE": "/c", "UNITSCOPE_LIMIT": "10"}  # fmt: skip
+    settings = WorkerSettings.from_env(env)
+    assert (settings.images, settings.db, settings.batch_size, settings.layers, settings.categories) == (
+        Path("/data/imgs"), Path("/data/u.duckdb"), 16, ("conv1", "mixed4c"), ("a=/x", "b=/y")
+    )  # fmt: skip
+    assert (settings.device, settings.cache, settings.limit, settings.model) == ("cpu", Path("/c"), 10, "auto")
+    flagged = settings.override(db=Path("/other.duckdb"), batch_size=None, layers=("conv2",))
+    assert (flagged.db, flagged.batch_size, flagged.layers) == (Path("/other.duckdb"), 16, ("conv2",))
+    defaults = WorkerSettings.from_env({"XDG_CACHE_HOME": "/xdg"})
+    assert (defaults.db, defaults.layers, defaults.cache, defaults.images) == (
+        Path("unitscope.duckdb"), schema.LAYERS, Path("/xdg/unitscope"), None
+    )  # fmt: skip
+
+
+def test_auto_model_follows_the_weights(tmp_path):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "w.pth").write_bytes(b"")
+    assert WorkerSettings(weights=str(tmp_path / "folder")).resolved_model() == "bvlc-googlenet"
+    assert WorkerSettings(weights=str(tmp_path / "w.pth")).resolved_model() == "googlenet"
+    assert WorkerSettings().resolved_model() == "googlenet"
+    assert WorkerSettings(model="googlenet", weights=str(tmp_path / "folder")).resolved_model() == "googlenet"
+    with pytest.raises(SettingsError, match="unknown model 'alexnet'"):
+        WorkerSettings(model="alexnet").validated()
+
+
+# ---------------------------------------------------------------- categories
+
+
+def test_builtin_dog_is_imagenet_classes_151_to_268():
+    classes = load_imagenet_classes()
+    assert len(classes) == 1000
+    dog = builtin_category("dog")
+    assert len(dog.wnids) == 118
+    assert sorted(classes[w].index for w in dog.wnids) == list(range(151, 269))
+
+
+def test_category_files_parse_with_comments_and_names(tmp_path):
+    path = tmp_path / "canids.txt"
+    path.write_text("# wild canids\nn02114367 timber wolf\n\n  n02115641 dingo  # the dog of Australia\nn02114367\n")
+    category = parse_category_arg(f"wild-canid_2={path}")
+    assert (category.name, category.wnids) == ("wild-canid_2", ("n02114367", "n02115641"))
+    names = [c.name for c in load_categories([f"wolf={path}"])]
+    assert names == ["dog", "wolf"]
+    replaced = {c.name: c for c in load_categories([f"dog={path}"])}
+    assert replaced["dog"].wnids == ("n02114367", "n02115641")
+
+
+@pytest.mark.parametrize(
+    ("text", "arg", "message"),
+    [
+        ("n02114367\nwolf n02114367\n", "w={path}", r"canids.txt:2: 'wolf' is not a WNID"),
+        ("n0211436\n", "w={path}", r"'n0211436' is not a WNID"),
+        ("# nothing\n", "w={path}", r"lists no WNIDs"),
+        ("n02114367\n", "w", r"--category expects NAME=FILE"),
+        ("n02114367\n", "a/b={path}", r"invalid category name 'a/b'"),
+        ("n02114367\n", "w={path}.missing", r"category file not found"),
+    ],
+)
+def test_bad_category_input_is_refused_clearly(tmp_path, text, arg, message):
+    path = tmp_path / "canids.txt"
+    path.write_text(text)
+    with pytest.raises(CategoryError, match=message):
+        parse_category_arg(arg.format(path=path))
+
+
+def test_a_category_given_twice_is_refused(tmp_path):
+    path = tmp_path / "c.txt"
+    path.write_text("n02114367\n")
+    with pytest.raises(CategoryError, match="given twice"):
+        load_categories([f"w={path}", f"w={path}"])
+
+
+def test_googlenet_from_a_local_state_dict_runs_through_the_cli(tmp_path, imagenet_sample):
+    import hashlib
+
+    import torchvision
+
+    torch.manual_seed(0)
+    weights = tmp_path / "googlenet.pth"
+    torch.save(torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True).state_dict(), weights)
+    db = tmp_path / "tv.duckdb"
+    cmd = [sys.executable, "-m", "worker", "run", "--images", str(imagenet_sample), "--db", str(db),
+           "--weights", str(weights), "--layers", "conv1", "mixed3a", "--limit", "6", "--workers", "0"]  # fmt: skip
+    result = subprocess.run(cmd, cwd=REPO, env=clean_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    with duckdb.connect(str(db), read_only=True) as con:
+        model, sha, preprocessing = con.execute("SELECT model, weights_sha256, preprocessing FROM runs").fetchone()
+        modules = con.execute("SELECT layer, module FROM layers ORDER BY position").fetchall()
+        n_responses = con.execute("SELECT count(*) FROM responses").fetchone()[0]
+    assert model == "googlenet"  # --model auto picks googlenet for a .pth file
+    assert sha == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert json.loads(preprocessing)["convention"] == "torchvision"
+    assert modules == [("conv1", "conv1"), ("mixed3a", "inception3a")]
+    assert n_responses == 6 * (64 + 256)

@@ -1,0 +1,240 @@
+"""`python -m worker run`: images -> GoogLeNet pre-ReLU unit statistics -> DuckDB, with progress.
+
+Exit codes: 0 the run completed (or an identical run was already published); 3 it completed but
+some files were skipped (see the `skipped` table); 1 an error, with a one-line message; 2 a bad
+command line (argparse); 130 interrupted (rerun the same command to resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from worker import schema
+from worker.categories import CategoryError, load_categories, load_imagenet_classes
+from worker.settings import DEVICE_CHOICES, MODEL_CHOICES, SettingsError, WorkerSettings
+from worker.store import ImageRow, LayerInfo, Published, RunSpec, StoreError, WorkerStore
+
+if TYPE_CHECKING:
+    from worker.images import FileEntry
+
+# torch, torchvision and the image code are imported inside run(), after the DB lock is taken, so
+# that a wrong flag, a locked DB or an unwritable folder is reported within a second.
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_SKIPPED = 3
+EXIT_INTERRUPTED = 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line; every flag overrides its UNITSCOPE_* variable."""
+    parser = argparse.ArgumentParser(prog="python -m worker", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser(
+        "run",
+        help="compute unit responses for an image folder and publish them to the DB",
+        description="Compute per-image, per-unit pre-ReLU mean/max/min for GoogLeNet layers and "
+        "publish them as one run in a DuckDB file. Rerunning an interrupted command resumes it. "
+        "Exit codes: 0 done, 3 done with skipped files, 1 error, 130 interrupted.",
+    )
+    flag = run.add_argument
+    flag("--images", type=Path, help="ImageFolder root, <root>/<wnid>/<image> [UNITSCOPE_IMAGES; default: "
+         "download Imagewoof + Imagenette into the cache]")  # fmt: skip
+    flag("--db", type=Path, help="DuckDB file to publish to [UNITSCOPE_DB; default unitscope.duckdb]")
+    flag("--model", choices=MODEL_CHOICES, help="[UNITSCOPE_MODEL; default auto: bvlc-googlenet for a weights "
+         "folder, googlenet otherwise]")  # fmt: skip
+    flag("--weights", help="BVLC weights folder or googlenet .pth state dict [UNITSCOPE_WEIGHTS; default: "
+         "torchvision's published googlenet weights]")  # fmt: skip
+    flag("--layers", nargs="+", metavar="LAYER",
+         help=f"layers to record [UNITSCOPE_LAYERS; default all: {' '.join(schema.LAYERS)}]")  # fmt: skip
+    flag("--category", action="append", dest="categories", metavar="NAME=FILE",
+         help="add a category from a WNID list file; repeatable; 'dog' is built in [UNITSCOPE_CATEGORIES]")  # fmt: skip
+    flag("--device", choices=DEVICE_CHOICES, help="[UNITSCOPE_DEVICE; default auto]")
+    flag("--batch-size", type=int, help="[UNITSCOPE_BATCH_SIZE; default 64]")
+    flag("--limit", type=int, help="use at most N files, spread evenly over the sorted list [UNITSCOPE_LIMIT]")
+    flag("--workers", type=int, help="decoding processes [UNITSCOPE_WORKERS; default min(2, CPUs)]")
+    flag("--cache", type=Path, help="download cache [UNITSCOPE_CACHE; default ~/.cache/unitscope]")
+    flag("--restart", action="store_true", default=None,
+         help="discard an unfinished run of this DB; recompute even if an identical run is published")  # fmt: skip
+    flag("--debug", action="store_true", default=None, help="show tracebacks [UNITSCOPE_DEBUG]")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    debug = "--debug" in (argv if argv is not None else sys.argv)
+    try:
+        settings = WorkerSettings.from_env().override(
+            images=args.images, db=args.db, model=args.model, weights=args.weights,
+            layers=tuple(args.layers) if args.layers else None,
+            categories=tuple(args.categories) if args.categories else None,
+            device=args.device, batch_size=args.batch_size, limit=args.limit, workers=args.workers,
+            cache=args.cache, restart=args.restart, debug=args.debug,
+        )  # fmt: skip
+        debug = settings.debug
+        return run(settings)
+    except KeyboardInterrupt:
+        print("\ninterrupted; rerun the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (SettingsError, CategoryError, StoreError, ValueError, OSError) as exc:
+        # User errors (bad paths, locked or read-only DB, bad weights, unknown layer, bad category
+        # file) all end here as one line; --debug shows where.
+        if debug:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+@dataclass
+class _Counts:
+    images: int = 0
+    skipped: int = 0
+    seconds: float = 0.0  # decoding + network + batch writes, without startup and publishing
+
+
+def run(settings: WorkerSettings) -> int:
+    """Do one run as configured; returns the exit code."""
+    started = time.perf_counter()
+    categories = load_categories(settings.categories)
+    with WorkerStore.open(settings.db) as store:  # lock first: a second worker stops here
+        from worker.images import list_image_files, spread_subset
+
+        root = _images_root(settings)
+        listed = list_image_files(root)
+        files = spread_subset(listed, settings.limit)
+        subset = ""
+        if len(files) < len(listed):
+            subset = f" (--limit: using {len(files)}, spread evenly: about 1 file in {len(listed) / len(files):.0f})"
+        _say(f"found {len(listed)} image files in {root}{subset}")
+
+        from worker.models import DEFAULT, check_layers, load_model  # torch loads here, after the cheap checks
+
+        layers = check_layers(list(settings.layers))
+        model_name = settings.resolved_model()
+        model = load_model(model_name, weights=settings.weights if settings.weights is not None else DEFAULT)
+        from worker.extract import Extractor, resolve_device
+
+        device = resolve_device(settings.device)
+        spec = RunSpec(
+            model=model.name,
+            weights=model.weights,
+            weights_sha256=model.weights_sha256,
+            preprocessing=model.preprocessing_json(),
+            images_root=str(root),
+            files=tuple(entry.path for entry in files),
+            layers=tuple(
+                LayerInfo(layer, model.taps[layer].units, model.module_name(layer), tuple(model.unit_branches(layer)))
+                for layer in layers
+            ),
+            categories=tuple(categories),
+            device=str(device),
+        )
+        config_hash = spec.config_hash()
+        if settings.restart:
+            store.discard_partial()
+        else:
+            published = store.find_published(config_hash)
+            if published is not None:
+                if store.partial_hash() == config_hash:
+                    store.discard_partial()  # left behind by a crash right after publishing
+                _say(f"run {published} in {store.db} already has this configuration; nothing to do "
+                     "(--restart computes it again)")  # fmt: skip
+                return EXIT_OK
+        progress = store.begin(spec)
+        if progress.resumed:
+            _say(f"resuming: {len(progress.done)} of {len(files)} files already stored in {store.partial}")
+        with Extractor(model, layers, device) as extractor:
+            counts = _process(settings, store, root, files, progress.done, model.transform, extractor, device.type)
+        _say("publishing: sorting responses and computing default unit scores…")
+        result = store.publish()
+    _summary(result, counts, time.perf_counter() - started, store.db)
+    return EXIT_SKIPPED if result.skipped else EXIT_OK
+
+
+def _images_root(settings: WorkerSettings) -> Path:
+    if settings.images is not None:
+        return Path(settings.images).expanduser().resolve()
+    from worker.download import ensure_default_images  # only needed without --images
+
+    return Path(ensure_default_images(Path(settings.cache).expanduser())).resolve()
+
+
+def _process(
+    settings: WorkerSettings,
+    store: WorkerStore,
+    root: Path,
+    files: list[FileEntry],
+    done: frozenset[int],
+    transform,  # noqa: ANN001 - the model's image transform
+    extractor,  # noqa: ANN001 - worker.extract.Extractor
+    device_type: str,
+) -> _Counts:
+    """Decode, run and store every file not yet done, one transaction per batch."""
+    from tqdm import tqdm
+
+    from worker.images import ImageDataset, class_folder_problem, default_workers, make_loader
+
+    classes = load_imagenet_classes()
+    counts = _Counts()
+    todo = [(i, e) for i, e in enumerate(files) if i not in done]
+    # Files known to be bad from the listing alone are stored first, in one transaction.
+    known_bad = [(i, e.path, e.problem or class_folder_problem(e)) for i, e in todo]
+    known_bad = [(i, path, reason) for i, path, reason in known_bad if reason is not None]
+    if known_bad:
+        store.write_batch([], known_bad, {})
+        counts.skipped += len(known_bad)
+    bad_ids = {i for i, _, _ in known_bad}
+    decodable = [(i, e.path) for i, e in todo if i not in bad_ids]
+    workers = settings.workers if settings.workers is not None else default_workers()
+    loader = make_loader(
+        ImageDataset(root, decodable, transform),
+        batch_size=settings.batch_size,
+        workers=min(workers, max(1, len(decodable) // settings.batch_size)) if workers else 0,
+        pin_memory=device_type == "cuda",
+    )
+    bar = tqdm(total=len(files), initial=len(files) - len(decodable), unit="img", desc="images",
+               dynamic_ncols=True, smoothing=0.05, file=sys.stderr)  # fmt: skip
+    started = time.perf_counter()
+    with bar:
+        for batch in loader:
+            stats = extractor(batch.pixels) if batch.pixels is not None else {}
+            rows = []
+            for item in batch.good:
+                entry = files[item.file_id]
+                known = classes.get(entry.wnid)
+                rows.append(ImageRow(
+                    item.file_id, entry.path, entry.wnid,
+                    known.index if known else None, known.name if known else entry.wnid,
+                    item.width, item.height, item.mode,
+                ))  # fmt: skip
+            bad = [(item.file_id, files[item.file_id].path, item.reason or "") for item in batch.bad]
+            store.write_batch(rows, bad, {layer: s.numpy() for layer, s in stats.items()})
+            counts.images += len(rows)
+            counts.skipped += len(bad)
+            bar.update(len(rows) + len(bad))
+            if counts.skipped:
+                bar.set_postfix(skipped=counts.skipped, refresh=False)
+    counts.seconds = time.perf_counter() - started
+    return counts
+
+
+def _summary(result: Published, counts: _Counts, seconds: float, db: Path) -> None:
+    rate = counts.images / counts.seconds if counts.seconds > 0 else 0.0
+    _say(
+        f"run {result.run_id} published to {db}: {result.images} images, {result.skipped} skipped"
+        f"{' (see the skipped table)' if result.skipped else ''}; this session: {counts.images} images in "
+        f"{counts.seconds:.1f} s ({rate:.1f} images/s), {seconds:.1f} s in all; DB {result.db_bytes / 1e6:.1f} MB, "
+        f"{result.bytes_per_value:.2f} bytes per stored value"
+    )
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
