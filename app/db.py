@@ -96,7 +96,7 @@ class Generation:
 class Caches:
     """Results kept across requests, each keyed by the DB generation so a new file never sees old ones."""
 
-    scores: LruCache  # a layer's (unit, si, in_top, in_bottom) for one parameter set
+    scores: LruCache  # halves of a layer's scores: SI per (category, stat), counts per (category, k, stats)
     units: LruCache  # a unit page's context for one parameter set
 
 

@@ -154,34 +154,62 @@ def require_category(run: Run, category: str) -> int:
 
 
 def layer_scores(reader: Reader, run: Run, layer: str, params: ScoreParams) -> Scores:
-    """(unit, si, in_top, in_bottom) for each unit: precomputed by the worker if it matches, else computed.
+    """(unit, si, in_top, in_bottom) for each unit, from the worker's precomputed tables when they hold it.
 
-    Either way the result is kept in a bounded LRU keyed by the DB generation, run, layer and
-    parameters, so a repeated view costs no query.
+    SI (per category and stat) and the counts (per category, k, pos_stat and neg_stat) are looked up or
+    computed separately, each kept in a bounded LRU keyed by the DB generation and its own parameters,
+    so changing only si_stat or only k recomputes only the part that depends on it.
     """
     units = require_layer(run, layer)[0]
     require_category(run, params.category)
-    key = (reader.generation.identity, run.run_id, layer, *params.score_key())
-    return reader.caches.scores.get_or_compute(key, lambda: _compute_scores(reader, run, layer, units, params))
+    base = (reader.generation.identity, run.run_id, layer, params.category)
+    si = reader.caches.scores.get_or_compute(
+        (*base, "si", params.si_stat), lambda: _layer_si(reader, run, layer, units, params)
+    )
+    counts = reader.caches.scores.get_or_compute(
+        (*base, "counts", params.k, params.pos_stat, params.neg_stat),
+        lambda: _layer_counts(reader, run, layer, units, params),
+    )
+    rows = tuple((unit, si.values[unit], top, bottom) for unit, top, bottom in counts.values)
+    source = "precomputed" if si.precomputed and counts.precomputed else "computed"
+    return Scores(rows=rows, source=source, by_unit={r[0]: r for r in rows})
 
 
-def _compute_scores(reader: Reader, run: Run, layer: str, units: int, params: ScoreParams) -> Scores:
-    base = {"run_id": run.run_id, "layer": layer, "category": params.category, "k": params.k}
-    rows: list[Any] = []
-    source = "precomputed"
-    if schema.UNIT_SCORES in _tables(reader):
-        rows = reader.rows(
-            f"""SELECT unit, si, in_top, in_bottom FROM {schema.UNIT_SCORES}
-                WHERE run_id = $run_id AND layer = $layer AND category = $category AND k = $k
-                  AND pos_stat = $pos_stat AND neg_stat = $neg_stat AND si_stat = $si_stat
-                ORDER BY unit""",
-            {**base, "pos_stat": params.pos_stat, "neg_stat": params.neg_stat, "si_stat": params.si_stat},
-        )
-    if len(rows) != units:
-        rows = reader.rows(schema.scores_sql(params.pos_stat, params.neg_stat, params.si_stat), base)
-        source = "computed"
-    frozen = tuple((int(u), None if si is None else float(si), int(t), int(b)) for u, si, t, b in rows)
-    return Scores(rows=frozen, source=source, by_unit={r[0]: r for r in frozen})
+@dataclass(frozen=True)
+class _Part:
+    """One cached half of a layer's scores, and whether the worker had precomputed it."""
+
+    values: Any
+    precomputed: bool
+
+
+def _layer_si(reader: Reader, run: Run, layer: str, units: int, params: ScoreParams) -> _Part:
+    q = {"run_id": run.run_id, "layer": layer, "category": params.category}
+    rows = reader.rows(
+        f"""SELECT unit, si FROM {schema.UNIT_SI}
+            WHERE run_id = $run_id AND layer = $layer AND category = $category AND stat = $stat
+            ORDER BY unit""",
+        {**q, "stat": params.si_stat},
+    )
+    precomputed = len(rows) == units
+    if not precomputed:
+        rows = [(u, si) for u, stat, si in reader.rows(schema.si_sql(), q) if stat == params.si_stat]
+    return _Part({int(u): None if si is None else float(si) for u, si in rows}, precomputed)
+
+
+def _layer_counts(reader: Reader, run: Run, layer: str, units: int, params: ScoreParams) -> _Part:
+    q = {"run_id": run.run_id, "layer": layer, "category": params.category, "k": params.k}
+    rows = reader.rows(
+        f"""SELECT unit, in_top, in_bottom FROM {schema.UNIT_COUNTS}
+            WHERE run_id = $run_id AND layer = $layer AND category = $category AND k = $k
+              AND pos_stat = $pos_stat AND neg_stat = $neg_stat
+            ORDER BY unit""",
+        {**q, "pos_stat": params.pos_stat, "neg_stat": params.neg_stat},
+    )
+    precomputed = len(rows) == units
+    if not precomputed:
+        rows = reader.rows(schema.counts_sql(params.pos_stat, params.neg_stat), q)
+    return _Part(tuple((int(u), int(t), int(b)) for u, t, b in rows), precomputed)
 
 
 def ranking(

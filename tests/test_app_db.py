@@ -117,9 +117,10 @@ def build_db(path: Path, images_root: Path, run_id: int = 1, with_running: bool 
                     [rid])
     # The worker's precomputed defaults, for mixed4c/dog only (conv1 is computed on demand).
     for unit, si, top, bottom in EXPECTED_K1000:
-        con.execute(f"INSERT INTO {schema.UNIT_SCORES} VALUES (?, 'mixed4c', 'dog', ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [run_id, schema.DEFAULT_K, schema.DEFAULT_POS_STAT, schema.DEFAULT_NEG_STAT,
-                     schema.DEFAULT_SI_STAT, unit, si, top, bottom])
+        con.execute(f"INSERT INTO {schema.UNIT_SI} VALUES (?, 'mixed4c', 'dog', ?, ?, ?)",
+                    [run_id, schema.DEFAULT_SI_STAT, unit, si])
+        con.execute(f"INSERT INTO {schema.UNIT_COUNTS} VALUES (?, 'mixed4c', 'dog', ?, ?, ?, ?, ?, ?)",
+                    [run_id, schema.DEFAULT_K, schema.DEFAULT_POS_STAT, schema.DEFAULT_NEG_STAT, unit, top, bottom])
     con.close()
     return path
 

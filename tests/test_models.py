@@ -156,13 +156,17 @@ def test_caffe_transform_is_bgr_minus_mean(bvlc_random) -> None:
 
 
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
-def test_caffe_lrn_matches_torch(memory_format: torch.memory_format) -> None:
+@pytest.mark.parametrize("images_per_group", [1, 2, 3])
+def test_caffe_lrn_matches_torch(memory_format: torch.memory_format, images_per_group: int) -> None:
     torch.manual_seed(0)
-    x = (torch.randn(2, 64, 9, 7) * 300).relu().contiguous(memory_format=memory_format)
-    ours = CaffeLRN(5, alpha=1e-4, beta=0.75, k=1.0)(x)
+    x = (torch.randn(3, 64, 9, 7) * 300).relu().contiguous(memory_format=memory_format)
+    ours = CaffeLRN(5, alpha=1e-4, beta=0.75, k=1.0)
+    ours.chunk_bytes = images_per_group * x[0].numel() * 4  # exercise the grouping
     reference = nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0)(x)
-    torch.testing.assert_close(ours, reference, rtol=1e-6, atol=0)
-    assert not torch.allclose(ours, x)  # the normalisation does something at this scale
+    got = ours(x)
+    torch.testing.assert_close(got, reference, rtol=1e-6, atol=0)
+    assert got.is_contiguous(memory_format=memory_format)
+    assert not torch.allclose(got, x, rtol=1e-3)  # the normalisation does something at this scale
 
 
 @pytest.mark.parametrize("name", ["bvlc_random", "tv_random"])

@@ -68,8 +68,9 @@ def test_si_and_in_top_in_bottom_match_a_hand_computed_example(tmp_path):
     run_id = publish_hand_run(db, k=2)
     with duckdb.connect(str(db), read_only=True) as con:
         rows = con.execute(
-            "SELECT category, unit, si, in_top, in_bottom, k, pos_stat, neg_stat, si_stat FROM unit_scores "
-            "WHERE run_id = ? AND layer = 'conv1' ORDER BY category, unit",
+            "SELECT category, unit, si, in_top, in_bottom, k, pos_stat, neg_stat, stat "
+            "FROM unit_counts JOIN unit_si USING (run_id, layer, category, unit) "
+            "WHERE run_id = ? AND layer = 'conv1' AND stat = 'max' ORDER BY category, unit",
             [run_id],
         ).fetchall()
     scores = {(r[0], r[1]): r[2:5] for r in rows}
@@ -111,7 +112,7 @@ def test_a_second_publication_keeps_the_older_runs(tmp_path):
         assert con.execute("SELECT run_id, count(*) FROM responses GROUP BY 1 ORDER BY 1").fetchall() == [
             (1, 10), (2, 10)
         ]  # fmt: skip
-        assert con.execute("SELECT DISTINCT run_id, k FROM unit_scores ORDER BY 1").fetchall() == [(1, 2), (2, 3)]
+        assert con.execute("SELECT DISTINCT run_id, k FROM unit_counts ORDER BY 1").fetchall() == [(1, 2), (2, 3)]
 
 
 def test_unfinished_run_resumes_from_its_stored_batches(tmp_path):

@@ -77,7 +77,8 @@ def test_real_run_publishes_a_complete_run(real_run, imagenet_sample, bvlc_weigh
             "SELECT count(*), count(DISTINCT (layer, unit, image_id)) FROM responses"
         ).fetchone()
         scores = con.execute(
-            "SELECT layer, category, count(*), count(si) FROM unit_scores GROUP BY ALL ORDER BY 1"
+            "SELECT layer, category, count(*), count(si), count(in_top) FROM unit_si "
+            "JOIN unit_counts USING (run_id, layer, category, unit) WHERE stat = 'max' GROUP BY ALL ORDER BY 1"
         ).fetchall()
         stored = con.execute(
             "SELECT image_id, unit, act_mean, act_max, act_min FROM responses WHERE layer = 'mixed3a' "
@@ -96,7 +97,7 @@ def test_real_run_publishes_a_complete_run(real_run, imagenet_sample, bvlc_weigh
     n_dogs = sum(manifest[path]["is_dog"] == "1" for _, path, *_ in images)
     assert 3 <= n_dogs <= LIMIT - 10
     assert n_responses == n_distinct == LIMIT * (64 + 256)
-    assert scores == [("conv1", "dog", 64, 64), ("mixed3a", "dog", 256, 256)]
+    assert scores == [("conv1", "dog", 64, 64, 64), ("mixed3a", "dog", 256, 256, 256)]
 
     # The stored values are the network's: recompute two images directly and compare.
     from PIL import Image

@@ -221,17 +221,33 @@ class ConvReLU(nn.Module):
 class CaffeLRN(nn.LocalResponseNorm):
     """Caffe's across-channel LRN: x / (k + alpha/size * sum of x^2 over `size` channels)^beta.
 
-    Same arithmetic as nn.LocalResponseNorm (zero padding, sum/size), but the channel window is
-    an avg_pool1d over an N*H*W x C view, which is a free view for channels_last tensors and
-    about twice as fast on CPU as the 5-D avg_pool3d that nn.LocalResponseNorm uses.
+    Same arithmetic as nn.LocalResponseNorm (zero padding, sum/size), computed for speed: the
+    channel window is a sum of shifted slices of an N*H*W x C view (a free view for
+    channels_last tensors), one cache-sized group of images at a time. On this project's 2-core
+    CPU that is about 3x faster than nn.LocalResponseNorm's 5-D avg_pool3d, which made the two
+    LRNs a quarter of the whole network's time.
     """
 
+    chunk_bytes: Final = 4 << 20  # images per group: as many as fit in about 4 MB
+
     def forward(self, x: Tensor) -> Tensor:
+        out = torch.empty_like(x)  # keeps x's memory format
+        step = max(1, self.chunk_bytes // (x[0].numel() * x.element_size()))
+        for start in range(0, x.shape[0], step):
+            part = x[start : start + step]
+            torch.div(part, self._scale(part), out=out[start : start + step])
+        return out
+
+    def _scale(self, x: Tensor) -> Tensor:
+        """(k + alpha/size * window sum of x^2)^beta, shaped like x."""
         n, c, h, w = x.shape
-        squares = (x * x).permute(0, 2, 3, 1).reshape(n * h * w, 1, c)
-        window = F.avg_pool1d(squares, self.size, stride=1, padding=self.size // 2, count_include_pad=True)
-        scale = window.view(n, h, w, c).permute(0, 3, 1, 2).mul_(self.alpha).add_(self.k).pow_(self.beta)
-        return x / scale
+        rows = x.permute(0, 2, 3, 1).reshape(n * h * w, c)
+        padded = F.pad(rows, (self.size // 2, (self.size - 1) // 2))
+        window = padded[:, :c] * padded[:, :c]
+        for shift in range(1, self.size):
+            window.addcmul_(padded[:, shift : shift + c], padded[:, shift : shift + c])
+        scale = window.mul_(self.alpha / self.size).add_(self.k).pow_(self.beta)
+        return scale.view(n, h, w, c).permute(0, 3, 1, 2)
 
 
 class CaffeInception(nn.Module):

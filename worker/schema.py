@@ -2,7 +2,8 @@
 
 This module imports only the standard library, so the server can use it without torch.
 The SQL for SI, in_top/in_bottom and the per-unit rankings lives here, once: the worker runs
-it to precompute the default parameters at the end of a run, the server runs it on demand.
+it at the end of a run (SI for every stat and category, counts for the default k and stats), the
+server runs it on demand for other parameters.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ SKIPPED: Final = "skipped"
 CATEGORIES: Final = "categories"
 RESPONSES: Final = "responses"
 STAGING: Final = "responses_staging"
-UNIT_SCORES: Final = "unit_scores"
+UNIT_SI: Final = "unit_si"
+UNIT_COUNTS: Final = "unit_counts"
 
 RUN_RUNNING: Final = "running"
 RUN_COMPLETE: Final = "complete"
@@ -131,18 +133,29 @@ DDL: Final[tuple[str, ...]] = (
     f"CREATE TABLE IF NOT EXISTS {RESPONSES} ({_RESPONSE_COLUMNS})",
     # Batches of a run in progress, in arrival order; moved to `responses` when the run completes.
     f"CREATE TABLE IF NOT EXISTS {STAGING} ({_RESPONSE_COLUMNS})",
-    f"""CREATE TABLE IF NOT EXISTS {UNIT_SCORES} (
+    # SI of every unit for every category and stat, written at the end of a run (one scan per layer).
+    f"""CREATE TABLE IF NOT EXISTS {UNIT_SI} (
+        run_id   INTEGER  NOT NULL,
+        layer    VARCHAR  NOT NULL,
+        category VARCHAR  NOT NULL,
+        stat     VARCHAR  NOT NULL,
+        unit     SMALLINT NOT NULL,
+        si       DOUBLE,                      -- NULL for a unit whose response never varies
+        PRIMARY KEY (run_id, layer, category, stat, unit)
+    )""",
+    # in_top/in_bottom for the default k and stats, written at the end of a run; the server computes
+    # other parameter sets on demand with counts_sql.
+    f"""CREATE TABLE IF NOT EXISTS {UNIT_COUNTS} (
         run_id    INTEGER  NOT NULL,
         layer     VARCHAR  NOT NULL,
         category  VARCHAR  NOT NULL,
         k         INTEGER  NOT NULL,
         pos_stat  VARCHAR  NOT NULL,
         neg_stat  VARCHAR  NOT NULL,
-        si_stat   VARCHAR  NOT NULL,
         unit      SMALLINT NOT NULL,
-        si        DOUBLE,                     -- NULL for a unit whose response never varies
         in_top    INTEGER  NOT NULL,
-        in_bottom INTEGER  NOT NULL
+        in_bottom INTEGER  NOT NULL,
+        PRIMARY KEY (run_id, layer, category, k, pos_stat, neg_stat, unit)
     )""",
 )
 
@@ -169,42 +182,70 @@ def membership_sql() -> str:
     return _MEMBERSHIP
 
 
-def scores_sql(pos_stat: str, neg_stat: str, si_stat: str) -> str:
-    """SQL giving (unit, si, in_top, in_bottom) for every unit of one layer.
+def _si(stat: str) -> str:
+    col = stat_column(stat)
+    lo, cat, rest = f"min_{col}", f"cat_{col}", f"rest_{col}"
+    return f"""CASE WHEN max_{col} > {lo} AND ({cat} - {lo}) + ({rest} - {lo}) > 0
+                 THEN ({cat} - {lo}) / (({cat} - {lo}) + ({rest} - {lo})) END"""
+
+
+def si_sql() -> str:
+    """SQL giving (unit, stat, si) for every unit of one layer and every stat.
+
+    Parameters: $run_id, $layer, $category.
+
+    SI on a stat: each unit's responses are min-max normalised over all images of the run,
+    A_N = (A - min A) / (max A - min A); SI = mean_C(A_N) / (mean_C(A_N) + mean_notC(A_N)).
+    Because A_N is affine in A, mean_C(A_N) = (mean_C(A) - min A) / (max A - min A), so one
+    grouped scan gives all three stats. SI is NULL for a unit whose response never varies.
+    Cost: one scan of the layer's rows (images x units) joined to the run's category membership.
+    """
+    aggregates = ",\n               ".join(
+        f"min({c}) AS min_{c}, max({c}) AS max_{c}, "
+        f"avg({c}) FILTER (WHERE m.is_cat) AS cat_{c}, avg({c}) FILTER (WHERE NOT m.is_cat) AS rest_{c}"
+        for c in STAT_COLUMN.values()
+    )
+    per_stat = "\n    UNION ALL ".join(
+        f"SELECT unit, '{stat}' AS stat, {_si(stat)} AS si FROM agg" for stat in STATS
+    )
+    return f"""
+    WITH agg AS MATERIALIZED (
+        SELECT r.unit,
+               {aggregates}
+        FROM {RESPONSES} r JOIN ({_MEMBERSHIP}) m USING (image_id)
+        WHERE r.run_id = $run_id AND r.layer = $layer
+        GROUP BY r.unit
+    )
+    {per_stat}
+    ORDER BY unit, stat
+    """
+
+
+def counts_sql(pos_stat: str, neg_stat: str) -> str:
+    """SQL giving (unit, in_top, in_bottom) for every unit of one layer.
 
     Parameters: $run_id, $layer, $category, $k.
 
-    - SI on `si_stat`: each unit's responses are min-max normalised over all images of the run,
-      A_N = (A - min A) / (max A - min A); SI = mean_C(A_N) / (mean_C(A_N) + mean_notC(A_N)).
-      Because A_N is affine in A, mean_C(A_N) = (mean_C(A) - min A) / (max A - min A), so one
-      grouped scan is enough.
-    - in_top: category images among the k largest `pos_stat` values; in_bottom: among the k
-      smallest `neg_stat` values. Ties are broken by image_id (smaller first).
+    in_top: category images among the k largest `pos_stat` values; in_bottom: among the k smallest
+    `neg_stat` values. Ties are broken by image_id (smaller first).
 
     Cost: two scans of the layer's rows (images x units) and no full sort. The first finds each
     unit's k-th value with DuckDB's top-n aggregate; the second keeps only the rows at or past it
-    (about 2k per unit), and only those are ranked.
+    (about 2k per unit), and only those are joined to the category and ranked.
     """
-    pos, neg, sic = stat_column(pos_stat), stat_column(neg_stat), stat_column(si_stat)
+    pos, neg = stat_column(pos_stat), stat_column(neg_stat)
     return f"""
-    WITH members AS MATERIALIZED ({_MEMBERSHIP}),
-    per_unit AS (
-        SELECT r.unit,
-               list_last(max(r.{pos}, $k)) AS p_thr,
-               list_last(min(r.{neg}, $k)) AS q_thr,
-               min(r.{sic}) AS s_min,
-               max(r.{sic}) AS s_max,
-               avg(r.{sic}) FILTER (WHERE m.is_cat) AS s_cat,
-               avg(r.{sic}) FILTER (WHERE NOT m.is_cat) AS s_rest
-        FROM {RESPONSES} r JOIN members m USING (image_id)
-        WHERE r.run_id = $run_id AND r.layer = $layer
-        GROUP BY r.unit
+    WITH thresholds AS MATERIALIZED (
+        SELECT unit, list_last(max({pos}, $k)) AS p_thr, list_last(min({neg}, $k)) AS q_thr
+        FROM {RESPONSES}
+        WHERE run_id = $run_id AND layer = $layer
+        GROUP BY unit
     ),
-    edge AS MATERIALIZED (
-        SELECT r.unit, r.image_id, r.{pos} AS p, r.{neg} AS q, u.p_thr, u.q_thr
-        FROM {RESPONSES} r JOIN per_unit u USING (unit)
+    edge AS (
+        SELECT r.unit, r.image_id, r.{pos} AS p, r.{neg} AS q, t.p_thr, t.q_thr
+        FROM {RESPONSES} r JOIN thresholds t USING (unit)
         WHERE r.run_id = $run_id AND r.layer = $layer
-          AND (r.{pos} >= u.p_thr OR r.{neg} <= u.q_thr)
+          AND (r.{pos} >= t.p_thr OR r.{neg} <= t.q_thr)
     ),
     ranked AS (
         SELECT e.unit, m.is_cat,
@@ -212,23 +253,14 @@ def scores_sql(pos_stat: str, neg_stat: str, si_stat: str) -> str:
                    PARTITION BY e.unit, e.p >= e.p_thr ORDER BY e.p DESC, e.image_id) END AS top_rank,
                CASE WHEN e.q <= e.q_thr THEN row_number() OVER (
                    PARTITION BY e.unit, e.q <= e.q_thr ORDER BY e.q ASC, e.image_id) END AS bot_rank
-        FROM edge e JOIN members m USING (image_id)
-    ),
-    counts AS (
-        SELECT unit,
-               count(*) FILTER (WHERE is_cat AND top_rank <= $k) AS in_top,
-               count(*) FILTER (WHERE is_cat AND bot_rank <= $k) AS in_bottom
-        FROM ranked GROUP BY unit
+        FROM edge e JOIN ({_MEMBERSHIP}) m USING (image_id)
     )
-    SELECT u.unit,
-           CASE WHEN u.s_max > u.s_min
-                 AND (u.s_cat - u.s_min) + (u.s_rest - u.s_min) > 0
-                THEN (u.s_cat - u.s_min) / ((u.s_cat - u.s_min) + (u.s_rest - u.s_min))
-           END AS si,
-           coalesce(c.in_top, 0)::INTEGER AS in_top,
-           coalesce(c.in_bottom, 0)::INTEGER AS in_bottom
-    FROM per_unit u LEFT JOIN counts c USING (unit)
-    ORDER BY u.unit
+    SELECT t.unit,
+           (count(r.unit) FILTER (WHERE r.is_cat AND r.top_rank <= $k))::INTEGER AS in_top,
+           (count(r.unit) FILTER (WHERE r.is_cat AND r.bot_rank <= $k))::INTEGER AS in_bottom
+    FROM thresholds t LEFT JOIN ranked r USING (unit)
+    GROUP BY t.unit
+    ORDER BY t.unit
     """
 
 

@@ -6,7 +6,8 @@ Files beside the published DB `<db>`:
   skipped files and responses_staging rows. Each batch is one transaction, so after kill -9 the
   file holds whole batches only, and rerunning the same command resumes from there.
 - `<db>.publishing`: built at the end of a run in a fresh file: the published runs of `<db>`, then
-  the new run with its responses sorted by (layer, unit, image_id) and its default unit_scores.
+  the new run with its responses sorted by (layer, unit, image_id), its SI for every stat and
+  category, and its in_top/in_bottom for the default parameters.
   It is checkpointed, closed and fsynced, then renamed over `<db>` (atomic), so a reader of `<db>`
   only ever sees complete runs. A fresh file is written, rather than the working file published,
   because deleting the staging rows in place leaves their blocks in the file (measured: 2.2x the
@@ -132,7 +133,8 @@ _PUBLISHED_TABLES = (
     schema.IMAGES,
     schema.SKIPPED,
     schema.RESPONSES,
-    schema.UNIT_SCORES,
+    schema.UNIT_SI,
+    schema.UNIT_COUNTS,
 )
 
 
@@ -443,7 +445,7 @@ class WorkerStore:
     # ---------------------------------------------------------------- publication
 
     def publish(self, *, k: int = schema.DEFAULT_K) -> Published:
-        """Write `<db>.publishing` (published runs + this run, sorted, with default unit_scores),
+        """Write `<db>.publishing` (published runs + this run, sorted, with SI and default counts),
         make it durable, rename it over `<db>`, and delete the working file."""
         con = self._work()
         n_files, n_images, n_skipped = con.execute(
@@ -519,14 +521,19 @@ class WorkerStore:
                 )
                 pub.execute("CHECKPOINT")
             pub.execute("DETACH work")
-            scores = schema.scores_sql(schema.DEFAULT_POS_STAT, schema.DEFAULT_NEG_STAT, schema.DEFAULT_SI_STAT)
+            # The same SQL the server runs: SI for every stat, counts for the default k and stats.
+            si, counts = schema.si_sql(), schema.counts_sql(schema.DEFAULT_POS_STAT, schema.DEFAULT_NEG_STAT)
             for category in categories:
                 for layer in layers:
+                    q = {"run_id": run_id, "layer": layer, "category": category}
                     pub.execute(
-                        f"INSERT INTO {schema.UNIT_SCORES} SELECT $run_id, $layer, $category, $k, "
-                        f"'{schema.DEFAULT_POS_STAT}', '{schema.DEFAULT_NEG_STAT}', '{schema.DEFAULT_SI_STAT}', "
-                        f"unit, si, in_top, in_bottom FROM ({scores}) AS s",
-                        {"run_id": run_id, "layer": layer, "category": category, "k": k},
+                        f"INSERT INTO {schema.UNIT_SI} SELECT $run_id, $layer, $category, stat, unit, si FROM ({si})",
+                        q,
+                    )
+                    pub.execute(
+                        f"INSERT INTO {schema.UNIT_COUNTS} SELECT $run_id, $layer, $category, $k, $pos_stat, "
+                        f"$neg_stat, unit, in_top, in_bottom FROM ({counts})",
+                        {**q, "k": k, "pos_stat": schema.DEFAULT_POS_STAT, "neg_stat": schema.DEFAULT_NEG_STAT},
                     )
             pub.execute("CHECKPOINT")
         return run_id

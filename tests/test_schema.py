@@ -1,0 +1,86 @@
+"""The metric SQL in worker.schema against a brute-force numpy reference, on tie-heavy data."""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import pytest
+
+from worker import schema
+
+N_IMAGES, N_UNITS = 300, 7
+DOG, FISH = "n02085620", "n01440764"
+
+
+@pytest.fixture(scope="module")
+def db() -> tuple[duckdb.DuckDBPyConnection, np.ndarray, np.ndarray]:
+    """An in-memory DB of small integer responses (so ties are everywhere) and one constant unit."""
+    con = duckdb.connect()
+    for ddl in schema.DDL:
+        con.execute(ddl)
+    rng = np.random.default_rng(7)
+    values = rng.integers(-5, 5, size=(N_UNITS, N_IMAGES, 3)).astype(np.float32)
+    values[3] = 1.0  # a unit whose response never varies
+    is_cat = np.arange(N_IMAGES) % 3 == 0
+    con.execute(
+        "INSERT INTO images SELECT 1, i, 'x/' || i || '.JPEG', CASE WHEN i % 3 = 0 THEN ? ELSE ? END, "
+        "NULL, 'x', 1, 1, 'RGB' FROM range(?) t(i)",
+        [DOG, FISH, N_IMAGES],
+    )
+    con.execute("INSERT INTO categories VALUES (1, 'dog', ?)", [DOG])
+    units, images = np.meshgrid(np.arange(N_UNITS), np.arange(N_IMAGES), indexing="ij")
+    frame = {  # noqa: F841 (read by DuckDB's replacement scan)
+        "unit": units.ravel().astype(np.int16),
+        "image_id": images.ravel().astype(np.int32),
+        **{col: values[..., i].ravel() for i, col in enumerate(schema.STAT_COLUMN.values())},
+    }
+    con.execute("INSERT INTO responses SELECT 1, 'mixed4c', unit, image_id, act_mean, act_max, act_min FROM frame")
+    return con, values, is_cat
+
+
+@pytest.mark.parametrize("k", [1, 10, 50, 299, 300, 1000])
+@pytest.mark.parametrize(("pos_stat", "neg_stat"), [("max", "min"), ("mean", "mean")])
+def test_counts_match_a_full_sort_with_ties_broken_by_image_id(db, k, pos_stat, neg_stat):
+    con, values, is_cat = db
+    got = con.execute(
+        schema.counts_sql(pos_stat, neg_stat), {"run_id": 1, "layer": "mixed4c", "category": "dog", "k": k}
+    ).fetchall()
+    assert [u for u, _, _ in got] == list(range(N_UNITS))
+    p_i, q_i = schema.STATS.index(pos_stat), schema.STATS.index(neg_stat)
+    for unit, in_top, in_bottom in got:
+        p, q = values[unit, :, p_i], values[unit, :, q_i]
+        top = np.lexsort((np.arange(N_IMAGES), -p))[:k]  # value descending, then image id
+        bottom = np.lexsort((np.arange(N_IMAGES), q))[:k]
+        assert (in_top, in_bottom) == (is_cat[top].sum(), is_cat[bottom].sum())
+
+
+def test_si_matches_its_definition_for_every_stat(db):
+    con, values, is_cat = db
+    got = con.execute(schema.si_sql(), {"run_id": 1, "layer": "mixed4c", "category": "dog"}).fetchall()
+    assert len(got) == N_UNITS * len(schema.STATS)
+    for unit, stat, si in got:
+        a = values[unit, :, schema.STATS.index(stat)].astype(np.float64)
+        if a.max() == a.min():
+            assert si is None
+            continue
+        a_n = (a - a.min()) / (a.max() - a.min())
+        assert si == pytest.approx(a_n[is_cat].mean() / (a_n[is_cat].mean() + a_n[~is_cat].mean()), abs=1e-12)
+
+
+@pytest.mark.parametrize("kind", schema.RANK_KINDS)
+def test_rankings_order_by_value_then_image_id(db, kind):
+    con, values, is_cat = db
+    rows = con.execute(
+        schema.ranking_sql(kind, "mean"), {"run_id": 1, "layer": "mixed4c", "unit": 2, "category": "dog", "n": 9}
+    ).fetchall()
+    v = values[2, :, 0]
+    key = {"positive": -v, "negative": v, "near_zero": np.abs(v)}[kind]
+    expected = np.lexsort((np.arange(N_IMAGES), key))[:9]
+    assert [r[0] for r in rows] == expected.tolist()
+    assert [r[3] for r in rows] == is_cat[expected].tolist()
+    assert [r[4] for r in rows] == v[expected].tolist()
+
+
+def test_stat_names_are_checked_before_they_reach_sql():
+    with pytest.raises(ValueError, match="unknown stat"):
+        schema.counts_sql("max; DROP TABLE responses", "min")
