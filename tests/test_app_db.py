@@ -269,7 +269,12 @@ def build_real_db(base: Path, images: Path, weights: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def real_db(tmp_path_factory: pytest.TempPathFactory, imagenet_sample: Path, bvlc_weights: Path) -> Path:
-    """A DuckDB file written by the real worker from REAL_LIMIT images of the shared sample, all layers."""
+    """A DuckDB file written by the real worker from REAL_LIMIT images of the shared sample, all layers.
+
+    UNITSCOPE_TEST_DB names an existing one instead (e.g. a full run, for the README's screenshots).
+    """
+    if given := os.environ.get("UNITSCOPE_TEST_DB"):
+        return Path(given)
     return build_real_db(tmp_path_factory.getbasetemp(), imagenet_sample, bvlc_weights)
 
 
