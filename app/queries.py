@@ -199,13 +199,11 @@ def _layer_si(reader: Reader, run: Run, layer: str, units: int, params: ScorePar
 
 def _layer_counts(reader: Reader, run: Run, layer: str, units: int, params: ScoreParams) -> _Part:
     q = {"run_id": run.run_id, "layer": layer, "category": params.category, "k": params.k}
-    rows = reader.rows(
-        f"""SELECT unit, in_top, in_bottom FROM {schema.UNIT_COUNTS}
-            WHERE run_id = $run_id AND layer = $layer AND category = $category AND k = $k
-              AND pos_stat = $pos_stat AND neg_stat = $neg_stat
-            ORDER BY unit""",
-        {**q, "pos_stat": params.pos_stat, "neg_stat": params.neg_stat},
-    )
+    rows: list[Any] = []
+    if params.k <= schema.RANKED_K:  # the worker stored each unit's first RANKED_K on both sides
+        rows = reader.rows(
+            schema.stored_counts_sql(), {**q, "pos_stat": params.pos_stat, "neg_stat": params.neg_stat}
+        )
     precomputed = len(rows) == units
     if not precomputed:
         rows = reader.rows(schema.counts_sql(params.pos_stat, params.neg_stat), q)

@@ -119,8 +119,12 @@ def build_db(path: Path, images_root: Path, run_id: int = 1, with_running: bool 
     for unit, si, top, bottom in EXPECTED_K1000:
         con.execute(f"INSERT INTO {schema.UNIT_SI} VALUES (?, 'mixed4c', 'dog', ?, ?, ?)",
                     [run_id, schema.DEFAULT_SI_STAT, unit, si])
-        con.execute(f"INSERT INTO {schema.UNIT_COUNTS} VALUES (?, 'mixed4c', 'dog', ?, ?, ?, ?, ?, ?)",
-                    [run_id, schema.DEFAULT_K, schema.DEFAULT_POS_STAT, schema.DEFAULT_NEG_STAT, unit, top, bottom])
+    # ... and mixed4c's ranks, made by the worker's SQL (in_top/in_bottom for k <= RANKED_K).
+    for stat in schema.STATS:
+        for side in schema.SIDES:
+            con.execute(f"INSERT INTO {schema.UNIT_RANKS} SELECT $run_id, 'mixed4c', $stat, $side, unit, rank, "
+                        f"image_id FROM ({schema.ranks_sql(stat, side)})",
+                        {"run_id": run_id, "layer": "mixed4c", "stat": stat, "side": side, "k": schema.RANKED_K})
     con.close()
     return path
 

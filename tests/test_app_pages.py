@@ -126,7 +126,11 @@ def test_layer_scores_match_the_hand_computed_values(client: TestClient) -> None
     assert (body["layer"], body["k"], body["base_rate"]) == ("mixed4c", 2, 1.0)
     assert scores(body) == approx_rows(EXPECTED_K2)
     assert [u["selective"] for u in body["units"]] == [True, False, False]
-    assert body["source"] == "computed"
+    assert body["source"] == "precomputed"  # k <= RANKED_K: from the stored ranks
+    # Past RANKED_K the counts come from the responses, and must agree.
+    beyond = client.get(f"/api/layers/mixed4c?k={schema.RANKED_K + 1}").json()
+    assert beyond["source"] == "computed"
+    assert scores(beyond) == scores(client.get("/api/layers/mixed4c").json())  # 6 images: all in both
 
     default = client.get("/api/layers/mixed4c").json()
     assert scores(default) == approx_rows(EXPECTED_K1000)

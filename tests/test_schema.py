@@ -54,6 +54,24 @@ def test_counts_match_a_full_sort_with_ties_broken_by_image_id(db, k, pos_stat, 
         assert (in_top, in_bottom) == (is_cat[top].sum(), is_cat[bottom].sum())
 
 
+@pytest.mark.parametrize("ranked_k", [40, schema.RANKED_K])
+def test_stored_ranks_give_the_same_counts_as_the_responses(db, ranked_k):
+    con, _, _ = db
+    con.execute("DELETE FROM unit_ranks")
+    for stat in schema.STATS:
+        for side in schema.SIDES:
+            con.execute(
+                f"INSERT INTO unit_ranks SELECT 1, 'mixed4c', $stat, $side, unit, rank, image_id "
+                f"FROM ({schema.ranks_sql(stat, side)})",
+                {"stat": stat, "side": side, "run_id": 1, "layer": "mixed4c", "k": ranked_k},
+            )
+    for k in (1, 7, ranked_k):
+        for pos_stat, neg_stat in (("max", "min"), ("mean", "max")):
+            q = {"run_id": 1, "layer": "mixed4c", "category": "dog", "k": k}
+            stored = con.execute(schema.stored_counts_sql(), {**q, "pos_stat": pos_stat, "neg_stat": neg_stat})
+            assert stored.fetchall() == con.execute(schema.counts_sql(pos_stat, neg_stat), q).fetchall()
+
+
 def test_si_matches_its_definition_for_every_stat(db):
     con, values, is_cat = db
     got = con.execute(schema.si_sql(), {"run_id": 1, "layer": "mixed4c", "category": "dog"}).fetchall()

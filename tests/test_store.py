@@ -52,7 +52,7 @@ def hand_stats() -> np.ndarray:
     return stats
 
 
-def publish_hand_run(db: Path, k: int) -> int:
+def publish_hand_run(db: Path, ranked_k: int) -> int:
     spec = spec_for(tuple(f"{w}/{i}.JPEG" for i, w in enumerate(WNIDS)), categories=(FISH,))
     stats = hand_stats()
     with WorkerStore.open(db) as store:
@@ -60,21 +60,26 @@ def publish_hand_run(db: Path, k: int) -> int:
         # Two batches, as the worker writes them; image 4 arrives first.
         store.write_batch([image(4, OTHER)], [], {"conv1": stats[4:5]})
         store.write_batch([image(i, WNIDS[i]) for i in range(4)], [], {"conv1": stats[:4]})
-        return store.publish(k=k).run_id
+        return store.publish(ranked_k=ranked_k).run_id
 
 
 def test_si_and_in_top_in_bottom_match_a_hand_computed_example(tmp_path):
     db = tmp_path / "hand.duckdb"
-    run_id = publish_hand_run(db, k=2)
+    run_id = publish_hand_run(db, ranked_k=2)
+    scores = {}
     with duckdb.connect(str(db), read_only=True) as con:
-        rows = con.execute(
-            "SELECT category, unit, si, in_top, in_bottom, k, pos_stat, neg_stat, stat "
-            "FROM unit_counts JOIN unit_si USING (run_id, layer, category, unit) "
-            "WHERE run_id = ? AND layer = 'conv1' AND stat = 'max' ORDER BY category, unit",
-            [run_id],
-        ).fetchall()
-    scores = {(r[0], r[1]): r[2:5] for r in rows}
-    assert {r[5:] for r in rows} == {(2, "max", "min", "max")}
+        for category in ("dog", "fish"):
+            q = {"run_id": run_id, "layer": "conv1", "category": category}
+            si = dict(con.execute(
+                "SELECT unit, si FROM unit_si WHERE run_id = $run_id AND layer = $layer AND category = $category "
+                "AND stat = 'max'", q,
+            ).fetchall())  # fmt: skip
+            counts = con.execute(schema.stored_counts_sql(), {**q, "k": 2, "pos_stat": "max", "neg_stat": "min"})
+            for unit, in_top, in_bottom in counts.fetchall():
+                scores[(category, unit)] = (si[unit], in_top, in_bottom)
+        # Every stat on both sides: 2 units x ranked_k images.
+        ranked = con.execute("SELECT stat, side, count(*) FROM unit_ranks GROUP BY ALL ORDER BY ALL").fetchall()
+        assert ranked == [(stat, side, 4) for stat in sorted(schema.STATS) for side in ("bottom", "top")]
     # Unit 0, SI on max: min 0, max 4, so A_N = [1, 0, .5, .5, .25].
     #   dog: mean_C = (1 + .5) / 2 = .75, mean_rest = (0 + .5 + .25) / 3 = .25 -> SI = .75 / 1.0 = .75
     #   fish: mean_C = (0 + .5) / 2 = .25, mean_rest = (1 + .5 + .25) / 3 = 7/12 -> SI = .25 / (.25 + 7/12) = .3
@@ -91,7 +96,7 @@ def test_si_and_in_top_in_bottom_match_a_hand_computed_example(tmp_path):
 
 def test_published_responses_are_sorted_and_the_working_file_is_gone(tmp_path):
     db = tmp_path / "hand.duckdb"
-    publish_hand_run(db, k=2)
+    publish_hand_run(db, ranked_k=2)
     assert not Path(f"{db}.partial").exists() and not Path(f"{db}.publishing").exists()
     with duckdb.connect(str(db), read_only=True) as con:
         stored = con.execute("SELECT unit, image_id, act_max FROM responses").fetchall()  # storage order
@@ -106,13 +111,15 @@ def test_published_responses_are_sorted_and_the_working_file_is_gone(tmp_path):
 
 def test_a_second_publication_keeps_the_older_runs(tmp_path):
     db = tmp_path / "hand.duckdb"
-    assert publish_hand_run(db, k=2) == 1
-    assert publish_hand_run(db, k=3) == 2
+    assert publish_hand_run(db, ranked_k=2) == 1
+    assert publish_hand_run(db, ranked_k=3) == 2
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("SELECT run_id, count(*) FROM responses GROUP BY 1 ORDER BY 1").fetchall() == [
             (1, 10), (2, 10)
         ]  # fmt: skip
-        assert con.execute("SELECT DISTINCT run_id, k FROM unit_counts ORDER BY 1").fetchall() == [(1, 2), (2, 3)]
+        assert con.execute("SELECT run_id, max(rank) FROM unit_ranks GROUP BY 1 ORDER BY 1").fetchall() == [
+            (1, 2), (2, 3)
+        ]  # fmt: skip
 
 
 def test_unfinished_run_resumes_from_its_stored_batches(tmp_path):
@@ -176,7 +183,7 @@ def test_a_db_that_is_not_a_unitscope_db_is_refused(tmp_path):
     with pytest.raises(StoreError, match="cannot open .*text.duckdb as a DuckDB file"):
         WorkerStore.open(text)
     newer = tmp_path / "newer.duckdb"
-    publish_hand_run(newer, k=2)
+    publish_hand_run(newer, ranked_k=2)
     with duckdb.connect(str(newer)) as con:
         con.execute("UPDATE meta SET value = '999' WHERE key = 'schema_version'")
     with pytest.raises(StoreError, match="schema version 999"):

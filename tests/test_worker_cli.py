@@ -77,8 +77,9 @@ def test_real_run_publishes_a_complete_run(real_run, imagenet_sample, bvlc_weigh
             "SELECT count(*), count(DISTINCT (layer, unit, image_id)) FROM responses"
         ).fetchone()
         scores = con.execute(
-            "SELECT layer, category, count(*), count(si), count(in_top) FROM unit_si "
-            "JOIN unit_counts USING (run_id, layer, category, unit) WHERE stat = 'max' GROUP BY ALL ORDER BY 1"
+            "SELECT layer, category, count(*), count(si), "
+            "(SELECT count(DISTINCT unit) FROM unit_ranks r WHERE r.layer = s.layer AND rank = $n) "
+            "FROM unit_si s WHERE stat = 'max' GROUP BY ALL ORDER BY 1", {"n": LIMIT}
         ).fetchall()
         stored = con.execute(
             "SELECT image_id, unit, act_mean, act_max, act_min FROM responses WHERE layer = 'mixed3a' "

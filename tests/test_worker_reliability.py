@@ -273,7 +273,7 @@ def test_kill_9_at_random_points_resumes_to_the_uninterrupted_result(tmp_path, i
             "SELECT layer, unit, branch FROM units WHERE run_id = {r} ORDER BY layer, unit",
             # SI is an average whose summation order DuckDB may parallelise: equal to 12 places.
             "SELECT layer, category, stat, unit, round(si, 12) FROM unit_si WHERE run_id = {r} ORDER BY ALL",
-            "SELECT layer, category, unit, in_top, in_bottom FROM unit_counts WHERE run_id = {r} ORDER BY ALL",
+            "SELECT layer, stat, side, unit, rank, image_id FROM unit_ranks WHERE run_id = {r} ORDER BY ALL",
         ):
             assert table(con, sql.format(r=2)) == table(ref, sql.format(r=1))
         query = ("SELECT layer, unit, image_id, act_mean, act_max, act_min FROM responses WHERE run_id = {r} "

@@ -2,8 +2,8 @@
 
 This module imports only the standard library, so the server can use it without torch.
 The SQL for SI, in_top/in_bottom and the per-unit rankings lives here, once: the worker runs
-it at the end of a run (SI for every stat and category, counts for the default k and stats), the
-server runs it on demand for other parameters.
+it at the end of a run (SI for every stat and category, each unit's first RANKED_K images on both
+sides of every stat), the server reads those or runs the same SQL on demand for other parameters.
 """
 
 from __future__ import annotations
@@ -42,6 +42,9 @@ DEFAULT_POS_STAT: Final[Stat] = "max"
 DEFAULT_NEG_STAT: Final[Stat] = "min"
 DEFAULT_NEAR_STAT: Final[Stat] = "mean"
 DEFAULT_SI_STAT: Final[Stat] = "max"
+# Each unit's first RANKED_K images on both sides of every stat are stored at the end of a run,
+# so in_top/in_bottom for any k up to it is a lookup (the study's k is 1000).
+RANKED_K: Final = DEFAULT_K
 SELECTIVE_SI: Final = 0.65  # Aparicio et al. 2016
 FIGURE_SI: Final = 0.7  # the study's figure marks SI >= 0.7
 
@@ -56,7 +59,7 @@ CATEGORIES: Final = "categories"
 RESPONSES: Final = "responses"
 STAGING: Final = "responses_staging"
 UNIT_SI: Final = "unit_si"
-UNIT_COUNTS: Final = "unit_counts"
+UNIT_RANKS: Final = "unit_ranks"
 
 RUN_RUNNING: Final = "running"
 RUN_COMPLETE: Final = "complete"
@@ -143,19 +146,16 @@ DDL: Final[tuple[str, ...]] = (
         si       DOUBLE,                      -- NULL for a unit whose response never varies
         PRIMARY KEY (run_id, layer, category, stat, unit)
     )""",
-    # in_top/in_bottom for the default k and stats, written at the end of a run; the server computes
-    # other parameter sets on demand with counts_sql.
-    f"""CREATE TABLE IF NOT EXISTS {UNIT_COUNTS} (
-        run_id    INTEGER  NOT NULL,
-        layer     VARCHAR  NOT NULL,
-        category  VARCHAR  NOT NULL,
-        k         INTEGER  NOT NULL,
-        pos_stat  VARCHAR  NOT NULL,
-        neg_stat  VARCHAR  NOT NULL,
-        unit      SMALLINT NOT NULL,
-        in_top    INTEGER  NOT NULL,
-        in_bottom INTEGER  NOT NULL,
-        PRIMARY KEY (run_id, layer, category, k, pos_stat, neg_stat, unit)
+    # Each unit's first RANKED_K images by every stat, from the top (largest first) and from the
+    # bottom (smallest first), ties by image_id: in_top/in_bottom for any k <= RANKED_K.
+    f"""CREATE TABLE IF NOT EXISTS {UNIT_RANKS} (
+        run_id   INTEGER  NOT NULL,
+        layer    VARCHAR  NOT NULL,
+        stat     VARCHAR  NOT NULL,
+        side     VARCHAR  NOT NULL,           -- 'top' | 'bottom'
+        unit     SMALLINT NOT NULL,
+        rank     SMALLINT NOT NULL,           -- 1-based
+        image_id INTEGER  NOT NULL
     )""",
 )
 
@@ -221,46 +221,85 @@ def si_sql() -> str:
     """
 
 
-def counts_sql(pos_stat: str, neg_stat: str) -> str:
-    """SQL giving (unit, in_top, in_bottom) for every unit of one layer.
+Side = Literal["top", "bottom"]
+SIDES: Final[tuple[Side, ...]] = ("top", "bottom")
 
-    Parameters: $run_id, $layer, $category, $k.
 
-    in_top: category images among the k largest `pos_stat` values; in_bottom: among the k smallest
-    `neg_stat` values. Ties are broken by image_id (smaller first).
+def ranks_sql(stat: str, side: str) -> str:
+    """SQL giving (unit, rank, image_id): each unit's first $k images of one layer by `stat`.
+
+    Parameters: $run_id, $layer, $k. side 'top': largest first; 'bottom': smallest first.
+    Ties are broken by image_id (smaller first); rank is 1-based.
 
     Cost: two scans of the layer's rows (images x units) and no full sort. The first finds each
-    unit's k-th value with DuckDB's top-n aggregate; the second keeps only the rows at or past it
-    (about 2k per unit), and only those are joined to the category and ranked.
+    unit's k-th value with DuckDB's top-n aggregate; the second keeps only the rows at or past it,
+    and only those are ordered.
     """
-    pos, neg = stat_column(pos_stat), stat_column(neg_stat)
+    col = stat_column(stat)
+    try:
+        top_n, past, order = {"top": ("max", ">=", "DESC"), "bottom": ("min", "<=", "ASC")}[side]
+    except KeyError:
+        raise ValueError(f"unknown side {side!r}; choose one of {', '.join(SIDES)}") from None
     return f"""
     WITH thresholds AS MATERIALIZED (
-        SELECT unit, list_last(max({pos}, $k)) AS p_thr, list_last(min({neg}, $k)) AS q_thr
-        FROM {RESPONSES}
-        WHERE run_id = $run_id AND layer = $layer
+        SELECT unit, list_last({top_n}({col}, $k)) AS t
+        FROM {RESPONSES} WHERE run_id = $run_id AND layer = $layer
         GROUP BY unit
     ),
     edge AS (
-        SELECT r.unit, r.image_id, r.{pos} AS p, r.{neg} AS q, t.p_thr, t.q_thr
-        FROM {RESPONSES} r JOIN thresholds t USING (unit)
-        WHERE r.run_id = $run_id AND r.layer = $layer
-          AND (r.{pos} >= t.p_thr OR r.{neg} <= t.q_thr)
-    ),
-    ranked AS (
-        SELECT e.unit, m.is_cat,
-               CASE WHEN e.p >= e.p_thr THEN row_number() OVER (
-                   PARTITION BY e.unit, e.p >= e.p_thr ORDER BY e.p DESC, e.image_id) END AS top_rank,
-               CASE WHEN e.q <= e.q_thr THEN row_number() OVER (
-                   PARTITION BY e.unit, e.q <= e.q_thr ORDER BY e.q ASC, e.image_id) END AS bot_rank
-        FROM edge e JOIN ({_MEMBERSHIP}) m USING (image_id)
+        SELECT r.unit, r.image_id, r.{col} AS v
+        FROM {RESPONSES} r JOIN thresholds USING (unit)
+        WHERE r.run_id = $run_id AND r.layer = $layer AND r.{col} {past} thresholds.t
     )
-    SELECT t.unit,
-           (count(r.unit) FILTER (WHERE r.is_cat AND r.top_rank <= $k))::INTEGER AS in_top,
-           (count(r.unit) FILTER (WHERE r.is_cat AND r.bot_rank <= $k))::INTEGER AS in_bottom
-    FROM thresholds t LEFT JOIN ranked r USING (unit)
-    GROUP BY t.unit
-    ORDER BY t.unit
+    SELECT unit, rank, image_id FROM (
+        SELECT unit, image_id, row_number() OVER (PARTITION BY unit ORDER BY v {order}, image_id) AS rank
+        FROM edge
+    )
+    WHERE rank <= $k
+    """
+
+
+def counts_sql(pos_stat: str, neg_stat: str) -> str:
+    """SQL giving (unit, in_top, in_bottom) for every unit of one layer, from the responses.
+
+    Parameters: $run_id, $layer, $category, $k.
+    in_top: category images among the unit's k first by `pos_stat` from the top; in_bottom: among
+    its k first by `neg_stat` from the bottom (ranks_sql's order). For k <= RANKED_K,
+    stored_counts_sql gives the same from the stored ranks without scanning the responses.
+    """
+    return f"""
+    WITH members AS MATERIALIZED ({_MEMBERSHIP}),
+    top AS ({ranks_sql(pos_stat, "top")}),
+    bottom AS ({ranks_sql(neg_stat, "bottom")}),
+    top_counts AS (
+        SELECT t.unit, count(*) FILTER (WHERE m.is_cat) AS c FROM top t JOIN members m USING (image_id)
+        GROUP BY t.unit
+    ),
+    bottom_counts AS (
+        SELECT b.unit, count(*) FILTER (WHERE m.is_cat) AS c FROM bottom b JOIN members m USING (image_id)
+        GROUP BY b.unit
+    )
+    SELECT unit, t.c::INTEGER AS in_top, b.c::INTEGER AS in_bottom
+    FROM top_counts t JOIN bottom_counts b USING (unit)
+    ORDER BY unit
+    """
+
+
+def stored_counts_sql() -> str:
+    """SQL giving (unit, in_top, in_bottom) from the stored ranks; valid for $k <= RANKED_K.
+
+    Parameters: $run_id, $layer, $category, $k, $pos_stat, $neg_stat.
+    Cost: reads 2 x k rows per unit, whatever the number of images.
+    """
+    return f"""
+    SELECT r.unit,
+           (count(*) FILTER (WHERE r.side = 'top' AND m.is_cat))::INTEGER AS in_top,
+           (count(*) FILTER (WHERE r.side = 'bottom' AND m.is_cat))::INTEGER AS in_bottom
+    FROM {UNIT_RANKS} r JOIN ({_MEMBERSHIP}) m USING (image_id)
+    WHERE r.run_id = $run_id AND r.layer = $layer AND r.rank <= $k
+      AND ((r.side = 'top' AND r.stat = $pos_stat) OR (r.side = 'bottom' AND r.stat = $neg_stat))
+    GROUP BY r.unit
+    ORDER BY r.unit
     """
 
 

@@ -134,7 +134,7 @@ _PUBLISHED_TABLES = (
     schema.SKIPPED,
     schema.RESPONSES,
     schema.UNIT_SI,
-    schema.UNIT_COUNTS,
+    schema.UNIT_RANKS,
 )
 
 
@@ -444,9 +444,12 @@ class WorkerStore:
 
     # ---------------------------------------------------------------- publication
 
-    def publish(self, *, k: int = schema.DEFAULT_K) -> Published:
-        """Write `<db>.publishing` (published runs + this run, sorted, with SI and default counts),
-        make it durable, rename it over `<db>`, and delete the working file."""
+    def publish(self, *, ranked_k: int = schema.RANKED_K) -> Published:
+        """Write `<db>.publishing` (published runs + this run, sorted, with SI and ranks),
+        make it durable, rename it over `<db>`, and delete the working file.
+
+        ranked_k: how many images of each unit to rank on each side of every stat (tests lower it).
+        """
         con = self._work()
         n_files, n_images, n_skipped = con.execute(
             f"SELECT n_files, (SELECT count(*) FROM {schema.IMAGES}), (SELECT count(*) FROM {schema.SKIPPED}) "
@@ -461,7 +464,7 @@ class WorkerStore:
         self._close_work()
         _remove(self.publishing, self.publishing.with_name(self.publishing.name + ".wal"))
         try:
-            run_id = self._build_published(k)
+            run_id = self._build_published(ranked_k)
             _fsync(self.publishing)
             os.replace(self.publishing, self.db)
             _fsync(self.db.parent)
@@ -475,7 +478,7 @@ class WorkerStore:
             ).fetchone()
         return Published(run_id, n_images, n_skipped, responses, self.db.stat().st_size, values)
 
-    def _build_published(self, k: int) -> int:
+    def _build_published(self, ranked_k: int) -> int:
         """Fill the fresh `<db>.publishing` file; returns the new run's id.
 
         No transaction is needed here: nobody else sees this file until it is renamed over `<db>`,
@@ -521,20 +524,22 @@ class WorkerStore:
                 )
                 pub.execute("CHECKPOINT")
             pub.execute("DETACH work")
-            # The same SQL the server runs: SI for every stat, counts for the default k and stats.
-            si, counts = schema.si_sql(), schema.counts_sql(schema.DEFAULT_POS_STAT, schema.DEFAULT_NEG_STAT)
-            for category in categories:
-                for layer in layers:
-                    q = {"run_id": run_id, "layer": layer, "category": category}
+            # The same SQL the server runs: SI for every stat and category, and each unit's first
+            # RANKED_K images on both sides of every stat (in_top/in_bottom for any k up to it).
+            for layer in layers:
+                for category in categories:
                     pub.execute(
-                        f"INSERT INTO {schema.UNIT_SI} SELECT $run_id, $layer, $category, stat, unit, si FROM ({si})",
-                        q,
+                        f"INSERT INTO {schema.UNIT_SI} SELECT $run_id, $layer, $category, stat, unit, si "
+                        f"FROM ({schema.si_sql()})",
+                        {"run_id": run_id, "layer": layer, "category": category},
                     )
-                    pub.execute(
-                        f"INSERT INTO {schema.UNIT_COUNTS} SELECT $run_id, $layer, $category, $k, $pos_stat, "
-                        f"$neg_stat, unit, in_top, in_bottom FROM ({counts})",
-                        {**q, "k": k, "pos_stat": schema.DEFAULT_POS_STAT, "neg_stat": schema.DEFAULT_NEG_STAT},
-                    )
+                for stat in schema.STATS:
+                    for side in schema.SIDES:
+                        pub.execute(
+                            f"INSERT INTO {schema.UNIT_RANKS} SELECT $run_id, $layer, $stat, $side, unit, rank, "
+                            f"image_id FROM ({schema.ranks_sql(stat, side)}) ORDER BY unit, rank",
+                            {"run_id": run_id, "layer": layer, "stat": stat, "side": side, "k": ranked_k},
+                        )
             pub.execute("CHECKPOINT")
         return run_id
 
