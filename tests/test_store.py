@@ -212,3 +212,10 @@ def test_the_lock_refuses_a_second_writer_and_dies_with_its_holder(tmp_path):
         holder.stdout.close()
     with WorkerStore.open(db):  # kill -9 released it
         pass
+
+
+def test_memory_limit_reaches_the_writing_connection(tmp_path):
+    with WorkerStore.open(tmp_path / "limited.duckdb", memory_limit="300MB") as store:
+        store.begin(spec_for(("a/0.JPEG",)))
+        limit = store._work().execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    assert limit in ("286.1 MiB", "300.0 MB")  # DuckDB reports it in its own units

@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     flag("--limit", type=int, help="use at most N files, spread evenly over the sorted list [UNITSCOPE_LIMIT]")
     flag("--workers", type=int, help="decoding processes [UNITSCOPE_WORKERS; default min(2, CPUs)]")
     flag("--cache", type=Path, help="download cache [UNITSCOPE_CACHE; default ~/.cache/unitscope]")
+    flag("--memory-limit", help="DuckDB memory limit for writing, e.g. 6GB; past it sorts spill to disk "
+         "[UNITSCOPE_MEMORY_LIMIT; default DuckDB's, 80%% of RAM]")  # fmt: skip
     flag("--restart", action="store_true", default=None,
          help="discard an unfinished run of this DB; recompute even if an identical run is published")  # fmt: skip
     flag("--debug", action="store_true", default=None, help="show tracebacks [UNITSCOPE_DEBUG]")
@@ -77,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             layers=tuple(args.layers) if args.layers else None,
             categories=tuple(args.categories) if args.categories else None,
             device=args.device, batch_size=args.batch_size, limit=args.limit, workers=args.workers,
-            cache=args.cache, restart=args.restart, debug=args.debug,
+            cache=args.cache, restart=args.restart, debug=args.debug, memory_limit=args.memory_limit,
         )  # fmt: skip
         debug = settings.debug
         return run(settings)
@@ -104,7 +106,7 @@ def run(settings: WorkerSettings) -> int:
     """Do one run as configured; returns the exit code."""
     started = time.perf_counter()
     categories = load_categories(settings.categories)
-    with WorkerStore.open(settings.db) as store:  # lock first: a second worker stops here
+    with WorkerStore.open(settings.db, memory_limit=settings.memory_limit) as store:  # lock first: a second worker stops here
         from worker.images import list_image_files, spread_subset
 
         root = _images_root(settings)

@@ -40,6 +40,7 @@ class WorkerSettings:
     categories: tuple[str, ...] = ()  # extra NAME=FILE categories beside the built-in dog
     limit: int | None = None  # use at most this many files, spread evenly over the sorted list
     restart: bool = False  # discard an unfinished run in the working file
+    memory_limit: str | None = None  # DuckDB's memory_limit for the writes, e.g. "6GB"; None: DuckDB's 80% of RAM
     debug: bool = False  # show tracebacks for errors
 
     @classmethod
@@ -57,6 +58,8 @@ class WorkerSettings:
             values["weights"] = env["UNITSCOPE_WEIGHTS"]
         if env.get("UNITSCOPE_DEVICE"):
             values["device"] = env["UNITSCOPE_DEVICE"]
+        if env.get("UNITSCOPE_MEMORY_LIMIT"):
+            values["memory_limit"] = env["UNITSCOPE_MEMORY_LIMIT"]
         if env.get("UNITSCOPE_CACHE"):
             values["cache"] = Path(env["UNITSCOPE_CACHE"])
         for key, name in (("batch_size", "UNITSCOPE_BATCH_SIZE"), ("workers", "UNITSCOPE_WORKERS"),

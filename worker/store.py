@@ -191,8 +191,11 @@ def _init_schema(con: duckdb.DuckDBPyConnection, where: Path) -> None:
 class WorkerStore:
     """The writer side of one DB path. Use `WorkerStore.open(db)` as a context manager."""
 
-    def __init__(self, db: Path) -> None:
+    def __init__(self, db: Path, memory_limit: str | None = None) -> None:
         self.db = Path(os.path.abspath(db))
+        # The publish sorts a whole layer (293 M rows for mixed5b at the study's scale): with a limit,
+        # DuckDB spills it to disk instead of taking most of the machine's memory.
+        self._config = {"memory_limit": memory_limit} if memory_limit else {}
         self.partial = self.db.with_name(self.db.name + ".partial")
         self.partial_wal = self.db.with_name(self.db.name + ".partial.wal")
         self.publishing = self.db.with_name(self.db.name + ".publishing")
@@ -204,9 +207,9 @@ class WorkerStore:
     # ---------------------------------------------------------------- opening, locking, closing
 
     @classmethod
-    def open(cls, db: Path) -> WorkerStore:
+    def open(cls, db: Path, *, memory_limit: str | None = None) -> WorkerStore:
         """Check the DB's folder, take the lock, and check an existing DB is a unitscope DB."""
-        store = cls(db)
+        store = cls(db, memory_limit)
         store._check_location()
         store._acquire_lock()
         try:
@@ -304,7 +307,7 @@ class WorkerStore:
     def _work(self) -> duckdb.DuckDBPyConnection:
         if self._con is None:
             try:
-                con = duckdb.connect(str(self.partial))
+                con = duckdb.connect(str(self.partial), config=self._config)
             except duckdb.Error as exc:
                 raise StoreError(
                     f"cannot open the working file {self.partial}: {_first_line(exc)}; pass --restart to discard it"
@@ -485,7 +488,7 @@ class WorkerStore:
         and a crash before that leaves `<db>` as it was. Responses go in one sorted INSERT per
         layer with a CHECKPOINT after each, so the file ends up with no free blocks.
         """
-        with duckdb.connect(str(self.publishing)) as pub:
+        with duckdb.connect(str(self.publishing), config=self._config) as pub:
             _init_schema(pub, self.publishing)
             if self.db.exists():
                 pub.execute(f"ATTACH '{_sql_str(self.db)}' AS old (READ_ONLY)")

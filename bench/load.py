@@ -1,0 +1,170 @@
+"""A bounded load run: N concurrent clients against the real server on 127.0.0.1 for a fixed time.
+
+Starts `python -m app --db DB --host 127.0.0.1 --port <free port>` (the product's own command),
+waits for it, then runs --clients concurrent clients (asyncio + httpx, one keep-alive connection
+each) for --duration seconds over the unit and layer endpoints, HTML and JSON, with random layers
+and units (most unit requests are therefore cold: the first for that unit). Each client sends its
+next request when the last one is answered. Prints requests/s, latency percentiles, the error
+count (anything but 200, or no answer; must be 0), and the server's peak RSS. It stops by itself:
+the loop ends at the deadline, and the server is stopped afterwards. The client shares the CPU
+with the server, so on a 2-core machine requests/s is a lower bound.
+
+    .venv/bin/python bench/load.py --db /tmp/unitscope-scale/scale.duckdb
+    .venv/bin/python bench/load.py --db unitscope.duckdb --clients 32 --duration 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
+from server_speed import percentile, running_server  # noqa: E402
+
+# Share of each kind of request in the mix.
+MIX: tuple[tuple[str, float], ...] = (
+    ("unit json", 0.30),
+    ("unit page", 0.30),
+    ("layer json", 0.15),
+    ("layer page", 0.15),
+    ("layers json", 0.05),
+    ("layers page", 0.05),
+)
+
+
+def pick_url(rng: random.Random, layers: dict[str, list[int]]) -> tuple[str, str]:
+    """(kind, url) of the next request: a random kind by MIX, a random layer and one of its units."""
+    kind = rng.choices([k for k, _ in MIX], weights=[w for _, w in MIX])[0]
+    layer = rng.choice(list(layers))
+    unit = rng.choice(layers[layer])
+    url = {
+        "unit json": f"/api/layers/{layer}/units/{unit}",
+        "unit page": f"/layers/{layer}/units/{unit}",
+        "layer json": f"/api/layers/{layer}",
+        "layer page": f"/layers/{layer}",
+        "layers json": "/api/layers",
+        "layers page": "/layers",
+    }[kind]
+    return kind, url
+
+
+async def client_loop(
+    client: httpx.AsyncClient, rng: random.Random, layers: dict[str, list[int]], deadline: float,
+    latencies: dict[str, list[float]], errors: Counter,
+) -> None:  # fmt: skip
+    """Send requests one after another until the deadline."""
+    while time.monotonic() < deadline:
+        kind, url = pick_url(rng, layers)
+        t0 = time.perf_counter()
+        try:
+            response = await client.get(url)
+            await response.aread()
+        except httpx.HTTPError as exc:
+            errors[f"{kind}: {type(exc).__name__}: {exc}"[:200]] += 1
+            continue
+        latencies[kind].append((time.perf_counter() - t0) * 1000)
+        if response.status_code != 200:
+            errors[f"{kind}: HTTP {response.status_code}"] += 1
+
+
+async def load(base_url: str, layers: dict[str, list[int]], clients: int, duration: float, seed: int,
+               timeout: float) -> tuple[dict[str, list[float]], Counter, float]:  # fmt: skip
+    """Run the clients; returns latencies by kind (ms), errors by kind, and the elapsed seconds."""
+    latencies: dict[str, list[float]] = defaultdict(list)
+    errors: Counter = Counter()
+    # Reuse a connection only if idle < 2 s: uvicorn closes idle ones after 5 s, and httpx's own
+    # default (5 s) races with that, which a client shows as a ReadError.
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients, keepalive_expiry=2.0)
+    async with httpx.AsyncClient(base_url=base_url, timeout=timeout, limits=limits) as client:
+        start = time.monotonic()
+        deadline = start + duration
+        tasks = [
+            client_loop(client, random.Random(seed * 1000 + i), layers, deadline, latencies, errors)
+            for i in range(clients)
+        ]
+        # The loops stop at the deadline; a request in flight then has at most `timeout` more.
+        await asyncio.wait_for(asyncio.gather(*tasks), timeout=duration + timeout + 5)
+        elapsed = time.monotonic() - start
+    return latencies, errors, elapsed
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", type=Path, required=True, help="a DB written by the worker or make_scale_db.py")
+    parser.add_argument("--clients", type=int, default=32, help="concurrent clients (default 32)")
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds of load (default 30)")
+    parser.add_argument("--timeout", type=float, default=30.0, help="per-request timeout in seconds (default 30)")
+    parser.add_argument("--unit-pool", type=int, default=0, metavar="N",
+                        help="draw units from N random units per layer (revisits hit the server's caches); "
+                             "default 0: any unit, so nearly every unit request is cold")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if not args.db.is_file():
+        parser.error(f"--db {args.db}: no such file")
+    if args.clients < 1 or args.unit_pool < 0 or not 0 < args.duration <= 3600:
+        parser.error("need --clients >= 1, --unit-pool >= 0 and 0 < --duration <= 3600")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Start the server, run the load, print the figures; exit 0 only with no errors."""
+    args = parse_args(argv)
+    print(f"DB {args.db.resolve()} ({args.db.stat().st_size / 2**30:.2f} GiB); {args.clients} clients for "
+          f"{args.duration:.0f} s; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
+          f"on {os.cpu_count()} CPUs")  # fmt: skip
+    with running_server([sys.executable, "-m", "app"], args.db) as server:
+        with httpx.Client(base_url=server.base_url, timeout=120) as warmup:
+            index = warmup.get("/api/").raise_for_status().json()  # opens the DB before the clock starts
+        rng = random.Random(args.seed)
+        layers = {
+            entry["name"]: rng.sample(range(entry["units"]), min(args.unit_pool, entry["units"]))
+            if args.unit_pool > 0 else list(range(entry["units"]))
+            for entry in index["layers"]
+        }
+        if not layers:
+            print("the DB has no complete run with layers", file=sys.stderr)
+            return 1
+        print(f"server up in {server.started_s:.1f} s (pid {server.process.pid}, {server.base_url}); "
+              f"run {index['run']['run_id']}: {index['run']['images']:,} images, {len(layers)} layers; "
+              f"units: {f'a pool of {args.unit_pool} per layer' if args.unit_pool > 0 else 'any'}")  # fmt: skip
+        latencies, errors, elapsed = asyncio.run(
+            load(server.base_url, layers, args.clients, args.duration, args.seed, args.timeout)
+        )
+        peak = server.peak_rss()
+        alive = server.process.poll() is None
+        log_tail = server.log.read_text(errors="replace")[-3000:]
+
+    every = [ms for values in latencies.values() for ms in values]
+    total = len(every) + sum(e for k, e in errors.items() if ": HTTP" not in k)
+    print()
+    print(f"{'kind':<12} {'requests':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8}")
+    for kind, _ in MIX:
+        values = latencies.get(kind, [])
+        print(f"{kind:<12} {len(values):>9,} {percentile(values, 50):8.1f} {percentile(values, 95):8.1f} "
+              f"{percentile(values, 99):8.1f} {max(values, default=float('nan')):8.1f}")  # fmt: skip
+    print(f"{'all':<12} {len(every):>9,} {percentile(every, 50):8.1f} {percentile(every, 95):8.1f} "
+          f"{percentile(every, 99):8.1f} {max(every, default=float('nan')):8.1f}")  # fmt: skip
+    print()
+    print(f"requests/s         {total / elapsed:,.1f}  ({total:,} in {elapsed:.1f} s, {args.clients} clients)")
+    print(f"latency            p50 {percentile(every, 50):.1f} ms, p99 {percentile(every, 99):.1f} ms")
+    n_errors = sum(errors.values())
+    print(f"errors             {n_errors}" + (f"  {dict(errors)}" if errors else ""))
+    print(f"server peak RSS    {'unknown' if peak is None else f'{peak / 2**20:,.0f} MiB'}; "
+          f"server alive at the end: {'yes' if alive else 'NO'}")
+    print(f"load average now   {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if n_errors:
+        print(f"server log, last lines:\n{log_tail}")
+    return 0 if n_errors == 0 and alive else 3
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
