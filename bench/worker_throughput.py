@@ -15,8 +15,10 @@ plus how far the product's stored statistics are from the baseline's on the same
   DuckDB writes, the model load and the publication step are included (wall time of the whole run).
 
 Both timed passes start from a cold loader (worker start-up included) with the files already in the
-page cache, after an untimed warm-up pass over --warmup batches. --repeats alternates the paths and
-reports the median. Run on a quiet machine: the figures are only as good as the CPU share they got.
+page cache, after an untimed warm-up pass over --warmup batches. Each of --repeats rounds runs one
+pass of each path back to back, alternating which goes first; the speed-up is the median over rounds
+of the ratio within a round, which pairs passes that saw similar load. Every round is printed, with
+the load average: on a shared machine the figures are only as good as the CPU share they got.
 
     .venv/bin/python bench/worker_throughput.py --images ../shared/data/imagenet-sample \\
         --weights ../shared/models/bvlc_googlenet
@@ -27,12 +29,14 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import median
 
 import torch
 from torch import Tensor, nn
@@ -66,12 +70,35 @@ class Timing:
     """One timed pass: how many images in how many seconds, and the statistics it computed."""
 
     images: int
-    seconds: float
+    seconds: float  # wall time
+    cpu: float  # CPU seconds of this process and its finished children (the loader workers)
     stats: Stats = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
+        """Images per wall-clock second."""
         return self.images / self.seconds
+
+    @property
+    def cpu_per_image(self) -> float:
+        """CPU seconds per image: less sensitive than images/s to other work on a shared machine."""
+        return self.cpu / self.images
+
+
+class Clock:
+    """Wall time and CPU time (user + system, this process and its reaped children) since start."""
+
+    def __init__(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), self._cpu()
+
+    @staticmethod
+    def _cpu() -> float:
+        own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+    def timing(self, images: int, stats: Stats | None = None) -> Timing:
+        """A Timing for `images` images done since start."""
+        return Timing(images, time.perf_counter() - self.wall, self._cpu() - self.cpu, stats or {})
 
 
 # ------------------------------------------------------------------------------------ baseline
@@ -80,7 +107,7 @@ class Timing:
 def baseline_pass(model: LoadedModel, root: Path, paths: Sequence[str], layers: Sequence[str],
                   device: torch.device, limit_batches: int | None = None) -> Timing:  # fmt: skip
     """ImageFolder + DataLoader(0 workers, batch 32) + full forward + hooks keeping whole maps."""
-    started = time.perf_counter()
+    clock = Clock()
     folder = ImageFolder(str(root), transform=model.transform)
     position = {Path(path).relative_to(root).as_posix(): i for i, (path, _) in enumerate(folder.samples)}
     missing = [path for path in paths if path not in position]
@@ -116,8 +143,7 @@ def baseline_pass(model: LoadedModel, root: Path, paths: Sequence[str], layers: 
     finally:
         for handle in handles:
             handle.remove()
-    seconds = time.perf_counter() - started
-    return Timing(images, seconds, {layer: torch.cat(p) for layer, p in parts.items() if p})
+    return clock.timing(images, {layer: torch.cat(p) for layer, p in parts.items() if p})
 
 
 # ------------------------------------------------------------------------------------ product
@@ -129,7 +155,7 @@ def product_pass(extractor: Extractor, model: LoadedModel, root: Path, files: Se
     """The worker's own dataset, loader and extractor, as worker.cli._process uses them (no DuckDB).
 
     Returns the timing and the relative paths of the images it decoded (in stats order)."""
-    started = time.perf_counter()
+    clock = Clock()
     decodable = [(i, e.path) for i, e in enumerate(files) if (e.problem or class_folder_problem(e)) is None]
     workers = settings.workers if settings.workers is not None else default_workers()
     # Same worker count rule as worker.cli._process: no more processes than batches.
@@ -149,9 +175,7 @@ def product_pass(extractor: Extractor, model: LoadedModel, root: Path, files: Se
         for layer, stats in extractor(batch.pixels).items():
             parts[layer].append(stats)
         good += [files[item.file_id].path for item in batch.good]
-    seconds = time.perf_counter() - started
-    stats = {layer: torch.cat(p) for layer, p in parts.items() if p}
-    return Timing(len(good), seconds, stats), good
+    return clock.timing(len(good), {layer: torch.cat(p) for layer, p in parts.items() if p}), good
 
 
 def cli_pass(settings: WorkerSettings, files: int) -> Timing:
@@ -161,12 +185,12 @@ def cli_pass(settings: WorkerSettings, files: int) -> Timing:
 
     with tempfile.TemporaryDirectory(prefix="unitscope-bench-") as tmp:
         run_settings = settings.override(db=Path(tmp) / "bench.duckdb", restart=True)
-        started = time.perf_counter()
+        clock = Clock()
         code = cli.run(run_settings)
-        seconds = time.perf_counter() - started
+        timing = clock.timing(files)
     if code not in (cli.EXIT_OK, cli.EXIT_SKIPPED):
         raise SystemExit(f"error: worker run exited with {code}")
-    return Timing(files, seconds)
+    return timing
 
 
 # ------------------------------------------------------------------------------------ report
@@ -222,12 +246,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--layers", nargs="+", type=parse_layer_set, metavar="SET",
                         default=[parse_layer_set("mixed4c"), parse_layer_set("all")],
                         help="layer sets to bench, each 'all' or comma-separated names (default: mixed4c all)")  # fmt: skip
-    parser.add_argument("--limit", type=int, default=384, help="images, spread evenly over the folder (default 384)")
+    parser.add_argument("--limit", type=int, default=256, help="images, spread evenly over the folder (default 256)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--batch-size", type=int, help="product batch size (default: the worker's default)")
     parser.add_argument("--workers", type=int, help="product decoding processes (default: the worker's default)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up batches per path (default 1)")
-    parser.add_argument("--repeats", type=int, default=1, help="timed passes per path, median reported (default 1)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="rounds of one pass per path, alternating which goes first (default 3)")  # fmt: skip
     parser.add_argument("--skip-baseline", action="store_true", help="time the product path only (no ratio)")
     parser.add_argument("--cli", action="store_true",
                         help="also time `python -m worker run` (DuckDB writes and publication included)")  # fmt: skip
@@ -236,20 +261,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 @dataclass
 class SetResult:
-    """The figures of one layer set: median passes of each path, and the numeric differences."""
+    """The passes of one layer set, round by round, and the numeric differences."""
 
     name: str
     layers: list[str]
-    baseline: Timing | None
-    product: Timing
-    cli: Timing | None
+    baseline: list[Timing]  # empty with --skip-baseline
+    product: list[Timing]
     errors: dict[str, tuple[list[float], list[float]]]
+
+    def ratios(self) -> list[float]:
+        """Product images/s over baseline images/s in each round (the two passes ran back to back)."""
+        return [p.rate / b.rate for p, b in zip(self.product, self.baseline)]
 
 
 def bench_layer_set(name: str, layers: list[str], args: argparse.Namespace, base_model: LoadedModel,
                     prod_model: LoadedModel, root: Path, files: Sequence[FileEntry], settings: WorkerSettings,
                     device: torch.device) -> SetResult:  # fmt: skip
-    """Warm up, then alternate timed product and baseline passes; time the CLI last if asked."""
+    """Warm up, then `--repeats` rounds of one product and one baseline pass, in alternating order so
+    that a trend in the machine's load does not favour either path."""
     prod_runs: list[Timing] = []
     base_runs: list[Timing] = []
     with Extractor(prod_model, layers, device) as extractor:
@@ -257,41 +286,51 @@ def bench_layer_set(name: str, layers: list[str], args: argparse.Namespace, base
             _, good = product_pass(extractor, prod_model, root, files, settings, device, limit_batches=args.warmup)
             if not args.skip_baseline:
                 baseline_pass(base_model, root, good[: args.warmup * BASELINE_BATCH], layers, device)
-        for repeat in range(args.repeats):
+        good = []
+        for round_ in range(args.repeats):
+            baseline_first = round_ % 2 == 1 and not args.skip_baseline  # `good` is known from round 0
+            if baseline_first:
+                base_runs.append(baseline_pass(base_model, root, good, layers, device))
             timing, good = product_pass(extractor, prod_model, root, files, settings, device)
             prod_runs.append(timing)
-            progress = f"  {name} pass {repeat + 1}: product {timing.rate:.1f} images/s"
-            if not args.skip_baseline:
+            if not baseline_first and not args.skip_baseline:
                 base_runs.append(baseline_pass(base_model, root, good, layers, device))
-                progress += f", baseline {base_runs[-1].rate:.1f} images/s"
-            print(progress, flush=True)
+            progress = f"  {name} round {round_ + 1}: product {timing.rate:.1f} images/s"
+            if base_runs:
+                progress += (
+                    f", baseline {base_runs[-1].rate:.1f} images/s, ratio {timing.rate / base_runs[-1].rate:.2f}x"
+                )
+            print(f"{progress} (load average {os.getloadavg()[0]:.1f})", flush=True)
     errors = relative_errors(base_runs[-1].stats, prod_runs[-1].stats) if base_runs else {}
-    cli = cli_pass(settings.override(layers=tuple(layers)), len(files)) if args.cli else None
-    baseline = median_run(base_runs) if base_runs else None
-    return SetResult(name, layers, baseline, median_run(prod_runs), cli, errors)
+    return SetResult(name, layers, base_runs, prod_runs, errors)
 
 
 def print_report(results: Sequence[SetResult]) -> float:
     """The images/s table, the speed-ups against the targets and the numeric differences; returns the
     worst relative difference."""
     width = max(len("layer set"), *(len(r.name) for r in results))
-    print(f"\n{'layer set':<{width}} {'path':<10} {'layers':>6} {'images':>6} {'seconds':>8} {'images/s':>9} "
-          f"{'ratio':>7}")  # fmt: skip
+    print(f"\n{'layer set':<{width}} {'path':<10} {'layers':>6} {'images':>6} {'rounds':>6} {'images/s':>9} "
+          f"{'best':>7} {'CPU s/img':>9}")  # fmt: skip
     for r in results:
-        for path, timing in (("baseline", r.baseline), ("product", r.product), ("cli+duckdb", r.cli)):
-            if timing is not None:
-                ratio = f"{timing.rate / r.baseline.rate:.2f}x" if r.baseline else ""
-                print(f"{r.name:<{width}} {path:<10} {len(r.layers):>6} {timing.images:>6} {timing.seconds:>8.1f} "
-                      f"{timing.rate:>9.1f} {ratio:>7}")  # fmt: skip
-    compared = [r for r in results if r.baseline is not None]
+        for path, runs in (("baseline", r.baseline), ("product", r.product)):
+            if runs:
+                print(f"{r.name:<{width}} {path:<10} {len(r.layers):>6} {runs[0].images:>6} {len(runs):>6} "
+                      f"{median([t.rate for t in runs]):>9.1f} {max(t.rate for t in runs):>7.1f} "
+                      f"{median([t.cpu_per_image for t in runs]):>9.3f}")  # fmt: skip
+    print("images/s and CPU s/img: median over rounds; best: the fastest round")
+    compared = [r for r in results if r.baseline]
     if not compared:
         return 0.0
-    print()
+    print("\nspeed-up = median over rounds of product images/s / baseline images/s (each round runs the two "
+          "back to back);\nalso: best / best, and baseline CPU s/img / product CPU s/img (medians)")  # fmt: skip
     for r in compared:
-        ratio = r.product.rate / r.baseline.rate
+        ratio = median(r.ratios())
         target = TARGETS.get(r.name)
-        verdict = f" (target >= {target}x: {'met' if ratio >= target else 'NOT met'})" if target else ""
-        print(f"speed-up {r.name}: {ratio:.2f}x{verdict}")
+        verdict = f", target >= {target}x: {'met' if ratio >= target else 'NOT met'}" if target else ""
+        rounds = " ".join(f"{x:.2f}x" for x in r.ratios())
+        best = max(t.rate for t in r.product) / max(t.rate for t in r.baseline)
+        cpu = median([t.cpu_per_image for t in r.baseline]) / median([t.cpu_per_image for t in r.product])
+        print(f"speed-up {r.name}: {ratio:.2f}x{verdict} (rounds {rounds}; best/best {best:.2f}x; CPU {cpu:.2f}x)")
     print("\nnumerics, same images: max|baseline - product| / max|baseline| over images and units, per layer "
           "and stat; [unit] = the worst unit of max|b - p| / max|b| over images")  # fmt: skip
     print(f"{'layer':<9} " + " ".join(f"{s:>9}" for s in STAT_NAMES) + "  "
@@ -309,9 +348,12 @@ def print_report(results: Sequence[SetResult]) -> float:
     return worst
 
 
-def median_run(runs: Sequence[Timing]) -> Timing:
-    """The run with the median images/s (the lower middle one for an even count)."""
-    return sorted(runs, key=lambda t: t.rate)[(len(runs) - 1) // 2]
+def print_cli(result: SetResult, timing: Timing, width: int) -> None:
+    """One line for a `python -m worker run` pass, with its ratio to the set's median baseline."""
+    base = median([t.rate for t in result.baseline]) if result.baseline else None
+    ratio = f"{timing.rate / base:.2f}x baseline" if base else ""
+    print(f"{result.name:<{width}} cli+duckdb {len(result.layers):>6} {timing.images:>6} {timing.seconds:>7.1f}s "
+          f"{timing.rate:>9.1f} images/s {ratio}")  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -354,6 +396,11 @@ def bench(args: argparse.Namespace) -> int:
         for name, layers in args.layers
     ]
     worst = print_report(results)
+    if args.cli:  # last, so that the figures above are printed even if a run fails
+        print("\n`python -m worker run` on the same files (wall time: model load, DuckDB writes, publication):")
+        width = max(len("layer set"), *(len(r.name) for r in results))
+        for r in results:
+            print_cli(r, cli_pass(settings.override(layers=tuple(r.layers)), len(files)), width)
     print(machine_line(device).replace("machine:", "after:", 1))
     return 1 if worst > TOLERANCE else 0
 
