@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -32,6 +33,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Everything loaded so far (modules, templates, schemas) lives as long as the server: keep it
+        # out of the cyclic GC, whose full collections otherwise stall a request by ~40 ms now and then.
+        gc.collect()
+        gc.freeze()
         yield
         db.close()
 
