@@ -8,17 +8,16 @@ import re
 import resource
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import threading
 import time
-import zlib
 from pathlib import Path
 
 import duckdb
 import numpy as np
 from PIL import Image
+from test_images import png_header_only
 
 from worker import schema
 from worker.categories import builtin_category
@@ -45,17 +44,6 @@ def run_worker(cmd: list[str], timeout: float = 120, **kw: object) -> subprocess
 
 def sample_files(sample: Path, wnid: str, n: int) -> list[Path]:
     return sorted((sample / wnid).iterdir())[:n]
-
-
-def png_header_only(path: Path, width: int, height: int) -> None:
-    """A PNG whose header declares width x height RGB pixels, with almost no data behind it."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-                     + chunk(b"IEND", b""))  # fmt: skip
 
 
 def build_hostile_folder(root: Path, sample: Path) -> tuple[dict[str, str], dict[str, str]]:
