@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 : "${UNITSCOPE_WEIGHTS:?set UNITSCOPE_WEIGHTS to the BVLC weights folder, e.g. .../shared/models/bvlc_googlenet}"
 PY=${PYTHON:-.venv/bin/python}
 [ -x "$PY" ] || PY=python3
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "nvidia-smi not found"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "nvidia-smi: not found"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # the worker package, installed or not
 exec "$PY" bench/worker_throughput.py --device cuda --images "$UNITSCOPE_IMAGES" --weights "$UNITSCOPE_WEIGHTS" \
     --limit "${LIMIT:-2048}" --batch-size "${BATCH:-128}" --workers "${WORKERS:-$(nproc)}" --warmup 2 "$@"

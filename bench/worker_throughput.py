@@ -8,9 +8,9 @@ plus how far the product's stored statistics are from the baseline's on the same
   the classifier), forward hooks that clone every branch's whole pre-ReLU map, reduced to
   mean/max/min after the forward pass.
 - product: what `python -m worker run` does between listing the files and writing DuckDB, through
-  the worker's own code (worker.images.ImageDataset/make_loader, worker.extract.Extractor): decoding
-  in loader processes while the network runs, large batches, channels_last, only the stages up to
-  the deepest requested layer, maps reduced inside the hooks.
+  the worker's own code (worker.cli.build_loader, worker.extract.Extractor): decoding
+  in loader processes while the network runs, the worker's batch size, channels_last, only the
+  stages up to the deepest requested layer, maps reduced inside the hooks.
 - cli (optional, --cli): `worker.cli.run` itself on the same subset into a temporary DB, so the
   DuckDB writes, the model load and the publication step are included (wall time of the whole run).
 
@@ -18,15 +18,19 @@ Both timed passes start from a cold loader (worker start-up included) with the f
 page cache, after an untimed warm-up pass over --warmup batches. Each of --repeats rounds runs one
 pass of each path back to back, alternating which goes first; the speed-up is the median over rounds
 of the ratio within a round, which pairs passes that saw similar load. Every round is printed, with
-the load average: on a shared machine the figures are only as good as the CPU share they got.
+the load average: on a shared machine the figures are only as good as the CPU share they got, and
+--wait-idle starts each pass in a quiet spell.
 
     .venv/bin/python bench/worker_throughput.py --images ../shared/data/imagenet-sample \\
-        --weights ../shared/models/bvlc_googlenet
+        --weights ../shared/models/bvlc_googlenet --wait-idle 120
+
+Exit code: 0; 1 when the statistics differ beyond TOLERANCE; 2 for bad arguments or inputs.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import resource
@@ -43,16 +47,9 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Subset
 from torchvision.datasets import ImageFolder
 
+from worker.cli import build_loader
 from worker.extract import Extractor, resolve_device
-from worker.images import (
-    FileEntry,
-    ImageDataset,
-    class_folder_problem,
-    default_workers,
-    list_image_files,
-    make_loader,
-    spread_subset,
-)
+from worker.images import FileEntry, class_folder_problem, default_workers, list_image_files, spread_subset
 from worker.models import LoadedModel, check_layers, load_model
 from worker.schema import LAYERS
 from worker.settings import WorkerSettings
@@ -129,8 +126,14 @@ def baseline_pass(model: LoadedModel, root: Path, paths: Sequence[str], layers: 
             handles.append(model.net.get_submodule(branch.module).register_forward_hook(keep))
     parts: dict[str, list[Tensor]] = {layer: [] for layer in layers}
     images = 0
+    # fp32 on a GPU too: recent GPUs would otherwise run fp32 convolutions as TF32 (~1e-3 off).
+    precision = (
+        torch.backends.cudnn.flags(enabled=True, allow_tf32=False, fp32_precision="ieee")
+        if device.type == "cuda"
+        else contextlib.nullcontext()
+    )
     try:
-        with torch.no_grad():
+        with torch.no_grad(), precision:
             for number, (pixels, _) in enumerate(loader):
                 if limit_batches is not None and number >= limit_batches:
                     break
@@ -157,14 +160,7 @@ def product_pass(extractor: Extractor, model: LoadedModel, root: Path, files: Se
     Returns the timing and the relative paths of the images it decoded (in stats order)."""
     clock = Clock()
     decodable = [(i, e.path) for i, e in enumerate(files) if (e.problem or class_folder_problem(e)) is None]
-    workers = settings.workers if settings.workers is not None else default_workers()
-    # Same worker count rule as worker.cli._process: no more processes than batches.
-    loader = make_loader(
-        ImageDataset(root, decodable, model.transform),
-        batch_size=settings.batch_size,
-        workers=min(workers, max(1, len(decodable) // settings.batch_size)) if workers else 0,
-        pin_memory=device.type == "cuda",
-    )
+    loader = build_loader(root, decodable, model.transform, settings, device.type)
     parts: dict[str, list[Tensor]] = {layer: [] for layer in extractor.layers}
     good: list[str] = []
     for number, batch in enumerate(loader):
@@ -191,6 +187,33 @@ def cli_pass(settings: WorkerSettings, files: int) -> Timing:
     if code not in (cli.EXIT_OK, cli.EXIT_SKIPPED):
         raise SystemExit(f"error: worker run exited with {code}")
     return timing
+
+
+def wait_for_idle(limit: float, idle_share: float = 0.8, window: float = 2.0) -> str:
+    """Wait up to `limit` seconds until the CPUs were at least `idle_share` idle over `window` seconds.
+
+    On a machine shared with other jobs this starts each pass in a quiet spell; returns a note for the
+    progress line ("" when not waiting, or without /proc/stat)."""
+    if limit <= 0 or not os.path.exists("/proc/stat"):
+        return ""
+    started = time.perf_counter()
+    while True:
+        before = _cpu_ticks()
+        time.sleep(window)
+        busy, idle = (a - b for a, b in zip(_cpu_ticks(), before))
+        waited = time.perf_counter() - started
+        if idle >= idle_share * (busy + idle):
+            return f", waited {waited:.0f} s for idle CPUs"
+        if waited >= limit:
+            return f", CPUs still {busy / (busy + idle):.0%} busy after {waited:.0f} s"
+
+
+def _cpu_ticks() -> tuple[int, int]:
+    """(busy, idle) jiffies of all CPUs since boot, from /proc/stat."""
+    with open("/proc/stat") as stat:
+        fields = [int(x) for x in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields[:8]) - idle, idle
 
 
 # ------------------------------------------------------------------------------------ report
@@ -253,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up batches per path (default 1)")
     parser.add_argument("--repeats", type=int, default=3,
                         help="rounds of one pass per path, alternating which goes first (default 3)")  # fmt: skip
+    parser.add_argument("--wait-idle", type=float, default=0, metavar="SECONDS",
+                        help="before each pass, wait up to SECONDS for the CPUs to be 80%% idle (shared machines)")  # fmt: skip
     parser.add_argument("--skip-baseline", action="store_true", help="time the product path only (no ratio)")
     parser.add_argument("--cli", action="store_true",
                         help="also time `python -m worker run` (DuckDB writes and publication included)")  # fmt: skip
@@ -288,19 +313,22 @@ def bench_layer_set(name: str, layers: list[str], args: argparse.Namespace, base
                 baseline_pass(base_model, root, good[: args.warmup * BASELINE_BATCH], layers, device)
         good = []
         for round_ in range(args.repeats):
+            notes = ""
             baseline_first = round_ % 2 == 1 and not args.skip_baseline  # `good` is known from round 0
             if baseline_first:
+                notes += wait_for_idle(args.wait_idle)
                 base_runs.append(baseline_pass(base_model, root, good, layers, device))
+            notes += wait_for_idle(args.wait_idle)
             timing, good = product_pass(extractor, prod_model, root, files, settings, device)
             prod_runs.append(timing)
             if not baseline_first and not args.skip_baseline:
+                notes += wait_for_idle(args.wait_idle)
                 base_runs.append(baseline_pass(base_model, root, good, layers, device))
             progress = f"  {name} round {round_ + 1}: product {timing.rate:.1f} images/s"
             if base_runs:
-                progress += (
-                    f", baseline {base_runs[-1].rate:.1f} images/s, ratio {timing.rate / base_runs[-1].rate:.2f}x"
-                )
-            print(f"{progress} (load average {os.getloadavg()[0]:.1f})", flush=True)
+                base = base_runs[-1].rate
+                progress += f", baseline {base:.1f} images/s, ratio {timing.rate / base:.2f}x"
+            print(f"{progress} (load average {os.getloadavg()[0]:.1f}{notes})", flush=True)
     errors = relative_errors(base_runs[-1].stats, prod_runs[-1].stats) if base_runs else {}
     return SetResult(name, layers, base_runs, prod_runs, errors)
 
@@ -390,14 +418,16 @@ def bench(args: argparse.Namespace) -> int:
     print(f"images: {len(files)} files spread over {root}; model {prod_model.name}, weights sha256 "
           f"{prod_model.weights_sha256[:12]}…, fp32")  # fmt: skip
     print(f"baseline: ImageFolder, 0 workers, batch {BASELINE_BATCH}, full forward, whole maps kept; "
-          f"product: batch {settings.batch_size}, {workers} loader workers, worker.extract.Extractor")  # fmt: skip
+          f"product: batch {settings.batch_size_for(device.type)}, {workers} loader workers, "
+          "worker.extract.Extractor")  # fmt: skip
     results = [
         bench_layer_set(name, layers, args, base_model, prod_model, root, files, settings, device)
         for name, layers in args.layers
     ]
     worst = print_report(results)
     if args.cli:  # last, so that the figures above are printed even if a run fails
-        print("\n`python -m worker run` on the same files (wall time: model load, DuckDB writes, publication):")
+        print("\n`python -m worker run` on the same files, whole run (model load, decoding, network, DuckDB writes "
+              "and publication, whose fixed costs weigh heavily at a small --limit):")  # fmt: skip
         width = max(len("layer set"), *(len(r.name) for r in results))
         for r in results:
             print_cli(r, cli_pass(settings.override(layers=tuple(r.layers)), len(files)), width)

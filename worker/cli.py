@@ -14,7 +14,7 @@ import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from worker import schema
 from worker.categories import CategoryError, load_categories, load_imagenet_classes
@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     flag("--category", action="append", dest="categories", metavar="NAME=FILE",
          help="add a category from a WNID list file; repeatable; 'dog' is built in [UNITSCOPE_CATEGORIES]")  # fmt: skip
     flag("--device", choices=DEVICE_CHOICES, help="[UNITSCOPE_DEVICE; default auto]")
-    flag("--batch-size", type=int, help="[UNITSCOPE_BATCH_SIZE; default 64]")
+    flag("--batch-size", type=int, help="[UNITSCOPE_BATCH_SIZE; default 16 on a CPU, 256 on a GPU]")
     flag("--limit", type=int, help="use at most N files, spread evenly over the sorted list [UNITSCOPE_LIMIT]")
     flag("--workers", type=int, help="decoding processes [UNITSCOPE_WORKERS; default min(2, CPUs)]")
     flag("--cache", type=Path, help="download cache [UNITSCOPE_CACHE; default ~/.cache/unitscope]")
@@ -169,6 +169,23 @@ def _images_root(settings: WorkerSettings) -> Path:
     return Path(ensure_default_images(Path(settings.cache).expanduser())).resolve()
 
 
+
+def build_loader(
+    root: Path, decodable: list[tuple[int, str]], transform: Any, settings: WorkerSettings, device_type: str
+) -> Any:
+    """The decoding loader of a run: no more worker processes than batches, pinned memory on a GPU."""
+    from worker.images import ImageDataset, default_workers, make_loader
+
+    workers = settings.workers if settings.workers is not None else default_workers()
+    batch_size = settings.batch_size_for(device_type)
+    return make_loader(
+        ImageDataset(root, decodable, transform),
+        batch_size=batch_size,
+        workers=min(workers, max(1, len(decodable) // batch_size)) if workers else 0,
+        pin_memory=device_type == "cuda",
+    )
+
+
 def _process(
     settings: WorkerSettings,
     store: WorkerStore,
@@ -182,7 +199,7 @@ def _process(
     """Decode, run and store every file not yet done, one transaction per batch."""
     from tqdm import tqdm
 
-    from worker.images import ImageDataset, class_folder_problem, default_workers, make_loader
+    from worker.images import class_folder_problem
 
     classes = load_imagenet_classes()
     counts = _Counts()
@@ -195,13 +212,7 @@ def _process(
         counts.skipped += len(known_bad)
     bad_ids = {i for i, _, _ in known_bad}
     decodable = [(i, e.path) for i, e in todo if i not in bad_ids]
-    workers = settings.workers if settings.workers is not None else default_workers()
-    loader = make_loader(
-        ImageDataset(root, decodable, transform),
-        batch_size=settings.batch_size,
-        workers=min(workers, max(1, len(decodable) // settings.batch_size)) if workers else 0,
-        pin_memory=device_type == "cuda",
-    )
+    loader = build_loader(root, decodable, transform, settings, device_type)
     bar = tqdm(total=len(files), initial=len(files) - len(decodable), unit="img", desc="images",
                dynamic_ncols=True, smoothing=0.05, file=sys.stderr)  # fmt: skip
     started = time.perf_counter()
