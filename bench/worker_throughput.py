@@ -155,10 +155,11 @@ def baseline_pass(model: LoadedModel, root: Path, paths: Sequence[str], layers: 
 def product_pass(extractor: Extractor, model: LoadedModel, root: Path, files: Sequence[FileEntry],
                  settings: WorkerSettings, device: torch.device,
                  limit_batches: int | None = None) -> tuple[Timing, list[str]]:  # fmt: skip
-    """The worker's own dataset, loader and extractor, as worker.cli._process uses them (no DuckDB).
-
-    Returns the timing and the relative paths of the images it decoded (in stats order)."""
+    """The worker's own loader (worker.cli.build_loader) and extractor, as `python -m worker run` uses
+    them, without the DuckDB writes. Returns the timing and the relative paths of the images it
+    decoded (in stats order)."""
     clock = Clock()
+    # As worker.cli._process: files known to be bad from the listing are skipped, not decoded.
     decodable = [(i, e.path) for i, e in enumerate(files) if (e.problem or class_folder_problem(e)) is None]
     loader = build_loader(root, decodable, model.transform, settings, device.type)
     parts: dict[str, list[Tensor]] = {layer: [] for layer in extractor.layers}
