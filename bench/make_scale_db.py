@@ -261,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     next_report = elapsed + 30
             write_s = time.perf_counter() - t_write
             staging_bytes = store.partial.stat().st_size
-            print("publishing (sort by layer/unit/image, SI, default counts)…", flush=True)
+            print("publishing (sort by layer/unit/image, SI, ranks)…", flush=True)
             t_pub = time.perf_counter()
             published = store.publish()
             publish_s = time.perf_counter() - t_pub
@@ -276,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"response rows      {published.responses:,}  ({values:,} stored values)")
     print(f"write phase        {write_s:,.1f} s  ({written / write_s if write_s else 0:,.0f} images/s, "
           f"{written * units / write_s / 1e6 if write_s else 0:.1f} M rows/s; working file {_gib(staging_bytes)})")
-    print(f"publish phase      {publish_s:,.1f} s  (sort, SI for 3 stats, default counts)")
+    print(f"publish phase      {publish_s:,.1f} s  (sort, SI for 3 stats, ranks)")
     print(f"total build        {write_s + publish_s:,.1f} s")
     print(f"DB size            {_gib(published.db_bytes)} ({published.db_bytes:,} bytes)")
     print(f"bytes per value    {published.bytes_per_value:.3f}  (DB size / stored response values)")

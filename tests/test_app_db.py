@@ -26,6 +26,7 @@ from PIL import Image
 from app.config import Settings
 from app.main import create_app
 from worker import schema
+from worker.store import insert_ranks
 
 REPO = Path(__file__).resolve().parent.parent
 DOG, TENCH, GOLDFISH = "n02085620", "n01440764", "n01443537"
@@ -115,16 +116,12 @@ def build_db(path: Path, images_root: Path, run_id: int = 1, with_running: bool 
                 con.execute(f"INSERT INTO {schema.CATEGORIES} VALUES (?, ?, ?)", [rid, category, wnid])
         con.execute(f"INSERT INTO {schema.SKIPPED} VALUES (?, 6, 'n01440764/broken.JPEG', 'truncated JPEG')",
                     [rid])
-    # The worker's precomputed defaults, for mixed4c/dog only (conv1 is computed on demand).
+    # The worker's precomputed SI, for mixed4c/dog only (conv1 is computed on demand).
     for unit, si, top, bottom in EXPECTED_K1000:
         con.execute(f"INSERT INTO {schema.UNIT_SI} VALUES (?, 'mixed4c', 'dog', ?, ?, ?)",
                     [run_id, schema.DEFAULT_SI_STAT, unit, si])
-    # ... and mixed4c's ranks, made by the worker's SQL (in_top/in_bottom for k <= RANKED_K).
-    for stat in schema.STATS:
-        for side in schema.SIDES:
-            con.execute(f"INSERT INTO {schema.UNIT_RANKS} SELECT $run_id, 'mixed4c', $stat, $side, unit, rank, "
-                        f"image_id FROM ({schema.ranks_sql(stat, side)})",
-                        {"run_id": run_id, "layer": "mixed4c", "stat": stat, "side": side, "k": schema.RANKED_K})
+    # ... and mixed4c's ranks, made by the worker's code (in_top/in_bottom for k <= RANKED_K).
+    insert_ranks(con, run_id, "mixed4c", schema.RANKED_K)
     con.close()
     return path
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from worker import schema
+from worker.store import insert_ranks
 
 N_IMAGES, N_UNITS = 300, 7
 DOG, FISH = "n02085620", "n01440764"
@@ -58,13 +59,7 @@ def test_counts_match_a_full_sort_with_ties_broken_by_image_id(db, k, pos_stat, 
 def test_stored_ranks_give_the_same_counts_as_the_responses(db, ranked_k):
     con, _, _ = db
     con.execute("DELETE FROM unit_ranks")
-    for stat in schema.STATS:
-        for side in schema.SIDES:
-            con.execute(
-                f"INSERT INTO unit_ranks SELECT 1, 'mixed4c', $stat, $side, unit, rank, image_id "
-                f"FROM ({schema.ranks_sql(stat, side)})",
-                {"stat": stat, "side": side, "run_id": 1, "layer": "mixed4c", "k": ranked_k},
-            )
+    insert_ranks(con, 1, "mixed4c", ranked_k)
     for k in (1, 7, ranked_k):
         for pos_stat, neg_stat in (("max", "min"), ("mean", "max")):
             q = {"run_id": 1, "layer": "mixed4c", "category": "dog", "k": k}

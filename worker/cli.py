@@ -155,7 +155,7 @@ def run(settings: WorkerSettings) -> int:
             _say(f"resuming: {len(progress.done)} of {len(files)} files already stored in {store.partial}")
         with Extractor(model, layers, device) as extractor:
             counts = _process(settings, store, root, files, progress.done, model.transform, extractor, device.type)
-        _say("publishing: sorting responses and computing default unit scores…")
+        _say("publishing: sorting responses and computing SI and each unit's ranks…")
         result = store.publish()
     _summary(result, counts, time.perf_counter() - started, store.db)
     return EXIT_SKIPPED if result.skipped else EXIT_OK

@@ -536,15 +536,20 @@ class WorkerStore:
                         f"FROM ({schema.si_sql()})",
                         {"run_id": run_id, "layer": layer, "category": category},
                     )
-                for stat in schema.STATS:
-                    for side in schema.SIDES:
-                        pub.execute(
-                            f"INSERT INTO {schema.UNIT_RANKS} SELECT $run_id, $layer, $stat, $side, unit, rank, "
-                            f"image_id FROM ({schema.ranks_sql(stat, side)}) ORDER BY unit, rank",
-                            {"run_id": run_id, "layer": layer, "stat": stat, "side": side, "k": ranked_k},
-                        )
+                insert_ranks(pub, run_id, layer, ranked_k)
             pub.execute("CHECKPOINT")
         return run_id
+
+
+def insert_ranks(con: duckdb.DuckDBPyConnection, run_id: int, layer: str, ranked_k: int) -> None:
+    """Store each unit's first `ranked_k` images of `layer` from both sides of every stat."""
+    for stat in schema.STATS:
+        for side in schema.SIDES:
+            con.execute(
+                f"INSERT INTO {schema.UNIT_RANKS} SELECT $run_id, $layer, $stat, $side, unit, rank, image_id "
+                f"FROM ({schema.ranks_sql(stat, side)}) ORDER BY unit, rank",
+                {"run_id": run_id, "layer": layer, "stat": stat, "side": side, "k": ranked_k},
+            )
 
 
 class _Transaction:
