@@ -22,7 +22,7 @@ from app.models import (
 )
 from app.params import RunParams, ScoreParams, UnitParams
 from app.urls import Urls
-from worker import schema
+from worker import metrics_sql
 
 THUMBNAIL = 160  # px, the unit page's image size
 
@@ -122,7 +122,7 @@ def _unit(
     score = queries.layer_scores(reader, run, layer_name, p).by_unit.get(unit_id)
     if score is None:
         raise not_found(f"no responses for unit {unit_id} of {layer_name}")
-    stats: dict[schema.RankKind, str] = {"positive": p.pos_stat, "near_zero": p.near_stat, "negative": p.neg_stat}
+    stats: dict[metrics_sql.RankKind, str] = {"positive": p.pos_stat, "near_zero": p.near_stat, "negative": p.neg_stat}
     rows = {
         kind: [
             ImageEntry(

@@ -1,4 +1,4 @@
-"""All the server's SQL. SI, in_top/in_bottom and the rankings come from worker.schema, never from here."""
+"""All the server's SQL. SI, in_top/in_bottom and the rankings come from worker.metrics_sql, never from here."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from app.db import Reader
 from app.errors import not_found
 from app.params import ScoreParams
-from worker import schema
+from worker import metrics_sql, schema
 
 # Bins of a unit's histogram: fine enough to see a half-normal against a two-sided shape.
 HIST_BINS = 40
@@ -105,7 +105,7 @@ def runs(reader: Reader) -> list[Run]:
         row = (*row[:-2], *(_utc(t) for t in row[-2:]))
         categories = {
             name: reader.rows(
-                f"SELECT count(*) FILTER (WHERE is_cat) FROM ({schema.membership_sql()})",
+                f"SELECT count(*) FILTER (WHERE is_cat) FROM ({metrics_sql.membership_sql()})",
                 {"run_id": run_id, "category": name},
             )[0][0]
             for name in names.get(run_id, [])
@@ -193,7 +193,7 @@ def _layer_si(reader: Reader, run: Run, layer: str, units: int, params: ScorePar
     )
     precomputed = len(rows) == units
     if not precomputed:
-        rows = [(u, si) for u, stat, si in reader.rows(schema.si_sql(), q) if stat == params.si_stat]
+        rows = [(u, si) for u, stat, si in reader.rows(metrics_sql.si_sql(), q) if stat == params.si_stat]
     return _Part({int(u): None if si is None else float(si) for u, si in rows}, precomputed)
 
 
@@ -202,20 +202,20 @@ def _layer_counts(reader: Reader, run: Run, layer: str, units: int, params: Scor
     rows: list[Any] = []
     if params.k <= schema.RANKED_K:  # the worker stored each unit's first RANKED_K on both sides
         rows = reader.rows(
-            schema.stored_counts_sql(), {**q, "pos_stat": params.pos_stat, "neg_stat": params.neg_stat}
+            metrics_sql.stored_counts_sql(), {**q, "pos_stat": params.pos_stat, "neg_stat": params.neg_stat}
         )
     precomputed = len(rows) == units
     if not precomputed:
-        rows = reader.rows(schema.counts_sql(params.pos_stat, params.neg_stat), q)
+        rows = reader.rows(metrics_sql.counts_sql(params.pos_stat, params.neg_stat), q)
     return _Part(tuple((int(u), int(t), int(b)) for u, t, b in rows), precomputed)
 
 
 def ranking(
-    reader: Reader, run: Run, layer: str, unit: int, kind: schema.RankKind, stat: str, category: str, n: int
+    reader: Reader, run: Run, layer: str, unit: int, kind: metrics_sql.RankKind, stat: str, category: str, n: int
 ) -> list[tuple[int, str, str, bool, float]]:
     """A unit's n images of one ranking: (image_id, wnid, class_name, is_cat, value)."""
     params = {"run_id": run.run_id, "layer": layer, "unit": unit, "category": category, "n": n}
-    return reader.rows(schema.ranking_sql(kind, stat), params)
+    return reader.rows(metrics_sql.ranking_sql(kind, stat), params)
 
 
 def histogram(reader: Reader, run: Run, layer: str, unit: int, stat: str, category: str) -> BinnedResponses:
@@ -241,7 +241,7 @@ def histogram(reader: Reader, run: Run, layer: str, unit: int, stat: str, catego
         SELECT m.is_cat,
                least(floor((r.{col} - $lo) / $width), $bins - 1)::INTEGER AS bin,
                count(*)::INTEGER
-        FROM {schema.RESPONSES} r JOIN ({schema.membership_sql()}) m ON m.image_id = r.image_id
+        FROM {schema.RESPONSES} r JOIN ({metrics_sql.membership_sql()}) m ON m.image_id = r.image_id
         WHERE r.run_id = $run_id AND r.layer = $layer AND r.unit = $unit
         GROUP BY ALL
         """,

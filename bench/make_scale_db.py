@@ -36,9 +36,9 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from worker import schema
 from worker.categories import Category, builtin_category, load_imagenet_classes
-from worker.store import ImageRow, LayerInfo, RunSpec, StoreError, WorkerStore
+from worker.models import GOOGLENET_LAYERS
+from worker.store import ImageRow, LayerSpec, RunSpec, StoreError, WorkerStore
 
 STUDY_IMAGES = 286_000
 CATEGORY = "dog"
@@ -64,9 +64,10 @@ class UnitParams:
 
 def unit_params(layer: str, seed: int) -> UnitParams:
     """Draw a layer's unit parameters; deeper layers have more selective and two-sided units."""
-    units = schema.LAYER_UNITS[layer]
-    depth = schema.LAYERS.index(layer) / (len(schema.LAYERS) - 1)  # 0 for conv1, 1 for mixed5b
-    rng = np.random.default_rng([seed, 1_000_003, schema.LAYERS.index(layer)])
+    units = GOOGLENET_LAYERS[layer]
+    position = list(GOOGLENET_LAYERS).index(layer)
+    depth = position / (len(GOOGLENET_LAYERS) - 1)  # 0 for conv1, 1 for mixed5b
+    rng = np.random.default_rng([seed, 1_000_003, position])
     scale = 30.0 / (1 + 2 * depth)  # early layers respond in tens, deep ones in units
     mu = rng.normal(-0.3 * scale, 0.5 * scale, units)
     sigma = scale * rng.lognormal(-1.0, 0.4, units)
@@ -148,13 +149,16 @@ def make_dataset(images: int, share: float) -> Dataset:
     )
 
 
-def layer_infos(layers: Sequence[str]) -> tuple[LayerInfo, ...]:
+def layer_specs(layers: Sequence[str]) -> tuple[LayerSpec, ...]:
     """Layer, module and branch names of the BVLC GoogLeNet (randomly initialised: no weights needed)."""
-    from worker.models import load_model  # imports torch; only the layer layout is used
+    from worker.models import load_model  # only the layer layout is used
 
     model = load_model("bvlc-googlenet", weights=None)
     return tuple(
-        LayerInfo(layer, model.taps[layer].units, model.module_name(layer), tuple(model.unit_branches(layer)))
+        LayerSpec(
+            name=layer, position=list(model.taps).index(layer), units=model.taps[layer].units,
+            module=model.module_name(layer), branches=tuple(model.unit_branches(layer)),
+        )
         for layer in layers
     )
 
@@ -167,8 +171,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=STUDY_IMAGES, help="images (default: the study's 286,000)")
     parser.add_argument("--db", type=Path, default=Path("/tmp/unitscope-scale/scale.duckdb"), help="DB to write")
-    parser.add_argument("--layers", nargs="+", default=list(schema.LAYERS), choices=schema.LAYERS, metavar="LAYER",
-                        help="layers to store (default: all 12)")
+    parser.add_argument("--layers", nargs="+", default=list(GOOGLENET_LAYERS), choices=list(GOOGLENET_LAYERS),
+                        metavar="LAYER", help="layers to store (default: all 12)")
     parser.add_argument("--batch", type=int, default=1000, help="images per write_batch transaction")
     parser.add_argument("--share", type=float, default=0.55, help="share of images in the dog category")
     parser.add_argument("--seed", type=int, default=0)
@@ -184,8 +188,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Build the DB and print build times, size and bytes per stored value."""
     args = parse_args(argv)
-    layers = [layer for layer in schema.LAYERS if layer in args.layers]
-    units = sum(schema.LAYER_UNITS[layer] for layer in layers)
+    layers = [layer for layer in GOOGLENET_LAYERS if layer in args.layers]
+    units = sum(GOOGLENET_LAYERS[layer] for layer in layers)
     rows = args.images * units
     db = args.db.resolve()
     if db.exists():
@@ -204,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     data = make_dataset(args.images, args.share)
-    infos = layer_infos(layers)
+    specs = layer_specs(layers)
     params = {layer: unit_params(layer, args.seed) for layer in layers}
     spec = RunSpec(
         model="synthetic",
@@ -213,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         preprocessing=json.dumps({"synthetic": True, "seed": args.seed}, sort_keys=True),
         images_root=str(db.parent / "synthetic-images"),  # does not exist: no image files are written
         files=data.files,
-        layers=infos,
+        layers=specs,
         categories=(data.category,),
         device="cpu",
     )

@@ -50,8 +50,7 @@ from torchvision.datasets import ImageFolder
 from worker.cli import build_loader
 from worker.extract import Extractor, resolve_device
 from worker.images import FileEntry, class_folder_problem, default_workers, list_image_files, spread_subset
-from worker.models import LoadedModel, check_layers, load_model
-from worker.schema import LAYERS
+from worker.models import GOOGLENET_LAYERS, LoadedModel, check_layers, load_model
 from worker.settings import WorkerSettings
 
 BASELINE_BATCH = 32
@@ -252,7 +251,7 @@ def machine_line(device: torch.device) -> str:
 def parse_layer_set(text: str) -> tuple[str, list[str]]:
     """'all' -> every layer; 'mixed4c' or 'conv1,mixed4c' -> those layers (checked)."""
     if text == "all":
-        return "all", list(LAYERS)
+        return "all", list(GOOGLENET_LAYERS)
     try:
         return text, check_layers(text.split(","))
     except ValueError as error:

@@ -26,7 +26,7 @@ from PIL import Image
 from app.config import Settings
 from app.main import create_app
 from worker import schema
-from worker.store import insert_ranks
+from worker.metrics_sql import insert_ranks
 
 REPO = Path(__file__).resolve().parent.parent
 DOG, TENCH, GOLDFISH = "n02085620", "n01440764", "n01443537"

@@ -24,6 +24,7 @@ from test_app_db import (  # noqa: F401  (fixtures)
     real_db,
 )
 from worker import schema
+from worker.models import GOOGLENET_LAYERS
 
 PAGES = [
     "/",
@@ -299,7 +300,7 @@ def test_openapi_documents_every_route(client: TestClient) -> None:
 
 def test_real_worker_db_pages_and_twins(real_client: TestClient) -> None:
     layers = real_client.get("/api/layers").json()
-    assert [(x["name"], x["units"]) for x in layers] == list(schema.LAYER_UNITS.items())
+    assert [(x["name"], x["units"]) for x in layers] == list(GOOGLENET_LAYERS.items())
     body = real_client.get("/api/layers/mixed4c?category=dog&k=20&pos_stat=max&neg_stat=min&si_stat=max").json()
     assert len(body["units"]) == 512 and body["k"] == 20
     n, dogs = body["n_images"], body["n_category"]

@@ -12,7 +12,9 @@ from torch import Tensor, nn
 
 from worker.extract import Extractor, resolve_device
 from worker.models import LoadedModel, load_model
-from worker.schema import LAYER_UNITS, LAYERS
+from worker.models import GOOGLENET_LAYERS as LAYER_UNITS
+
+LAYERS = tuple(LAYER_UNITS)
 
 
 @pytest.fixture(scope="module")

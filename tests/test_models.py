@@ -19,7 +19,9 @@ from worker.models import (
     check_layers,
     load_model,
 )
-from worker.schema import LAYER_UNITS, LAYERS
+from worker.models import GOOGLENET_LAYERS as LAYER_UNITS
+
+LAYERS = tuple(LAYER_UNITS)
 
 MIXED_BRANCHES = ["1x1", "3x3", "5x5", "pool_proj"]
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from worker import cli, schema
+from worker import cli
 from worker.categories import (
     CategoryError,
     builtin_category,
@@ -186,7 +186,7 @@ def test_settings_come_from_the_environment_and_flags_override_them(tmp_path):
     assert (flagged.db, flagged.batch_size, flagged.layers) == (Path("/other.duckdb"), 16, ("conv2",))
     defaults = WorkerSettings.from_env({"XDG_CACHE_HOME": "/xdg"})
     assert (defaults.db, defaults.layers, defaults.cache, defaults.images) == (
-        Path("unitscope.duckdb"), schema.LAYERS, Path("/xdg/unitscope"), None
+        Path("unitscope.duckdb"), (), Path("/xdg/unitscope"), None
     )  # fmt: skip
 
 

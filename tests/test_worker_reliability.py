@@ -21,7 +21,8 @@ from test_images import png_header_only
 
 from worker import schema
 from worker.categories import builtin_category
-from worker.store import ImageRow, LayerInfo, RunSpec, WorkerStore
+from worker.models import GOOGLENET_LAYERS
+from worker.store import ImageRow, LayerSpec, RunSpec, WorkerStore
 
 REPO = Path(__file__).resolve().parent.parent
 DOG = "n02088364"  # beagle, in the built-in dog category
@@ -136,7 +137,7 @@ def test_hostile_folder_completes_with_every_bad_file_recorded(tmp_path, imagene
     n_rows, n_distinct = con.execute(
         "SELECT count(*), count(DISTINCT (layer, unit, image_id)) FROM responses"
     ).fetchone()
-    assert n_rows == n_distinct == len(good) * schema.LAYER_UNITS["conv1"]
+    assert n_rows == n_distinct == len(good) * GOOGLENET_LAYERS["conv1"]
     assert con.execute("SELECT count(*) FROM responses_staging").fetchone()[0] == 0
 
 
@@ -179,7 +180,7 @@ def publish_small_run(db: Path) -> None:
     spec = RunSpec(
         model="bvlc-googlenet", weights="made up", weights_sha256="none", preprocessing="{}",
         images_root="/made/up", files=("n01440764/a.JPEG", "n02088364/b.JPEG"),
-        layers=(LayerInfo("conv1", 64, "conv1/7x7_s2", ("conv",) * 64),),
+        layers=(LayerSpec(name="conv1", position=0, units=64, module="conv1/7x7_s2", branches=("conv",) * 64),),
         categories=(builtin_category("dog"),), device="cpu",
     )  # fmt: skip
     with WorkerStore.open(db) as store:

@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from worker import schema
 from worker.categories import CategoryError, load_categories, load_imagenet_classes
 from worker.settings import DEVICE_CHOICES, MODEL_CHOICES, SettingsError, WorkerSettings
-from worker.store import ImageRow, LayerInfo, Published, RunSpec, StoreError, WorkerStore
+from worker.store import ImageRow, LayerSpec, Published, RunSpec, StoreError, WorkerStore
 
 if TYPE_CHECKING:
     from worker.images import FileEntry
@@ -53,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     flag("--weights", help="BVLC weights folder or googlenet .pth state dict [UNITSCOPE_WEIGHTS; default: "
          "torchvision's published googlenet weights]")  # fmt: skip
     flag("--layers", nargs="+", metavar="LAYER",
-         help=f"layers to record [UNITSCOPE_LAYERS; default all: {' '.join(schema.LAYERS)}]")  # fmt: skip
+         help="layers to record [UNITSCOPE_LAYERS; default: all layers of the model]")  # fmt: skip
     flag("--category", action="append", dest="categories", metavar="NAME=FILE",
          help="add a category from a WNID list file; repeatable; 'dog' is built in [UNITSCOPE_CATEGORIES]")  # fmt: skip
     flag("--device", choices=DEVICE_CHOICES, help="[UNITSCOPE_DEVICE; default auto]")
@@ -117,9 +116,9 @@ def run(settings: WorkerSettings) -> int:
             subset = f" (--limit: using {len(files)}, spread evenly: about 1 file in {len(listed) / len(files):.0f})"
         _say(f"found {len(listed)} image files in {root}{subset}")
 
-        from worker.models import DEFAULT, check_layers, load_model  # torch loads here, after the cheap checks
+        from worker.models import DEFAULT, GOOGLENET_LAYERS, check_layers, load_model  # torch loads here
 
-        layers = check_layers(list(settings.layers))
+        layers = check_layers(list(settings.layers or GOOGLENET_LAYERS))  # empty: all of them
         model_name = settings.resolved_model()
         model = load_model(model_name, weights=settings.weights if settings.weights is not None else DEFAULT)
         from worker.extract import Extractor, resolve_device
@@ -133,7 +132,10 @@ def run(settings: WorkerSettings) -> int:
             images_root=str(root),
             files=tuple(entry.path for entry in files),
             layers=tuple(
-                LayerInfo(layer, model.taps[layer].units, model.module_name(layer), tuple(model.unit_branches(layer)))
+                LayerSpec(
+                    name=layer, position=list(model.taps).index(layer), units=model.taps[layer].units,
+                    module=model.module_name(layer), branches=tuple(model.unit_branches(layer)),
+                )
                 for layer in layers
             ),
             categories=tuple(categories),

@@ -51,8 +51,6 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torchvision.models import GoogLeNet_Weights
 
-from worker.schema import LAYER_UNITS, LAYERS
-
 MODEL_NAMES: Final = ("bvlc-googlenet", "googlenet")
 
 
@@ -108,7 +106,7 @@ class LoadedModel:
     # net.forward decomposed into a chain: applying the stages in order gives the logits, so a
     # caller can stop after the stage that completes the deepest layer it needs.
     stages: tuple[Stage, ...]
-    taps: Mapping[str, LayerTap]  # every study layer, in schema.LAYERS order
+    taps: Mapping[str, LayerTap]  # every study layer, in GOOGLENET_LAYERS order
     transform: Callable[[Image.Image], Tensor]  # RGB PIL image -> CHW float32 tensor
     preprocessing: dict[str, Any]  # JSON-able description of `transform`
     weights: str  # where the weights came from
@@ -137,15 +135,15 @@ def check_layers(layers: Sequence[str]) -> list[str]:
     """Validate study layer names; return them unique, in network order."""
     if isinstance(layers, str):
         layers = [layers]
-    unknown = [name for name in layers if name not in LAYER_UNITS]
+    unknown = [name for name in layers if name not in GOOGLENET_LAYERS]
     if unknown:
         raise ValueError(
-            f"unknown layer(s) {', '.join(map(repr, unknown))}; valid layers are: {', '.join(LAYERS)}"
+            f"unknown layer(s) {', '.join(map(repr, unknown))}; valid layers are: {', '.join(GOOGLENET_LAYERS)}"
         )
     if not layers:
-        raise ValueError(f"no layers requested; valid layers are: {', '.join(LAYERS)}")
+        raise ValueError(f"no layers requested; valid layers are: {', '.join(GOOGLENET_LAYERS)}")
     wanted = set(layers)
-    return [name for name in LAYERS if name in wanted]
+    return [name for name in GOOGLENET_LAYERS if name in wanted]
 
 
 def load_model(name: str, *, weights: WeightsArg = DEFAULT) -> LoadedModel:
@@ -189,11 +187,11 @@ def _build_taps(
     """LayerTaps from {layer: (own module name, block path, stage name, branches)}."""
     index = {name: i for i, (name, _) in enumerate(stages)}
     taps = {}
-    for layer in LAYERS:
+    for layer in GOOGLENET_LAYERS:
         module, block, stage, branches = layers[layer]
         tap = LayerTap(layer, module, block, index[stage], tuple(branches))
-        # The schema is the authority on unit counts; a mismatch is a bug in this file.
-        assert tap.units == LAYER_UNITS[layer], (layer, tap.units)
+        # GOOGLENET_LAYERS is the authority on unit counts; a mismatch is a bug in this file.
+        assert tap.units == GOOGLENET_LAYERS[layer], (layer, tap.units)
         taps[layer] = tap
     return MappingProxyType(taps)
 
@@ -641,3 +639,9 @@ def _load_torchvision(weights: WeightsArg) -> LoadedModel:
         class_names=tuple(published.meta["categories"]),
         class_wnids=wnids,
     )
+
+
+GOOGLENET_LAYERS: Final[dict[str, int]] = {  # TEMP until models package lands
+    "conv1": 64, "conv2": 64, "conv3": 192, "mixed3a": 256, "mixed3b": 480, "mixed4a": 512,
+    "mixed4b": 512, "mixed4c": 512, "mixed4d": 528, "mixed4e": 832, "mixed5a": 832, "mixed5b": 1024,
+}  # fmt: skip

@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from worker.schema import LAYERS
-
 MODEL_CHOICES = ("auto", "bvlc-googlenet", "googlenet")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
@@ -36,7 +34,7 @@ class WorkerSettings:
     batch_size: int | None = None  # None: 16 on a CPU, 256 on a GPU (see batch_size_for)
     workers: int | None = None  # decoding processes; None: min(2, cpus)
     cache: Path = Path("~/.cache/unitscope")  # downloads (default images)
-    layers: tuple[str, ...] = LAYERS
+    layers: tuple[str, ...] = ()  # empty: every layer of the model
     categories: tuple[str, ...] = ()  # extra NAME=FILE categories beside the built-in dog
     limit: int | None = None  # use at most this many files, spread evenly over the sorted list
     restart: bool = False  # discard an unfinished run in the working file
@@ -102,8 +100,6 @@ class WorkerSettings:
             raise SettingsError(f"workers must be 0 or more, got {self.workers}")
         if self.limit is not None and self.limit < 1:
             raise SettingsError(f"limit must be at least 1, got {self.limit}")
-        if not self.layers:
-            raise SettingsError("no layers selected")
         return self
 
     def resolved_model(self) -> str:

@@ -1,4 +1,4 @@
-"""The metric SQL in worker.schema against a brute-force numpy reference, on tie-heavy data."""
+"""The metric SQL in worker.metrics_sql against a brute-force numpy reference, on tie-heavy data."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import duckdb
 import numpy as np
 import pytest
 
-from worker import schema
-from worker.store import insert_ranks
+from worker import metrics_sql, schema
+from worker.metrics_sql import insert_ranks
 
 N_IMAGES, N_UNITS = 300, 7
 DOG, FISH = "n02085620", "n01440764"
@@ -44,7 +44,7 @@ def db() -> tuple[duckdb.DuckDBPyConnection, np.ndarray, np.ndarray]:
 def test_counts_match_a_full_sort_with_ties_broken_by_image_id(db, k, pos_stat, neg_stat):
     con, values, is_cat = db
     got = con.execute(
-        schema.counts_sql(pos_stat, neg_stat), {"run_id": 1, "layer": "mixed4c", "category": "dog", "k": k}
+        metrics_sql.counts_sql(pos_stat, neg_stat), {"run_id": 1, "layer": "mixed4c", "category": "dog", "k": k}
     ).fetchall()
     assert [u for u, _, _ in got] == list(range(N_UNITS))
     p_i, q_i = schema.STATS.index(pos_stat), schema.STATS.index(neg_stat)
@@ -63,13 +63,13 @@ def test_stored_ranks_give_the_same_counts_as_the_responses(db, ranked_k):
     for k in (1, 7, ranked_k):
         for pos_stat, neg_stat in (("max", "min"), ("mean", "max")):
             q = {"run_id": 1, "layer": "mixed4c", "category": "dog", "k": k}
-            stored = con.execute(schema.stored_counts_sql(), {**q, "pos_stat": pos_stat, "neg_stat": neg_stat})
-            assert stored.fetchall() == con.execute(schema.counts_sql(pos_stat, neg_stat), q).fetchall()
+            stored = con.execute(metrics_sql.stored_counts_sql(), {**q, "pos_stat": pos_stat, "neg_stat": neg_stat})
+            assert stored.fetchall() == con.execute(metrics_sql.counts_sql(pos_stat, neg_stat), q).fetchall()
 
 
 def test_si_matches_its_definition_for_every_stat(db):
     con, values, is_cat = db
-    got = con.execute(schema.si_sql(), {"run_id": 1, "layer": "mixed4c", "category": "dog"}).fetchall()
+    got = con.execute(metrics_sql.si_sql(), {"run_id": 1, "layer": "mixed4c", "category": "dog"}).fetchall()
     assert len(got) == N_UNITS * len(schema.STATS)
     for unit, stat, si in got:
         a = values[unit, :, schema.STATS.index(stat)].astype(np.float64)
@@ -80,11 +80,11 @@ def test_si_matches_its_definition_for_every_stat(db):
         assert si == pytest.approx(a_n[is_cat].mean() / (a_n[is_cat].mean() + a_n[~is_cat].mean()), abs=1e-12)
 
 
-@pytest.mark.parametrize("kind", schema.RANK_KINDS)
+@pytest.mark.parametrize("kind", metrics_sql.RANK_KINDS)
 def test_rankings_order_by_value_then_image_id(db, kind):
     con, values, is_cat = db
     rows = con.execute(
-        schema.ranking_sql(kind, "mean"), {"run_id": 1, "layer": "mixed4c", "unit": 2, "category": "dog", "n": 9}
+        metrics_sql.ranking_sql(kind, "mean"), {"run_id": 1, "layer": "mixed4c", "unit": 2, "category": "dog", "n": 9}
     ).fetchall()
     v = values[2, :, 0]
     key = {"positive": -v, "negative": v, "near_zero": np.abs(v)}[kind]
@@ -94,6 +94,8 @@ def test_rankings_order_by_value_then_image_id(db, kind):
     assert [r[4] for r in rows] == v[expected].tolist()
 
 
-def test_stat_names_are_checked_before_they_reach_sql():
+def test_stat_and_side_names_are_checked_before_they_reach_sql():
     with pytest.raises(ValueError, match="unknown stat"):
-        schema.counts_sql("max; DROP TABLE responses", "min")
+        metrics_sql.counts_sql("max; DROP TABLE responses", "min")
+    with pytest.raises(ValueError, match="unknown side 'middle'"):
+        metrics_sql.ranks_sql("max", "middle")

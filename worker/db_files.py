@@ -1,0 +1,90 @@
+"""Opening the worker's DuckDB files: the schema check, the schema itself, and the errors they raise."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from worker import schema
+
+
+class StoreError(RuntimeError):
+    """The DB cannot be opened, locked or written; the message names the file and what to do."""
+
+
+def wal_of(path: Path) -> Path:
+    """DuckDB's write-ahead log beside a database file."""
+    return path.with_name(path.name + ".wal")
+
+
+def remove(*paths: Path) -> None:
+    """Delete files that may not exist."""
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
+def fsync(path: Path) -> None:
+    """Make a file's (or a folder's) contents durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def utc_now() -> datetime:
+    """Timestamps are stored as naive UTC."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def open_read_only(path: Path) -> duckdb.DuckDBPyConnection:
+    """A read-only connection to a DuckDB file, or a StoreError naming it."""
+    try:
+        return duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as exc:
+        raise StoreError(f"cannot open {path} as a DuckDB file: {first_line(exc)}") from None
+
+
+def check_version(con: duckdb.DuckDBPyConnection, where: Path) -> bool:
+    """Refuse a DuckDB file that is not a unitscope DB of this schema version; False if it is empty."""
+    query = "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
+    tables = {row[0] for row in con.execute(query).fetchall()}
+    if not tables:
+        return False
+    if schema.META not in tables:
+        raise StoreError(
+            f"{where} is a DuckDB file but not a unitscope DB (no '{schema.META}' table); use another --db"
+        )
+    row = con.execute(f"SELECT value FROM {schema.META} WHERE key = 'schema_version'").fetchone()
+    if row is None or row[0] != str(schema.SCHEMA_VERSION):
+        found = row[0] if row else "unknown"
+        raise StoreError(
+            f"{where} has schema version {found}, this worker writes version {schema.SCHEMA_VERSION}; use another --db"
+        )
+    return True
+
+
+def init_schema(con: duckdb.DuckDBPyConnection, where: Path) -> None:
+    """Create the tables in a new file and stamp the schema version, or check an existing file's."""
+    if check_version(con, where):
+        return
+    for ddl in schema.DDL:
+        con.execute(ddl)
+    con.execute(f"INSERT INTO {schema.META} VALUES ('schema_version', ?)", [str(schema.SCHEMA_VERSION)])
+
+
+def write_error(path: Path, exc: BaseException) -> StoreError:
+    """The error for a failed write (a full disk, a read-only folder): nothing published was changed."""
+    return StoreError(
+        f"cannot write {path}: {first_line(exc)} (disk full or read-only?); the published DB is "
+        "unchanged, and rerunning the same command resumes from the last stored batch"
+    )
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type when it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

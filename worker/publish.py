@@ -1,0 +1,148 @@
+"""Publication: a finished working file becomes a run of the published DB, atomically.
+
+`<db>.publishing` is built in a fresh file: the published runs of `<db>`, then the new run with its
+responses sorted by (layer, unit, image_id), its SI for every stat and category, and each unit's
+first RANKED_K images on both sides of every stat. It is checkpointed, closed and fsynced, then
+renamed over `<db>` (atomic), so a reader of `<db>` only ever sees complete runs. A fresh file is
+written, rather than the working file published, because deleting the staging rows in place leaves
+their blocks in the file (measured: 2.2x the size of a freshly written copy).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from worker import schema
+from worker.db_files import fsync, init_schema, open_read_only, remove, utc_now, wal_of, write_error
+from worker.metrics_sql import insert_ranks, si_sql
+
+
+@dataclass(frozen=True)
+class Published:
+    """Figures of a published run."""
+
+    run_id: int
+    images: int
+    skipped: int
+    responses: int  # rows of `responses` for this run
+    db_bytes: int
+    db_values: int  # stored response values in the whole DB (rows x 3)
+
+    @property
+    def bytes_per_value(self) -> float:
+        """DB file size over stored response values, everything else included."""
+        return self.db_bytes / self.db_values if self.db_values else float("nan")
+
+
+# Tables copied from the published DB into each new one; the staging table is never published.
+_PUBLISHED_TABLES = (
+    schema.RUNS,
+    schema.LAYERS_TABLE,
+    schema.UNITS,
+    schema.CATEGORIES,
+    schema.IMAGES,
+    schema.SKIPPED,
+    schema.RESPONSES,
+    schema.UNIT_SI,
+    schema.UNIT_RANKS,
+)
+
+
+def publish_run(
+    db: Path, work: Path, publishing: Path, *, config: Mapping[str, str], ranked_k: int
+) -> Published:
+    """Publish the finished run of the working file `work` (checkpointed and closed) to `db`.
+
+    Writes the fresh file `publishing`, makes it durable, renames it over `db` and deletes the
+    working file. config: DuckDB settings of the writing connection (memory_limit). ranked_k: how
+    many images of each unit to rank on each side of every stat (tests lower it).
+    """
+    remove(publishing, wal_of(publishing))
+    try:
+        run_id = _build(db, work, publishing, config, ranked_k)
+        fsync(publishing)
+        os.replace(publishing, db)
+        fsync(db.parent)
+    except (duckdb.Error, OSError) as exc:
+        remove(publishing)
+        raise write_error(publishing, exc) from None
+    remove(work, wal_of(work))
+    with open_read_only(db) as con:
+        figures = con.execute(
+            f"SELECT (SELECT count(*) FROM {schema.IMAGES} WHERE run_id = $r), "
+            f"(SELECT count(*) FROM {schema.SKIPPED} WHERE run_id = $r), "
+            f"count(*) FILTER (WHERE run_id = $r), count(*) * 3 FROM {schema.RESPONSES}",
+            {"r": run_id},
+        ).fetchone()
+    images, skipped, responses, values = figures
+    return Published(run_id, images, skipped, responses, db.stat().st_size, values)
+
+
+def _build(db: Path, work: Path, publishing: Path, config: Mapping[str, str], ranked_k: int) -> int:
+    """Fill the fresh `publishing` file; returns the new run's id.
+
+    No transaction is needed here: nobody else sees this file until it is renamed over `db`, and a
+    crash before that leaves `db` as it was. Responses go in one sorted INSERT per layer with a
+    CHECKPOINT after each, so the file ends up with no free blocks.
+    """
+    with duckdb.connect(str(publishing), config=dict(config)) as pub:
+        init_schema(pub, publishing)
+        if db.exists():
+            pub.execute(f"ATTACH '{_sql_str(db)}' AS old (READ_ONLY)")
+            for table in _PUBLISHED_TABLES:
+                pub.execute(f"INSERT INTO {table} BY NAME SELECT * FROM old.{table}")
+            pub.execute("DETACH old")
+            pub.execute("CHECKPOINT")
+        run_id = pub.execute(f"SELECT coalesce(max(run_id), 0) + 1 FROM {schema.RUNS}").fetchone()[0]
+        pub.execute(f"ATTACH '{_sql_str(work)}' AS work (READ_ONLY)")
+        p = {"new": run_id}
+        pub.execute(
+            f"INSERT INTO {schema.RUNS} BY NAME SELECT * REPLACE ($new AS run_id, "
+            f"'{schema.RUN_COMPLETE}' AS status, $finished AS finished_at) FROM work.{schema.RUNS}",
+            {**p, "finished": utc_now()},
+        )
+        for table, order in ((schema.LAYERS_TABLE, "position"), (schema.UNITS, "layer, unit"),
+                             (schema.CATEGORIES, "category, wnid"), (schema.IMAGES, "image_id"),
+                             (schema.SKIPPED, "file_id")):  # fmt: skip
+            pub.execute(
+                f"INSERT INTO {table} BY NAME SELECT * REPLACE ($new AS run_id) FROM work.{table} ORDER BY {order}",
+                p,
+            )
+        layers = [r[0] for r in pub.execute(
+            f"SELECT layer FROM {schema.LAYERS_TABLE} WHERE run_id = $new ORDER BY position", p
+        ).fetchall()]  # fmt: skip
+        categories = [r[0] for r in pub.execute(
+            f"SELECT DISTINCT category FROM {schema.CATEGORIES} WHERE run_id = $new ORDER BY 1", p
+        ).fetchall()]  # fmt: skip
+        for layer in layers:
+            # One layer at a time keeps each sort small (the study's 286k images would be 1.7
+            # billion rows at once); the table ends up in (layer, unit, image_id) order.
+            pub.execute(
+                f"INSERT INTO {schema.RESPONSES} SELECT $new, layer, unit, image_id, act_mean, act_max, act_min "
+                f"FROM work.{schema.STAGING} WHERE layer = $layer ORDER BY unit, image_id",
+                {**p, "layer": layer},
+            )
+            pub.execute("CHECKPOINT")
+        pub.execute("DETACH work")
+        # The same SQL the server runs: SI for every stat and category, and each unit's first
+        # ranked_k images on both sides of every stat (in_top/in_bottom for any k up to it).
+        for layer in layers:
+            for category in categories:
+                pub.execute(
+                    f"INSERT INTO {schema.UNIT_SI} SELECT $run_id, $layer, $category, stat, unit, si "
+                    f"FROM ({si_sql()})",
+                    {"run_id": run_id, "layer": layer, "category": category},
+                )
+            insert_ranks(pub, run_id, layer, ranked_k)
+        pub.execute("CHECKPOINT")
+    return run_id
+
+
+def _sql_str(path: Path) -> str:
+    """A path as the body of a single-quoted SQL string literal."""
+    return str(path).replace("'", "''")
