@@ -251,11 +251,12 @@ def permutation_null(values_si: npt.ArrayLike, bottom: npt.ArrayLike, labels: np
     Permutations come from np.random.default_rng(seed) and do not depend on the chunking: the
     same seed, the same null.
 
-    Cost: per permutation, one (n) @ (n x u) float32 product for the category sums and a gather
-    of u * k labels, done in chunks of permutations of about CHUNK_BYTES (under 300 MB beside
-    values_si even at n = 286,000, u = 1024, k = 1000). Measured on the project's machine (2 CPU
-    cores shared with other jobs, load average ~3), P = 1000, k = 1000: n = 6,308, u = 512: TIMING_SMALL;
-    n = 286,000, u = 512: TIMING_LARGE.
+    Cost: per permutation, a shuffle of n labels, one (n) @ (n x u) float32 product for the
+    category sums and a gather of u * k labels, in chunks of permutations of about CHUNK_BYTES
+    (tracemalloc's peak beside values_si: 73 MiB at n = 286,000, u = 1024, k = 1000). Measured
+    on the project's machine, 2 CPU cores shared with other jobs (load average 2-8),
+    P = 1000, k = 1000: n = 6,308, u = 512 in 2.3-2.9 s; n = 286,000, u = 512 in 33-44 s, of
+    which about 14 s is the shuffles (rng.permuted). Worth caching per (run, layer, parameters).
     """
     values = _values(values_si, np.float32)
     n, u = values.shape
@@ -310,7 +311,7 @@ def class_profile(values: npt.ArrayLike, classes: npt.ArrayLike, category: Itera
     """One unit's response per class: (key, n, mean, median, is_category, few_images), mean descending.
 
     values: (n,) the unit's responses; classes: (n,) each image's class key; category: the keys
-    in the category. Equal means keep the keys' sorted order.
+    in the category. Keys must be sortable (WNIDs, class indices); equal means keep their order.
     """
     values = np.asarray(values, dtype=np.float64)
     classes = np.asarray(classes)
@@ -361,5 +362,5 @@ def overlap_warning(k: int, n_images: int) -> str | None:
     if 2 * k <= n_images:
         return None
     return (f"k = {k} is more than half of the {n_images:,} images: each unit's top and bottom {k} share "
-            f"at least {2 * k - n_images:,} images, so in_top and in_bottom count the same images "
-            f"and say nothing about two-sided tuning")
+            f"at least {2 * k - n_images:,} images, so in_top and in_bottom partly count the same images, "
+            f"and a category image counted in both says nothing about two-sided tuning")
