@@ -1,0 +1,298 @@
+"""app.controls against hand-worked cases, brute-force references and the product's own SI SQL."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from fractions import Fraction
+
+import duckdb
+import numpy as np
+import pytest
+
+from app import controls
+from worker import schema
+
+
+def test_hypergeom_tail_matches_a_case_worked_by_hand():
+    # n = 10 images, 4 in the category, k = 3 drawn: P(X >= 2) = [C(4,2) C(6,1) + C(4,3) C(6,0)] / C(10,3)
+    # = (6 * 6 + 4 * 1) / 120 = 40 / 120 = 1/3.
+    assert controls.hypergeom_sf(2, 3, 10, 4) == pytest.approx(1 / 3, rel=1e-12)
+    # P(X >= 3) = 4 / 120; P(X >= 1) = 1 - C(6,3) / 120 = 1 - 20/120.
+    assert controls.hypergeom_sf(3, 3, 10, 4) == pytest.approx(4 / 120, rel=1e-12)
+    assert controls.hypergeom_sf(1, 3, 10, 4) == pytest.approx(100 / 120, rel=1e-12)
+
+
+def test_hypergeom_edges():
+    # n = 10, n_c = 8, k = 5: at least 5 - 2 = 3 category images are always drawn, at most 5.
+    assert controls.hypergeom_sf(3, 5, 10, 8) == 1.0
+    assert controls.hypergeom_sf(0, 5, 10, 8) == 1.0
+    assert controls.hypergeom_sf(-2, 5, 10, 8) == 1.0
+    assert controls.hypergeom_sf(6, 5, 10, 8) == 0.0
+    assert controls.hypergeom_sf(5, 5, 10, 8) == pytest.approx(math.comb(8, 5) / math.comb(10, 5), rel=1e-12)
+    # k > n is k = n: every image is drawn, so X = n_c exactly.
+    assert controls.hypergeom_sf(4, 15, 10, 4) == 1.0
+    assert controls.hypergeom_sf(5, 15, 10, 4) == 0.0
+    # A non-integer x, such as a base rate, is P(X >= ceil x).
+    assert controls.hypergeom_sf(1.2, 3, 10, 4) == controls.hypergeom_sf(2, 3, 10, 4)
+    with pytest.raises(ValueError):
+        controls.hypergeom_sf(1, 3, 10, 11)
+
+
+def test_hypergeom_agrees_with_brute_force_enumeration():
+    n = 8
+    for n_c in range(n + 1):
+        category = set(range(n_c))
+        for k in range(n + 1):
+            drawn = [len(category.intersection(c)) for c in itertools.combinations(range(n), k)]
+            xs = np.arange(-1, k + 3)
+            got = controls.hypergeom_sf_array(xs, k, n, n_c)
+            for x, p in zip(xs, got):
+                exact = Fraction(sum(d >= x for d in drawn), len(drawn))
+                assert p == pytest.approx(float(exact), rel=1e-12, abs=1e-15), (n_c, k, x)
+
+
+def test_hypergeom_tails_at_the_study_scale_are_complementary():
+    # P(X >= x) + P(X <= x - 1) = 1, the second as the upper tail of the k - X non-category images.
+    n, n_c, k = 286_000, 157_300, 1000
+    xs = np.arange(400, 700, 7)
+    upper = controls.hypergeom_sf_array(xs, k, n, n_c)
+    lower = controls.hypergeom_sf_array(k - xs + 1, k, n, n - n_c)
+    np.testing.assert_allclose(upper + lower, 1.0, rtol=1e-12)
+    assert np.all(np.diff(upper) <= 0) and upper[0] == 1.0 and upper[-1] < 1e-20
+    # Drawing only category images: prod (n_c - i) / (n - i), about 1e-260, still exact in relative terms.
+    exact = math.exp(math.fsum(math.log((n_c - i) / (n - i)) for i in range(k)))
+    assert controls.hypergeom_sf(k, k, n, n_c) == pytest.approx(exact, rel=1e-10)
+
+
+def test_hypergeom_tail_matches_exact_integer_arithmetic_at_a_middle_scale():
+    n, n_c, k = 3000, 1100, 400
+    for x in (120, 147, 180, 230):
+        exact = Fraction(sum(math.comb(n_c, i) * math.comb(n - n_c, k - i) for i in range(x, k + 1)),
+                         math.comb(n, k))
+        assert controls.hypergeom_sf(x, k, n, n_c) == pytest.approx(float(exact), rel=1e-11)
+
+
+def test_bh_qvalues_match_a_list_worked_by_hand():
+    # m = 5 p-values. Sorted: 0.01 (rank 1), 0.03 (2), 0.04 (3), 0.20 (4), 0.90 (5).
+    # p * m / rank: 0.01*5/1 = 0.05, 0.03*5/2 = 0.075, 0.04*5/3 = 0.0667, 0.20*5/4 = 0.25, 0.90*5/5 = 0.90.
+    # Step-up minimum from the largest rank down: 0.90, 0.25, 0.0667, min(0.075, 0.0667) = 0.0667, 0.05.
+    # Back in the given order [0.01, 0.04, 0.03, 0.20, 0.90] -> [0.05, 0.0667, 0.0667, 0.25, 0.90].
+    q = controls.bh_qvalues([0.01, 0.04, 0.03, 0.20, 0.90])
+    np.testing.assert_allclose(q, [0.05, 0.2 / 3, 0.2 / 3, 0.25, 0.90], rtol=1e-12)
+
+
+def test_bh_qvalues_leave_nan_out_of_m_and_keep_ties_equal():
+    q = controls.bh_qvalues([0.01, np.nan, 0.04, 0.03, 0.20, 0.90])
+    assert np.isnan(q[1])
+    np.testing.assert_allclose(np.delete(q, 1), [0.05, 0.2 / 3, 0.2 / 3, 0.25, 0.90], rtol=1e-12)
+    # Two equal p of 0.5 and 0.6 among m = 3: 0.5*3/2 = 0.75 for both, 0.6*3/3 = 0.6 caps them.
+    np.testing.assert_allclose(controls.bh_qvalues([0.5, 0.6, 0.5]), [0.6, 0.6, 0.6])
+    assert np.all(controls.bh_qvalues(np.linspace(0.5, 1.0, 11)) <= 1.0)
+    with pytest.raises(ValueError):
+        controls.bh_qvalues([0.2, 1.5])
+
+
+def test_auroc_matches_a_pairwise_count_with_ties():
+    rng = np.random.default_rng(3)
+    values = rng.integers(0, 4, size=(40, 6)).astype(np.float32)  # four levels: ties everywhere
+    labels = rng.random(40) < 0.3
+    got = controls.auroc(values, labels)
+    for unit in range(values.shape[1]):
+        cat, rest = values[labels, unit], values[~labels, unit]
+        wins = (cat[:, None] > rest[None, :]).sum() + 0.5 * (cat[:, None] == rest[None, :]).sum()
+        assert got[unit] == pytest.approx(wins / (cat.size * rest.size), abs=1e-12)
+
+
+def test_auroc_extremes_and_empty_groups():
+    labels = np.array([True, True, False, False, False])
+    values = np.array([[5, 0, 1], [4, 0, 1], [1, 0, 2], [2, 0, 3], [3, 0, 4]], dtype=np.float32)
+    np.testing.assert_allclose(controls.auroc(values, labels), [1.0, 0.5, 0.0])
+    assert np.isnan(controls.auroc(values, np.ones(5, bool))).all()
+
+
+def test_si_matches_the_formula_worked_by_hand():
+    # Unit 0: [0, 2, 4, 10] -> A_N [0, .2, .4, 1]; category (first two) mean .1, rest .7: SI = .1 / .8.
+    # Unit 1 never varies: NaN. Unit 2: [1, 3, 1, 1] -> A_N [0, 1, 0, 0]: .5 / (.5 + 0) = 1.
+    values = np.array([[0, 5, 1], [2, 5, 3], [4, 5, 1], [10, 5, 1]], dtype=np.float32)
+    labels = np.array([True, True, False, False])
+    got = controls.si(values, labels)
+    assert got[0] == pytest.approx(0.125, abs=1e-12)
+    assert np.isnan(got[1])
+    assert got[2] == pytest.approx(1.0, abs=1e-12)
+    assert np.isnan(controls.si(values, np.zeros(4, bool))).all()
+
+
+def test_si_equals_the_products_sql():
+    rng = np.random.default_rng(11)
+    n, u = 120, 5
+    values = rng.integers(-3, 4, size=(n, u)).astype(np.float32)
+    values[:, 2] = 0.5  # a constant unit: NULL in SQL, NaN here
+    labels = np.arange(n) % 4 == 1
+    con = duckdb.connect()
+    for ddl in schema.DDL:
+        con.execute(ddl)
+    con.execute("INSERT INTO images SELECT 1, i, 'x', CASE WHEN i % 4 = 1 THEN 'dog' ELSE 'cat' END, "
+                "NULL, 'x', 1, 1, 'RGB' FROM range(?) t(i)", [n])
+    con.execute("INSERT INTO categories VALUES (1, 'dog', 'dog')")
+    units, images = np.meshgrid(np.arange(u), np.arange(n), indexing="ij")
+    frame = {"unit": units.ravel(), "image_id": images.ravel(), "v": values.T.ravel()}  # noqa: F841
+    con.execute("INSERT INTO responses SELECT 1, 'mixed4c', unit, image_id, v, v, v FROM frame")
+    rows = con.execute(schema.si_sql(), {"run_id": 1, "layer": "mixed4c", "category": "dog"}).fetchall()
+    sql = {unit: si for unit, stat, si in rows if stat == "max"}
+    got = controls.si(values, labels)
+    for unit in range(u):
+        if sql[unit] is None:
+            assert np.isnan(got[unit])
+        else:
+            assert got[unit] == pytest.approx(sql[unit], abs=1e-12)
+
+
+def _bottom(values: np.ndarray, k: int) -> np.ndarray:
+    """Each unit's k smallest rows, ties by the smaller row, as the product ranks them."""
+    n = values.shape[0]
+    return np.stack([np.lexsort((np.arange(n), values[:, unit]))[:k] for unit in range(values.shape[1])])
+
+
+def _naive_statistics(values, bottom, labels, threshold):
+    """The three statistics from si() and plain counting, one unit at a time."""
+    n, k = len(labels), bottom.shape[1]
+    selective = controls.si(values, labels) >= threshold
+    in_bottom = np.array([labels[rows].sum() for rows in bottom])
+    base_rate = k * labels.sum() / n
+    gap = np.median(in_bottom[selective]) - np.median(in_bottom[~selective]) \
+        if selective.any() and not selective.all() else math.nan
+    return selective.sum(), (selective & (in_bottom >= base_rate)).sum(), gap
+
+
+@pytest.fixture(scope="module")
+def independent():
+    """Responses with no relation to the labels: SI scatters around 0.5."""
+    rng = np.random.default_rng(5)
+    values = rng.random((300, 60), dtype=np.float32)
+    labels = np.zeros(300, bool)
+    labels[rng.choice(300, 40, replace=False)] = True
+    return values, _bottom(values, 50), labels
+
+
+def test_observed_statistics_equal_a_naive_count(independent):
+    values, bottom, labels = independent
+    result = controls.permutation_null(values, bottom, labels, threshold=0.52, permutations=20)
+    selective, negative, gap = _naive_statistics(values, bottom, labels, 0.52)
+    assert 0 < selective < values.shape[1]  # both groups exist, so the gap is defined
+    assert result.selective.observed == selective
+    assert result.selective_negative.observed == negative
+    assert result.median_gap.observed == gap
+    assert result.base_rate == 50 * 40 / 300 and result.k == 50
+
+
+def test_labels_independent_of_responses_give_no_small_p(independent):
+    values, bottom, labels = independent
+    result = controls.permutation_null(values, bottom, labels, threshold=0.52, permutations=400, seed=1)
+    for stat in (result.selective, result.selective_negative, result.median_gap):
+        assert stat.p_value > 0.05
+        assert stat.valid == 400 == stat.null.size
+        assert stat.p_value == (1 + (stat.null >= stat.observed).sum()) / 401
+        assert stat.null_mean == pytest.approx(stat.null.mean())
+        assert stat.null_p95 == pytest.approx(np.percentile(stat.null, 95))
+    # The null of `selective` is centred where the observed count is, not at zero.
+    assert abs(result.selective.null_mean - result.selective.observed) < 3 * result.selective.null.std()
+
+
+def test_labels_that_determine_the_responses_give_the_smallest_p():
+    rng = np.random.default_rng(8)
+    n, u, n_c, permutations = 200, 12, 30, 199
+    labels = np.zeros(n, bool)
+    labels[rng.choice(n, n_c, replace=False)] = True
+    # Category images respond highest in every unit; in the even units 3 of them respond lowest too.
+    values = rng.random((n, u), dtype=np.float32)
+    values[labels] += 10
+    values[np.flatnonzero(labels)[:3], ::2] = -1
+    result = controls.permutation_null(values, _bottom(values, 20), labels, threshold=0.7,
+                                       permutations=permutations, seed=0)
+    assert result.selective.observed == u
+    assert result.selective.p_value == 1 / (permutations + 1)
+    # The even units' bottom 20 hold 3 category images, the base rate 20 * 30 / 200; the odd units' none.
+    assert result.selective_negative.observed == 6
+    assert result.selective_negative.p_value == 1 / (permutations + 1)
+    # No permutation makes every unit selective, so the gap is never defined.
+    assert np.isnan(result.median_gap.observed) and np.isnan(result.median_gap.p_value)
+
+
+def test_a_gap_with_an_empty_group_is_left_out():
+    rng = np.random.default_rng(2)
+    values = rng.random((50, 8), dtype=np.float32)
+    labels = np.arange(50) < 10
+    result = controls.permutation_null(values, _bottom(values, 5), labels, threshold=0.0, permutations=30)
+    gap = result.median_gap  # every unit is selective at threshold 0: no "rest" group
+    assert gap.valid == 0 and np.isnan(gap.null).all() and np.isnan(gap.p_value) and np.isnan(gap.null_mean)
+    assert result.selective.observed == 8 and result.selective.p_value == 1.0
+
+
+def test_the_null_is_seeded_and_independent_of_chunking(independent, monkeypatch):
+    values, bottom, labels = independent
+    run = lambda seed: controls.permutation_null(values, bottom, labels, threshold=0.52,  # noqa: E731
+                                                 permutations=50, seed=seed)
+    first = run(4)
+    np.testing.assert_array_equal(first.selective_negative.null, run(4).selective_negative.null)
+    assert not np.array_equal(first.selective.null, run(5).selective.null)
+    monkeypatch.setattr(controls, "CHUNK_BYTES", 1)  # one permutation per chunk
+    chunked = run(4)
+    for name in ("selective", "selective_negative", "median_gap"):
+        np.testing.assert_array_equal(getattr(first, name).null, getattr(chunked, name).null)
+
+
+def test_permutation_null_refuses_bad_input(independent):
+    values, bottom, labels = independent
+    with pytest.raises(ValueError):
+        controls.permutation_null(values, bottom[:, :0], labels, threshold=0.5)
+    with pytest.raises(ValueError):
+        controls.permutation_null(values, bottom + 300, labels, threshold=0.5)
+    with pytest.raises(ValueError):
+        controls.permutation_null(values, bottom, np.zeros(300, bool), threshold=0.5)
+    bad = values.copy()
+    bad[3, 3] = np.nan
+    with pytest.raises(ValueError):
+        controls.permutation_null(bad, bottom, labels, threshold=0.5)
+
+
+def test_class_profile_by_hand():
+    # a: [1, 2, 6] mean 3, median 2; b: [10] mean 10; c: [4, 5, 12] mean 7, median 5; d: [0, 1] mean .5.
+    values = [1, 4, 10, 2, 0, 5, 6, 12, 1]
+    classes = ["a", "c", "b", "a", "d", "c", "a", "c", "d"]
+    profile = controls.class_profile(values, classes, {"a", "b"}, few=3)
+    assert profile == [
+        ("b", 1, 10.0, 10.0, True, True),
+        ("c", 3, 7.0, 5.0, False, False),
+        ("a", 3, 3.0, 2.0, True, False),
+        ("d", 2, 0.5, 0.5, False, True),
+    ]
+    assert profile[1].median == 5.0 and profile[0].few_images
+    # The category's median class: the median of a's 3 and b's 10, 6.5. Only c (7) is above it.
+    assert controls.beats_category_median(profile) == ["c"]
+    assert controls.beats_category_median(controls.class_profile(values, classes, set(), few=3)) == []
+
+
+def test_class_profile_keeps_key_order_for_equal_means_and_takes_integer_keys():
+    profile = controls.class_profile([1.0, 1.0, 3.0], [7, 2, 5], category=[5], few=1)
+    assert [row.key for row in profile] == [5, 2, 7]
+    assert [row.is_category for row in profile] == [True, False, False]
+    assert type(profile[0].key) is int
+
+
+def test_default_k_keeps_top_and_bottom_apart():
+    assert controls.default_k(6308) == (1000, "k = 1000, the study's")
+    assert controls.default_k(6000)[0] == 1000
+    k, reason = controls.default_k(5999)
+    assert k == 999 and "5,999" in reason and "6,000" in reason
+    assert controls.default_k(3)[0] == 1
+    assert controls.default_k(600, study_k=50)[0] == 50
+    with pytest.raises(ValueError):
+        controls.default_k(0)
+
+
+def test_overlap_warning_only_when_the_sets_must_share_images():
+    assert controls.overlap_warning(1000, 6308) is None
+    assert controls.overlap_warning(1000, 2000) is None  # exactly disjoint is still possible
+    warning = controls.overlap_warning(1001, 2000)
+    assert warning is not None and "at least 2 images" in warning
