@@ -39,7 +39,7 @@ def flag_name(name: str, field: FieldInfo) -> str:
     return spec.name or "--" + name.replace("_", "-")
 
 
-def env_name(model: type[BaseSettings], name: str) -> str:
+def _env_name(model: type[BaseSettings], name: str) -> str:
     """The environment variable of a field."""
     return f"{model.model_config.get('env_prefix', '')}{name}".upper()
 
@@ -49,7 +49,7 @@ def add_flags(parser: argparse.ArgumentParser, model: type[BaseSettings]) -> Non
     for name, field in model.model_fields.items():
         spec = _flag_spec(field)
         # argparse formats help with %: a literal one in a description must be doubled.
-        help_text = f"{(field.description or '').replace('%', '%%')} [{env_name(model, name)}]".strip()
+        help_text = f"{(field.description or '').replace('%', '%%')} [{_env_name(model, name)}]".strip()
         options: dict[str, Any] = {"dest": name, "help": help_text, "default": None}
         if field.annotation is bool:
             options["action"] = "store_true"
@@ -72,19 +72,15 @@ def from_flags(model: type[S], args: argparse.Namespace) -> S:
     try:
         return model(**given)
     except ValidationError as exc:
-        raise SettingsError(describe(model, exc, given)) from None
+        raise SettingsError(_describe(model, exc, given)) from None
 
 
-def describe(model: type[BaseSettings], exc: ValidationError, given: dict[str, Any]) -> str:
+def _describe(model: type[BaseSettings], exc: ValidationError, given: dict[str, Any]) -> str:
     """One line for a validation error, naming each bad value's flag (if given) or variable."""
     problems = []
     for error in exc.errors():
-        name = str(error["loc"][0]) if error["loc"] else ""
-        field = model.model_fields.get(name)
-        if field is None:
-            source = name or model.__name__
-        else:
-            source = flag_name(name, field) if name in given else env_name(model, name)
+        name = str(error["loc"][0])  # every check is on one field
+        source = flag_name(name, model.model_fields[name]) if name in given else _env_name(model, name)
         message = error["msg"][:1].lower() + error["msg"][1:]
         problems.append(f"{source}: {message}, got {error['input']!r}")
     return "; ".join(problems)
