@@ -10,11 +10,16 @@ import uvicorn
 
 from app.config import LOOPBACK, parse_args
 from app.main import create_app
+from worker.flags import SettingsError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse flags, build the app and serve it until interrupted."""
-    settings = parse_args(argv)
+    """Parse flags, build the app and serve it until interrupted; 1 for a bad setting."""
+    try:
+        settings = parse_args(argv)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not settings.db.exists():
         print(f"note: {settings.db} does not exist yet; pages answer 503 until the worker writes it",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -14,6 +15,12 @@ from app.config import Settings
 from app.db import Database
 from app.errors import install_error_handlers
 from app.routes import ROUTERS
+
+# app/templates and app/static link to the repository's templates/ and static/: the pages sit inside
+# the package in a checkout, an editable install and a wheel alike (app's package data, pyproject.toml).
+PACKAGE = Path(__file__).resolve().parent
+TEMPLATES = PACKAGE / "templates"
+STATIC = PACKAGE / "static"
 
 DESCRIPTION = """\
 unitscope shows the units of GoogLeNet like a neurophysiologist shows neurons: for each unit,
@@ -28,7 +35,7 @@ Every HTML page at `/X` has a JSON twin at `/api/X`. Errors share one shape:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application; tests pass their own settings."""
-    settings = settings or Settings.from_env()
+    settings = settings or Settings()
     db = Database(settings)
 
     @asynccontextmanager
@@ -40,13 +47,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         db.close()
 
-    app = FastAPI(title="unitscope", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    # /docs is served by app.routes.docs with local assets (the default loads them from a CDN); no /redoc.
+    app = FastAPI(title="unitscope", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None, swagger_ui_oauth2_redirect_url=None)
     app.state.settings = settings
     app.state.db = db
-    app.state.templates = render.make_environment(settings.templates_dir)
+    app.state.templates = render.make_environment(TEMPLATES)
     app.state.render_error = render.error_page
     install_error_handlers(app)
-    app.mount("/static", StaticFiles(directory=settings.static_dir), name="static")
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     for router in ROUTERS:
         app.include_router(router)
     return app

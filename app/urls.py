@@ -67,6 +67,10 @@ class Urls:
         """The OpenAPI UI."""
         return f"{self.root}/docs"
 
+    def openapi(self) -> str:
+        """The OpenAPI schema that /docs shows."""
+        return f"{self.root}/openapi.json"
+
     def api(self, page_url: str) -> str:
         """The JSON twin of a page URL built above: the same path and query under /api."""
         return self.root + "/api" + page_url[len(self.root):]

@@ -180,7 +180,7 @@ def cli_pass(settings: WorkerSettings, files: int) -> Timing:
     from worker import cli
 
     with tempfile.TemporaryDirectory(prefix="unitscope-bench-") as tmp:
-        run_settings = settings.override(db=Path(tmp) / "bench.duckdb", restart=True)
+        run_settings = settings.model_copy(update={"db": Path(tmp) / "bench.duckdb", "restart": True})
         clock = Clock()
         code = cli.run(run_settings)
         timing = clock.timing(files)
@@ -405,7 +405,7 @@ def bench(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     root = args.images.expanduser().resolve()
     settings = WorkerSettings(images=root, model=args.model, weights=args.weights, device=device.type,
-                              limit=args.limit).override(batch_size=args.batch_size, workers=args.workers)  # fmt: skip
+                              limit=args.limit, batch_size=args.batch_size, workers=args.workers)  # fmt: skip
     files = spread_subset(list_image_files(root), args.limit)
     for entry in files:  # warm the page cache, so neither path pays for the disk
         Path(root, entry.path).read_bytes()
@@ -430,7 +430,7 @@ def bench(args: argparse.Namespace) -> int:
               "and publication, whose fixed costs weigh heavily at a small --limit):")  # fmt: skip
         width = max(len("layer set"), *(len(r.name) for r in results))
         for r in results:
-            print_cli(r, cli_pass(settings.override(layers=tuple(r.layers)), len(files)), width)
+            print_cli(r, cli_pass(settings.model_copy(update={"layers": tuple(r.layers)}), len(files)), width)
     print(machine_line(device).replace("machine:", "after:", 1))
     return 1 if worst > TOLERANCE else 0
 

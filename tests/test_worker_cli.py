@@ -22,7 +22,8 @@ from worker.categories import (
     load_imagenet_classes,
     parse_category_arg,
 )
-from worker.settings import SettingsError, WorkerSettings
+from worker.flags import flag_name, from_flags
+from worker.settings import WorkerSettings
 
 REPO = Path(__file__).resolve().parent.parent
 LAYERS = ("conv1", "mixed3a")
@@ -149,7 +150,8 @@ def error_line(capsys) -> str:
          "error: bvlc-googlenet weights folder not found: {tmp}/noweights"),
         ({"--db": "{tmp}/nofolder/x.duckdb"},
          "error: cannot create {tmp}/nofolder/x.duckdb: folder {tmp}/nofolder does not exist"),
-        ({"--batch-size": "0"}, "error: batch size must be at least 1, got 0"),
+        ({"--batch-size": "0"}, "error: --batch-size: input should be greater than or equal to 1, got '0'"),
+        ({"--workers": "two"}, "error: --workers: input should be a valid integer"),
     ],
 )  # fmt: skip
 def test_user_errors_are_one_line_with_exit_1(
@@ -164,41 +166,87 @@ def test_user_errors_are_one_line_with_exit_1(
     assert not (tmp_path / "x.duckdb").exists()
 
 
-def test_a_bad_environment_value_is_a_clear_error(monkeypatch, capsys, no_env):
-    monkeypatch.setenv("UNITSCOPE_BATCH_SIZE", "lots")
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("UNITSCOPE_BATCH_SIZE", "lots", "error: UNITSCOPE_BATCH_SIZE: input should be a valid integer, unable to "
+         "parse string as an integer, got 'lots'"),
+        ("UNITSCOPE_LIMIT", "0", "error: UNITSCOPE_LIMIT: input should be greater than or equal to 1, got '0'"),
+        ("UNITSCOPE_MODEL", "alexnet", "error: UNITSCOPE_MODEL: input should be 'auto', 'bvlc-googlenet' or "
+         "'googlenet', got 'alexnet'"),
+        ("UNITSCOPE_DEBUG", "maybe", "error: UNITSCOPE_DEBUG: input should be a valid boolean"),
+    ],
+)  # fmt: skip
+def test_a_bad_environment_value_is_a_one_line_error_naming_the_variable(monkeypatch, capsys, no_env, name, value,
+                                                                        expected):  # fmt: skip
+    monkeypatch.setenv(name, value)
     assert cli.main(["run"]) == cli.EXIT_ERROR
-    assert error_line(capsys) == "error: UNITSCOPE_BATCH_SIZE must be an integer, got 'lots'"
+    assert error_line(capsys).startswith(expected)
+
+
+def test_a_bad_flag_choice_is_refused_by_argparse(capsys, no_env):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["run", "--device", "tpu"])
+    assert exit_info.value.code == 2
+    assert "argument --device: invalid choice: 'tpu'" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- settings
 
 
-def test_settings_come_from_the_environment_and_flags_override_them(tmp_path):
+def parsed(argv: list[str]) -> WorkerSettings:
+    """The settings `python -m worker run ARGV` would run with."""
+    return from_flags(WorkerSettings, cli.build_parser().parse_args(["run", *argv]))
+
+
+def test_settings_come_from_the_environment_and_flags_override_them(monkeypatch, no_env):
     env = {"UNITSCOPE_IMAGES": "/data/imgs", "UNITSCOPE_DB": "/data/u.duckdb", "UNITSCOPE_BATCH_SIZE": "16",
-           "UNITSCOPE_LAYERS": "conv1,mixed4c", "UNITSCOPE_CATEGORIES": "a=/x b=/y", "UNITSCOPE_DEVICE": "cpu",
-           "UNITSCOPE_CACHE": "/c", "UNITSCOPE_LIMIT": "10"}  # fmt: skip
-    settings = WorkerSettings.from_env(env)
+           "UNITSCOPE_LAYERS": "conv1,mixed4c mixed5b", "UNITSCOPE_CATEGORIES": "a=/x  b=/y",
+           "UNITSCOPE_DEVICE": "cpu", "UNITSCOPE_CACHE": "/c", "UNITSCOPE_LIMIT": "10", "UNITSCOPE_WORKERS": "",
+           "UNITSCOPE_DEBUG": "1", "UNITSCOPE_MEMORY_LIMIT": "6GB"}  # fmt: skip
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = parsed([])
     assert (settings.images, settings.db, settings.batch_size, settings.layers, settings.categories) == (
-        Path("/data/imgs"), Path("/data/u.duckdb"), 16, ("conv1", "mixed4c"), ("a=/x", "b=/y")
+        Path("/data/imgs"), Path("/data/u.duckdb"), 16, ("conv1", "mixed4c", "mixed5b"), ("a=/x", "b=/y")
     )  # fmt: skip
     assert (settings.device, settings.cache, settings.limit, settings.model) == ("cpu", Path("/c"), 10, "auto")
-    flagged = settings.override(db=Path("/other.duckdb"), batch_size=None, layers=("conv2",))
-    assert (flagged.db, flagged.batch_size, flagged.layers) == (Path("/other.duckdb"), 16, ("conv2",))
-    defaults = WorkerSettings.from_env({"XDG_CACHE_HOME": "/xdg"})
-    assert (defaults.db, defaults.layers, defaults.cache, defaults.images) == (
-        Path("unitscope.duckdb"), (), Path("/xdg/unitscope"), None
+    assert (settings.workers, settings.debug, settings.memory_limit, settings.restart) == (None, True, "6GB", False)
+    flagged = parsed(["--db", "/other.duckdb", "--layers", "conv2", "conv3", "--category", "c=/z",
+                      "--category", "d=/w", "--device", "cuda", "--restart", "--workers", "0"])  # fmt: skip
+    assert (flagged.db, flagged.layers, flagged.categories, flagged.device, flagged.restart, flagged.workers) == (
+        Path("/other.duckdb"), ("conv2", "conv3"), ("c=/z", "d=/w"), "cuda", True, 0
     )  # fmt: skip
+    assert (flagged.images, flagged.batch_size) == (Path("/data/imgs"), 16)  # not given as flags: from the env
 
 
-def test_auto_model_follows_the_weights(tmp_path):
+def test_defaults_without_flags_or_variables(monkeypatch, no_env):
+    monkeypatch.setenv("XDG_CACHE_HOME", "/xdg")
+    defaults = parsed([])
+    assert (defaults.db, defaults.layers, defaults.cache, defaults.images, defaults.model) == (
+        Path("unitscope.duckdb"), (), Path("/xdg/unitscope"), None, "auto"
+    )  # fmt: skip
+    assert (defaults.batch_size_for("cpu"), defaults.batch_size_for("cuda")) == (16, 256)
+
+
+def test_every_setting_has_one_flag_and_one_variable_in_the_help(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for name, field in WorkerSettings.model_fields.items():
+        assert f"[UNITSCOPE_{name.upper()}]" in text, name
+        assert flag_name(name, field) in text, name
+    assert "--category NAME=FILE" in text and "--layers LAYER [LAYER ...]" in text
+    assert "default: all layers of the model" in text
+
+
+def test_auto_model_follows_the_weights(tmp_path, no_env):
     (tmp_path / "folder").mkdir()
     (tmp_path / "w.pth").write_bytes(b"")
     assert WorkerSettings(weights=str(tmp_path / "folder")).resolved_model() == "bvlc-googlenet"
     assert WorkerSettings(weights=str(tmp_path / "w.pth")).resolved_model() == "googlenet"
     assert WorkerSettings().resolved_model() == "googlenet"
     assert WorkerSettings(model="googlenet", weights=str(tmp_path / "folder")).resolved_model() == "googlenet"
-    with pytest.raises(SettingsError, match="unknown model 'alexnet'"):
-        WorkerSettings(model="alexnet").validated()
 
 
 # ---------------------------------------------------------------- categories

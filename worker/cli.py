@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from worker.categories import CategoryError, load_categories, load_imagenet_classes
-from worker.settings import DEVICE_CHOICES, MODEL_CHOICES, SettingsError, WorkerSettings
+from worker.flags import SettingsError, add_flags, from_flags
+from worker.settings import WorkerSettings
 from worker.store import ImageRow, LayerSpec, Published, RunSpec, StoreError, WorkerStore
 
 if TYPE_CHECKING:
@@ -33,53 +34,26 @@ EXIT_INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line; every flag overrides its UNITSCOPE_* variable."""
+    """The command line: one flag per WorkerSettings field, each overriding its UNITSCOPE_* variable."""
     parser = argparse.ArgumentParser(prog="python -m worker", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser(
         "run",
         help="compute unit responses for an image folder and publish them to the DB",
-        description="Compute per-image, per-unit pre-ReLU mean/max/min for GoogLeNet layers and "
+        description="Compute per-image, per-unit pre-ReLU mean/max/min for the model's layers and "
         "publish them as one run in a DuckDB file. Rerunning an interrupted command resumes it. "
         "Exit codes: 0 done, 3 done with skipped files, 1 error, 130 interrupted.",
     )
-    flag = run.add_argument
-    flag("--images", type=Path, help="ImageFolder root, <root>/<wnid>/<image> [UNITSCOPE_IMAGES; default: "
-         "download Imagewoof + Imagenette into the cache]")  # fmt: skip
-    flag("--db", type=Path, help="DuckDB file to publish to [UNITSCOPE_DB; default unitscope.duckdb]")
-    flag("--model", choices=MODEL_CHOICES, help="[UNITSCOPE_MODEL; default auto: bvlc-googlenet for a weights "
-         "folder, googlenet otherwise]")  # fmt: skip
-    flag("--weights", help="BVLC weights folder or googlenet .pth state dict [UNITSCOPE_WEIGHTS; default: "
-         "torchvision's published googlenet weights]")  # fmt: skip
-    flag("--layers", nargs="+", metavar="LAYER",
-         help="layers to record [UNITSCOPE_LAYERS; default: all layers of the model]")  # fmt: skip
-    flag("--category", action="append", dest="categories", metavar="NAME=FILE",
-         help="add a category from a WNID list file; repeatable; 'dog' is built in [UNITSCOPE_CATEGORIES]")  # fmt: skip
-    flag("--device", choices=DEVICE_CHOICES, help="[UNITSCOPE_DEVICE; default auto]")
-    flag("--batch-size", type=int, help="[UNITSCOPE_BATCH_SIZE; default 16 on a CPU, 256 on a GPU]")
-    flag("--limit", type=int, help="use at most N files, spread evenly over the sorted list [UNITSCOPE_LIMIT]")
-    flag("--workers", type=int, help="decoding processes [UNITSCOPE_WORKERS; default min(2, CPUs)]")
-    flag("--cache", type=Path, help="download cache [UNITSCOPE_CACHE; default ~/.cache/unitscope]")
-    flag("--memory-limit", help="DuckDB memory limit for writing, e.g. 6GB; past it sorts spill to disk "
-         "[UNITSCOPE_MEMORY_LIMIT; default DuckDB's, 80%% of RAM]")  # fmt: skip
-    flag("--restart", action="store_true", default=None,
-         help="discard an unfinished run of this DB; recompute even if an identical run is published")  # fmt: skip
-    flag("--debug", action="store_true", default=None, help="show tracebacks [UNITSCOPE_DEBUG]")
+    add_flags(run, WorkerSettings)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = build_parser().parse_args(argv)
-    debug = "--debug" in (argv if argv is not None else sys.argv)
+    debug = bool(args.debug)
     try:
-        settings = WorkerSettings.from_env().override(
-            images=args.images, db=args.db, model=args.model, weights=args.weights,
-            layers=tuple(args.layers) if args.layers else None,
-            categories=tuple(args.categories) if args.categories else None,
-            device=args.device, batch_size=args.batch_size, limit=args.limit, workers=args.workers,
-            cache=args.cache, restart=args.restart, debug=args.debug, memory_limit=args.memory_limit,
-        )  # fmt: skip
+        settings = from_flags(WorkerSettings, args)
         debug = settings.debug
         return run(settings)
     except KeyboardInterrupt:
