@@ -6,7 +6,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.params import K_MAX, N_MAX, THUMB_MAX
-from test_app_db import client, hand_ro  # noqa: F401  (fixtures)
 
 NOT_FOUND = [
     ("/api/layers/nope", "unknown layer 'nope'"),
