@@ -58,6 +58,19 @@ CONV1 = {  # two units, so /layers has more than one layer; no precomputed score
 LAYERS = {"conv1": CONV1, "mixed4c": MIXED4C}  # in depth order
 PRECOMPUTED = ("mixed4c", "dog", schema.DEFAULT_SI_STAT)  # the one (layer, category, stat) with stored SI
 
+# A URL of every page on the hand-made DB, with defaults and with parameters; /api + URL is its twin.
+HAND_PAGES = [
+    "/",
+    "/layers",
+    "/layers?k=2",
+    "/layers/mixed4c",
+    "/layers/mixed4c?k=2&si_stat=mean",
+    "/layers/conv1?category=fish&threshold=0.5",
+    "/layers/mixed4c/units/0",
+    "/layers/mixed4c/units/2?k=2&n=3&near_stat=max",
+    "/skipped",
+]
+
 
 def _photo(path: Path, color: tuple[int, int, int]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)

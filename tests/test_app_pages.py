@@ -18,6 +18,7 @@ from PIL import Image
 from app.params import ScoreParams, UnitParams
 from fixtures import (
     CATEGORIES,
+    HAND_PAGES,
     IMAGES,
     LAYERS,
     PRECOMPUTED,
@@ -28,19 +29,6 @@ from fixtures import (
     ranked,
 )
 from worker import schema
-
-PAGES = [
-    "/",
-    "/layers",
-    "/layers?k=2",
-    "/layers/mixed4c",
-    "/layers/mixed4c?k=2&si_stat=mean",
-    "/layers/conv1?category=fish&threshold=0.5",
-    "/layers/mixed4c/units/0",
-    "/layers/mixed4c/units/2?k=2&n=3&near_stat=max",
-    "/skipped",
-]
-
 
 class Page(HTMLParser):
     """The parts of a page the tests look at: links, images, table cells, embedded figures."""
@@ -232,6 +220,15 @@ def test_index_shows_complete_runs_only(client: TestClient) -> None:
     assert client.get("/api/layers/mixed4c?run=1").status_code == 200
 
 
+def test_index_page_shows_the_runs_and_layers_of_its_twin(client: TestClient) -> None:
+    page = Page(client.get("/").text)
+    body = client.get("/api/").json()
+    assert [(int(r[0]), r[1], int(r[4].replace(",", "")), int(r[5])) for r in page.rows["table0"][1:]] == [
+        (x["run_id"], x["model"], x["images"], x["skipped"]) for x in body["runs"]]
+    layers = page.rows["table1"][1:-1]  # between the header and the total
+    assert [(r[0], int(r[1]), r[2]) for r in layers] == [(x["name"], x["units"], x["module"]) for x in body["layers"]]
+
+
 def test_skipped_lists_files_and_reasons(client: TestClient) -> None:
     body = client.get("/api/skipped").json()
     assert body == {"run_id": 1, "count": 1,
@@ -251,7 +248,7 @@ def test_csv_download_matches_the_json(client: TestClient) -> None:
     assert [x["selective"] for x in rows] == [str(int(u["selective"])) for u in body["units"]]
 
 
-@pytest.mark.parametrize("url", PAGES)
+@pytest.mark.parametrize("url", HAND_PAGES)
 def test_every_page_has_a_json_twin(client: TestClient, url: str) -> None:
     page = client.get(url)
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
