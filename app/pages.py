@@ -11,19 +11,21 @@ from app.urls import Urls
 
 
 def _layer_extras(ctx: LayerContext, urls: Urls) -> dict[str, Any]:
-    """The scatter, and the table's rows as plain tuples: up to 1,024 rows, and Jinja is slow at attribute lookups."""
+    """The scatter, and the unit table's rows."""
+    # Rows as plain tuples: up to 1,024 of them, and Jinja is slow at attribute lookups.
     unit_urls = [urls.unit(ctx.layer, u.unit) for u in ctx.units]
     rows = [(u.unit, url, -1 if u.si is None else u.si, number(u.si), u.in_top, u.in_bottom, u.selective)
             for u, url in zip(ctx.units, unit_urls)]
     return {"rows": rows, "figure": plots.layer_scatter(ctx, unit_urls)}
 
 
-INDEX: Page[IndexContext] = Page("index.html", lambda urls, ctx: urls.index())
+INDEX: Page[IndexContext] = Page("index.html", lambda ctx, urls: urls.index())
 LAYERS: Page[list[LayerSummary]] = Page(
-    "layers.html", lambda urls, ctx: urls.layers(), lambda ctx, urls: {"figure": plots.layers_chart(ctx)}
+    "layers.html", lambda ctx, urls: urls.layers(), lambda ctx, urls: {"figure": plots.layers_chart(ctx)}
 )
-LAYER: Page[LayerContext] = Page("layer.html", lambda urls, ctx: urls.layer(ctx.layer), _layer_extras)
+LAYER: Page[LayerContext] = Page("layer.html", lambda ctx, urls: urls.layer(ctx.layer), _layer_extras)
 UNIT: Page[UnitContext] = Page(
-    "unit.html", lambda urls, ctx: urls.unit(ctx.layer, ctx.unit), lambda ctx, urls: {"figure": plots.unit_histogram(ctx)}
+    "unit.html", lambda ctx, urls: urls.unit(ctx.layer, ctx.unit),
+    lambda ctx, urls: {"figure": plots.unit_histogram(ctx)},
 )
-SKIPPED: Page[SkippedContext] = Page("skipped.html", lambda urls, ctx: urls.skipped())
+SKIPPED: Page[SkippedContext] = Page("skipped.html", lambda ctx, urls: urls.skipped())

@@ -58,7 +58,7 @@ class Page(Generic[C]):
     """How one kind of context is shown as HTML: its template, its own URL, and what it adds for display."""
 
     template: str
-    url: Callable[[Urls, C], str]  # the page's canonical URL, from the one URL builder
+    url: Callable[[C, Urls], str]  # the page's canonical URL, from the one URL builder
     # Presentation only, computed from the context (figures, preformatted table rows): never new data.
     extras: Callable[[C, Urls], Mapping[str, Any]] = _nothing
 
@@ -67,7 +67,7 @@ def page(request: Request, spec: Page[C], ctx: C, params: BaseModel) -> HTMLResp
     """Render a context as its page; the JSON twin is announced by a Link header and a visible link."""
     env: jinja2.Environment = request.app.state.templates
     urls = urls_for(request, params)
-    self_url = spec.url(urls, ctx)
+    self_url = spec.url(ctx, urls)
     api_url = urls.api(self_url)
     html = env.get_template(spec.template).render(
         ctx=ctx, params=params, urls=urls, self_url=self_url, api_url=api_url, **spec.extras(ctx, urls)
