@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from app import queries
 from app.db import Reader
-from app.errors import not_found
 from app.models import (
     CategoryInfo,
     Histogram,
@@ -21,6 +20,7 @@ from app.models import (
     UnitScore,
 )
 from app.params import RunParams, ScoreParams, UnitParams
+from app.problems import NotFound
 from app.urls import Urls
 from worker import metrics_sql
 
@@ -48,7 +48,7 @@ def _score_info(run: queries.Run, p: ScoreParams) -> ScoreInfo:
     return ScoreInfo(
         run_id=run.run_id, category=p.category, k=p.k, pos_stat=p.pos_stat, neg_stat=p.neg_stat,
         si_stat=p.si_stat, threshold=p.threshold, n_images=run.images, n_category=n_category,
-        base_rate=base_rate(p.k, run.images, n_category),
+        base_rate=base_rate(p.k, run.images, n_category), categories=list(run.categories),
     )
 
 
@@ -100,6 +100,7 @@ def layers(reader: Reader, p: ScoreParams) -> list[LayerSummary]:
             name=name, units=units, position=position, selective=len(selective),
             selective_bottom=sum(1 for r in selective if r[3] >= info.base_rate),
             run_id=run.run_id, category=p.category, k=p.k, threshold=p.threshold, base_rate=info.base_rate,
+            categories=info.categories,
         ))
     return result
 
@@ -109,7 +110,7 @@ def unit(reader: Reader, layer_name: str, unit_id: int, p: UnitParams, urls: Url
     run = queries.require_run(reader, p.run)
     units = queries.require_layer(run, layer_name)[0]
     if unit_id >= units:
-        raise not_found(f"unit {unit_id} is not in {layer_name}, which has units 0 to {units - 1}")
+        raise NotFound(f"unit {unit_id} is not in {layer_name}, which has units 0 to {units - 1}")
     # Kept whole in an LRU: a repeated unit view costs no query at all.
     key = (reader.generation.identity, run.run_id, layer_name, unit_id, urls.root, *sorted(p.model_dump().items()))
     return reader.caches.units.get_or_compute(key, lambda: _unit(reader, run, layer_name, unit_id, units, p, urls))
@@ -121,7 +122,7 @@ def _unit(
     info = _score_info(run, p)
     score = queries.layer_scores(reader, run, layer_name, p).by_unit.get(unit_id)
     if score is None:
-        raise not_found(f"no responses for unit {unit_id} of {layer_name}")
+        raise NotFound(f"no responses for unit {unit_id} of {layer_name}")
     stats: dict[metrics_sql.RankKind, str] = {"positive": p.pos_stat, "near_zero": p.near_stat, "negative": p.neg_stat}
     rows = {
         kind: [
@@ -154,9 +155,3 @@ def skipped(reader: Reader, p: RunParams) -> SkippedContext:
         return SkippedContext(run_id=None, count=0, files=[])
     files = [SkippedFile(file_id=f, path=path, reason=reason) for f, path, reason in queries.skipped(reader, run)]
     return SkippedContext(run_id=run.run_id, count=len(files), files=files)
-
-
-def category_names(reader: Reader, run_id: int | None) -> list[str]:
-    """Category names of the shown run, for the pages' controls."""
-    run = queries.find_run(reader, run_id)
-    return [] if run is None else list(run.categories)

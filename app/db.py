@@ -20,14 +20,13 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import duckdb
-from fastapi import Depends, Request
 
 from app.cache import LruCache
 from app.config import Settings
-from app.errors import AppError
+from app.problems import Unavailable
 from worker import schema
 
 log = logging.getLogger("app.db")
@@ -114,7 +113,7 @@ class Reader:
             return self.cursor.execute(sql, dict(params or {})).fetchall()
         except _UNAVAILABLE as exc:
             log.warning("query failed: %s", exc)
-            raise AppError(503, f"the database could not answer: {type(exc).__name__}") from exc
+            raise Unavailable(f"the database could not answer: {type(exc).__name__}") from exc
 
 
 class Database:
@@ -143,13 +142,11 @@ class Database:
                                                 [_ALIAS]).fetchall()}
             missing = {schema.RUNS, schema.IMAGES, schema.RESPONSES, schema.LAYERS_TABLE} - tables
             if missing:
-                raise AppError(503, f"{self.path.name} is not a unitscope database (missing {sorted(missing)})")
+                raise Unavailable(f"{self.path.name} is not a unitscope database (missing {sorted(missing)})")
             if schema.META in tables:
                 row = con.execute(f"SELECT value FROM {schema.META} WHERE key = 'schema_version'").fetchone()
                 if row is not None and str(row[0]) != str(schema.SCHEMA_VERSION):
-                    raise AppError(
-                        503, f"database schema version {row[0]}, this server reads {schema.SCHEMA_VERSION}"
-                    )
+                    raise Unavailable(f"database schema version {row[0]}, this server reads {schema.SCHEMA_VERSION}")
         except BaseException:
             con.close()
             raise
@@ -168,18 +165,18 @@ class Database:
             if current is not None and identity == current.identity:
                 return current
             if identity is None:
-                raise AppError(503, f"no database file at {self.path.name}")
+                raise Unavailable(f"no database file at {self.path.name}")
             if identity == self._failed and current is not None:
                 return current
             try:
                 fresh = self._open(identity)
-            except (duckdb.Error, AppError) as exc:
+            except (duckdb.Error, Unavailable) as exc:
                 self._failed = identity
-                detail = exc.detail if isinstance(exc, AppError) else f"{type(exc).__name__}: {exc}"
+                detail = str(exc) if isinstance(exc, Unavailable) else f"{type(exc).__name__}: {exc}"
                 if current is not None:
                     log.warning("keeping the previous database: cannot open the new one: %s", detail)
                     return current
-                raise AppError(503, f"cannot open the database: {detail}") from exc
+                raise Unavailable(f"cannot open the database: {detail}") from exc
             self._current = fresh
             self._failed = None
         if current is not None:
@@ -209,12 +206,3 @@ class Database:
         if current is not None:
             current.retire()
 
-
-def get_reader(request: Request) -> Iterator[Reader]:
-    """FastAPI dependency: one read-only cursor per request."""
-    db: Database = request.app.state.db
-    with db.reader() as reader:
-        yield reader
-
-
-DbDep = Annotated[Reader, Depends(get_reader)]

@@ -1,4 +1,7 @@
-"""One error type, one handler, one JSON shape: {"error": {"status", "title", "detail"}}."""
+"""Every failure, as one JSON shape {"error": {"status", "title", "detail"}} or an HTML page with the same status.
+
+The data layer raises the domain errors of app/problems.py; this module alone knows their HTTP status.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +14,15 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.problems import NotFound, Problem, Unavailable
+
 log = logging.getLogger("app")
 
 # Paths answered in JSON even when they fail; everything else is an HTML page.
 _JSON_PREFIXES = ("/api", "/images", "/healthz", "/static", "/openapi.json", "/docs")
+# The HTTP status of each domain error (the first class the error is an instance of).
+PROBLEM_STATUS: dict[type[Problem], int] = {NotFound: 404, Unavailable: 503}
+_INVALID = "Invalid parameter"
 
 
 class ErrorBody(BaseModel):
@@ -31,30 +39,10 @@ class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
-class AppError(Exception):
-    """Any failure a request can meet; the handler turns it into the one error shape."""
-
-    def __init__(self, status: int, detail: str, title: str | None = None) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.title = title or HTTPStatus(status).phrase
-        self.detail = detail
-
-
-def not_found(detail: str) -> AppError:
-    """404 for an unknown layer, unit, image, run or category."""
-    return AppError(404, detail)
-
-
-def bad_parameter(detail: str) -> AppError:
-    """422 for a parameter that is well-formed but out of bounds."""
-    return AppError(422, detail, "Invalid parameter")
-
-
 # Documented on every route so the error shape is part of the OpenAPI contract.
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     404: {"model": ErrorResponse, "description": "Unknown layer, unit, image, run or category"},
-    422: {"model": ErrorResponse, "description": "Invalid parameter"},
+    422: {"model": ErrorResponse, "description": _INVALID},
     503: {"model": ErrorResponse, "description": "Database not available"},
 }
 
@@ -64,9 +52,9 @@ def _wants_html(request: Request) -> bool:
     return not any(path == p or path.startswith(p + "/") or path.startswith(p + ".") for p in _JSON_PREFIXES)
 
 
-def error_response(request: Request, error: AppError) -> Response:
-    """Render an AppError as JSON, or as an HTML page with the same status for page routes."""
-    body = ErrorResponse(error=ErrorBody(status=error.status, title=error.title, detail=error.detail))
+def error_response(request: Request, status: int, detail: str, title: str | None = None) -> Response:
+    """The error as JSON, or as an HTML page with the same status for page routes."""
+    body = ErrorResponse(error=ErrorBody(status=status, title=title or HTTPStatus(status).phrase, detail=detail))
     headers = {"Cache-Control": "no-store"}
     if _wants_html(request) and request.method in ("GET", "HEAD"):
         render = getattr(request.app.state, "render_error", None)
@@ -76,8 +64,8 @@ def error_response(request: Request, error: AppError) -> Response:
             except Exception:  # a broken template must not turn a 404 into a 500
                 log.exception("cannot render the error page")
             else:
-                return HTMLResponse(html, status_code=error.status, headers=headers)
-    return JSONResponse(body.model_dump(), status_code=error.status, headers=headers)
+                return HTMLResponse(html, status_code=status, headers=headers)
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
 
 def _describe_validation(exc: RequestValidationError) -> str:
@@ -91,20 +79,21 @@ def _describe_validation(exc: RequestValidationError) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     """Route every failure, ours or the framework's, through error_response."""
 
-    async def on_app_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, AppError)
-        return error_response(request, exc)
+    async def on_problem(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, Problem)
+        status = next(code for kind, code in PROBLEM_STATUS.items() if isinstance(exc, kind))
+        return error_response(request, status, str(exc))
 
     async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        return error_response(request, bad_parameter(_describe_validation(exc)))
+        return error_response(request, 422, _describe_validation(exc), _INVALID)
 
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"no page at {request.url.path}"
-        response = error_response(request, AppError(exc.status_code, detail))
+        response = error_response(request, exc.status_code, detail)
         for key, value in (exc.headers or {}).items():
             response.headers[key] = value
         return response
@@ -112,9 +101,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         # Never expected; logged in full, answered in the common shape without internals.
         log.exception("unhandled error on %s", request.url.path)
-        return error_response(request, AppError(500, "internal error; see the server log"))
+        return error_response(request, 500, "internal error; see the server log")
 
-    app.add_exception_handler(AppError, on_app_error)
+    app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(Exception, on_unexpected)

@@ -72,6 +72,7 @@ class ScoreInfo(BaseModel):
     n_images: int
     n_category: int
     base_rate: float = Field(description="min(k, n_images) x category share: the null expectation of in_top")
+    categories: list[str] = Field(description="the run's categories, the values ?category= takes")
 
 
 class LayerContext(ScoreInfo):
@@ -96,6 +97,7 @@ class LayerSummary(BaseModel):
     k: int
     threshold: float
     base_rate: float
+    categories: list[str] = Field(description="the run's categories, the values ?category= takes")
 
 
 class ImageEntry(BaseModel):

@@ -1,11 +1,10 @@
-"""Query parameters shared by pages and their JSON twins, with their documented bounds."""
+"""The parameters a view is computed with, shared by pages and their JSON twins, with their bounds."""
 
 from __future__ import annotations
 
 import re
 from typing import Annotated, Literal
 
-from fastapi import Path, Query
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from worker import schema
@@ -31,9 +30,6 @@ def _whole_number(value: object) -> object:
 
 
 Whole = Annotated[int, BeforeValidator(_whole_number)]
-LayerName = Annotated[str, Path(max_length=NAME_MAX, description="layer name, e.g. mixed4c")]
-UnitId = Annotated[Whole, Path(ge=0, le=ID_MAX, description="0-based unit (channel) index")]
-ImageId = Annotated[Whole, Path(ge=0, le=ID_MAX, description="image id within the run")]
 
 
 class RunParams(BaseModel):
@@ -71,11 +67,6 @@ class ImageParams(RunParams):
 
     size: Whole | None = Field(None, ge=THUMB_MIN, le=THUMB_MAX, description="thumbnail edge in px; omit for the file")
 
-
-RunQuery = Annotated[RunParams, Query()]
-ScoreQuery = Annotated[ScoreParams, Query()]
-UnitQuery = Annotated[UnitParams, Query()]
-ImageQuery = Annotated[ImageParams, Query()]
 
 # Defaults, to keep shared URLs short: links carry only the parameters that differ.
 DEFAULTS: dict[str, object] = {

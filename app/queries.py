@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from app.db import Reader
-from app.errors import not_found
+from app.problems import NotFound
 from app.params import ScoreParams
 from worker import metrics_sql, schema
 
@@ -125,32 +125,32 @@ def find_run(reader: Reader, run_id: int | None) -> Run | None:
     for run in all_runs:
         if run.run_id == run_id:
             return run
-    raise not_found(f"no complete run {run_id}")
+    raise NotFound(f"no complete run {run_id}")
 
 
 def require_run(reader: Reader, run_id: int | None) -> Run:
-    """Like find_run, but a page that needs a run answers 404 while there is none."""
+    """Like find_run, but NotFound while there is none (for the views that need a run)."""
     run = find_run(reader, run_id)
     if run is None:
-        raise not_found("the database has no complete run yet")
+        raise NotFound("the database has no complete run yet")
     return run
 
 
 def require_layer(run: Run, layer: str) -> tuple[int, int, str]:
-    """(units, position, module) of a layer of the run, or 404 listing the valid names."""
+    """(units, position, module) of a layer of the run, or NotFound listing the valid names."""
     try:
         return run.layers[layer]
     except KeyError:
-        raise not_found(f"unknown layer {layer!r}; run {run.run_id} has {', '.join(run.layers)}") from None
+        raise NotFound(f"unknown layer {layer!r}; run {run.run_id} has {', '.join(run.layers)}") from None
 
 
 def require_category(run: Run, category: str) -> int:
-    """Images of the run in a category, or 404 listing the valid names."""
+    """Images of the run in a category, or NotFound listing the valid names."""
     try:
         return run.categories[category]
     except KeyError:
         known = ", ".join(run.categories) or "none"
-        raise not_found(f"unknown category {category!r}; run {run.run_id} has {known}") from None
+        raise NotFound(f"unknown category {category!r}; run {run.run_id} has {known}") from None
 
 
 def layer_scores(reader: Reader, run: Run, layer: str, params: ScoreParams) -> Scores:
@@ -266,13 +266,13 @@ def skipped(reader: Reader, run: Run) -> list[tuple[int, str, str]]:
 
 
 def image_path(reader: Reader, run: Run, image_id: int) -> str:
-    """The stored relative path of an image of the run, or 404."""
+    """The stored relative path of an image of the run, or NotFound."""
     rows = reader.rows(
         f"SELECT path FROM {schema.IMAGES} WHERE run_id = $run_id AND image_id = $image_id",
         {"run_id": run.run_id, "image_id": image_id},
     )
     if not rows:
-        raise not_found(f"no image {image_id} in run {run.run_id}")
+        raise NotFound(f"no image {image_id} in run {run.run_id}")
     return rows[0][0]
 
 

@@ -1,9 +1,11 @@
-"""Turn a page's context into HTML (Jinja2) or leave it as JSON (the route's response model)."""
+"""Turn a page's context into HTML (Jinja2); its JSON twin is the same context, as the route's response model."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import jinja2
 from fastapi import Request
@@ -44,19 +46,31 @@ def urls_for(request: Request, params: BaseModel | None = None) -> Urls:
     return Urls(request.scope.get("root_path", ""), params.model_dump() if params is not None else None)
 
 
-def page(
-    request: Request,
-    template: str,
-    urls: Urls,
-    self_url: str,
-    context: BaseModel | list[BaseModel] | None,
-    **extra: Any,
-) -> HTMLResponse:
-    """Render a page; its JSON twin is announced by a Link header and a visible link."""
+C = TypeVar("C")
+
+
+def _nothing(ctx: object, urls: Urls) -> Mapping[str, Any]:
+    return {}
+
+
+@dataclass(frozen=True)
+class Page(Generic[C]):
+    """How one kind of context is shown as HTML: its template, its own URL, and what it adds for display."""
+
+    template: str
+    url: Callable[[C, Urls], str]  # the page's canonical URL, from the one URL builder
+    # Presentation only, computed from the context (figures, preformatted table rows): never new data.
+    extras: Callable[[C, Urls], Mapping[str, Any]] = _nothing
+
+
+def page(request: Request, spec: Page[C], ctx: C, params: BaseModel) -> HTMLResponse:
+    """Render a context as its page; the JSON twin is announced by a Link header and a visible link."""
     env: jinja2.Environment = request.app.state.templates
+    urls = urls_for(request, params)
+    self_url = spec.url(ctx, urls)
     api_url = urls.api(self_url)
-    html = env.get_template(template).render(
-        ctx=context, urls=urls, self_url=self_url, api_url=api_url, **extra
+    html = env.get_template(spec.template).render(
+        ctx=ctx, params=params, urls=urls, self_url=self_url, api_url=api_url, **spec.extras(ctx, urls)
     )
     headers = {"Link": f'<{api_url}>; rel="alternate"; type="application/json"'}
     return HTMLResponse(html, headers=headers)

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from http import HTTPStatus
+
 import pytest
 from fastapi.testclient import TestClient
 
+from app import queries
+from app.errors import PROBLEM_STATUS
 from app.params import K_MAX, N_MAX, THUMB_MAX
-from test_app_db import client, hand_ro  # noqa: F401  (fixtures)
+from app.problems import NotFound, Problem, Unavailable
+from fixtures import REPO
 
 NOT_FOUND = [
     ("/api/layers/nope", "unknown layer 'nope'"),
@@ -117,3 +124,41 @@ def test_html_pages_render_errors_as_html_with_the_same_status(client: TestClien
     assert f"<h1>{status} ·" in r.text
     api = client.get("/api" + url if not url.startswith("/no/") else "/api/no/such/page")
     assert api.status_code == status
+
+
+@pytest.mark.parametrize(("problem", "status"), [
+    (NotFound("nothing by that name in this run"), 404),
+    (Unavailable("the database is being replaced"), 503),
+])
+def test_domain_errors_from_the_queries_become_the_error_shape_and_page(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, problem: Problem, status: int
+) -> None:
+    def fail(*args: object) -> None:
+        raise problem
+
+    monkeypatch.setattr(queries, "skipped", fail)
+    api = client.get("/api/skipped")
+    assert api.status_code == status and api.headers["content-type"] == "application/json"
+    assert api.json() == {"error": {"status": status, "title": HTTPStatus(status).phrase, "detail": str(problem)}}
+    page = client.get("/skipped")
+    assert page.status_code == status and page.headers["content-type"].startswith("text/html")
+    assert f"<h1>{status} · {HTTPStatus(status).phrase}</h1>" in page.text and str(problem) in page.text
+
+
+def test_every_domain_error_has_a_status() -> None:
+    assert set(Problem.__subclasses__()) == set(PROBLEM_STATUS)
+
+
+def test_the_data_layer_raises_domain_errors_and_imports_nothing_http(client: TestClient) -> None:
+    with client.app.state.db.reader() as reader:  # type: ignore[attr-defined]
+        run = queries.require_run(reader, None)
+        with pytest.raises(NotFound, match="unknown layer 'nope'"):
+            queries.require_layer(run, "nope")
+        with pytest.raises(NotFound, match="no complete run 9"):
+            queries.find_run(reader, 9)
+        with pytest.raises(NotFound, match="no image 99"):
+            queries.image_path(reader, run, 99)
+    code = ("import sys, app.queries, app.db, app.contexts, app.image_files; "
+            "http = sorted(m for m in sys.modules if m.split('.')[0] in ('fastapi', 'starlette')); "
+            "assert not http, http")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)

@@ -1,4 +1,5 @@
-"""Every page and its JSON twin, with exact values on the hand-made DB and sanity on a real-worker DB."""
+"""Every page and its JSON twin: values on the hand-made DB against brute force over its raw responses,
+what the pages show against their twins, and sanity on a real-worker DB."""
 
 from __future__ import annotations
 
@@ -7,37 +8,28 @@ import io
 import json
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import urlencode
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from test_app_db import (  # noqa: F401  (fixtures)
-    EXPECTED_CONV1_K2,
-    EXPECTED_K2,
-    EXPECTED_K1000,
+from app.params import ScoreParams, UnitParams
+from fixtures import (
+    CATEGORIES,
+    HAND_PAGES,
     IMAGES,
-    SI_MEAN_UNIT0,
-    client,
-    hand_ro,
-    real_client,
-    real_db,
+    LAYERS,
+    PRECOMPUTED,
+    expected_base_rate,
+    expected_scores,
+    expected_si,
+    in_category,
+    ranked,
 )
 from worker import schema
 from worker.models import GOOGLENET_LAYERS
-
-PAGES = [
-    "/",
-    "/layers",
-    "/layers?k=2",
-    "/layers/mixed4c",
-    "/layers/mixed4c?k=2&si_stat=mean",
-    "/layers/conv1?category=fish&threshold=0.5",
-    "/layers/mixed4c/units/0",
-    "/layers/mixed4c/units/2?k=2&n=3&near_stat=max",
-    "/skipped",
-]
-
 
 class Page(HTMLParser):
     """The parts of a page the tests look at: links, images, table cells, embedded figures."""
@@ -107,86 +99,135 @@ def approx_rows(rows: list[tuple]) -> list[tuple]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Exact values on the hand-made DB
+# Exact values on the hand-made DB, against brute force over the raw responses it holds
 
 
-def test_api_layers_is_a_list_of_name_and_units(client: TestClient) -> None:
-    body = client.get("/api/layers").json()
+def test_the_brute_force_agrees_with_the_hand_worked_cases() -> None:
+    # The oracle itself, on the cases MIXED4C was built for: max 10 8 6 | 0 2 4 -> A_N 1 .8 .6 | 0 .2 .4 -> .8;
+    # a constant max -> no SI; every dog at the minimum -> 0; k=2: top (0, 1) both dogs, bottom (3, 4) none.
+    assert expected_scores("mixed4c", k=2) == [(0, pytest.approx(0.8), 2, 0), (1, None, 2, 2), (2, 0.0, 0, 2)]
+    assert expected_base_rate("dog", 2) == 1.0 and expected_base_rate("dog", 1000) == 3.0
+
+
+SCORE_PARAMS = [
+    ("mixed4c", {}),
+    ("mixed4c", {"k": 2}),
+    ("mixed4c", {"k": 1}),
+    ("mixed4c", {"k": 3, "pos_stat": "mean", "neg_stat": "max"}),
+    ("mixed4c", {"k": 2, "si_stat": "mean"}),
+    ("mixed4c", {"k": 2, "si_stat": "min", "neg_stat": "mean"}),
+    ("mixed4c", {"k": 2, "category": "fish"}),
+    ("mixed4c", {"k": 4, "category": "fish", "pos_stat": "min", "si_stat": "mean"}),
+    ("mixed4c", {"k": schema.RANKED_K + 1}),
+    ("conv1", {}),
+    ("conv1", {"k": 2}),
+    ("conv1", {"k": 3, "category": "fish", "si_stat": "mean", "neg_stat": "max"}),
+]
+
+
+@pytest.mark.parametrize(("layer", "params"), SCORE_PARAMS)
+def test_layer_scores_match_brute_force(client: TestClient, layer: str, params: dict) -> None:
+    body = client.get(f"/api/layers/{layer}?{urlencode(params)}").json()
+    p = ScoreParams(**params)
+    want = expected_scores(layer, p.category, p.k, p.pos_stat, p.neg_stat, p.si_stat)
+    assert scores(body) == approx_rows(want)
+    assert [u["selective"] for u in body["units"]] == [si is not None and si >= p.threshold for _, si, _, _ in want]
+    assert body["selective"] == sum(u["selective"] for u in body["units"])
+    assert (body["layer"], body["k"], body["n_images"], body["n_category"]) == (
+        layer, p.k, len(IMAGES), int(in_category(p.category).sum()))
+    assert body["base_rate"] == pytest.approx(expected_base_rate(p.category, p.k))
+    # Stored SI for one (layer, category, stat) and stored ranks for mixed4c up to RANKED_K; the rest on demand.
+    stored = (layer, p.category, p.si_stat) == PRECOMPUTED and p.k <= schema.RANKED_K
+    assert body["source"] == ("precomputed" if stored else "computed")
+
+
+def test_threshold_only_colours_the_units(client: TestClient) -> None:
+    si0 = expected_si("mixed4c", 0, "dog", "max")
+    assert si0 is not None
+    assert client.get(f"/api/layers/mixed4c?threshold={si0 - 0.001:.4f}").json()["selective"] == 1
+    assert client.get(f"/api/layers/mixed4c?threshold={si0 + 0.001:.4f}").json()["selective"] == 0
+
+
+@pytest.mark.parametrize("params", [{}, {"k": 2}, {"k": 2, "category": "fish", "si_stat": "mean", "threshold": 0.5}])
+def test_api_layers_counts_selective_units_per_layer(client: TestClient, params: dict) -> None:
+    body = client.get(f"/api/layers?{urlencode(params)}").json()
     assert isinstance(body, list)
-    assert [(x["name"], x["units"]) for x in body] == [("conv1", 2), ("mixed4c", 3)]
-    # k=1000 >= 6 images: base rate 6 x 3/6 = 3; mixed4c unit 0 (SI .8) has in_bottom 3 >= 3.
-    m = body[1]
-    assert (m["selective"], m["selective_bottom"], m["base_rate"]) == (1, 1, 3.0)
-    # k=2: base rate 1; unit 0's bottom 2 holds no dog.
-    m = client.get("/api/layers?k=2").json()[1]
-    assert (m["selective"], m["selective_bottom"], m["base_rate"]) == (1, 0, 1.0)
+    p = ScoreParams(**params)
+    base = expected_base_rate(p.category, p.k)
+    want = []
+    for layer, units in LAYERS.items():
+        rows = expected_scores(layer, p.category, p.k, p.pos_stat, p.neg_stat, p.si_stat)
+        selective = [r for r in rows if r[1] is not None and r[1] >= p.threshold]
+        want.append((layer, len(units), len(selective), sum(1 for r in selective if r[3] >= base)))
+    assert [(x["name"], x["units"], x["selective"], x["selective_bottom"]) for x in body] == want
+    assert all(x["base_rate"] == pytest.approx(base) and x["categories"] == list(CATEGORIES) for x in body)
 
 
-def test_layer_scores_match_the_hand_computed_values(client: TestClient) -> None:
-    body = client.get("/api/layers/mixed4c?category=dog&k=2&pos_stat=max&neg_stat=min&si_stat=max").json()
-    assert (body["layer"], body["k"], body["base_rate"]) == ("mixed4c", 2, 1.0)
-    assert scores(body) == approx_rows(EXPECTED_K2)
-    assert [u["selective"] for u in body["units"]] == [True, False, False]
-    assert body["source"] == "precomputed"  # k <= RANKED_K: from the stored ranks
-    # Past RANKED_K the counts come from the responses, and must agree.
-    beyond = client.get(f"/api/layers/mixed4c?k={schema.RANKED_K + 1}").json()
-    assert beyond["source"] == "computed"
-    assert scores(beyond) == scores(client.get("/api/layers/mixed4c").json())  # 6 images: all in both
-
-    default = client.get("/api/layers/mixed4c").json()
-    assert scores(default) == approx_rows(EXPECTED_K1000)
-    assert (default["source"], default["base_rate"], default["n_images"], default["n_category"]) == (
-        "precomputed", 3.0, 6, 3)
-
-    assert scores(client.get("/api/layers/conv1?k=2").json()) == approx_rows(EXPECTED_CONV1_K2)
-    mean = client.get("/api/layers/mixed4c?k=2&si_stat=mean").json()
-    assert mean["units"][0]["si"] == pytest.approx(SI_MEAN_UNIT0)
-    # fish = images 3-5: unit 0 A_N(max) .2 vs .8 -> SI .2; top 2 (0, 1) no fish, bottom 2 (3, 4) two.
-    fish = client.get("/api/layers/mixed4c?k=2&category=fish").json()
-    assert scores(fish)[0] == approx_rows([(0, 0.2, 0, 2)])[0]
-    assert client.get("/api/layers/mixed4c?threshold=0.8").json()["selective"] == 1
-    assert client.get("/api/layers/mixed4c?threshold=0.81").json()["selective"] == 0
+def _histogram(layer: str, unit: int, stat: str, category: str) -> tuple[list[float], list[int], list[int]]:
+    """40 equal bins over the unit's range (one when it never varies), the maximum in the last."""
+    a = np.array(LAYERS[layer][unit], dtype=np.float32)[:, ("mean", "max", "min").index(stat)].astype(np.float64)
+    lo, hi = a.min(), a.max()
+    bins = 40 if hi > lo else 1
+    width = (hi - lo) / bins if hi > lo else 1.0
+    start = lo if hi > lo else lo - 0.5
+    index = np.minimum(np.floor((a - lo) / width), bins - 1).astype(int)
+    cat = in_category(category)
+    return ([start + i * width for i in range(bins + 1)],
+            np.bincount(index[cat], minlength=bins).tolist(), np.bincount(index[~cat], minlength=bins).tolist())
 
 
-def test_unit_rankings_scores_and_histogram(client: TestClient) -> None:
-    body = client.get("/api/layers/mixed4c/units/0?category=dog&n=2&k=2").json()
-    assert (body["layer"], body["unit"], body["si"], body["in_top"], body["in_bottom"]) == ("mixed4c", 0, 0.8, 2, 0)
-
-    def ids(kind: str) -> list[tuple[int, float]]:
-        return [(e["image"], e["value"]) for e in body[kind]]
-
-    assert ids("positive") == [(0, 10.0), (1, 8.0)]  # largest max
-    assert ids("negative") == [(3, -9.0), (4, -8.0)]  # smallest min
-    assert ids("near_zero") == [(2, pytest.approx(0.1)), (4, pytest.approx(0.2))]  # smallest |mean|
-    first = body["positive"][0]
-    assert {k: first[k] for k in ("image", "wnid", "class_name", "is_category")} == {
-        "image": 0, "wnid": IMAGES[0][2], "class_name": "Chihuahua", "is_category": True}
-    assert body["negative"][0]["is_category"] is False
-    assert (body["prev_unit"], body["next_unit"]) == (None, 1)
-    # Histogram of max over [0, 10] in 40 bins: dogs 10, 8, 6 -> bins 39, 32, 24; rest 0, 2, 4 -> 0, 8, 16.
+@pytest.mark.parametrize(("layer", "unit", "params"), [
+    ("mixed4c", 0, {"n": 2, "k": 2}),
+    ("mixed4c", 1, {"n": 3}),
+    ("mixed4c", 2, {}),
+    ("mixed4c", 0, {"n": 4, "category": "fish", "pos_stat": "mean", "neg_stat": "max", "near_stat": "min",
+                    "si_stat": "mean"}),
+    ("conv1", 1, {"n": 5, "k": 2}),
+])
+def test_unit_rankings_scores_and_histogram_match_brute_force(
+    client: TestClient, layer: str, unit: int, params: dict
+) -> None:
+    body = client.get(f"/api/layers/{layer}/units/{unit}?{urlencode(params)}").json()
+    p = UnitParams(**params)
+    assert (body["layer"], body["unit"], body["units"], body["n"]) == (layer, unit, len(LAYERS[layer]), p.n)
+    si, in_top, in_bottom = expected_scores(layer, p.category, p.k, p.pos_stat, p.neg_stat, p.si_stat)[unit][1:]
+    assert (body["si"], body["in_top"], body["in_bottom"]) == (pytest.approx(si), in_top, in_bottom)
+    cat = in_category(p.category)
+    for kind, stat, order in (("positive", p.pos_stat, "top"), ("negative", p.neg_stat, "bottom"),
+                              ("near_zero", p.near_stat, "near_zero")):
+        ids = ranked(layer, unit, stat, order)[:p.n]  # ties by image id
+        column = ("mean", "max", "min").index(stat)
+        assert [(e["image"], e["value"], e["is_category"]) for e in body[kind]] == [
+            (i, pytest.approx(LAYERS[layer][unit][i][column], rel=1e-6), bool(cat[i])) for i in ids], kind
+        assert [(e["wnid"], e["class_name"]) for e in body[kind]] == [(IMAGES[i][2], IMAGES[i][4]) for i in ids]
+    edges, in_cat, rest = _histogram(layer, unit, p.si_stat, p.category)
     h = body["histogram"]
-    assert h["stat"] == "max" and h["edges"][0] == 0.0 and h["edges"][-1] == 10.0 and len(h["edges"]) == 41
-    assert [i for i, c in enumerate(h["category"]) if c] == [24, 32, 39]
-    assert [i for i, c in enumerate(h["rest"]) if c] == [0, 8, 16]
-    # Ties (unit 1: every max is 5) are broken by image id.
-    tied = client.get("/api/layers/mixed4c/units/1?n=3").json()
-    assert [e["image"] for e in tied["positive"]] == [0, 1, 2]
-    assert tied["si"] is None and tied["histogram"]["category"] == [3] and tied["histogram"]["rest"] == [3]
-    last = client.get("/api/layers/mixed4c/units/2").json()
-    assert (last["prev_unit"], last["next_unit"], last["n"]) == (1, None, schema.DEFAULT_N)
-    assert len(last["positive"]) == 6  # n = 8 > 6 images
+    assert (h["stat"], h["category"], h["rest"]) == (p.si_stat, in_cat, rest)
+    assert h["edges"] == pytest.approx(edges)
+    assert (body["prev_unit"], body["next_unit"]) == (
+        unit - 1 if unit else None, unit + 1 if unit + 1 < len(LAYERS[layer]) else None)
 
 
 def test_index_shows_complete_runs_only(client: TestClient) -> None:
     body = client.get("/api/").json()
     assert [r["run_id"] for r in body["runs"]] == [1]  # run 2 is still 'running'
     run = body["run"]
-    assert (run["images"], run["skipped"], run["model"]) == (6, 1, "bvlc-googlenet")
-    assert {c["name"]: c["images"] for c in run["categories"]} == {"dog": 3, "fish": 3}
-    assert [(x["name"], x["units"]) for x in body["layers"]] == [("conv1", 2), ("mixed4c", 3)]
+    assert (run["images"], run["skipped"], run["model"]) == (len(IMAGES), 1, "bvlc-googlenet")
+    assert {c["name"]: c["images"] for c in run["categories"]} == {
+        name: int(in_category(name).sum()) for name in CATEGORIES}
+    assert [(x["name"], x["units"]) for x in body["layers"]] == [(name, len(u)) for name, u in LAYERS.items()]
     assert client.get("/api/?run=2").status_code == 404
     assert client.get("/api/layers/mixed4c?run=2").status_code == 404
     assert client.get("/api/layers/mixed4c?run=1").status_code == 200
+
+
+def test_index_page_shows_the_runs_and_layers_of_its_twin(client: TestClient) -> None:
+    page = Page(client.get("/").text)
+    body = client.get("/api/").json()
+    assert [(int(r[0]), r[1], int(r[4].replace(",", "")), int(r[5])) for r in page.rows["table0"][1:]] == [
+        (x["run_id"], x["model"], x["images"], x["skipped"]) for x in body["runs"]]
+    layers = page.rows["table1"][1:-1]  # between the header and the total
+    assert [(r[0], int(r[1]), r[2]) for r in layers] == [(x["name"], x["units"], x["module"]) for x in body["layers"]]
 
 
 def test_skipped_lists_files_and_reasons(client: TestClient) -> None:
@@ -203,11 +244,12 @@ def test_csv_download_matches_the_json(client: TestClient) -> None:
     assert "attachment" in r.headers["content-disposition"]
     rows = list(csv.DictReader(io.StringIO(r.text)))
     got = [(int(x["unit"]), float(x["si"]) if x["si"] else None, int(x["in_top"]), int(x["in_bottom"])) for x in rows]
-    assert got == approx_rows(EXPECTED_K2)
-    assert [x["selective"] for x in rows] == ["1", "0", "0"]
+    body = client.get("/api/layers/mixed4c?k=2").json()
+    assert got == scores(body) == approx_rows(expected_scores("mixed4c", k=2))  # repr(): every digit kept
+    assert [x["selective"] for x in rows] == [str(int(u["selective"])) for u in body["units"]]
 
 
-@pytest.mark.parametrize("url", PAGES)
+@pytest.mark.parametrize("url", HAND_PAGES)
 def test_every_page_has_a_json_twin(client: TestClient, url: str) -> None:
     page = client.get(url)
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
@@ -230,10 +272,13 @@ def test_layer_page_shows_the_json_data(client: TestClient) -> None:
     points = [(x, y, c[0]) for t in fig["data"] for x, y, c in zip(t["x"], t["y"], t["customdata"])]
     assert sorted(points, key=lambda p: p[2]) == [(u["in_top"], u["in_bottom"], u["unit"]) for u in body["units"]]
     red = next(t for t in fig["data"] if t["marker"]["color"] == "#d62728")
-    assert [c[0] for c in red["customdata"]] == [0]  # the selective unit
-    assert [c[2] for c in red["customdata"]] == ["/layers/mixed4c/units/0?k=2"]  # clicking opens the unit
+    selective = [u["unit"] for u in body["units"] if u["selective"]]
+    assert selective and [c[0] for c in red["customdata"]] == selective
+    # Clicking a point opens its unit, keeping the view's parameters.
+    assert [c[2] for c in red["customdata"]] == [f"/layers/mixed4c/units/{u}?k=2" for u in selective]
+    base = body["base_rate"]
     lines = {(s["x0"], s["x1"], s["y0"], s["y1"]) for s in fig["layout"]["shapes"]}
-    assert lines == {(1.0, 1.0, 0, 1), (0, 1, 1.0, 1.0)}  # dashed base-rate lines at 2 x 3/6
+    assert lines == {(base, base, 0, 1), (0, 1, base, base)}  # dashed base-rate lines
     assert all(s["line"]["dash"] == "dash" for s in fig["layout"]["shapes"])
     assert "/api/layers/mixed4c.csv?k=2" in page.hrefs()
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from app.main import create_app
-from test_app_db import REPO, make_settings, real_db, serve  # noqa: F401  (fixtures)
+from fixtures import REPO, make_settings, serve
 
 pytestmark = pytest.mark.browser
 
@@ -42,7 +42,7 @@ def browser() -> Iterator[object]:
 
 
 @pytest.fixture(scope="module")
-def base_url(real_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:  # noqa: F811
+def base_url(real_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The real server (uvicorn) on 127.0.0.1 over the real-worker DB."""
     with serve(create_app(make_settings(real_db, tmp_path_factory.mktemp("browser")))) as url:
         yield url

@@ -138,7 +138,7 @@ def test_si_equals_the_products_sql():
     units, images = np.meshgrid(np.arange(u), np.arange(n), indexing="ij")
     frame = {"unit": units.ravel(), "image_id": images.ravel(), "v": values.T.ravel()}  # noqa: F841
     con.execute("INSERT INTO responses SELECT 1, 'mixed4c', unit, image_id, v, v, v FROM frame")
-    rows = con.execute(schema.si_sql(), {"run_id": 1, "layer": "mixed4c", "category": "dog"}).fetchall()
+    rows = con.execute(metrics_sql.si_sql(), {"run_id": 1, "layer": "mixed4c", "category": "dog"}).fetchall()
     sql = {unit: si for unit, stat, si in rows if stat == "max"}
     got = controls.si(values, labels)
     for unit in range(u):

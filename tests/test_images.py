@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import struct
 import warnings
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from fixtures import png_header_only
 from worker.categories import builtin_category
 from worker.images import (
     ImageDataset,
@@ -25,17 +24,6 @@ from worker.images import (
     to_rgb,
 )
 from worker.models import CaffeTransform
-
-
-def png_header_only(path: Path, width: int, height: int) -> None:
-    """A PNG whose header declares width x height RGB pixels, with almost no data behind it."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-                     + chunk(b"IEND", b""))  # fmt: skip
 
 
 def warned_size() -> tuple[int, int]:

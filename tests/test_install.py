@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_app_db import make_hand
+from fixtures import make_hand
 
 REPO = Path(__file__).resolve().parent.parent
 # What a source tree holds besides the project: never part of a build.

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from test_store import UNIT0_MAX, publish_hand_run
+from hand_run import UNIT0_MAX, publish_hand_run
 
 from worker import metrics_sql, schema
 

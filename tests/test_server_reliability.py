@@ -31,19 +31,7 @@ from schemathesis.checks import (
 )
 
 from app.main import create_app
-from test_app_db import (  # noqa: F401  (fixtures)
-    EXPECTED_K2,
-    REPO,
-    _table_dump,
-    build_db,
-    client,
-    hand,
-    hand_ro,
-    make_images,
-    make_settings,
-    real_db,
-    serve,
-)
+from fixtures import REPO, build_db, expected_scores, make_images, make_settings, serve, table_dump
 from worker import schema
 
 FUZZ_CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
@@ -121,7 +109,7 @@ def test_stored_paths_escaping_the_folder_are_refused(hand: dict[str, Path], tmp
 ])
 def test_sql_metacharacters_in_names_are_just_unknown_names(client: TestClient, hand_ro: dict[str, Path],
                                                             name: str) -> None:
-    before = _table_dump(hand_ro["db"])
+    before = table_dump(hand_ro["db"])
     q = quote(name, safe="")
     for url in (f"/api/layers/{q}", f"/layers/{q}", f"/api/layers/{q}/units/0", f"/api/layers/{q}.csv",
                 f"/api/layers/mixed4c?category={q}", f"/api/layers?category={q}",
@@ -129,7 +117,7 @@ def test_sql_metacharacters_in_names_are_just_unknown_names(client: TestClient, 
         r = client.get(url)
         assert r.status_code == 404, (url, r.status_code)
     assert client.get("/api/layers/mixed4c?k=2").status_code == 200
-    assert _table_dump(hand_ro["db"]) == before
+    assert table_dump(hand_ro["db"]) == before
 
 
 def test_a_category_named_with_sql_metacharacters_works(hand: dict[str, Path], tmp_path: Path) -> None:
@@ -140,8 +128,9 @@ def test_a_category_named_with_sql_metacharacters_works(hand: dict[str, Path], t
     with TestClient(create_app(make_settings(hand["db"], tmp_path))) as c:
         body = c.get(f"/api/layers/mixed4c?k=2&category={quote(name, safe='')}").json()
         assert body["category"] == name
+        # The category holds exactly the dog WNID, so it scores as dog does.
         assert [(u["unit"], u["in_top"], u["in_bottom"]) for u in body["units"]] == [
-            (u, top, bottom) for u, _, top, bottom in EXPECTED_K2]
+            (u, top, bottom) for u, _, top, bottom in expected_scores("mixed4c", "dog", k=2)]
         page = c.get(f"/layers/mixed4c?category={quote(name, safe='')}")
         assert page.status_code == 200 and "DROP TABLE runs; --</option>" not in page.text.replace("&#39;", "'") \
             or name.replace("'", "&#39;") in page.text

@@ -2,61 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import duckdb
-import numpy as np
 import pytest
+from hand_run import hand_stats, image, publish_hand_run, spec_for
 
-from worker.categories import Category, builtin_category
-from worker.store import ImageRow, LayerSpec, RunSpec, StoreError, WorkerStore
-
-BEAGLE, TENCH, OTHER = "n02088364", "n01440764", "n09999999"
-FISH = Category("fish", (TENCH,), "test")
-
-
-def spec_for(files: tuple[str, ...], units: int = 2, categories: tuple[Category, ...] = ()) -> RunSpec:
-    return RunSpec(
-        model="bvlc-googlenet", weights="hand-made", weights_sha256="none", preprocessing=json.dumps({"x": 1}),
-        images_root="/hand", files=files,
-        layers=(LayerSpec(name="conv1", position=0, units=units, module="conv1/7x7_s2", branches=("conv",) * units),),
-        categories=(builtin_category("dog"), *categories), device="cpu",
-    )  # fmt: skip
-
-
-def image(i: int, wnid: str) -> ImageRow:
-    return ImageRow(i, f"{wnid}/{i}.JPEG", wnid, None, wnid, 8, 8, "RGB")
-
-
-# Five images: dogs 0 and 2, fish 1 and 3, and 4 in neither category.
-WNIDS = (BEAGLE, TENCH, BEAGLE, TENCH, OTHER)
-#                      image:   0    1    2    3    4
-UNIT0_MAX = np.array([4.0, 0.0, 2.0, 2.0, 1.0])
-UNIT0_MIN = np.array([-1.0, -3.0, 0.0, -2.0, -3.0])
-UNIT1_MAX = np.ones(5)  # never varies: SI undefined
-UNIT1_MIN = -np.ones(5)
-
-
-def hand_stats() -> np.ndarray:
-    """[5 images, 2 units, (mean, max, min)]."""
-    stats = np.zeros((5, 2, 3), dtype=np.float32)
-    stats[:, 0, 1], stats[:, 0, 2] = UNIT0_MAX, UNIT0_MIN
-    stats[:, 1, 1], stats[:, 1, 2] = UNIT1_MAX, UNIT1_MIN
-    stats[:, :, 0] = 0.5 * (stats[:, :, 1] + stats[:, :, 2])
-    return stats
-
-
-def publish_hand_run(db: Path, ranked_k: int) -> int:
-    spec = spec_for(tuple(f"{w}/{i}.JPEG" for i, w in enumerate(WNIDS)), categories=(FISH,))
-    stats = hand_stats()
-    with WorkerStore.open(db) as store:
-        store.begin(spec)
-        # Two batches, as the worker writes them; image 4 arrives first.
-        store.write_batch([image(4, OTHER)], [], {"conv1": stats[4:5]})
-        store.write_batch([image(i, WNIDS[i]) for i in range(4)], [], {"conv1": stats[:4]})
-        return store.publish(ranked_k=ranked_k).run_id
-
+from worker.store import RunSpec, StoreError, WorkerStore
 
 def test_unfinished_run_resumes_from_its_stored_batches(tmp_path):
     db = tmp_path / "resume.duckdb"

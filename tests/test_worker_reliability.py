@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 from PIL import Image
-from test_images import png_header_only
+from fixtures import png_header_only
 
 from worker import schema
 from worker.categories import builtin_category

@@ -8,11 +8,10 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, Response
 
-from app import images, queries
+from app import image_files, queries
 from app.config import Settings
-from app.db import DbDep
+from app.deps import DbDep, ImageId, ImageQuery
 from app.errors import ERROR_RESPONSES
-from app.params import ImageId, ImageQuery
 
 router = APIRouter(responses=ERROR_RESPONSES)
 
@@ -32,18 +31,18 @@ def image(request: Request, image_id: ImageId, p: ImageQuery, db: DbDep) -> Resp
     run = queries.require_run(db, p.run)
     relative = queries.image_path(db, run, image_id)
     root = settings.images_root if settings.images_root is not None else Path(run.images_root)
-    found = images.resolve(root, relative)
+    found = image_files.resolve(root, relative)
     headers = {"Cache-Control": _CACHE_CONTROL, "X-Content-Type-Options": "nosniff"}
-    headers["ETag"] = found.etag if p.size is None else images.thumbnail_etag(found, p.size)
+    headers["ETag"] = found.etag if p.size is None else image_files.thumbnail_etag(found, p.size)
     if headers["ETag"] in request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers=headers)
     if p.size is not None:
-        data = images.thumbnail(found, p.size, settings.thumbnail_dir)
+        data = image_files.thumbnail(found, p.size, settings.thumbnail_dir)
         return Response(data, media_type="image/jpeg", headers=headers)
     media_type = mimetypes.guess_type(found.path.name)[0] or ""
     if not media_type.startswith("image/"):
         media_type = "application/octet-stream"
     if found.size <= _READ_WHOLE:
         # Read now: a file that vanishes mid-send would otherwise break the response.
-        return Response(images.read(found), media_type=media_type, headers=headers)
+        return Response(image_files.read(found), media_type=media_type, headers=headers)
     return FileResponse(found.path, media_type=media_type, headers=headers)

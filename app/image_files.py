@@ -12,9 +12,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from app.errors import not_found
+from app.problems import NotFound
 
-log = logging.getLogger("app.images")
+log = logging.getLogger("app.image_files")
 
 _THUMB_VERSION = "1"  # bump when the thumbnail recipe changes, so stale cache files are not reused
 
@@ -34,25 +34,25 @@ def resolve(root: Path, relative: str) -> ImageFile:
         root_real = root.resolve(strict=True)
         target = (root_real / relative).resolve(strict=True)
     except (OSError, RuntimeError, ValueError):  # missing, loop, NUL byte
-        raise not_found("the image file is not available") from None
+        raise NotFound("the image file is not available") from None
     if not target.is_relative_to(root_real) or target == root_real:
         log.warning("refused image path outside %s: %r", root_real, relative)
-        raise not_found("the image file is not available")
+        raise NotFound("the image file is not available")
     try:
         st = target.stat()
     except OSError:
-        raise not_found("the image file is not available") from None
+        raise NotFound("the image file is not available") from None
     if not target.is_file():
-        raise not_found("the image file is not available")
+        raise NotFound("the image file is not available")
     return ImageFile(path=target, etag=f'"{st.st_mtime_ns:x}-{st.st_size:x}"', size=st.st_size)
 
 
 def read(image: ImageFile) -> bytes:
-    """The file's bytes, or 404 if it vanished since it was resolved."""
+    """The file's bytes, or NotFound if it vanished since it was resolved."""
     try:
         return image.path.read_bytes()
     except OSError:
-        raise not_found("the image file is not available") from None
+        raise NotFound("the image file is not available") from None
 
 
 def _encode_thumbnail(source: Path, size: int) -> bytes:
@@ -88,7 +88,7 @@ def thumbnail(image: ImageFile, size: int, cache_dir: Path) -> bytes:
         data = _encode_thumbnail(image.path, size)
     except Exception as exc:  # a file that no longer decodes must not become a 500
         log.warning("cannot make a thumbnail of %s: %s", image.path, exc)
-        raise not_found("the image file cannot be decoded") from None
+        raise NotFound("the image file cannot be decoded") from None
     tmp = None
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,30 @@
+"""What a route takes from the request: a read-only DB cursor, path parameters and query parameter models."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Path, Query, Request
+
+from app.db import Database, Reader
+from app.params import ID_MAX, NAME_MAX, ImageParams, RunParams, ScoreParams, UnitParams, Whole
+
+
+def get_reader(request: Request) -> Iterator[Reader]:
+    """One read-only cursor per request."""
+    db: Database = request.app.state.db
+    with db.reader() as reader:
+        yield reader
+
+
+DbDep = Annotated[Reader, Depends(get_reader)]
+
+LayerName = Annotated[str, Path(max_length=NAME_MAX, description="layer name, e.g. mixed4c")]
+UnitId = Annotated[Whole, Path(ge=0, le=ID_MAX, description="0-based unit (channel) index")]
+ImageId = Annotated[Whole, Path(ge=0, le=ID_MAX, description="image id within the run")]
+
+RunQuery = Annotated[RunParams, Query()]
+ScoreQuery = Annotated[ScoreParams, Query()]
+UnitQuery = Annotated[UnitParams, Query()]
+ImageQuery = Annotated[ImageParams, Query()]
