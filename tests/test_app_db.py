@@ -76,15 +76,36 @@ def test_wrong_schema_version_answers_503(hand: dict[str, Path], tmp_path: Path)
         assert "999" in r.json()["error"]["detail"]
 
 
-def test_default_bind_is_loopback() -> None:
+def test_default_bind_is_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
     from app.config import parse_args
 
+    for key in [k for k in os.environ if k.startswith("UNITSCOPE_")]:
+        monkeypatch.delenv(key)
     assert Settings().host == "127.0.0.1"
-    assert parse_args(["--db", "x.duckdb"], environ={}).host == "127.0.0.1"
-    wide = parse_args(["--db", "x.duckdb", "--host", "0.0.0.0", "--port", "9001"], environ={})
+    assert parse_args(["--db", "x.duckdb"]).host == "127.0.0.1"
+    wide = parse_args(["--db", "x.duckdb", "--host", "0.0.0.0", "--port", "9001"])
     assert (wide.host, wide.port) == ("0.0.0.0", 9001)
-    env = parse_args([], environ={"UNITSCOPE_DB": "/data/u.duckdb", "UNITSCOPE_PORT": "8123"})
+    monkeypatch.setenv("UNITSCOPE_DB", "/data/u.duckdb")
+    monkeypatch.setenv("UNITSCOPE_PORT", "8123")
+    env = parse_args([])
     assert (env.db, env.port, env.host) == (Path("/data/u.duckdb"), 8123, "127.0.0.1")
+    assert parse_args(["--port", "9002"]).port == 9002  # the flag wins
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "expected"),
+    [
+        (["--port", "0"], {}, "error: --port: input should be greater than or equal to 1, got '0'"),
+        ([], {"UNITSCOPE_PORT": "eighty"}, "error: UNITSCOPE_PORT: input should be a valid integer"),
+        ([], {"UNITSCOPE_DB_THREADS": "0"}, "error: UNITSCOPE_DB_THREADS: input should be greater than or equal"),
+    ],
+)
+def test_a_bad_server_setting_is_one_line_naming_it(argv: list[str], env: dict[str, str], expected: str) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("UNITSCOPE_")}
+    done = subprocess.run([sys.executable, "-m", "app", *argv], cwd=REPO, env={**clean, **env},
+                          capture_output=True, text=True, timeout=60)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 1 and len(lines) == 1 and lines[0].startswith(expected), done.stderr
 
 
 def test_cli_help_runs_without_torch() -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from app import controls
-from worker import schema
+from worker import metrics_sql, schema
 
 
 def test_hypergeom_tail_matches_a_case_worked_by_hand():
