@@ -150,9 +150,9 @@ def make_dataset(images: int, share: float) -> Dataset:
 
 def layer_infos(layers: Sequence[str]) -> tuple[LayerInfo, ...]:
     """Layer, module and branch names of the BVLC GoogLeNet (randomly initialised: no weights needed)."""
-    from worker.models import load_model  # imports torch; only the layer layout is used
+    from worker.models import get_model  # imports torch; only the layer layout is used
 
-    model = load_model("bvlc-googlenet", weights=None)
+    model = get_model("bvlc-googlenet", weights=None)
     return tuple(
         LayerInfo(layer, model.taps[layer].units, model.module_name(layer), tuple(model.unit_branches(layer)))
         for layer in layers

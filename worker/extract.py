@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from worker.models import LoadedModel, check_layers
+from worker.models import LoadedModel
 from worker.schema import STATS
 
 # The last axis of every statistics tensor holds the stats in schema order.
@@ -63,7 +63,7 @@ class Extractor:
         allow_tf32: bool = False,
     ) -> None:
         self.model = model
-        self.layers = check_layers(layers)
+        self.layers = model.select_layers(layers)
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.allow_tf32 = allow_tf32
