@@ -177,7 +177,7 @@ def test_channels_last_gives_the_same_numbers(model: LoadedModel) -> None:
         torch.testing.assert_close(fast[layer], plain[layer], rtol=1e-4, atol=1e-4 * scale, msg=layer)
 
 
-def test_layers_come_back_in_schema_order(bvlc: LoadedModel) -> None:
+def test_layers_come_back_in_depth_order(bvlc: LoadedModel) -> None:
     with Extractor(bvlc, ["mixed3a", "conv2", "mixed3a"]) as extractor:
         out = extractor(images(bvlc)[:2])
     assert list(out) == ["conv2", "mixed3a"]

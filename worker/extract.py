@@ -43,7 +43,8 @@ def reduce_map(pre: Tensor) -> Tensor:
 class Extractor:
     """Runs a LoadedModel over image batches and returns each requested layer's unit statistics.
 
-    The network runs only up to the stage that completes the deepest requested layer. Each
+    `layers` are study layer names, checked by the model (LoadedModel.select_layers; none means
+    every layer). The network runs only up to the stage that completes the deepest of them. Each
     branch's pre-ReLU map is reduced inside its forward hook, on the device, so no full map is
     kept. The hooks belong to this instance (and keep it alive): call close(), or use it as a
     context manager.
@@ -122,7 +123,7 @@ class Extractor:
                 x = stage(x)
 
     def __call__(self, images: Tensor) -> dict[str, Tensor]:
-        """[N, 3, H, W] images -> {layer: float32 CPU [N, units, 3] (mean, max, min)}, schema order."""
+        """[N, 3, H, W] images -> {layer: float32 CPU [N, units, 3] (mean, max, min)}, depth order."""
         self._check_open()
         n = images.shape[0]
         with torch.inference_mode():
