@@ -151,9 +151,9 @@ def make_dataset(images: int, share: float) -> Dataset:
 
 def layer_specs(layers: Sequence[str]) -> tuple[LayerSpec, ...]:
     """Layer, module and branch names of the BVLC GoogLeNet (randomly initialised: no weights needed)."""
-    from worker.models import load_model  # only the layer layout is used
+    from worker.models import get_model  # imports torch; only the layer layout is used
 
-    model = load_model("bvlc-googlenet", weights=None)
+    model = get_model("bvlc-googlenet", weights=None)
     return tuple(
         LayerSpec(
             name=layer, position=list(model.taps).index(layer), units=model.taps[layer].units,

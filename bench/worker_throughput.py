@@ -50,7 +50,7 @@ from torchvision.datasets import ImageFolder
 from worker.cli import build_loader
 from worker.extract import Extractor, resolve_device
 from worker.images import FileEntry, class_folder_problem, default_workers, list_image_files, spread_subset
-from worker.models import GOOGLENET_LAYERS, LoadedModel, check_layers, load_model
+from worker.models import MODEL_NAMES, LoadedModel, get_model
 from worker.settings import WorkerSettings
 
 BASELINE_BATCH = 32
@@ -248,14 +248,9 @@ def machine_line(device: torch.device) -> str:
             f"device {device} ({name}), load average {load}")  # fmt: skip
 
 
-def parse_layer_set(text: str) -> tuple[str, list[str]]:
-    """'all' -> every layer; 'mixed4c' or 'conv1,mixed4c' -> those layers (checked)."""
-    if text == "all":
-        return "all", list(GOOGLENET_LAYERS)
-    try:
-        return text, check_layers(text.split(","))
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+def parse_layer_set(text: str) -> tuple[str, tuple[str, ...]]:
+    """'all' -> () (every layer); 'mixed4c' or 'conv1,mixed4c' -> those names, checked once the model is loaded."""
+    return text, () if text == "all" else tuple(text.split(","))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -264,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="ImageFolder root, e.g. ../shared/data/imagenet-sample [UNITSCOPE_IMAGES]")  # fmt: skip
     parser.add_argument("--weights", default=os.environ.get("UNITSCOPE_WEIGHTS"),
                         help="BVLC weights folder, e.g. ../shared/models/bvlc_googlenet [UNITSCOPE_WEIGHTS]")  # fmt: skip
-    parser.add_argument("--model", default="bvlc-googlenet", choices=("bvlc-googlenet", "googlenet"),
+    parser.add_argument("--model", default="bvlc-googlenet", choices=MODEL_NAMES,
                         help="googlenet needs --weights FILE.pth (a local state dict)")  # fmt: skip
     parser.add_argument("--layers", nargs="+", type=parse_layer_set, metavar="SET",
                         default=[parse_layer_set("mixed4c"), parse_layer_set("all")],
@@ -409,8 +404,9 @@ def bench(args: argparse.Namespace) -> int:
     files = spread_subset(list_image_files(root), args.limit)
     for entry in files:  # warm the page cache, so neither path pays for the disk
         Path(root, entry.path).read_bytes()
-    base_model = load_model(args.model, weights=args.weights)  # separate instances: the Extractor
-    prod_model = load_model(args.model, weights=args.weights)  # converts its net to channels_last
+    base_model = get_model(args.model, weights=args.weights)  # separate instances: the Extractor
+    prod_model = get_model(args.model, weights=args.weights)  # converts its net to channels_last
+    layer_sets = [(name, prod_model.select_layers(names)) for name, names in args.layers]
     base_model.net.to(device)
 
     workers = settings.workers if settings.workers is not None else default_workers()
@@ -422,7 +418,7 @@ def bench(args: argparse.Namespace) -> int:
           "worker.extract.Extractor")  # fmt: skip
     results = [
         bench_layer_set(name, layers, args, base_model, prod_model, root, files, settings, device)
-        for name, layers in args.layers
+        for name, layers in layer_sets
     ]
     worst = print_report(results)
     if args.cli:  # last, so that the figures above are printed even if a run fails

@@ -11,16 +11,15 @@ from skimage import data
 from torch import Tensor, nn
 
 from worker.extract import Extractor, resolve_device
-from worker.models import LoadedModel, load_model
-from worker.models import GOOGLENET_LAYERS as LAYER_UNITS
+from worker.models import GOOGLENET_LAYERS, LoadedModel, get_model
 
-LAYERS = tuple(LAYER_UNITS)
+LAYERS = list(GOOGLENET_LAYERS)
 
 
 @pytest.fixture(scope="module")
 def bvlc(bvlc_weights: Path) -> LoadedModel:
     """The BVLC GoogLeNet with its real weights."""
-    return load_model("bvlc-googlenet", weights=bvlc_weights)
+    return get_model("bvlc-googlenet", weights=bvlc_weights)
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +30,7 @@ def googlenet() -> LoadedModel:
     has realistic, sign-changing pre-ReLU maps, so the checks below are not trivially satisfied.
     """
     torch.manual_seed(0)
-    model = load_model("googlenet", weights=None)
+    model = get_model("googlenet", weights=None)
     for module in model.net.modules():
         if isinstance(module, nn.BatchNorm2d):
             module.reset_running_stats()
@@ -80,7 +79,7 @@ def test_relu_of_captured_maps_is_layer_output(model: LoadedModel) -> None:
     assert list(maps) == list(LAYERS)
     for layer in LAYERS:
         pre = maps[layer]
-        assert pre.shape[:2] == (3, LAYER_UNITS[layer]) and pre.dtype == torch.float32
+        assert pre.shape[:2] == (3, GOOGLENET_LAYERS[layer]) and pre.dtype == torch.float32
         # Pre-ReLU means the maps really go negative (else this check would be vacuous).
         assert (pre < 0).float().mean() > 0.05, layer
         torch.testing.assert_close(torch.relu(pre), post[layer].contiguous(), rtol=0, atol=0, msg=layer)
@@ -94,7 +93,7 @@ def test_stats_are_reductions_of_the_maps(model: LoadedModel) -> None:
     assert list(stats) == list(LAYERS)
     for layer in LAYERS:
         got = stats[layer]
-        assert got.shape == (3, LAYER_UNITS[layer], 3)
+        assert got.shape == (3, GOOGLENET_LAYERS[layer], 3)
         assert got.dtype == torch.float32 and got.device.type == "cpu"
         full = maps[layer]
         expected = torch.stack((full.mean((2, 3)), full.amax((2, 3)), full.amin((2, 3))), dim=2)
@@ -178,7 +177,7 @@ def test_channels_last_gives_the_same_numbers(model: LoadedModel) -> None:
         torch.testing.assert_close(fast[layer], plain[layer], rtol=1e-4, atol=1e-4 * scale, msg=layer)
 
 
-def test_layers_come_back_in_schema_order(bvlc: LoadedModel) -> None:
+def test_layers_come_back_in_depth_order(bvlc: LoadedModel) -> None:
     with Extractor(bvlc, ["mixed3a", "conv2", "mixed3a"]) as extractor:
         out = extractor(images(bvlc)[:2])
     assert list(out) == ["conv2", "mixed3a"]

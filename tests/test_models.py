@@ -1,4 +1,4 @@
-"""Models by name: BVLC weights and predictions, torchvision googlenet, layer layout, preprocessing."""
+"""Models by name: BVLC weights and predictions, torchvision googlenet, layer layout, preprocessing, weights entries."""
 
 from __future__ import annotations
 
@@ -6,43 +6,49 @@ import hashlib
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+import torchvision
+import torchvision.transforms.functional as TF
 from PIL import Image
 from skimage import data
 from torch import nn
 from torchvision.models import GoogLeNet_Weights
 
+import worker.models.layers
 from worker.models import (
+    BVLC_GOOGLENET,
+    DEFAULT,
+    GOOGLENET_LAYERS,
+    MODEL_NAMES,
     CaffeLRN,
+    CaffeTransform,
     WeightsError,
-    check_layers,
-    load_model,
+    get_model,
 )
-from worker.models import GOOGLENET_LAYERS as LAYER_UNITS
 
-LAYERS = tuple(LAYER_UNITS)
-
+LAYERS = list(GOOGLENET_LAYERS)
 MIXED_BRANCHES = ["1x1", "3x3", "5x5", "pool_proj"]
 
 
 @pytest.fixture(scope="module")
 def bvlc(bvlc_weights: Path):
     """The BVLC GoogLeNet with its real weights."""
-    return load_model("bvlc-googlenet", weights=bvlc_weights)
+    return get_model("bvlc-googlenet", weights=bvlc_weights)
 
 
 @pytest.fixture(scope="module")
 def bvlc_random():
     """The BVLC architecture without weights (layout checks need no real data)."""
-    return load_model("bvlc-googlenet", weights=None)
+    return get_model("bvlc-googlenet", weights=None)
 
 
 @pytest.fixture(scope="module")
 def tv_random():
     """torchvision's GoogLeNet, randomly initialised (never the download)."""
     torch.manual_seed(0)
-    return load_model("googlenet", weights=None)
+    return get_model("googlenet", weights=None)
 
 
 @pytest.fixture()
@@ -66,8 +72,11 @@ def top5(model, image) -> list[tuple[str, float]]:
 
 
 def test_unknown_model_lists_choices() -> None:
-    with pytest.raises(ValueError, match="bvlc-googlenet, googlenet"):
-        load_model("inception-v3", weights=None)
+    assert MODEL_NAMES == ("bvlc-googlenet", "googlenet")
+    with pytest.raises(ValueError, match="choose one of bvlc-googlenet, googlenet"):
+        get_model("inception-v3", weights=None)
+    with pytest.raises(TypeError):
+        get_model("googlenet", None)  # type: ignore[misc]  # weights is keyword-only
 
 
 def test_bvlc_chelsea_is_egyptian_cat(bvlc) -> None:
@@ -111,21 +120,21 @@ def test_bvlc_records_weights(bvlc, bvlc_weights: Path) -> None:
     assert bvlc.preprocessing["channels"] == "BGR"
     assert bvlc.preprocessing["mean_bgr"] == [104.0, 117.0, 123.0]
     # The weights/ folder itself is accepted too and loads the same bytes.
-    same = load_model("bvlc-googlenet", weights=folder)
+    same = get_model("bvlc-googlenet", weights=folder)
     assert same.weights_sha256 == bvlc.weights_sha256
 
 
 def test_bvlc_missing_file_is_named(weights_copy: Path) -> None:
     (weights_copy / "weights/inception_4c/5x5_filter.bin").unlink()
     with pytest.raises(WeightsError, match=r"missing weight file .*inception_4c/5x5_filter\.bin"):
-        load_model("bvlc-googlenet", weights=weights_copy)
+        get_model("bvlc-googlenet", weights=weights_copy)
 
 
 def test_bvlc_truncated_file_is_named(weights_copy: Path) -> None:
     file = weights_copy / "weights/conv2/3x3_filter.bin"
     file.write_bytes(file.read_bytes()[:-4])
     with pytest.raises(WeightsError, match=r"conv2/3x3_filter\.bin has 442364 bytes, expected 442368"):
-        load_model("bvlc-googlenet", weights=weights_copy)
+        get_model("bvlc-googlenet", weights=weights_copy)
 
 
 def test_bvlc_checksum_mismatch_is_named(weights_copy: Path, bvlc) -> None:
@@ -134,19 +143,37 @@ def test_bvlc_checksum_mismatch_is_named(weights_copy: Path, bvlc) -> None:
     blob[:4] = bytes(4)  # same size, different values
     file.write_bytes(bytes(blob))
     with pytest.raises(WeightsError, match=r"loss3/classifier_bias\.bin does not match its SHA256SUMS"):
-        load_model("bvlc-googlenet", weights=weights_copy)
+        get_model("bvlc-googlenet", weights=weights_copy)
     # Without a SHA256SUMS the file loads, and the recorded digest tells the weights apart.
     (weights_copy / "SHA256SUMS").unlink()
-    damaged = load_model("bvlc-googlenet", weights=weights_copy)
+    damaged = get_model("bvlc-googlenet", weights=weights_copy)
     assert damaged.net.head.classifier.bias[0].item() == 0.0
     assert damaged.weights_sha256 != bvlc.weights_sha256
 
 
 def test_bvlc_needs_a_weights_folder(tmp_path: Path) -> None:
-    with pytest.raises(WeightsError, match="folder"):
-        load_model("bvlc-googlenet")
+    with pytest.raises(WeightsError, match="no downloadable default weights"):
+        get_model("bvlc-googlenet", weights=DEFAULT)
     with pytest.raises(WeightsError, match="not found"):
-        load_model("bvlc-googlenet", weights=tmp_path / "nowhere")
+        get_model("bvlc-googlenet", weights=tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "rounding_shifts"), [(267, 256, True), (256, 267, True), (269, 256, False), (300, 256, False)]
+)
+def test_caffe_centre_crop_floors_its_offset(width: int, height: int, rounding_shifts: bool) -> None:
+    # Short side 256, so nothing is resampled and the crop window can be read off the pixels. A
+    # margin of 43 is where rounding half to even, as TF.center_crop does (21.5 -> 22), moves the
+    # window a pixel from Caffe's floor (data_transformer.cpp, caffe.io); 45 (22.5 -> 22) and the
+    # even 76 are where both agree.
+    pixels = np.random.default_rng(width * height).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    got = CaffeTransform()(Image.fromarray(pixels))
+    top, left = (height - 224) // 2, (width - 224) // 2
+    window = pixels[top : top + 224, left : left + 224]
+    bgr = window[..., ::-1].astype(np.float32) - np.array([104.0, 117.0, 123.0], dtype=np.float32)
+    assert torch.equal(got, torch.from_numpy(bgr).permute(2, 0, 1))
+    rounded = np.array(TF.center_crop(Image.fromarray(pixels), 224))
+    assert np.array_equal(rounded, window) != rounding_shifts
 
 
 def test_caffe_transform_is_bgr_minus_mean(bvlc_random) -> None:
@@ -174,15 +201,15 @@ def test_caffe_lrn_matches_torch(memory_format: torch.memory_format, images_per_
 @pytest.mark.parametrize("name", ["bvlc_random", "tv_random"])
 def test_layer_layout(name: str, request: pytest.FixtureRequest) -> None:
     model = request.getfixturevalue(name)
-    assert list(model.taps) == list(LAYERS)
-    assert {layer: tap.units for layer, tap in model.taps.items()} == LAYER_UNITS
+    assert list(model.taps) == LAYERS
+    assert {layer: tap.units for layer, tap in model.taps.items()} == GOOGLENET_LAYERS
     assert sum(tap.units for tap in model.taps.values()) == 5808
     assert model.branch_layout("mixed4c") == [("1x1", 128), ("3x3", 256), ("5x5", 64), ("pool_proj", 64)]
     assert model.branch_layout("conv3") == [("conv", 192)]
     for layer in LAYERS:
         branches = [b for b, _ in model.branch_layout(layer)]
         assert branches == (["conv"] if layer.startswith("conv") else MIXED_BRANCHES)
-        assert len(model.unit_branches(layer)) == LAYER_UNITS[layer]
+        assert len(model.unit_branches(layer)) == GOOGLENET_LAYERS[layer]
         tap = model.taps[layer]
         # Every tapped module and block exists; stages are in depth order.
         for branch in tap.branches:
@@ -211,30 +238,32 @@ def test_module_names(bvlc_random, tv_random) -> None:
 
 
 def test_documented_mapping_matches_the_models(bvlc_random, tv_random) -> None:
-    # The layer table in worker/models.py's docstring (copied to the README) is the real one.
-    import worker.models
-
+    # The layer table in worker/models/layers.py's docstring (copied to the README) is the real one.
     bvlc, tv = bvlc_random, tv_random
     rows = [
         [cell.strip() for cell in line.strip().strip("|").split("|")]
-        for line in worker.models.__doc__.splitlines()
+        for line in worker.models.layers.__doc__.splitlines()
         if line.startswith(("| conv", "| mixed"))
     ]
-    assert [row[0] for row in rows] == list(LAYERS)
+    assert [row[0] for row in rows] == LAYERS
     for layer, caffe, torchvision_name, units, split in rows:
         assert bvlc.module_name(layer) == caffe and tv.module_name(layer) == torchvision_name
-        assert int(units) == LAYER_UNITS[layer]
+        assert int(units) == GOOGLENET_LAYERS[layer]
         for model in (bvlc, tv):
             channels = [c for _, c in model.branch_layout(layer)]
             assert split == ("(one conv)" if layer.startswith("conv") else " / ".join(map(str, channels)))
 
 
-def test_unknown_layer_lists_valid_ones() -> None:
-    with pytest.raises(ValueError, match=r"'mixed6a'.*conv1, conv2, conv3, mixed3a"):
-        check_layers(["conv1", "mixed6a"])
-    with pytest.raises(ValueError, match="no layers"):
-        check_layers([])
-    assert check_layers(["mixed5b", "conv1", "mixed5b"]) == ["conv1", "mixed5b"]
+@pytest.mark.parametrize("name", ["bvlc_random", "tv_random"])
+def test_select_layers(name: str, request: pytest.FixtureRequest) -> None:
+    model = request.getfixturevalue(name)
+    with pytest.raises(ValueError, match=r"'mixed6a'.*valid layers are: conv1, conv2, conv3, mixed3a"):
+        model.select_layers(["conv1", "mixed6a"])
+    with pytest.raises(ValueError, match="'inception_4c'"):
+        model.select_layers("inception_4c")
+    assert model.select_layers([]) == LAYERS == model.select_layers(())  # none named: all, depth order
+    assert model.select_layers(["mixed5b", "conv1", "mixed5b"]) == ["conv1", "mixed5b"]
+    assert model.select_layers("mixed4c") == ["mixed4c"]
 
 
 def test_googlenet_without_weights_runs(tv_random) -> None:
@@ -254,10 +283,47 @@ def test_googlenet_without_weights_runs(tv_random) -> None:
     assert logits.shape == (1, 1000) and torch.isfinite(logits).all()
 
 
+def test_googlenet_renormalises_its_input_like_transform_input(tv_random) -> None:
+    # The net is built with transform_input=False; its first stage does the same arithmetic.
+    model = tv_random
+    assert model.net.transform_input is False and model.stages[0] == ("renormalise", model.net.renormalise)
+    torch.manual_seed(0)  # the fixture's seed: the same random weights
+    reference = torchvision.models.googlenet(weights=None, aux_logits=False, transform_input=True, init_weights=True)
+    reference.eval()
+    x = torch.stack([model.transform(Image.fromarray(photo)) for photo in (data.chelsea(), data.coffee())])
+    blocks = ("conv1", "inception3a", "inception4c", "inception5b")
+    outputs: dict[str, list[torch.Tensor]] = {block: [] for block in blocks}
+    handles = [
+        net.get_submodule(block).register_forward_hook(lambda m, i, o, block=block: outputs[block].append(o.clone()))
+        for net in (model.net, reference)
+        for block in blocks
+    ]
+    try:
+        with torch.inference_mode():
+            ours, theirs = model.net(x), reference(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5 * theirs.abs().max().item())
+    for block, (mine, torchvisions) in outputs.items():  # post-ReLU block outputs
+        assert mine.abs().max() > 0, block
+        torch.testing.assert_close(mine, torchvisions, rtol=1e-5, atol=1e-5 * torchvisions.abs().max().item())
+    # The re-normalisation is part of the net, not of its state dict: the files stay torchvision's.
+    assert model.net.state_dict().keys() == reference.state_dict().keys()
+
+
+def test_weights_entries_carry_transforms_and_meta(bvlc_random, tv_random) -> None:
+    assert isinstance(BVLC_GOOGLENET.transforms(), CaffeTransform)
+    assert bvlc_random.preprocessing == BVLC_GOOGLENET.meta["preprocessing"] == BVLC_GOOGLENET.transforms().describe()
+    assert bvlc_random.class_names == tuple(BVLC_GOOGLENET.meta["categories"])
+    assert bvlc_random.class_names[285] == "Egyptian cat" and bvlc_random.class_wnids[285] == "n02124075"
+    published = GoogLeNet_Weights.IMAGENET1K_V1
+    assert repr(tv_random.transform) == repr(published.transforms())
+    assert tv_random.class_wnids == bvlc_random.class_wnids and len(tv_random.class_wnids) == 1000
+
+
 @pytest.mark.parametrize("aux_logits", [False, True])
 def test_googlenet_local_state_dict_round_trips(tmp_path: Path, aux_logits: bool) -> None:
-    import torchvision
-
     torch.manual_seed(1)
     # With aux heads, the file looks like torchvision's published one; they are dropped on load.
     source = torchvision.models.googlenet(
@@ -265,7 +331,7 @@ def test_googlenet_local_state_dict_round_trips(tmp_path: Path, aux_logits: bool
     ).eval()
     file = tmp_path / "googlenet.pth"
     torch.save(source.state_dict(), file)
-    model = load_model("googlenet", weights=file)
+    model = get_model("googlenet", weights=file)
     assert model.net.aux1 is None and model.net.aux2 is None
     assert model.weights_sha256 == hashlib.sha256(file.read_bytes()).hexdigest()
     assert model.weights == str(file.resolve())
@@ -280,7 +346,7 @@ def test_googlenet_published_weights_when_cached() -> None:
     name = Path(published.url).name  # googlenet-<sha256 prefix>.pth
     if not (Path(torch.hub.get_dir()) / "checkpoints" / name).is_file():
         pytest.skip(f"{name} is not in torchvision's cache")
-    model = load_model("googlenet")
+    model = get_model("googlenet", weights=DEFAULT)
     assert model.weights_sha256.startswith(name.split("-")[1].split(".")[0])
     assert "IMAGENET1K_V1" in model.weights
     assert top5(model, data.coffee())[0][0] == "espresso"
@@ -290,9 +356,9 @@ def test_googlenet_bad_state_dict_is_named(tmp_path: Path) -> None:
     file = tmp_path / "broken.pth"
     file.write_bytes(b"not a checkpoint")
     with pytest.raises(WeightsError, match="broken.pth"):
-        load_model("googlenet", weights=file)
+        get_model("googlenet", weights=file)
     torch.save({"fc.weight": torch.zeros(3)}, file)
     with pytest.raises(WeightsError, match="broken.pth"):
-        load_model("googlenet", weights=file)
+        get_model("googlenet", weights=file)
     with pytest.raises(WeightsError, match="not found"):
-        load_model("googlenet", weights=tmp_path / "absent.pth")
+        get_model("googlenet", weights=tmp_path / "absent.pth")

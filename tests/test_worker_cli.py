@@ -51,9 +51,9 @@ def test_real_run_publishes_a_complete_run(real_run, imagenet_sample, bvlc_weigh
     summary = result.stderr.strip().splitlines()[-1]
     assert summary.startswith(f"run 1 published to {db}: {LIMIT} images, 0 skipped;")
     assert "images/s" in summary and "bytes per stored value" in summary
-    from worker.models import load_model
+    from worker.models import get_model
 
-    model = load_model("bvlc-googlenet", weights=bvlc_weights)
+    model = get_model("bvlc-googlenet", weights=bvlc_weights)
     with duckdb.connect(str(db), read_only=True) as con:
         (row,) = con.execute("SELECT * FROM runs").fetchall()
         run = dict(zip([d[0] for d in con.description], row, strict=True))

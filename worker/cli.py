@@ -90,11 +90,11 @@ def run(settings: WorkerSettings) -> int:
             subset = f" (--limit: using {len(files)}, spread evenly: about 1 file in {len(listed) / len(files):.0f})"
         _say(f"found {len(listed)} image files in {root}{subset}")
 
-        from worker.models import DEFAULT, GOOGLENET_LAYERS, check_layers, load_model  # torch loads here
+        from worker.models import DEFAULT, get_model  # torch loads here, after the cheap checks
 
-        layers = check_layers(list(settings.layers or GOOGLENET_LAYERS))  # empty: all of them
         model_name = settings.resolved_model()
-        model = load_model(model_name, weights=settings.weights if settings.weights is not None else DEFAULT)
+        model = get_model(model_name, weights=settings.weights if settings.weights is not None else DEFAULT)
+        layers = model.select_layers(settings.layers)
         from worker.extract import Extractor, resolve_device
 
         device = resolve_device(settings.device)

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from worker.models import LoadedModel, check_layers
+from worker.models import LoadedModel
 from worker.schema import STATS
 
 # The last axis of every statistics tensor holds the stats in schema order.
@@ -43,7 +43,8 @@ def reduce_map(pre: Tensor) -> Tensor:
 class Extractor:
     """Runs a LoadedModel over image batches and returns each requested layer's unit statistics.
 
-    The network runs only up to the stage that completes the deepest requested layer. Each
+    `layers` are study layer names, checked by the model (LoadedModel.select_layers; none means
+    every layer). The network runs only up to the stage that completes the deepest of them. Each
     branch's pre-ReLU map is reduced inside its forward hook, on the device, so no full map is
     kept. The hooks belong to this instance (and keep it alive): call close(), or use it as a
     context manager.
@@ -63,7 +64,7 @@ class Extractor:
         allow_tf32: bool = False,
     ) -> None:
         self.model = model
-        self.layers = check_layers(layers)
+        self.layers = model.select_layers(layers)
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.allow_tf32 = allow_tf32
@@ -122,7 +123,7 @@ class Extractor:
                 x = stage(x)
 
     def __call__(self, images: Tensor) -> dict[str, Tensor]:
-        """[N, 3, H, W] images -> {layer: float32 CPU [N, units, 3] (mean, max, min)}, schema order."""
+        """[N, 3, H, W] images -> {layer: float32 CPU [N, units, 3] (mean, max, min)}, depth order."""
         self._check_open()
         n = images.shape[0]
         with torch.inference_mode():

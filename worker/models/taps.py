@@ -1,0 +1,103 @@
+"""Where the study's layers live in a network (LayerTap, Branch), and LoadedModel, a network ready to run."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from PIL import Image
+from torch import Tensor, nn
+
+from worker.models.layers import GOOGLENET_LAYERS
+
+
+@dataclass(frozen=True)
+class Branch:
+    """One slice of a layer's channels and the module whose output is its pre-ReLU map."""
+
+    name: str  # '1x1' | '3x3' | '5x5' | 'pool_proj' | 'conv'
+    module: str  # dotted path in LoadedModel.net
+    channels: int
+
+
+@dataclass(frozen=True)
+class LayerTap:
+    """Where a study layer lives in a model, and when the forward pass has computed it."""
+
+    layer: str  # the study's name, e.g. 'mixed4c'
+    module: str  # the model's own name for it, e.g. 'inception_4c/output' or 'inception4c'
+    block: str  # dotted path of the module whose output is the layer's post-ReLU response
+    stage: int  # index into LoadedModel.stages after which the layer is complete
+    branches: tuple[Branch, ...]
+
+    @property
+    def units(self) -> int:
+        """Number of channels (units) of the layer."""
+        return sum(b.channels for b in self.branches)
+
+
+Stage = tuple[str, Callable[[Tensor], Tensor]]
+# What a model says about each study layer: (its own module name, block path, stage name, branches).
+LayerPlaces = Mapping[str, tuple[str, str, str, Sequence[Branch]]]
+
+
+def build_taps(stages: Sequence[Stage], places: LayerPlaces) -> Mapping[str, LayerTap]:
+    """LayerTaps of every study layer, in depth order, checked against GOOGLENET_LAYERS' unit counts."""
+    index = {name: i for i, (name, _) in enumerate(stages)}
+    taps = {}
+    for layer, units in GOOGLENET_LAYERS.items():
+        module, block, stage, branches = places[layer]
+        tap = LayerTap(layer, module, block, index[stage], tuple(branches))
+        # GOOGLENET_LAYERS is the authority on unit counts; a mismatch is a bug in a model's code.
+        assert tap.units == units, (layer, tap.units)
+        taps[layer] = tap
+    return MappingProxyType(taps)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A network ready to run, with everything a run must record about it."""
+
+    name: str
+    net: nn.Module  # in eval mode
+    # net.forward decomposed into a chain: applying the stages in order gives the logits, so a
+    # caller can stop after the stage that completes the deepest layer it needs.
+    stages: tuple[Stage, ...]
+    taps: Mapping[str, LayerTap]  # every study layer, in depth order
+    transform: Callable[[Image.Image], Tensor]  # RGB PIL image -> CHW float32 tensor
+    preprocessing: dict[str, Any]  # JSON-able description of `transform`
+    weights: str  # where the weights came from
+    weights_sha256: str  # the weight file's sha256 (see caffe_format for BVLC); "none" for random init
+    class_names: tuple[str, ...]  # 1000 ImageNet classes, index = logit index
+    class_wnids: tuple[str, ...] = field(default=())  # WNID of each class, same order
+
+    def select_layers(self, names: Sequence[str]) -> list[str]:
+        """Validate layer names; return them unique, in depth order. No names means every layer."""
+        if isinstance(names, str):
+            names = [names]
+        unknown = [name for name in names if name not in self.taps]
+        if unknown:
+            raise ValueError(
+                f"unknown layer(s) {', '.join(map(repr, unknown))}; valid layers are: {', '.join(self.taps)}"
+            )
+        wanted = set(names)
+        return [name for name in self.taps if not wanted or name in wanted]
+
+    def branch_layout(self, layer: str) -> list[tuple[str, int]]:
+        """(branch name, channels) of a layer, in channel order."""
+        return [(b.name, b.channels) for b in self.taps[self.select_layers([layer])[0]].branches]
+
+    def unit_branches(self, layer: str) -> list[str]:
+        """Branch name of every unit (channel) of a layer, by unit index."""
+        return [name for name, channels in self.branch_layout(layer) for _ in range(channels)]
+
+    def module_name(self, layer: str) -> str:
+        """The model's own name for a study layer."""
+        return self.taps[self.select_layers([layer])[0]].module
+
+    def preprocessing_json(self) -> str:
+        """`preprocessing` as canonical JSON, as stored in runs.preprocessing."""
+        return json.dumps(self.preprocessing, sort_keys=True)
