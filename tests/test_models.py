@@ -27,6 +27,7 @@ from worker.models import (
     WeightsError,
     get_model,
 )
+from worker.settings import MODEL_CHOICES
 
 LAYERS = list(GOOGLENET_LAYERS)
 MIXED_BRANCHES = ["1x1", "3x3", "5x5", "pool_proj"]
@@ -73,6 +74,7 @@ def top5(model, image) -> list[tuple[str, float]]:
 
 def test_unknown_model_lists_choices() -> None:
     assert MODEL_NAMES == ("bvlc-googlenet", "googlenet")
+    assert MODEL_CHOICES == ("auto", *MODEL_NAMES)  # the torch-free settings offer exactly these
     with pytest.raises(ValueError, match="choose one of bvlc-googlenet, googlenet"):
         get_model("inception-v3", weights=None)
     with pytest.raises(TypeError):

@@ -36,5 +36,4 @@ __all__ = [
     "WeightsArg",
     "WeightsError",
     "get_model",
-    "list_models",
 ]
