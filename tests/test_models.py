@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import pytest
@@ -27,7 +28,7 @@ from worker.models import (
     WeightsError,
     get_model,
 )
-from worker.settings import MODEL_CHOICES
+from worker.settings import ModelChoice
 
 LAYERS = list(GOOGLENET_LAYERS)
 MIXED_BRANCHES = ["1x1", "3x3", "5x5", "pool_proj"]
@@ -74,7 +75,7 @@ def top5(model, image) -> list[tuple[str, float]]:
 
 def test_unknown_model_lists_choices() -> None:
     assert MODEL_NAMES == ("bvlc-googlenet", "googlenet")
-    assert MODEL_CHOICES == ("auto", *MODEL_NAMES)  # the torch-free settings offer exactly these
+    assert get_args(ModelChoice) == ("auto", *MODEL_NAMES)  # the torch-free settings offer exactly these
     with pytest.raises(ValueError, match="choose one of bvlc-googlenet, googlenet"):
         get_model("inception-v3", weights=None)
     with pytest.raises(TypeError):

@@ -15,6 +15,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from worker.flags import Flag
 
 
+# worker.models.MODEL_NAMES plus "auto", spelled out because worker.models imports torch (a test keeps them equal).
+ModelChoice = Literal["auto", "bvlc-googlenet", "googlenet"]
+
+
 def _default_cache() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "unitscope"
@@ -29,7 +33,7 @@ class WorkerSettings(BaseSettings):
     images: Path | None = Field(None, description="ImageFolder root, <root>/<wnid>/<image> (default: download "
                                 "Imagewoof + Imagenette into the cache)")  # fmt: skip
     db: Path = Field(Path("unitscope.duckdb"), description="DuckDB file to publish to (default unitscope.duckdb)")
-    model: Literal["auto", "bvlc-googlenet", "googlenet"] = Field(
+    model: ModelChoice = Field(
         "auto", description="default auto: bvlc-googlenet for a weights folder, googlenet otherwise"
     )
     weights: str | None = Field(None, description="BVLC weights folder or googlenet .pth state dict (default: "
