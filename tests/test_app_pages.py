@@ -18,6 +18,7 @@ from PIL import Image
 from app.params import ScoreParams, UnitParams
 from fixtures import (
     CATEGORIES,
+    HAND_K,
     HAND_PAGES,
     IMAGES,
     LAYERS,
@@ -90,6 +91,11 @@ def twin(url: str) -> str:
     return "/api" + url
 
 
+def k_of(p: ScoreParams) -> int:
+    """The k a view of the hand-made DB uses: the given one, else the default for its six images."""
+    return HAND_K if p.k is None else p.k
+
+
 def scores(body: dict) -> list[tuple[int, float | None, int, int]]:
     return [(u["unit"], u["si"], u["in_top"], u["in_bottom"]) for u in body["units"]]
 
@@ -129,15 +135,17 @@ SCORE_PARAMS = [
 def test_layer_scores_match_brute_force(client: TestClient, layer: str, params: dict) -> None:
     body = client.get(f"/api/layers/{layer}?{urlencode(params)}").json()
     p = ScoreParams(**params)
-    want = expected_scores(layer, p.category, p.k, p.pos_stat, p.neg_stat, p.si_stat)
+    k = k_of(p)
+    want = expected_scores(layer, p.category, k, p.pos_stat, p.neg_stat, p.si_stat)
     assert scores(body) == approx_rows(want)
     assert [u["selective"] for u in body["units"]] == [si is not None and si >= p.threshold for _, si, _, _ in want]
     assert body["selective"] == sum(u["selective"] for u in body["units"])
     assert (body["layer"], body["k"], body["n_images"], body["n_category"]) == (
-        layer, p.k, len(IMAGES), int(in_category(p.category).sum()))
-    assert body["base_rate"] == pytest.approx(expected_base_rate(p.category, p.k))
+        layer, k, len(IMAGES), int(in_category(p.category).sum()))
+    assert body["k_source"] == ("default" if p.k is None else "given")
+    assert body["base_rate"] == pytest.approx(expected_base_rate(p.category, k))
     # Stored SI for one (layer, category, stat) and stored ranks for mixed4c up to RANKED_K; the rest on demand.
-    stored = (layer, p.category, p.si_stat) == PRECOMPUTED and p.k <= schema.RANKED_K
+    stored = (layer, p.category, p.si_stat) == PRECOMPUTED and k <= schema.RANKED_K
     assert body["source"] == ("precomputed" if stored else "computed")
 
 
@@ -153,10 +161,10 @@ def test_api_layers_counts_selective_units_per_layer(client: TestClient, params:
     body = client.get(f"/api/layers?{urlencode(params)}").json()
     assert isinstance(body, list)
     p = ScoreParams(**params)
-    base = expected_base_rate(p.category, p.k)
+    base = expected_base_rate(p.category, k_of(p))
     want = []
     for layer, units in LAYERS.items():
-        rows = expected_scores(layer, p.category, p.k, p.pos_stat, p.neg_stat, p.si_stat)
+        rows = expected_scores(layer, p.category, k_of(p), p.pos_stat, p.neg_stat, p.si_stat)
         selective = [r for r in rows if r[1] is not None and r[1] >= p.threshold]
         want.append((layer, len(units), len(selective), sum(1 for r in selective if r[3] >= base)))
     assert [(x["name"], x["units"], x["selective"], x["selective_bottom"]) for x in body] == want
@@ -190,7 +198,7 @@ def test_unit_rankings_scores_and_histogram_match_brute_force(
     body = client.get(f"/api/layers/{layer}/units/{unit}?{urlencode(params)}").json()
     p = UnitParams(**params)
     assert (body["layer"], body["unit"], body["units"], body["n"]) == (layer, unit, len(LAYERS[layer]), p.n)
-    si, in_top, in_bottom = expected_scores(layer, p.category, p.k, p.pos_stat, p.neg_stat, p.si_stat)[unit][1:]
+    si, in_top, in_bottom = expected_scores(layer, p.category, k_of(p), p.pos_stat, p.neg_stat, p.si_stat)[unit][1:]
     assert (body["si"], body["in_top"], body["in_bottom"]) == (pytest.approx(si), in_top, in_bottom)
     cat = in_category(p.category)
     for kind, stat, order in (("positive", p.pos_stat, "top"), ("negative", p.neg_stat, "bottom"),
