@@ -273,11 +273,12 @@ def test_layer_page_shows_the_json_data(client: TestClient) -> None:
     page = Page(client.get(url).text)
     body = client.get(twin(url)).json()
     table = page.rows["units-table"][1:]
-    assert [(int(r[0]), r[1], int(r[2]), int(r[3])) for r in table] == [
+    assert [(int(r[0]), r[1], int(r[3]), int(r[6])) for r in table] == [  # unit, SI, AUROC, in_top, p, q, in_bottom
         (u["unit"], "n/a" if u["si"] is None else f"{u['si']:.3f}", u["in_top"], u["in_bottom"]) for u in body["units"]
     ]
     fig = page.figures["scatter-data"]
-    points = [(x, y, c[0]) for t in fig["data"] for x, y, c in zip(t["x"], t["y"], t["customdata"])]
+    points = [(x, y, c[0]) for t in fig["data"] if t["type"] == "scatter"
+              for x, y, c in zip(t["x"], t["y"], t["customdata"])]
     assert sorted(points, key=lambda p: p[2]) == [(u["in_top"], u["in_bottom"], u["unit"]) for u in body["units"]]
     red = next(t for t in fig["data"] if t["marker"]["color"] == "#d62728")
     selective = [u["unit"] for u in body["units"] if u["selective"]]
@@ -307,7 +308,7 @@ def test_unit_page_shows_images_and_navigation(client: TestClient) -> None:
 def test_layers_page_table_and_chart(client: TestClient) -> None:
     page = Page(client.get("/layers?k=2").text)
     body = client.get("/api/layers?k=2").json()
-    table = page.rows["table0"][1:]
+    table = page.rows["layers-table"][2:]  # below the two header rows
     assert [(r[0], int(r[1]), int(r[2]), int(r[4])) for r in table] == [
         (x["name"], x["units"], x["selective"], x["selective_bottom"]) for x in body]
     chart = page.figures["layers-chart-data"]["data"]
@@ -361,7 +362,12 @@ def test_real_worker_db_pages_and_twins(real_client: TestClient) -> None:
     for u in body["units"]:
         assert 0 <= u["in_top"] <= 20 and 0 <= u["in_bottom"] <= 20
         assert u["si"] is None or 0.0 <= u["si"] <= 1.0
-    assert real_client.get("/api/layers/mixed4c").json()["source"] == "precomputed"
+    default = real_client.get("/api/layers/mixed4c").json()
+    assert default["source"] == "precomputed"
+    # A small run: k is a sixth of its images, so top and bottom stay apart; the null and AUROC come along.
+    assert (default["k"], default["k_source"], default["warnings"]) == (n // 6, "default", [])
+    assert default["null"]["permutations"] == 1000 and len(default["null"]["stats"]) == 3
+    assert all(u["auroc"] is None or 0.0 <= u["auroc"] <= 1.0 for u in default["units"])
     unit = real_client.get("/api/layers/mixed4c/units/5?n=8&k=20").json()
     assert (unit["si"], unit["in_top"], unit["in_bottom"]) == (
         body["units"][5]["si"], body["units"][5]["in_top"], body["units"][5]["in_bottom"])
