@@ -368,6 +368,10 @@ def test_real_worker_db_pages_and_twins(real_client: TestClient) -> None:
     assert (default["k"], default["k_source"], default["warnings"]) == (n // 6, "default", [])
     assert default["null"]["permutations"] == 1000 and len(default["null"]["stats"]) == 3
     assert all(u["auroc"] is None or 0.0 <= u["auroc"] <= 1.0 for u in default["units"])
+    # The units whose in_top beats chance after BH are marked in the table, and there are some.
+    table = {int(r[0]): r for r in Page(real_client.get("/layers/mixed4c?k=20").text).rows["units-table"][1:]}
+    significant = [u["unit"] for u in body["units"] if u["significant_top"]]
+    assert significant and [u for u, r in table.items() if r[5].endswith("✱")] == significant
     unit = real_client.get("/api/layers/mixed4c/units/5?n=8&k=20").json()
     assert (unit["si"], unit["in_top"], unit["in_bottom"]) == (
         body["units"][5]["si"], body["units"][5]["in_top"], body["units"][5]["in_bottom"])

@@ -225,8 +225,9 @@ def test_the_table_csv_and_scatter_show_the_controls(client: TestClient) -> None
     assert header == ["unit", "SI", "AUROC", "in_top", "p_top", "q_top", "in_bottom", "p_bottom", "q_bottom"]
     for row, u in zip(table, body["units"], strict=True):
         assert int(row[0]) == u["unit"] and row[2] == f"{u['auroc']:.3f}"
-        assert row[4] == f"{u['p_top']:.2g}" and row[5] == f"{u['q_top']:.2g}" + (" ✱" if u["significant_top"] else "")
-        assert row[7] == f"{u['p_bottom']:.2g}" and row[8].startswith(f"{u['q_bottom']:.2g}")
+        for side, column in (("top", 4), ("bottom", 7)):
+            mark = " ✱" if u[f"significant_{side}"] else ""
+            assert row[column:column + 2] == [f"{u[f'p_{side}']:.2g}", f"{u[f'q_{side}']:.2g}{mark}"]
     groups = page.rows["groups-table"]
     assert groups[1] == ["units", str(body["groups"]["selective"]["units"]), str(body["groups"]["rest"]["units"])]
     # The CSV carries the same values.
