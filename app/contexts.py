@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app import queries
+from app import controls, layer_controls, queries
 from app.db import Reader
 from app.models import (
     CategoryInfo,
@@ -43,17 +43,25 @@ def _run_info(run: queries.Run) -> RunInfo:
     )
 
 
+def resolve_k(p: ScoreParams, n_images: int) -> tuple[int, str, str]:
+    """The k a view uses, where it came from ('given' or 'default') and why, for the page."""
+    if p.k is not None:
+        return p.k, "given", f"k = {p.k}, as given"
+    k, reason = controls.default_k(max(n_images, 1))
+    return k, "default", reason
+
+
 def _score_info(run: queries.Run, p: ScoreParams) -> ScoreInfo:
+    """The view's parameters with k resolved once, and the warnings that follow from them."""
     n_category = queries.require_category(run, p.category)
+    k, k_source, k_reason = resolve_k(p, run.images)
+    overlap = controls.overlap_warning(k, run.images)
     return ScoreInfo(
-        run_id=run.run_id, category=p.category, k=p.k, pos_stat=p.pos_stat, neg_stat=p.neg_stat,
+        run_id=run.run_id, category=p.category, k=k, pos_stat=p.pos_stat, neg_stat=p.neg_stat,
         si_stat=p.si_stat, threshold=p.threshold, n_images=run.images, n_category=n_category,
-        base_rate=base_rate(p.k, run.images, n_category), categories=list(run.categories),
+        base_rate=base_rate(k, run.images, n_category), categories=list(run.categories),
+        k_source=k_source, k_reason=k_reason, warnings=[] if overlap is None else [overlap],
     )
-
-
-def _selective(si: float | None, threshold: float) -> bool:
-    return si is not None and si >= threshold
 
 
 def index(reader: Reader, p: RunParams) -> IndexContext:
@@ -70,37 +78,47 @@ def index(reader: Reader, p: RunParams) -> IndexContext:
     )
 
 
-def layer(reader: Reader, name: str, p: ScoreParams) -> LayerContext:
-    """`/layers/{layer}`: every unit's (si, in_top, in_bottom) for the parameters."""
+def layer(reader: Reader, name: str, p: ScoreParams, *, permutations: int, seed: int) -> LayerContext:
+    """`/layers/{layer}`: every unit's (si, in_top, in_bottom) for the parameters, with the layer's controls."""
     run = queries.require_run(reader, p.run)
     queries.require_layer(run, name)
     info = _score_info(run, p)
-    scores = queries.layer_scores(reader, run, name, p)
+    scores = queries.layer_scores(reader, run, name, p, info.k)
+    chance = layer_controls.chance(scores.rows, info.k, run.images, info.n_category)
+    auroc, null = layer_controls.layer_tests(reader, run, name, p, info.k, permutations=permutations, seed=seed)
+    fdr = layer_controls.FDR
     units = [
-        UnitScore(unit=u, si=si, in_top=t, in_bottom=b, selective=_selective(si, p.threshold))
-        for u, si, t, b in scores.rows
+        UnitScore(
+            unit=u, si=si, in_top=t, in_bottom=b, selective=layer_controls.selective(si, p.threshold),
+            p_top=p_top, p_bottom=p_bottom, q_top=q_top, q_bottom=q_bottom,
+            significant_top=q_top < fdr, significant_bottom=q_bottom < fdr, auroc=auroc[u],
+        )
+        for (u, si, t, b), p_top, p_bottom, q_top, q_bottom, in zip(
+            scores.rows, *(chance[c].tolist() for c in ("p_top", "p_bottom", "q_top", "q_bottom"))
+        )
     ]
     return LayerContext(
         **info.model_dump(), layer=name, units=units,
         selective=sum(u.selective for u in units), source=scores.source,
+        groups=layer_controls.groups(scores.rows, p.threshold, info.base_rate), null=null,
     )
 
 
 def layers(reader: Reader, p: ScoreParams) -> list[LayerSummary]:
-    """`/layers`: per layer, units, selective units, and selective units with in_bottom >= base rate."""
+    """`/layers`: per layer, the selective units against the rest (no AUROC or null: see app.layer_controls)."""
     run = queries.find_run(reader, p.run)
     if run is None:
         return []
     info = _score_info(run, p)
     result = []
     for name, (units, position, _) in run.layers.items():
-        rows = queries.layer_scores(reader, run, name, p).rows
-        selective = [r for r in rows if _selective(r[1], p.threshold)]
+        groups = layer_controls.groups(queries.layer_scores(reader, run, name, p, info.k).rows,
+                                       p.threshold, info.base_rate)
         result.append(LayerSummary(
-            name=name, units=units, position=position, selective=len(selective),
-            selective_bottom=sum(1 for r in selective if r[3] >= info.base_rate),
-            run_id=run.run_id, category=p.category, k=p.k, threshold=p.threshold, base_rate=info.base_rate,
-            categories=info.categories,
+            name=name, units=units, position=position, selective=groups.selective.units,
+            selective_bottom=groups.selective.with_bottom_at_base_rate, groups=groups,
+            run_id=run.run_id, category=p.category, k=info.k, k_source=info.k_source, k_reason=info.k_reason,
+            threshold=p.threshold, base_rate=info.base_rate, categories=info.categories, warnings=info.warnings,
         ))
     return result
 
@@ -120,7 +138,7 @@ def _unit(
     reader: Reader, run: queries.Run, layer_name: str, unit_id: int, units: int, p: UnitParams, urls: Urls
 ) -> UnitContext:
     info = _score_info(run, p)
-    score = queries.layer_scores(reader, run, layer_name, p).by_unit.get(unit_id)
+    score = queries.layer_scores(reader, run, layer_name, p, info.k).by_unit.get(unit_id)
     if score is None:
         raise NotFound(f"no responses for unit {unit_id} of {layer_name}")
     stats: dict[metrics_sql.RankKind, str] = {"positive": p.pos_stat, "near_zero": p.near_stat, "negative": p.neg_stat}
@@ -140,7 +158,7 @@ def _unit(
     _, si, in_top, in_bottom = score
     return UnitContext(
         **info.model_dump(), layer=layer_name, unit=unit_id, units=units, n=p.n, near_stat=p.near_stat,
-        si=si, in_top=in_top, in_bottom=in_bottom, selective=_selective(si, p.threshold),
+        si=si, in_top=in_top, in_bottom=in_bottom, selective=layer_controls.selective(si, p.threshold),
         positive=rows["positive"], near_zero=rows["near_zero"], negative=rows["negative"],
         histogram=Histogram(stat=p.si_stat, edges=binned.edges, category=binned.category, rest=binned.rest),
         prev_unit=unit_id - 1 if unit_id > 0 else None,

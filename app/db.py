@@ -109,8 +109,18 @@ class Reader:
 
     def rows(self, sql: str, params: Mapping[str, object] | None = None) -> list[tuple[Any, ...]]:
         """Run one query with bound parameters and return all rows."""
-        try:
+        with self._answering():
             return self.cursor.execute(sql, dict(params or {})).fetchall()
+
+    def arrays(self, sql: str, params: Mapping[str, object] | None = None) -> dict[str, Any]:
+        """Run one query with bound parameters and return its columns as numpy arrays, by name."""
+        with self._answering():
+            return self.cursor.execute(sql, dict(params or {})).fetchnumpy()
+
+    @contextmanager
+    def _answering(self) -> Iterator[None]:
+        try:
+            yield
         except _UNAVAILABLE as exc:
             log.warning("query failed: %s", exc)
             raise Unavailable(f"the database could not answer: {type(exc).__name__}") from exc

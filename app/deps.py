@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
 
+from app.config import Settings
 from app.db import Database, Reader
 from app.params import ID_MAX, NAME_MAX, ImageParams, RunParams, ScoreParams, UnitParams, Whole
 
@@ -19,6 +20,15 @@ def get_reader(request: Request) -> Iterator[Reader]:
 
 
 DbDep = Annotated[Reader, Depends(get_reader)]
+
+
+def get_settings(request: Request) -> Settings:
+    """The server's settings (e.g. the permutation null's size and seed)."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 LayerName = Annotated[str, Path(max_length=NAME_MAX, description="layer name, e.g. mixed4c")]
 UnitId = Annotated[Whole, Path(ge=0, le=ID_MAX, description="0-based unit (channel) index")]

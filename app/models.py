@@ -50,13 +50,59 @@ class IndexContext(BaseModel):
 
 
 class UnitScore(BaseModel):
-    """One unit's point of the scatter."""
+    """One unit's point of the scatter, with its chance levels and a second selectivity measure."""
 
     unit: int
     si: float | None = Field(description="selectivity index; null when the unit's response never varies")
     in_top: int = Field(description="category images among the unit's k strongest positive")
     in_bottom: int = Field(description="category images among the unit's k strongest negative")
     selective: bool = Field(description="si >= threshold")
+    p_top: float = Field(description="P(in_top this high or higher) under random labels (hypergeometric)")
+    p_bottom: float = Field(description="P(in_bottom this high or higher) under random labels (hypergeometric)")
+    q_top: float = Field(description="Benjamini-Hochberg q-value of p_top across the layer's units")
+    q_bottom: float = Field(description="Benjamini-Hochberg q-value of p_bottom across the layer's units")
+    significant_top: bool = Field(description="q_top < 0.05")
+    significant_bottom: bool = Field(description="q_bottom < 0.05")
+    auroc: float | None = Field(description="AUROC of category against rest on the SI stat (0.5: no preference); "
+                                "null when either group has no image")
+
+
+class Group(BaseModel):
+    """The layer-level claim for one group of units: how many, how many reach the base rate at the bottom."""
+
+    units: int
+    with_bottom_at_base_rate: int = Field(description="units with in_bottom >= base_rate")
+    share_with_bottom_at_base_rate: float | None = Field(description="with_bottom_at_base_rate / units; "
+                                                         "null for an empty group")
+    median_in_top: float | None = Field(description="null for an empty group")
+    median_in_bottom: float | None = Field(description="null for an empty group")
+
+
+class Groups(BaseModel):
+    """The claim for the selective units beside the same numbers for the rest (its control)."""
+
+    selective: Group = Field(description="units with si >= threshold")
+    rest: Group = Field(description="every other unit, including those without an SI")
+
+
+class NullStat(BaseModel):
+    """One layer-level statistic against its label-permutation null."""
+
+    name: str = Field(description="'selective', 'selective_negative' or 'median_gap'")
+    description: str
+    observed: float | None = Field(description="null when undefined (the median gap with an empty group)")
+    null_mean: float | None
+    null_p95: float | None = Field(description="95th percentile of the null")
+    p: float | None = Field(description="(1 + #{null >= observed}) / (valid + 1), upper-tailed")
+    valid: int = Field(description="permutations where the statistic is defined")
+
+
+class NullSummary(BaseModel):
+    """The label-permutation null of the layer's claims: labels shuffled (same count), SI and counts redone."""
+
+    permutations: int
+    seed: int
+    stats: list[NullStat]
 
 
 class ScoreInfo(BaseModel):
@@ -73,15 +119,21 @@ class ScoreInfo(BaseModel):
     n_category: int
     base_rate: float = Field(description="min(k, n_images) x category share: the null expectation of in_top")
     categories: list[str] = Field(description="the run's categories, the values ?category= takes")
+    k_source: str = Field(description="'given' (?k=) or 'default' (chosen from the run's size)")
+    k_reason: str = Field(description="how k was chosen, for the page")
+    warnings: list[str] = Field(description="what makes these numbers hard to read, e.g. overlapping top and bottom")
 
 
 class LayerContext(ScoreInfo):
-    """`/layers/{layer}`: the study's figure 2 for one layer."""
+    """`/layers/{layer}`: the study's figure 2 for one layer, with its controls."""
 
     layer: str
     units: list[UnitScore]
     selective: int = Field(description="units with si >= threshold")
     source: str = Field(description="'precomputed' (written by the worker) or 'computed' (on demand)")
+    groups: Groups
+    null: NullSummary | None = Field(description="the label-permutation null; null when the category or the "
+                                     "rest has no image")
 
 
 class LayerSummary(BaseModel):
@@ -92,12 +144,16 @@ class LayerSummary(BaseModel):
     position: int
     selective: int = Field(description="units with si >= threshold")
     selective_bottom: int = Field(description="selective units with in_bottom >= base_rate")
+    groups: Groups
     run_id: int
     category: str
     k: int
+    k_source: str = Field(description="'given' (?k=) or 'default' (chosen from the run's size)")
+    k_reason: str
     threshold: float
     base_rate: float
     categories: list[str] = Field(description="the run's categories, the values ?category= takes")
+    warnings: list[str]
 
 
 class ImageEntry(BaseModel):

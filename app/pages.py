@@ -2,27 +2,50 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from app import plots
-from app.models import IndexContext, LayerContext, LayerSummary, SkippedContext, UnitContext
+from app import layer_controls, plots
+from app.models import Group, Groups, IndexContext, LayerContext, LayerSummary, SkippedContext, UnitContext
 from app.render import Page, number
 from app.urls import Urls
 
 
+def _share(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}%"
+
+
+def _group_rows(groups: Groups) -> list[tuple[str, str, str]]:
+    """The comparison table, one (label, selective, rest) row per measure, preformatted."""
+    measures: list[tuple[str, Callable[[Group], str]]] = [
+        ("units", lambda g: number(g.units)),
+        ("with in_bottom ≥ base rate", lambda g: number(g.with_bottom_at_base_rate)),
+        ("share with in_bottom ≥ base rate", lambda g: _share(g.share_with_bottom_at_base_rate)),
+        ("median in_top", lambda g: number(g.median_in_top, 1)),
+        ("median in_bottom", lambda g: number(g.median_in_bottom, 1)),
+    ]
+    return [(label, show(groups.selective), show(groups.rest)) for label, show in measures]
+
+
 def _layer_extras(ctx: LayerContext, urls: Urls) -> dict[str, Any]:
-    """The scatter, and the unit table's rows."""
+    """The scatter, the comparison table's rows and the unit table's rows."""
     # Rows as plain tuples: up to 1,024 of them, and Jinja is slow at attribute lookups.
     unit_urls = [urls.unit(ctx.layer, u.unit) for u in ctx.units]
-    rows = [(u.unit, url, -1 if u.si is None else u.si, number(u.si), u.in_top, u.in_bottom, u.selective)
+    rows = [(u.unit, url, -1 if u.si is None else u.si, number(u.si), -1 if u.auroc is None else u.auroc,
+             number(u.auroc), u.in_top, u.p_top, u.q_top, u.significant_top,
+             u.in_bottom, u.p_bottom, u.q_bottom, u.significant_bottom, u.selective)
             for u, url in zip(ctx.units, unit_urls)]
-    return {"rows": rows, "figure": plots.layer_scatter(ctx, unit_urls)}
+    return {"rows": rows, "figure": plots.layer_scatter(ctx, unit_urls), "group_rows": _group_rows(ctx.groups),
+            "fdr": layer_controls.FDR}
+
+
+def _layers_extras(ctx: list[LayerSummary], urls: Urls) -> dict[str, Any]:
+    """The chart of selective units per layer, and the selective-against-rest chart of shares."""
+    return {"figure": plots.layers_chart(ctx), "shares_figure": plots.layers_shares(ctx)}
 
 
 INDEX: Page[IndexContext] = Page("index.html", lambda ctx, urls: urls.index())
-LAYERS: Page[list[LayerSummary]] = Page(
-    "layers.html", lambda ctx, urls: urls.layers(), lambda ctx, urls: {"figure": plots.layers_chart(ctx)}
-)
+LAYERS: Page[list[LayerSummary]] = Page("layers.html", lambda ctx, urls: urls.layers(), _layers_extras)
 LAYER: Page[LayerContext] = Page("layer.html", lambda ctx, urls: urls.layer(ctx.layer), _layer_extras)
 UNIT: Page[UnitContext] = Page(
     "unit.html", lambda ctx, urls: urls.unit(ctx.layer, ctx.unit),

@@ -32,6 +32,14 @@ def _whole_number(value: object) -> object:
 Whole = Annotated[int, BeforeValidator(_whole_number)]
 
 
+def _blank_is_none(value: object) -> object:
+    """An empty form field means "not given" (the page's form sends k= when left to the automatic k)."""
+    return None if value == "" else value
+
+
+OptionalWhole = Annotated[Whole | None, BeforeValidator(_blank_is_none)]
+
+
 class RunParams(BaseModel):
     """Which run to show."""
 
@@ -44,15 +52,13 @@ class ScoreParams(RunParams):
     """What defines a layer's scores: category, k and the three stats, plus the figure threshold."""
 
     category: str = Field(schema.DEFAULT_CATEGORY, min_length=1, max_length=NAME_MAX)
-    k: Whole = Field(schema.DEFAULT_K, ge=1, le=K_MAX, description=f"images in each unit's top/bottom (≤ {K_MAX})")
+    # None: chosen from the run's size (app.controls.default_k), resolved once per view in app.contexts.
+    k: OptionalWhole = Field(None, ge=1, le=K_MAX, description=f"images in each unit's top/bottom (≤ {K_MAX}); "
+                             f"default: the study's {schema.DEFAULT_K}, or a sixth of the images for a smaller run")
     pos_stat: StatName = Field(schema.DEFAULT_POS_STAT, description="stat ranking the strongest positive")
     neg_stat: StatName = Field(schema.DEFAULT_NEG_STAT, description="stat ranking the strongest negative")
     si_stat: StatName = Field(schema.DEFAULT_SI_STAT, description="stat the selectivity index is computed on")
     threshold: float = Field(schema.FIGURE_SI, ge=0.0, le=1.0, description="SI at or above which a unit is selective")
-
-    def score_key(self) -> tuple[str, int, str, str, str]:
-        """The parameters a layer's scores depend on (not the threshold, which only colours them)."""
-        return (self.category, self.k, self.pos_stat, self.neg_stat, self.si_stat)
 
 
 class UnitParams(ScoreParams):

@@ -6,6 +6,7 @@ construction, which costs more than the whole query of a warm page.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from app.models import LayerContext, LayerSummary, UnitContext, UnitScore
@@ -40,16 +41,27 @@ def _dashed(x0: float, x1: float, y0: float, y1: float, xref: str, yref: str) ->
             "line": {"color": "#444", "width": 1.5, "dash": "dash"}}
 
 
+# The scatter takes the left of the figure; the right holds the marginal histograms of in_bottom.
+_SCATTER_DOMAIN, _MARGINAL_DOMAIN = [0.0, 0.78], [0.82, 1.0]
+_MARGINAL_BINS = 30
+
+
 def layer_scatter(ctx: LayerContext, unit_urls: list[str]) -> Figure:
     """The study's figure 2: in_top against in_bottom per unit, selective units in red.
 
-    `unit_urls[i]` is the page of ctx.units[i], opened by a click on its point.
+    Beside it, on the same y axis, how in_bottom is distributed in each group (shares of the
+    group, so the few selective units compare with the many others). `unit_urls[i]` is the page
+    of ctx.units[i], opened by a click on its point.
     """
     groups: dict[bool, list[tuple[UnitScore, str]]] = {True: [], False: []}
     for u, url in zip(ctx.units, unit_urls):
         groups[u.selective].append((u, url))
-    data = []
-    for selective, name, color in ((False, f"SI < {ctx.threshold:g}", GREY), (True, f"SI ≥ {ctx.threshold:g}", RED)):
+    top = max(1.0, ctx.base_rate, *(max(u.in_top, u.in_bottom) for u in ctx.units)) if ctx.units else 1.0
+    pad = top * 0.04
+    bin_size = max(1, math.ceil(top / _MARGINAL_BINS))
+    data, marginals = [], []
+    for selective, name, color, group in ((False, f"SI < {ctx.threshold:g}", GREY, ctx.groups.rest),
+                                          (True, f"SI ≥ {ctx.threshold:g}", RED, ctx.groups.selective)):
         units = groups[selective]
         data.append({
             "type": "scatter",
@@ -62,13 +74,26 @@ def layer_scatter(ctx: LayerContext, unit_urls: list[str]) -> Figure:
                              "<br>in_bottom %{y}<extra></extra>",
             "marker": {"color": color, "size": 7, "opacity": 0.75, "line": {"width": 0}},
         })
-    top = max(1.0, ctx.base_rate, *(max(u.in_top, u.in_bottom) for u in ctx.units)) if ctx.units else 1.0
-    pad = top * 0.04
+        median = "n/a" if group.median_in_bottom is None else f"{group.median_in_bottom:g}"
+        marginals.append({
+            "type": "histogram",
+            "name": f"{name}: in_bottom, median {median}",
+            "y": [u.in_bottom for u, _ in units],
+            "xaxis": "x2",
+            "yaxis": "y",
+            "histnorm": "probability",
+            "ybins": {"start": -0.5, "end": top + 0.5, "size": bin_size},
+            "hovertemplate": f"{name}<br>in_bottom %{{y}}: %{{x:.1%}} of the group<extra></extra>",
+            "marker": {"color": color, "opacity": 0.55},
+            "showlegend": False,
+        })
     layout = _layout(
         xaxis=_axis(f"in_top: {ctx.category} images among the top {ctx.k} ({ctx.pos_stat})",
-                    range=[-pad, top + pad]),
+                    range=[-pad, top + pad], domain=_SCATTER_DOMAIN),
         yaxis=_axis(f"in_bottom: {ctx.category} images among the bottom {ctx.k} ({ctx.neg_stat})",
                     range=[-pad, top + pad]),
+        xaxis2=_axis("share of the group", domain=_MARGINAL_DOMAIN, anchor="y", tickformat=".0%"),
+        barmode="overlay",
         shapes=[
             _dashed(ctx.base_rate, ctx.base_rate, 0, 1, "x", "paper"),
             _dashed(0, 1, ctx.base_rate, ctx.base_rate, "paper", "y"),
@@ -77,7 +102,7 @@ def layer_scatter(ctx: LayerContext, unit_urls: list[str]) -> Figure:
                       "text": f"base rate {ctx.base_rate:.1f}", "showarrow": False, "font": {"size": 11}}],
         height=560,
     )
-    return {"data": data, "layout": layout}
+    return {"data": data + marginals, "layout": layout}
 
 
 def unit_histogram(ctx: UnitContext) -> Figure:
@@ -119,4 +144,20 @@ def layers_chart(layers: list[LayerSummary]) -> Figure:
          "y": [s.selective_bottom for s in layers], "marker": {"color": BLUE}},
     ]
     layout = _layout(barmode="group", xaxis=_axis("layer"), yaxis=_axis("units"), height=380)
+    return {"data": data, "layout": layout}
+
+
+def layers_shares(layers: list[LayerSummary]) -> Figure:
+    """Per layer, the share of units with in_bottom >= base rate: selective units against the rest."""
+    names = [s.name for s in layers]
+    data = [
+        {"type": "bar", "name": f"{label} units", "x": names,
+         "y": [getattr(s.groups, group).share_with_bottom_at_base_rate for s in layers],
+         "customdata": [getattr(s.groups, group).units for s in layers],
+         "hovertemplate": f"%{{x}}: %{{y:.1%}} of %{{customdata}} {label} units<extra></extra>",
+         "marker": {"color": color}}
+        for group, label, color in (("selective", "selective", RED), ("rest", "other", GREY))
+    ]
+    layout = _layout(barmode="group", xaxis=_axis("layer"),
+                     yaxis=_axis("share with in_bottom ≥ base rate", tickformat=".0%", range=[0, 1]), height=340)
     return {"data": data, "layout": layout}

@@ -6,8 +6,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+import numpy as np
+
 from app.db import Reader
-from app.problems import NotFound
+from app.problems import NotFound, Unavailable
 from app.params import ScoreParams
 from worker import metrics_sql, schema
 
@@ -153,12 +155,13 @@ def require_category(run: Run, category: str) -> int:
         raise NotFound(f"unknown category {category!r}; run {run.run_id} has {known}") from None
 
 
-def layer_scores(reader: Reader, run: Run, layer: str, params: ScoreParams) -> Scores:
+def layer_scores(reader: Reader, run: Run, layer: str, params: ScoreParams, k: int) -> Scores:
     """(unit, si, in_top, in_bottom) for each unit, from the worker's precomputed tables when they hold it.
 
-    SI (per category and stat) and the counts (per category, k, pos_stat and neg_stat) are looked up or
-    computed separately, each kept in a bounded LRU keyed by the DB generation and its own parameters,
-    so changing only si_stat or only k recomputes only the part that depends on it.
+    k is the one in use (params.k, or the default the context chose for the run). SI (per category
+    and stat) and the counts (per category, k, pos_stat and neg_stat) are looked up or computed
+    separately, each kept in a bounded LRU keyed by the DB generation and its own parameters, so
+    changing only si_stat or only k recomputes only the part that depends on it.
     """
     units = require_layer(run, layer)[0]
     require_category(run, params.category)
@@ -167,8 +170,8 @@ def layer_scores(reader: Reader, run: Run, layer: str, params: ScoreParams) -> S
         (*base, "si", params.si_stat), lambda: _layer_si(reader, run, layer, units, params)
     )
     counts = reader.caches.scores.get_or_compute(
-        (*base, "counts", params.k, params.pos_stat, params.neg_stat),
-        lambda: _layer_counts(reader, run, layer, units, params),
+        (*base, "counts", k, params.pos_stat, params.neg_stat),
+        lambda: _layer_counts(reader, run, layer, units, params, k),
     )
     rows = tuple((unit, si.values[unit], top, bottom) for unit, top, bottom in counts.values)
     source = "precomputed" if si.precomputed and counts.precomputed else "computed"
@@ -197,10 +200,10 @@ def _layer_si(reader: Reader, run: Run, layer: str, units: int, params: ScorePar
     return _Part({int(u): None if si is None else float(si) for u, si in rows}, precomputed)
 
 
-def _layer_counts(reader: Reader, run: Run, layer: str, units: int, params: ScoreParams) -> _Part:
-    q = {"run_id": run.run_id, "layer": layer, "category": params.category, "k": params.k}
+def _layer_counts(reader: Reader, run: Run, layer: str, units: int, params: ScoreParams, k: int) -> _Part:
+    q = {"run_id": run.run_id, "layer": layer, "category": params.category, "k": k}
     rows: list[Any] = []
-    if params.k <= schema.RANKED_K:  # the worker stored each unit's first RANKED_K on both sides
+    if k <= schema.RANKED_K:  # the worker stored each unit's first RANKED_K on both sides
         rows = reader.rows(
             metrics_sql.stored_counts_sql(), {**q, "pos_stat": params.pos_stat, "neg_stat": params.neg_stat}
         )
@@ -208,6 +211,54 @@ def _layer_counts(reader: Reader, run: Run, layer: str, units: int, params: Scor
     if not precomputed:
         rows = reader.rows(metrics_sql.counts_sql(params.pos_stat, params.neg_stat), q)
     return _Part(tuple((int(u), int(t), int(b)) for u, t, b in rows), precomputed)
+
+
+def category_labels(reader: Reader, run: Run, category: str) -> tuple[np.ndarray, np.ndarray]:
+    """(image_ids, is_cat) of every image of the run, in image id order: the row order of layer_matrix."""
+    cols = reader.arrays(
+        f"SELECT image_id, is_cat FROM ({metrics_sql.membership_sql()}) ORDER BY image_id",
+        {"run_id": run.run_id, "category": category},
+    )
+    return cols["image_id"], cols["is_cat"].astype(bool)
+
+
+def layer_matrix(reader: Reader, run: Run, layer: str, stat: str) -> np.ndarray:
+    """Every response of a layer on one stat: (images, units) float32, rows in image id order.
+
+    Memory: 4 bytes x images x units (13 MB for mixed4c at 6,308 images, 590 MB at 286,000).
+    """
+    units = require_layer(run, layer)[0]
+    values = reader.arrays(
+        f"""SELECT {schema.stat_column(stat)} AS v FROM {schema.RESPONSES}
+            WHERE run_id = $run_id AND layer = $layer ORDER BY unit, image_id""",
+        {"run_id": run.run_id, "layer": layer},
+    )["v"]
+    if values.size != units * run.images:
+        raise Unavailable(f"{layer} of run {run.run_id} holds {values.size:,} responses, not units x images")
+    return values.astype(np.float32, copy=False).reshape(units, run.images).T  # images x units
+
+
+def bottom_rows(reader: Reader, run: Run, layer: str, stat: str, k: int, image_ids: np.ndarray) -> np.ndarray:
+    """Each unit's first min(k, images) from the bottom of `stat`, as row indices into layer_matrix: (units, k).
+
+    The stored ranks when they cover k (k <= RANKED_K), else the same ranking SQL over the responses.
+    """
+    units = require_layer(run, layer)[0]
+    depth = min(k, run.images)
+    q = {"run_id": run.run_id, "layer": layer, "k": k}
+    ids = np.empty(0, dtype=np.int64)
+    if k <= schema.RANKED_K:
+        ids = reader.arrays(
+            f"""SELECT image_id FROM {schema.UNIT_RANKS}
+                WHERE run_id = $run_id AND layer = $layer AND stat = $stat AND side = 'bottom' AND rank <= $k
+                ORDER BY unit, rank""",
+            {**q, "stat": stat},
+        )["image_id"]
+    if ids.size != units * depth:
+        ids = reader.arrays(
+            f"SELECT image_id FROM ({metrics_sql.ranks_sql(stat, 'bottom')}) ORDER BY unit, rank", q
+        )["image_id"]
+    return np.searchsorted(image_ids, ids).reshape(units, depth)
 
 
 def ranking(

@@ -57,6 +57,8 @@ CONV1 = {  # two units, so /layers has more than one layer; no precomputed score
 }
 LAYERS = {"conv1": CONV1, "mixed4c": MIXED4C}  # in depth order
 PRECOMPUTED = ("mixed4c", "dog", schema.DEFAULT_SI_STAT)  # the one (layer, category, stat) with stored SI
+# The k used when none is given: the study's 1000 needs 6 x 1000 images; a smaller run gets a sixth of its images.
+HAND_K = len(IMAGES) // 6
 
 # A URL of every page on the hand-made DB, with defaults and with parameters; /api + URL is its twin.
 HAND_PAGES = [

@@ -18,6 +18,7 @@ from PIL import Image
 from app.params import ScoreParams, UnitParams
 from fixtures import (
     CATEGORIES,
+    HAND_K,
     HAND_PAGES,
     IMAGES,
     LAYERS,
@@ -90,6 +91,11 @@ def twin(url: str) -> str:
     return "/api" + url
 
 
+def k_of(p: ScoreParams) -> int:
+    """The k a view of the hand-made DB uses: the given one, else the default for its six images."""
+    return HAND_K if p.k is None else p.k
+
+
 def scores(body: dict) -> list[tuple[int, float | None, int, int]]:
     return [(u["unit"], u["si"], u["in_top"], u["in_bottom"]) for u in body["units"]]
 
@@ -129,15 +135,17 @@ SCORE_PARAMS = [
 def test_layer_scores_match_brute_force(client: TestClient, layer: str, params: dict) -> None:
     body = client.get(f"/api/layers/{layer}?{urlencode(params)}").json()
     p = ScoreParams(**params)
-    want = expected_scores(layer, p.category, p.k, p.pos_stat, p.neg_stat, p.si_stat)
+    k = k_of(p)
+    want = expected_scores(layer, p.category, k, p.pos_stat, p.neg_stat, p.si_stat)
     assert scores(body) == approx_rows(want)
     assert [u["selective"] for u in body["units"]] == [si is not None and si >= p.threshold for _, si, _, _ in want]
     assert body["selective"] == sum(u["selective"] for u in body["units"])
     assert (body["layer"], body["k"], body["n_images"], body["n_category"]) == (
-        layer, p.k, len(IMAGES), int(in_category(p.category).sum()))
-    assert body["base_rate"] == pytest.approx(expected_base_rate(p.category, p.k))
+        layer, k, len(IMAGES), int(in_category(p.category).sum()))
+    assert body["k_source"] == ("default" if p.k is None else "given")
+    assert body["base_rate"] == pytest.approx(expected_base_rate(p.category, k))
     # Stored SI for one (layer, category, stat) and stored ranks for mixed4c up to RANKED_K; the rest on demand.
-    stored = (layer, p.category, p.si_stat) == PRECOMPUTED and p.k <= schema.RANKED_K
+    stored = (layer, p.category, p.si_stat) == PRECOMPUTED and k <= schema.RANKED_K
     assert body["source"] == ("precomputed" if stored else "computed")
 
 
@@ -153,10 +161,10 @@ def test_api_layers_counts_selective_units_per_layer(client: TestClient, params:
     body = client.get(f"/api/layers?{urlencode(params)}").json()
     assert isinstance(body, list)
     p = ScoreParams(**params)
-    base = expected_base_rate(p.category, p.k)
+    base = expected_base_rate(p.category, k_of(p))
     want = []
     for layer, units in LAYERS.items():
-        rows = expected_scores(layer, p.category, p.k, p.pos_stat, p.neg_stat, p.si_stat)
+        rows = expected_scores(layer, p.category, k_of(p), p.pos_stat, p.neg_stat, p.si_stat)
         selective = [r for r in rows if r[1] is not None and r[1] >= p.threshold]
         want.append((layer, len(units), len(selective), sum(1 for r in selective if r[3] >= base)))
     assert [(x["name"], x["units"], x["selective"], x["selective_bottom"]) for x in body] == want
@@ -190,7 +198,7 @@ def test_unit_rankings_scores_and_histogram_match_brute_force(
     body = client.get(f"/api/layers/{layer}/units/{unit}?{urlencode(params)}").json()
     p = UnitParams(**params)
     assert (body["layer"], body["unit"], body["units"], body["n"]) == (layer, unit, len(LAYERS[layer]), p.n)
-    si, in_top, in_bottom = expected_scores(layer, p.category, p.k, p.pos_stat, p.neg_stat, p.si_stat)[unit][1:]
+    si, in_top, in_bottom = expected_scores(layer, p.category, k_of(p), p.pos_stat, p.neg_stat, p.si_stat)[unit][1:]
     assert (body["si"], body["in_top"], body["in_bottom"]) == (pytest.approx(si), in_top, in_bottom)
     cat = in_category(p.category)
     for kind, stat, order in (("positive", p.pos_stat, "top"), ("negative", p.neg_stat, "bottom"),
@@ -265,11 +273,12 @@ def test_layer_page_shows_the_json_data(client: TestClient) -> None:
     page = Page(client.get(url).text)
     body = client.get(twin(url)).json()
     table = page.rows["units-table"][1:]
-    assert [(int(r[0]), r[1], int(r[2]), int(r[3])) for r in table] == [
+    assert [(int(r[0]), r[1], int(r[3]), int(r[6])) for r in table] == [  # unit, SI, AUROC, in_top, p, q, in_bottom
         (u["unit"], "n/a" if u["si"] is None else f"{u['si']:.3f}", u["in_top"], u["in_bottom"]) for u in body["units"]
     ]
     fig = page.figures["scatter-data"]
-    points = [(x, y, c[0]) for t in fig["data"] for x, y, c in zip(t["x"], t["y"], t["customdata"])]
+    points = [(x, y, c[0]) for t in fig["data"] if t["type"] == "scatter"
+              for x, y, c in zip(t["x"], t["y"], t["customdata"])]
     assert sorted(points, key=lambda p: p[2]) == [(u["in_top"], u["in_bottom"], u["unit"]) for u in body["units"]]
     red = next(t for t in fig["data"] if t["marker"]["color"] == "#d62728")
     selective = [u["unit"] for u in body["units"] if u["selective"]]
@@ -299,7 +308,7 @@ def test_unit_page_shows_images_and_navigation(client: TestClient) -> None:
 def test_layers_page_table_and_chart(client: TestClient) -> None:
     page = Page(client.get("/layers?k=2").text)
     body = client.get("/api/layers?k=2").json()
-    table = page.rows["table0"][1:]
+    table = page.rows["layers-table"][2:]  # below the two header rows
     assert [(r[0], int(r[1]), int(r[2]), int(r[4])) for r in table] == [
         (x["name"], x["units"], x["selective"], x["selective_bottom"]) for x in body]
     chart = page.figures["layers-chart-data"]["data"]
@@ -353,7 +362,16 @@ def test_real_worker_db_pages_and_twins(real_client: TestClient) -> None:
     for u in body["units"]:
         assert 0 <= u["in_top"] <= 20 and 0 <= u["in_bottom"] <= 20
         assert u["si"] is None or 0.0 <= u["si"] <= 1.0
-    assert real_client.get("/api/layers/mixed4c").json()["source"] == "precomputed"
+    default = real_client.get("/api/layers/mixed4c").json()
+    assert default["source"] == "precomputed"
+    # A small run: k is a sixth of its images, so top and bottom stay apart; the null and AUROC come along.
+    assert (default["k"], default["k_source"], default["warnings"]) == (n // 6, "default", [])
+    assert default["null"]["permutations"] == 1000 and len(default["null"]["stats"]) == 3
+    assert all(u["auroc"] is None or 0.0 <= u["auroc"] <= 1.0 for u in default["units"])
+    # The units whose in_top beats chance after BH are marked in the table, and there are some.
+    table = {int(r[0]): r for r in Page(real_client.get("/layers/mixed4c?k=20").text).rows["units-table"][1:]}
+    significant = [u["unit"] for u in body["units"] if u["significant_top"]]
+    assert significant and [u for u, r in table.items() if r[5].endswith("✱")] == significant
     unit = real_client.get("/api/layers/mixed4c/units/5?n=8&k=20").json()
     assert (unit["si"], unit["in_top"], unit["in_bottom"]) == (
         body["units"][5]["si"], body["units"][5]["in_top"], body["units"][5]["in_bottom"])

@@ -80,7 +80,8 @@ def test_scatter_has_one_point_per_unit_and_a_click_opens_the_unit(page: object,
     page.goto(f"/layers/{LAYER}?k={K}")  # type: ignore[attr-defined]
     page.wait_for_function("() => document.querySelector('#scatter .scatterlayer .point') !== null")  # type: ignore[attr-defined]
     traces = page.evaluate(  # type: ignore[attr-defined]
-        "() => document.getElementById('scatter').data.map(t => ({x: t.x, y: t.y, units: t.customdata.map(c => c[0])}))")
+        "() => document.getElementById('scatter').data.filter(t => t.type === 'scatter')"  # not the marginals
+        ".map(t => ({x: t.x, y: t.y, units: t.customdata.map(c => c[0])}))")
     assert sum(len(t["x"]) for t in traces) == 512
     assert sorted(u for t in traces for u in t["units"]) == list(range(512))
     drawn = page.locator("#scatter .scatterlayer .point")  # type: ignore[attr-defined]

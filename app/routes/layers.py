@@ -9,12 +9,18 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from app import contexts, pages
-from app.deps import DbDep, LayerName, ScoreQuery
+from app.config import Settings
+from app.db import Reader
+from app.deps import DbDep, LayerName, ScoreQuery, SettingsDep
 from app.errors import ERROR_RESPONSES
 from app.models import LayerContext, LayerSummary
+from app.params import ScoreParams
 from app.twin import twin
 
 router = APIRouter(responses=ERROR_RESPONSES)
+
+CSV_COLUMNS = ("unit", "si", "in_top", "in_bottom", "selective", "p_top", "p_bottom", "q_top", "q_bottom",
+               "significant_top", "significant_bottom", "auroc")
 
 
 @twin(router, "/layers", pages.LAYERS, summary="All layers")
@@ -26,22 +32,29 @@ def layers(p: ScoreQuery, db: DbDep) -> list[LayerSummary]:
 # Before the layer's twin: /api/layers/{layer} would otherwise take "mixed4c.csv" for a layer name.
 @router.get(
     "/api/layers/{layer}.csv", response_class=Response, tags=["api"], summary="A layer's units as CSV",
-    responses={200: {"content": {"text/csv": {}}, "description": "unit,si,in_top,in_bottom,selective"}},
+    responses={200: {"content": {"text/csv": {}}, "description": ",".join(CSV_COLUMNS)}},
 )
-def layer_csv(layer: LayerName, p: ScoreQuery, db: DbDep) -> Response:
+def layer_csv(layer: LayerName, p: ScoreQuery, db: DbDep, settings: SettingsDep) -> Response:
     """The table of /api/layers/{layer} as CSV."""
-    ctx = contexts.layer(db, layer, p)
+    ctx = _layer(layer, p, db, settings)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["unit", "si", "in_top", "in_bottom", "selective"])
+    writer.writerow(CSV_COLUMNS)
     for u in ctx.units:
-        writer.writerow([u.unit, "" if u.si is None else repr(u.si), u.in_top, u.in_bottom, int(u.selective)])
+        row = u.model_dump(include=set(CSV_COLUMNS))
+        # repr(): every digit kept; an empty cell for a missing value, 0/1 for a flag.
+        writer.writerow(["" if row[c] is None else int(row[c]) if isinstance(row[c], bool) else repr(row[c])
+                         for c in CSV_COLUMNS])
     name = f"{ctx.layer}_{ctx.category}_k{ctx.k}_{ctx.pos_stat}_{ctx.neg_stat}_{ctx.si_stat}_run{ctx.run_id}.csv"
     return Response(out.getvalue(), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
 @twin(router, "/layers/{layer}", pages.LAYER, summary="A layer's units")
-def layer(layer: LayerName, p: ScoreQuery, db: DbDep) -> LayerContext:
-    """(si, in_top, in_bottom) of every unit of the layer, with the base rate."""
-    return contexts.layer(db, layer, p)
+def layer(layer: LayerName, p: ScoreQuery, db: DbDep, settings: SettingsDep) -> LayerContext:
+    """(si, in_top, in_bottom) of every unit of the layer, with the base rate, chance levels, AUROC and the null."""
+    return _layer(layer, p, db, settings)
+
+
+def _layer(layer: str, p: ScoreParams, db: Reader, settings: Settings) -> LayerContext:
+    return contexts.layer(db, layer, p, permutations=settings.null_permutations, seed=settings.null_seed)
