@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app import queries
+from app import class_profile, queries
 from app.db import Reader
 from app.models import (
     CategoryInfo,
@@ -143,6 +143,8 @@ def _unit(
         si=si, in_top=in_top, in_bottom=in_bottom, selective=_selective(si, p.threshold),
         positive=rows["positive"], near_zero=rows["near_zero"], negative=rows["negative"],
         histogram=Histogram(stat=p.si_stat, edges=binned.edges, category=binned.category, rest=binned.rest),
+        classes=class_profile.summary(
+            *class_profile.profile(reader, run, layer_name, unit_id, p.si_stat, p.category), p.si_stat),
         prev_unit=unit_id - 1 if unit_id > 0 else None,
         next_unit=unit_id + 1 if unit_id + 1 < units else None,
     )
