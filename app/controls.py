@@ -303,7 +303,7 @@ class ClassRow(NamedTuple):
     mean: float  # of the unit's responses to them
     median: float
     is_category: bool
-    few_images: bool  # n < few: its mean rests on too few images to rank it with confidence
+    few_images: bool  # n under the caller's threshold: its mean rests on too few images to rank it by
 
 
 def category_median(profile: list[ClassRow]) -> float | None:
