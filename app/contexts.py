@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app import controls, layer_controls, queries
+from app import class_profile, controls, layer_controls, queries
 from app.db import Reader
 from app.models import (
     CategoryInfo,
@@ -126,9 +126,7 @@ def layers(reader: Reader, p: ScoreParams) -> list[LayerSummary]:
 def unit(reader: Reader, layer_name: str, unit_id: int, p: UnitParams, urls: Urls) -> UnitContext:
     """`/layers/{layer}/units/{unit}`: three rankings of n images, the scores, and a histogram."""
     run = queries.require_run(reader, p.run)
-    units = queries.require_layer(run, layer_name)[0]
-    if unit_id >= units:
-        raise NotFound(f"unit {unit_id} is not in {layer_name}, which has units 0 to {units - 1}")
+    units = queries.require_unit(run, layer_name, unit_id)
     # Kept whole in an LRU: a repeated unit view costs no query at all.
     key = (reader.generation.identity, run.run_id, layer_name, unit_id, urls.root, *sorted(p.model_dump().items()))
     return reader.caches.units.get_or_compute(key, lambda: _unit(reader, run, layer_name, unit_id, units, p, urls))
@@ -161,6 +159,8 @@ def _unit(
         si=si, in_top=in_top, in_bottom=in_bottom, selective=layer_controls.selective(si, p.threshold),
         positive=rows["positive"], near_zero=rows["near_zero"], negative=rows["negative"],
         histogram=Histogram(stat=p.si_stat, edges=binned.edges, category=binned.category, rest=binned.rest),
+        classes=class_profile.summary(
+            *class_profile.profile(reader, run, layer_name, unit_id, p.si_stat, p.category), p.si_stat),
         prev_unit=unit_id - 1 if unit_id > 0 else None,
         next_unit=unit_id + 1 if unit_id + 1 < units else None,
     )

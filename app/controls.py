@@ -1,4 +1,4 @@
-"""Controls for the study's claims: exact and permutation tests, AUROC, class profiles, a safe k.
+"""Controls for the study's claims: exact and permutation tests, AUROC, the class-profile rule, a safe k.
 
 numpy and the standard library only (no torch, no scipy), so the server can use it. Definitions
 follow worker/schema.py: SI min-max normalises each unit's responses over all images of the run;
@@ -9,7 +9,7 @@ Callers pass rankings as row indices into the value arrays, in the product's ord
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -296,49 +296,33 @@ def permutation_null(values_si: npt.ArrayLike, bottom: npt.ArrayLike, labels: np
 
 
 class ClassRow(NamedTuple):
-    """One class of a unit's class profile."""
+    """One class of a unit's class profile (app/class_profile.py groups them in SQL)."""
 
     key: Hashable  # the class key as given, e.g. a WNID
     n: int  # its images
     mean: float  # of the unit's responses to them
     median: float
     is_category: bool
-    few_images: bool  # n < few: its mean rests on too few images to rank it with confidence
+    few_images: bool  # n under the caller's threshold: its mean rests on too few images to rank it by
 
 
-def class_profile(values: npt.ArrayLike, classes: npt.ArrayLike, category: Iterable[Hashable],
-                  few: int) -> list[ClassRow]:
-    """One unit's response per class: (key, n, mean, median, is_category, few_images), mean descending.
+def category_median(profile: list[ClassRow]) -> float | None:
+    """The category's median class: the median, over the category's classes, of their class means.
 
-    values: (n,) the unit's responses; classes: (n,) each image's class key; category: the keys
-    in the category. Keys must be sortable (WNIDs, class indices); equal means keep their order.
+    Each class counts once, whatever its size. None when no class is in the category.
     """
-    values = np.asarray(values, dtype=np.float64)
-    classes = np.asarray(classes)
-    if values.ndim != 1 or classes.shape != values.shape:
-        raise ValueError("values and classes must be 1-d arrays of the same length")
-    keys, inverse = np.unique(classes, return_inverse=True)
-    counts = np.bincount(inverse)
-    means = np.bincount(inverse, weights=values) / counts
-    ordered = values[np.lexsort((values, inverse))]  # grouped by class, ascending within
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    medians = (ordered[starts + (counts - 1) // 2] + ordered[starts + counts // 2]) / 2
-    members = set(category)
-    rows = [ClassRow(key.item(), int(c), float(mean), float(median), key.item() in members, bool(c < few))
-            for key, c, mean, median in zip(keys, counts, means, medians)]
-    return [rows[i] for i in np.argsort(-means, kind="stable")]
+    category_means = [row.mean for row in profile if row.is_category]
+    return float(np.median(category_means)) if category_means else None
 
 
 def beats_category_median(profile: list[ClassRow]) -> list[Hashable]:
     """Non-category classes whose mean exceeds the category's median class, in profile order.
 
-    The category's median class is the median, over the category's classes, of their class
-    means (each class counts once, whatever its size). Empty when no class is in the category.
+    Empty when no class is in the category.
     """
-    category_means = [row.mean for row in profile if row.is_category]
-    if not category_means:
+    median = category_median(profile)
+    if median is None:
         return []
-    median = float(np.median(category_means))
     return [row.key for row in profile if not row.is_category and row.mean > median]
 
 

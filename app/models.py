@@ -6,6 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from app.class_profile import ClassSummary
+
 
 class CategoryInfo(BaseModel):
     """A category of a run and how many of the run's images belong to it."""
@@ -193,6 +195,7 @@ class UnitContext(ScoreInfo):
     near_zero: list[ImageEntry]
     negative: list[ImageEntry]
     histogram: Histogram
+    classes: ClassSummary = Field(description="the unit's class profile on si_stat, in brief")
     prev_unit: int | None
     next_unit: int | None
 

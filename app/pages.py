@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from app import layer_controls, plots
+from app.class_profile import ClassProfileContext
 from app.models import Group, Groups, IndexContext, LayerContext, LayerSummary, SkippedContext, UnitContext
 from app.render import Page, number
 from app.urls import Urls
@@ -44,11 +45,26 @@ def _layers_extras(ctx: list[LayerSummary], urls: Urls) -> dict[str, Any]:
     return {"figure": plots.layers_chart(ctx), "shares_figure": plots.layers_shares(ctx)}
 
 
+def _unit_extras(ctx: UnitContext, urls: Urls) -> dict[str, Any]:
+    """The histogram, both ends of the class profile, and the spread of the category's classes."""
+    c = ctx.classes
+    return {
+        "figure": plots.unit_histogram(ctx),
+        "class_figure": plots.class_bars([c.top, c.bottom], c.stat, ctx.category, c.beats_category_median.median),
+        "spread_figure": plots.class_spread(c, ctx.category),
+    }
+
+
+def _classes_extras(ctx: ClassProfileContext, urls: Urls) -> dict[str, Any]:
+    """The bar chart of every class."""
+    return {"figure": plots.class_bars([ctx.classes], ctx.stat, ctx.category, ctx.beats_category_median.median)}
+
+
 INDEX: Page[IndexContext] = Page("index.html", lambda ctx, urls: urls.index())
 LAYERS: Page[list[LayerSummary]] = Page("layers.html", lambda ctx, urls: urls.layers(), _layers_extras)
 LAYER: Page[LayerContext] = Page("layer.html", lambda ctx, urls: urls.layer(ctx.layer), _layer_extras)
-UNIT: Page[UnitContext] = Page(
-    "unit.html", lambda ctx, urls: urls.unit(ctx.layer, ctx.unit),
-    lambda ctx, urls: {"figure": plots.unit_histogram(ctx)},
+UNIT: Page[UnitContext] = Page("unit.html", lambda ctx, urls: urls.unit(ctx.layer, ctx.unit), _unit_extras)
+CLASSES: Page[ClassProfileContext] = Page(
+    "classes.html", lambda ctx, urls: urls.classes(ctx.layer, ctx.unit, ctx.stat), _classes_extras
 )
 SKIPPED: Page[SkippedContext] = Page("skipped.html", lambda ctx, urls: urls.skipped())

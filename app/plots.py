@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from app.class_profile import ClassEntry, ClassSummary
 from app.models import LayerContext, LayerSummary, UnitContext, UnitScore
 
 RED = "#d62728"
@@ -160,4 +161,78 @@ def layers_shares(layers: list[LayerSummary]) -> Figure:
     ]
     layout = _layout(barmode="group", xaxis=_axis("layer"),
                      yaxis=_axis("share with in_bottom ≥ base rate", tickformat=".0%", range=[0, 1]), height=340)
+    return {"data": data, "layout": layout}
+
+
+LABELLED_BARS = 60  # up to this many bars carry their class name under them; beyond, only on hover
+
+
+def class_bars(groups: list[list[ClassEntry]], stat: str, category: str, median: float | None) -> Figure:
+    """Classes by mean response, groups side by side with a gap; category classes red, thin classes faded.
+
+    The dashed line is the category's median class: the grey bars above it beat the category.
+    """
+    placed: list[tuple[int, ClassEntry]] = []
+    for group in groups:
+        start = placed[-1][0] + 2 if placed else 0  # one empty slot between groups
+        placed.extend((start + i, entry) for i, entry in enumerate(group))
+    data = []
+    for is_category, name, color in ((True, category, RED), (False, "other classes", GREY)):
+        bars = [(x, e) for x, e in placed if e.is_category == is_category]
+        data.append({
+            "type": "bar",
+            "name": f"{name} ({len(bars)})",
+            "x": [x for x, _ in bars],
+            "y": [e.mean for _, e in bars],
+            "customdata": [[e.class_name, e.wnid, e.n, e.median, " (few images)" if e.few_images else ""]
+                           for _, e in bars],
+            "hovertemplate": "%{customdata[0]} (%{customdata[1]})<br>mean %{y:.3g}, median %{customdata[3]:.3g}"
+                             "<br>%{customdata[2]} images%{customdata[4]}<extra></extra>",
+            "marker": {"color": color, "opacity": [0.4 if e.few_images else 0.9 for _, e in bars]},
+        })
+    labelled = len(placed) <= LABELLED_BARS
+    xaxis = _axis("", tickangle=-60, **({"tickvals": [x for x, _ in placed],
+                                          "ticktext": [e.class_name for _, e in placed]} if labelled
+                                         else {"showticklabels": False}))
+    shapes = [] if median is None else [_dashed(0, 1, median, median, "paper", "y")]
+    annotations = [] if median is None else [{
+        "x": 1, "y": median, "xref": "paper", "yref": "y", "xanchor": "right", "yanchor": "bottom",
+        "text": f"{category}'s median class {median:.3g}", "showarrow": False, "font": {"size": 11}}]
+    layout = _layout(
+        bargap=0.15, xaxis=xaxis, yaxis=_axis(f"mean response ({stat} of the pre-ReLU map)"),
+        shapes=shapes, annotations=annotations, height=460 if labelled else 380,
+        margin={"l": 60, "r": 20, "t": 30, "b": 170 if labelled else 30},
+    )
+    return {"data": data, "layout": layout}
+
+
+def class_spread(summary: ClassSummary, category: str) -> Figure:
+    """The category's classes, each a point on its class mean over a box, against the other classes' box."""
+    members = summary.category.members
+    data: list[dict[str, Any]] = [{
+        "type": "box",
+        "orientation": "h",
+        "name": f"{category} classes ({len(members)})",
+        "x": [m.mean for m in members],
+        "text": [f"{m.class_name}: rank {m.rank} of {summary.classes}" for m in members],
+        "boxpoints": "all",
+        "jitter": 0.5,
+        "pointpos": 0,
+        "hovertemplate": "%{text}<br>mean %{x:.3g}<extra></extra>",
+        "marker": {"color": RED, "size": 6},
+        "line": {"color": RED},
+    }]
+    rest = summary.rest
+    if rest.classes:  # only its quartiles travel: the summary stays small with a thousand classes
+        data.append({
+            "type": "box", "orientation": "h", "name": f"other classes ({rest.classes})",
+            "y": [f"other classes ({rest.classes})"],
+            "q1": [rest.q1], "median": [rest.median], "q3": [rest.q3],
+            "lowerfence": [rest.min], "upperfence": [rest.max],
+            "marker": {"color": GREY}, "line": {"color": GREY},
+        })
+    layout = _layout(
+        xaxis=_axis(f"class mean ({summary.stat} of the pre-ReLU map)"), yaxis=_axis("", automargin=True),
+        showlegend=False, height=240,
+    )
     return {"data": data, "layout": layout}

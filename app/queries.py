@@ -146,6 +146,14 @@ def require_layer(run: Run, layer: str) -> tuple[int, int, str]:
         raise NotFound(f"unknown layer {layer!r}; run {run.run_id} has {', '.join(run.layers)}") from None
 
 
+def require_unit(run: Run, layer: str, unit: int) -> int:
+    """The units of a layer of the run, or NotFound when the layer or the unit is not in it."""
+    units = require_layer(run, layer)[0]
+    if unit >= units:
+        raise NotFound(f"unit {unit} is not in {layer}, which has units 0 to {units - 1}")
+    return units
+
+
 def require_category(run: Run, category: str) -> int:
     """Images of the run in a category, or NotFound listing the valid names."""
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from urllib.parse import quote, urlencode
 
+from app.class_profile import DEFAULT_STAT as DEFAULT_CLASS_STAT
 from app.params import DEFAULTS
 
 # Which of the current view's parameters a link to each kind of page keeps.
@@ -46,6 +47,11 @@ class Urls:
     def unit(self, layer: str, unit: int) -> str:
         """A unit page, keeping the current parameters."""
         return self._build(f"/layers/{_seg(layer)}/units/{int(unit)}", _UNIT)
+
+    def classes(self, layer: str, unit: int, stat: str) -> str:
+        """A unit's class profile on one stat, keeping the run and the category."""
+        extra = {"stat": stat} if stat != DEFAULT_CLASS_STAT else None
+        return self._build(f"/layers/{_seg(layer)}/units/{int(unit)}/classes", (*_RUN, "category"), extra)
 
     def skipped(self) -> str:
         """`/skipped` for the current run."""

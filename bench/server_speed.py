@@ -298,6 +298,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows.append(measure(client, f"{page}/units/{{u}} ({len(page_units)} units)", page_units, args.repeats))
         # A unit page for new parameters: its scores need the layer's counts for them (cold, computed).
         rows.append(measure(client, f"{api}/units/{{u}}?k=200", [f"{api}/units/{units[0]}?k=200"], args.repeats))
+        # A class profile on a stat no unit page above used: its one grouped query runs cold.
+        rows.append(measure(client, f"{api}/units/{{u}}/classes?stat=min", [f"{api}/units/{units[0]}/classes?stat=min"],
+                            args.repeats))
+        rows.append(measure(client, f"{page}/units/{{u}}/classes?stat=mean",
+                            [f"{page}/units/{units[-1]}/classes?stat=mean"], args.repeats))
         peak = server.peak_rss()
 
     print()

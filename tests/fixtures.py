@@ -70,6 +70,8 @@ HAND_PAGES = [
     "/layers/conv1?category=fish&threshold=0.5",
     "/layers/mixed4c/units/0",
     "/layers/mixed4c/units/2?k=2&n=3&near_stat=max",
+    "/layers/mixed4c/units/0/classes",
+    "/layers/mixed4c/units/2/classes?category=fish&stat=mean",
     "/skipped",
 ]
 

@@ -256,28 +256,25 @@ def test_permutation_null_refuses_bad_input(independent):
         controls.permutation_null(bad, bottom, labels, threshold=0.5)
 
 
-def test_class_profile_by_hand():
-    # a: [1, 2, 6] mean 3, median 2; b: [10] mean 10; c: [4, 5, 12] mean 7, median 5; d: [0, 1] mean .5.
-    values = [1, 4, 10, 2, 0, 5, 6, 12, 1]
-    classes = ["a", "c", "b", "a", "d", "c", "a", "c", "d"]
-    profile = controls.class_profile(values, classes, {"a", "b"}, few=3)
-    assert profile == [
-        ("b", 1, 10.0, 10.0, True, True),
-        ("c", 3, 7.0, 5.0, False, False),
-        ("a", 3, 3.0, 2.0, True, False),
-        ("d", 2, 0.5, 0.5, False, True),
+def test_beats_category_median_by_hand():
+    # Class means, descending: b 10 (category), c 7, a 3 (category), d .5. The category's median
+    # class is the median of a's 3 and b's 10, 6.5 (each class once, whatever its size): only c beats it.
+    profile = [
+        controls.ClassRow("b", 1, 10.0, 10.0, True, True),
+        controls.ClassRow("c", 3, 7.0, 5.0, False, False),
+        controls.ClassRow("a", 3, 3.0, 2.0, True, False),
+        controls.ClassRow("d", 2, 0.5, 0.5, False, True),
     ]
-    assert profile[1].median == 5.0 and profile[0].few_images
-    # The category's median class: the median of a's 3 and b's 10, 6.5. Only c (7) is above it.
+    assert controls.category_median(profile) == 6.5
     assert controls.beats_category_median(profile) == ["c"]
-    assert controls.beats_category_median(controls.class_profile(values, classes, set(), few=3)) == []
-
-
-def test_class_profile_keeps_key_order_for_equal_means_and_takes_integer_keys():
-    profile = controls.class_profile([1.0, 1.0, 3.0], [7, 2, 5], category=[5], few=1)
-    assert [row.key for row in profile] == [5, 2, 7]
-    assert [row.is_category for row in profile] == [True, False, False]
-    assert type(profile[0].key) is int
+    # An odd number of category classes: the middle one's mean, 7; nothing else is in it, so nothing beats it.
+    odd = [row._replace(is_category=row.key != "d") for row in profile]
+    assert controls.category_median(odd) == 7.0 and controls.beats_category_median(odd) == []
+    # Equal to the median is not above it; no category class at all: no median, nothing beats it.
+    tied = [row._replace(mean=6.5) if row.key == "c" else row for row in profile]
+    assert controls.beats_category_median(tied) == []
+    none = [row._replace(is_category=False) for row in profile]
+    assert controls.category_median(none) is None and controls.beats_category_median(none) == []
 
 
 def test_default_k_keeps_top_and_bottom_apart():

@@ -13,7 +13,8 @@ from app import pages, render
 from app.twin import twin
 from fixtures import HAND_PAGES
 
-PAGE_PATHS = {"/", "/layers", "/layers/{layer}", "/layers/{layer}/units/{unit}", "/skipped"}
+PAGE_PATHS = {"/", "/layers", "/layers/{layer}", "/layers/{layer}/units/{unit}", "/layers/{layer}/units/{unit}/classes",
+              "/skipped"}
 
 
 def _parameters(operation: dict[str, Any]) -> list[tuple[str, str, bool, str]]:
