@@ -293,3 +293,14 @@ def test_overlap_warning_only_when_the_sets_must_share_images():
     assert controls.overlap_warning(1000, 2000) is None  # exactly disjoint is still possible
     warning = controls.overlap_warning(1001, 2000)
     assert warning is not None and "at least 2 images" in warning
+
+
+def test_the_dense_and_the_gathered_bottom_counts_agree(independent, monkeypatch):
+    values, bottom, labels = independent
+    run = lambda: controls.permutation_null(values, bottom, labels, threshold=0.52, permutations=50, seed=3)  # noqa: E731
+    dense = run()
+    monkeypatch.setattr(controls, "DENSE_BOTTOM_BYTES", 0)  # the gather of u * k labels instead
+    gathered = run()
+    for name in ("selective", "selective_negative", "median_gap"):
+        np.testing.assert_array_equal(getattr(dense, name).null, getattr(gathered, name).null)
+        assert getattr(dense, name).observed == getattr(gathered, name).observed
