@@ -313,6 +313,30 @@ def permutation_null(values_si: npt.ArrayLike, bottom: npt.ArrayLike, labels: np
                       k=k, base_rate=layer.base_rate, permutations=permutations, seed=seed)
 
 
+def group_gap(values: npt.ArrayLike, chosen: npt.ArrayLike, *, permutations: int = 1000,
+              seed: int = 0) -> NullStatistic:
+    """Is the chosen units' median above the others'? Median gap against random groups of the same size.
+
+    values: (u,) one number per unit (e.g. in_bottom); chosen: (u,) bool (e.g. the selective units).
+    The null draws, P times, as many units as were chosen from all of them, without regard to what
+    chose them: the gap a group of that size shows by chance. Upper-tailed p-value as in
+    permutation_null. This is the control for "true of the selective units, and just as true of the
+    rest": a label-permutation null cannot give it, since random labels leave no unit selective.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    mask = np.asarray(chosen, dtype=bool)
+    if x.ndim != 1 or mask.shape != x.shape:
+        raise ValueError("values and chosen must be two (u,) arrays")
+    if permutations < 1:
+        raise ValueError("permutations must be at least 1")
+    observed = _masked_median(x[None, :], mask[None, :]) - _masked_median(x[None, :], ~mask[None, :])
+    rng = np.random.default_rng(seed)
+    rows = rng.permuted(np.broadcast_to(mask, (permutations, x.size)).copy(), axis=1)
+    xs = np.broadcast_to(x, rows.shape)
+    null = _masked_median(xs, rows) - _masked_median(xs, ~rows)
+    return _summarise(float(observed[0]), null)
+
+
 class ClassRow(NamedTuple):
     """One class of a unit's class profile (app/class_profile.py groups them in SQL)."""
 

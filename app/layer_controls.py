@@ -73,6 +73,7 @@ class _LayerData:
 
     def __init__(self, reader: Reader, run: queries.Run, layer: str, p: ScoreParams) -> None:
         self.reader, self.run, self.layer, self.p = reader, run, layer, p
+        self._matrices: dict[str, np.ndarray] = {}
 
     @cached_property
     def labels(self) -> tuple[np.ndarray, np.ndarray]:
@@ -80,7 +81,13 @@ class _LayerData:
 
     @cached_property
     def values(self) -> np.ndarray:
-        return queries.layer_matrix(self.reader, self.run, self.layer, self.p.si_stat)
+        return self.matrix(self.p.si_stat)
+
+    def matrix(self, stat: str) -> np.ndarray:
+        """The layer's (images x units) responses on a stat, read once per stat."""
+        if stat not in self._matrices:
+            self._matrices[stat] = queries.layer_matrix(self.reader, self.run, self.layer, stat)
+        return self._matrices[stat]
 
 
 def _auroc(data: _LayerData) -> tuple[float | None, ...]:
@@ -101,6 +108,34 @@ def _null(data: _LayerData, k: int, permutations: int, seed: int) -> NullSummary
                                           (result.selective, result.selective_negative, result.median_gap))
     ]
     return NullSummary(permutations=result.permutations, seed=result.seed, stats=stats)
+
+
+TAIL = 0.10  # the rest's lower and upper deciles bound "far below" and "far above" (see README, claims)
+
+
+def _tail(values: np.ndarray, labels: np.ndarray, upper: bool) -> np.ndarray:
+    if labels.all() or not labels.any():
+        return np.full(values.shape[1], np.nan)
+    rest, category = values[~labels], values[labels]
+    if upper:
+        return (category > np.quantile(rest, 1 - TAIL, axis=0)).mean(axis=0)
+    return (category < np.quantile(rest, TAIL, axis=0)).mean(axis=0)
+
+
+def tails(reader: Reader, run: queries.Run, layer: str, p: ScoreParams) -> tuple[np.ndarray, np.ndarray]:
+    """Per unit, (below, above): the shares of the category's images far below and far above the rest.
+
+    Below: under the rest's lower decile of neg_stat (the side the strongest negatives are ranked by);
+    above: over the rest's upper decile of pos_stat. A unit blind to the category has about TAIL on
+    each side; a one-sided (half-normal) unit has about 0 below. Cached per DB generation, category
+    and the two stats.
+    """
+    data = _LayerData(reader, run, layer, p)
+    key = (reader.generation.identity, run.run_id, layer, p.category, p.neg_stat, p.pos_stat, "tails")
+    return reader.caches.scores.get_or_compute(key, lambda: (
+        _tail(data.matrix(p.neg_stat), data.labels[1], upper=False),
+        _tail(data.matrix(p.pos_stat), data.labels[1], upper=True),
+    ))
 
 
 def layer_tests(reader: Reader, run: queries.Run, layer: str, p: ScoreParams, k: int, *,

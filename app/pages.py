@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from app import layer_controls, plots
+from app.claims import ClaimsContext
 from app.class_profile import ClassProfileContext
 from app.models import Group, Groups, IndexContext, LayerContext, LayerSummary, SkippedContext, UnitContext
 from app.render import Page, number
@@ -66,5 +67,8 @@ LAYER: Page[LayerContext] = Page("layer.html", lambda ctx, urls: urls.layer(ctx.
 UNIT: Page[UnitContext] = Page("unit.html", lambda ctx, urls: urls.unit(ctx.layer, ctx.unit), _unit_extras)
 CLASSES: Page[ClassProfileContext] = Page(
     "classes.html", lambda ctx, urls: urls.classes(ctx.layer, ctx.unit, ctx.stat), _classes_extras
+)
+CLAIMS: Page[ClaimsContext] = Page(
+    "claims.html", lambda ctx, urls: urls.claims(ctx.layer if ctx.layer_source == "given" else None)
 )
 SKIPPED: Page[SkippedContext] = Page("skipped.html", lambda ctx, urls: urls.skipped())

@@ -53,6 +53,10 @@ class Urls:
         extra = {"stat": stat} if stat != DEFAULT_CLASS_STAT else None
         return self._build(f"/layers/{_seg(layer)}/units/{int(unit)}/classes", (*_RUN, "category"), extra)
 
+    def claims(self, layer: str | None = None) -> str:
+        """`/claims` with the current score parameters, on a layer (default: the page's own choice)."""
+        return self._build("/claims", _SCORES, {"layer": layer})
+
     def skipped(self) -> str:
         """`/skipped` for the current run."""
         return self._build("/skipped", _RUN)

@@ -72,6 +72,8 @@ HAND_PAGES = [
     "/layers/mixed4c/units/2?k=2&n=3&near_stat=max",
     "/layers/mixed4c/units/0/classes",
     "/layers/mixed4c/units/2/classes?category=fish&stat=mean",
+    "/claims",
+    "/claims?k=2&layer=conv1",
     "/skipped",
 ]
 

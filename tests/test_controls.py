@@ -304,3 +304,21 @@ def test_the_dense_and_the_gathered_bottom_counts_agree(independent, monkeypatch
     for name in ("selective", "selective_negative", "median_gap"):
         np.testing.assert_array_equal(getattr(dense, name).null, getattr(gathered, name).null)
         assert getattr(dense, name).observed == getattr(gathered, name).observed
+
+
+def test_group_gap_is_smallest_when_the_chosen_units_hold_the_highest_values():
+    values = np.arange(40, dtype=float)
+    chosen = values >= 35  # the five highest
+    result = controls.group_gap(values, chosen, permutations=200, seed=1)
+    assert result.observed == 37.0 - 17.0  # medians 37 (35..39) and 17 (0..34)
+    assert result.p_value == 1 / 201 and result.valid == 200
+
+
+def test_group_gap_of_a_random_group_is_not_small():
+    rng = np.random.default_rng(2)
+    values = rng.normal(size=500)
+    chosen = np.zeros(500, bool)
+    chosen[rng.choice(500, 40, replace=False)] = True
+    result = controls.group_gap(values, chosen, permutations=500, seed=3)
+    assert 0.05 < result.p_value < 0.95
+    assert abs(result.null_mean) < 0.1

@@ -13,7 +13,7 @@ from app import pages, render
 from app.twin import twin
 from fixtures import HAND_PAGES
 
-PAGE_PATHS = {"/", "/layers", "/layers/{layer}", "/layers/{layer}/units/{unit}", "/layers/{layer}/units/{unit}/classes",
+PAGE_PATHS = {"/", "/claims", "/layers", "/layers/{layer}", "/layers/{layer}/units/{unit}", "/layers/{layer}/units/{unit}/classes",
               "/skipped"}
 
 
