@@ -115,6 +115,7 @@ def test_scatter_has_one_point_per_unit_and_a_click_opens_the_unit(page: object,
     (f"/layers/{LAYER}", "layer-mixed4c-default"),
     (f"/layers/{LAYER}/units/0?k={K}", "unit-0"),
     ("/skipped", "skipped"),
+    ("/claims", "claims"),
 ])
 def test_pages_render_and_are_screenshotted(page: object, url: str, name: str) -> None:
     response = page.goto(url)  # type: ignore[attr-defined]
@@ -137,3 +138,14 @@ def test_table_sorts_by_si(page: object) -> None:
     values = page.evaluate(  # type: ignore[attr-defined]
         "() => Array.from(document.querySelectorAll('#units-table tbody tr td:nth-child(2)')).map(td => parseFloat(td.dataset.value))")
     assert len(values) == 512 and values == sorted(values, reverse=True)
+
+
+def test_table_sorts_by_auroc(page: object) -> None:
+    page.goto(f"/layers/{LAYER}?k={K}")  # type: ignore[attr-defined]
+    header = page.locator("#units-table th", has_text="AUROC")  # type: ignore[attr-defined]
+    column = page.evaluate(  # type: ignore[attr-defined]
+        "() => Array.from(document.querySelectorAll('#units-table th')).findIndex(th => th.textContent.includes('AUROC')) + 1")
+    header.click()
+    values = page.evaluate(  # type: ignore[attr-defined]
+        f"() => Array.from(document.querySelectorAll('#units-table tbody tr td:nth-child({column})')).map(td => parseFloat(td.dataset.value))")
+    assert len(values) == 512 and values == sorted(values)
