@@ -228,7 +228,9 @@ def image_sizes(reader: Reader, run: Run, image_ids: list[int]) -> dict[int, tup
     return {image_id: (width, height) for image_id, width, height in rows}
 
 
-def unit_maps(reader: Reader, run: Run, layer: str, unit: int, image_ids: list[int]) -> dict[int, tuple[int, int, bytes]]:
+def unit_maps(
+    reader: Reader, run: Run, layer: str, unit: int, image_ids: list[int]
+) -> dict[int, tuple[int, int, bytes]]:
     """A unit's stored maps for these images: image id -> (height, width, float16 bytes)."""
     rows = reader.rows(
         f"""SELECT image_id, height, width, values_f16 FROM {schema.UNIT_MAPS}

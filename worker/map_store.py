@@ -54,7 +54,9 @@ def decode(blob: bytes, height: int, width: int) -> np.ndarray:
     return np.frombuffer(blob, dtype=MAP_DTYPE).reshape(height, width).astype(np.float32)
 
 
-def shown_images(con: duckdb.DuckDBPyConnection, run_id: int, layer: str, table: str = schema.RESPONSES) -> set[tuple[int, int]]:
+def shown_images(
+    con: duckdb.DuckDBPyConnection, run_id: int, layer: str, table: str = schema.RESPONSES
+) -> set[tuple[int, int]]:
     """(unit, image_id) of every map a layer's unit pages show by default, from `table`'s responses."""
     shown: set[tuple[int, int]] = set()
     for kind, stat in SHOWN:
