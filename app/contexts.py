@@ -19,6 +19,7 @@ from app.models import (
     UnitContext,
     UnitScore,
 )
+from app.overlays import map_scale, overlays
 from app.params import RunParams, ScoreParams, UnitParams
 from app.problems import NotFound
 from app.urls import Urls
@@ -140,17 +141,21 @@ def _unit(
     if score is None:
         raise NotFound(f"no responses for unit {unit_id} of {layer_name}")
     stats: dict[metrics_sql.RankKind, str] = {"positive": p.pos_stat, "near_zero": p.near_stat, "negative": p.neg_stat}
+    ranked = {
+        kind: queries.ranking(reader, run, layer_name, unit_id, kind, stat, p.category, p.n)
+        for kind, stat in stats.items()
+    }
+    crops, maps = overlays(reader, run, layer_name, unit_id, sorted({r[0] for rs in ranked.values() for r in rs}))
     rows = {
         kind: [
             ImageEntry(
                 image=image_id, wnid=wnid, class_name=class_name, is_category=bool(is_cat), value=float(value),
                 url=urls.image(run.run_id, image_id), thumbnail=urls.image(run.run_id, image_id, THUMBNAIL),
+                crop=crops.get(image_id), map=maps.get(image_id),
             )
-            for image_id, wnid, class_name, is_cat, value in queries.ranking(
-                reader, run, layer_name, unit_id, kind, stat, p.category, p.n
-            )
+            for image_id, wnid, class_name, is_cat, value in ranked[kind]
         ]
-        for kind, stat in stats.items()
+        for kind in stats
     }
     binned = queries.histogram(reader, run, layer_name, unit_id, p.si_stat, p.category)
     _, si, in_top, in_bottom = score
@@ -161,6 +166,7 @@ def _unit(
         histogram=Histogram(stat=p.si_stat, edges=binned.edges, category=binned.category, rest=binned.rest),
         classes=class_profile.summary(
             *class_profile.profile(reader, run, layer_name, unit_id, p.si_stat, p.category), p.si_stat),
+        map_scale=map_scale(maps.values()),
         prev_unit=unit_id - 1 if unit_id > 0 else None,
         next_unit=unit_id + 1 if unit_id + 1 < units else None,
     )

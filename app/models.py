@@ -158,6 +158,22 @@ class LayerSummary(BaseModel):
     warnings: list[str]
 
 
+class UnitMap(BaseModel):
+    """A unit's pre-ReLU map for one image, as stored: float16, printed to 5 significant digits."""
+
+    shape: list[int] = Field(description="[h, w]: rows and columns of the map")
+    values: list[float] = Field(description="h x w values, row-major")
+
+
+class Crop(BaseModel):
+    """The centre crop the network saw, as fractions of the image's width (left, width) and height."""
+
+    left: float
+    top: float
+    width: float
+    height: float
+
+
 class ImageEntry(BaseModel):
     """An image in one of a unit's rankings."""
 
@@ -168,6 +184,12 @@ class ImageEntry(BaseModel):
     value: float
     url: str = Field(description="the full image")
     thumbnail: str
+    crop: Crop | None = Field(default=None, description="the network's crop of the image; null when unknown")
+    map: UnitMap | None = Field(
+        default=None,
+        description="the unit's pre-ReLU map over the crop, stretched uniformly; null when not stored "
+        "(maps are kept for the first 16 images of each default ranking)",
+    )
 
 
 class Histogram(BaseModel):
@@ -196,6 +218,9 @@ class UnitContext(ScoreInfo):
     negative: list[ImageEntry]
     histogram: Histogram
     classes: ClassSummary = Field(description="the unit's class profile on si_stat, in brief")
+    map_scale: float | None = Field(
+        default=None, description="max |value| over the page's maps: the overlays' colour scale is ±map_scale"
+    )
     prev_unit: int | None
     next_unit: int | None
 

@@ -277,6 +277,28 @@ def ranking(
     return reader.rows(metrics_sql.ranking_sql(kind, stat), params)
 
 
+def image_sizes(reader: Reader, run: Run, image_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """(width, height) of each of these images of the run, as decoded by the worker."""
+    rows = reader.rows(
+        f"SELECT image_id, width, height FROM {schema.IMAGES} "
+        "WHERE run_id = $run_id AND list_contains($ids, image_id)",
+        {"run_id": run.run_id, "ids": image_ids},
+    )
+    return {image_id: (width, height) for image_id, width, height in rows}
+
+
+def unit_maps(
+    reader: Reader, run: Run, layer: str, unit: int, image_ids: list[int]
+) -> dict[int, tuple[int, int, bytes]]:
+    """A unit's stored maps for these images: image id -> (height, width, float16 bytes)."""
+    rows = reader.rows(
+        f"""SELECT image_id, height, width, values_f16 FROM {schema.UNIT_MAPS}
+            WHERE run_id = $run_id AND layer = $layer AND unit = $unit AND list_contains($ids, image_id)""",
+        {"run_id": run.run_id, "layer": layer, "unit": unit, "ids": image_ids},
+    )
+    return {image_id: (height, width, bytes(blob)) for image_id, height, width, blob in rows}
+
+
 def histogram(reader: Reader, run: Run, layer: str, unit: int, stat: str, category: str) -> BinnedResponses:
     """A unit's responses on `stat` in HIST_BINS equal bins over its range, category vs rest.
 

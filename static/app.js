@@ -1,4 +1,5 @@
-// unitscope pages: draw Plotly figures from their embedded JSON, open units on click, sort tables.
+// unitscope pages: draw Plotly figures from their embedded JSON, open units on click, sort tables,
+// draw a unit's maps over its images.
 (function () {
   "use strict";
 
@@ -44,8 +45,33 @@
     });
   }
 
+  // A unit's map over its image: red where it fires, blue where it is inhibited, opacity |v| / scale,
+  // the same scale (data-map-scale, ±max|map| over the page) for every image of the page.
+  var MAP_ALPHA = 0.85;
+  function drawMaps() {
+    var controls = document.querySelector("[data-map-scale]");
+    if (!controls) return;
+    var scale = parseFloat(controls.dataset.mapScale);
+    document.querySelectorAll("canvas.unit-map").forEach(function (canvas) {
+      var values = JSON.parse(canvas.dataset.map);
+      var ctx = canvas.getContext("2d");
+      var image = ctx.createImageData(canvas.width, canvas.height);
+      values.forEach(function (v, i) {
+        var t = Math.max(-1, Math.min(1, v / scale));
+        var rgb = t >= 0 ? [214, 39, 40] : [31, 95, 220];
+        image.data.set([rgb[0], rgb[1], rgb[2], Math.round(255 * MAP_ALPHA * Math.abs(t))], 4 * i);
+      });
+      ctx.putImageData(image, 0, 0);
+    });
+    var toggle = document.getElementById("show-maps");
+    toggle.addEventListener("change", function () {
+      document.body.classList.toggle("hide-maps", !toggle.checked);
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     drawFigures();
+    drawMaps();
     document.querySelectorAll("table.sortable").forEach(makeSortable);
   });
 })();

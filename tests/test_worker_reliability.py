@@ -21,6 +21,7 @@ from fixtures import png_header_only
 
 from worker import schema
 from worker.categories import builtin_category
+from worker.map_store import decode
 from worker.models import GOOGLENET_LAYERS
 from worker.store import ImageRow, LayerSpec, RunSpec, WorkerStore
 
@@ -192,9 +193,10 @@ def publish_small_run(db: Path) -> None:
         store.publish()
 
 
-def run_until_killed(cmd: list[str], target: int | None) -> tuple[str, int]:
-    """Start the worker; SIGKILL it (and its decoding processes) once `target` images are stored, or
-    while it publishes when `target` is None. Returns (what it printed, progress seen at the kill)."""
+def run_until_killed(cmd: list[str], target: int | str | None) -> tuple[str, int]:
+    """Start the worker; SIGKILL it (and its decoding processes) once `target` images are stored, in
+    the second pass once it has stored images when `target` is "maps", or while it publishes when
+    `target` is None. Returns (what it printed, progress seen at the kill)."""
     proc = subprocess.Popen(cmd, cwd=REPO, env=clean_env(), stderr=subprocess.PIPE, start_new_session=True)
     seen, out = 0, b""
     try:
@@ -205,7 +207,10 @@ def run_until_killed(cmd: list[str], target: int | None) -> tuple[str, int]:
             out += chunk
             counts = re.findall(rb"\| *(\d+)/\d+ \[", out)
             seen = int(counts[-1]) if counts else 0
-            if (target is not None and seen >= target) or (target is None and b"publishing:" in out):
+            maps = re.findall(rb"maps: +\d+%\|[^|]*\| *(\d+)/\d+ \[", out)
+            if target == "maps" and maps and int(maps[-1]) > 0:
+                break
+            if (isinstance(target, int) and seen >= target) or (target is None and b"publishing:" in out):
                 break
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the worker's own process group (start_new_session)
@@ -230,7 +235,8 @@ def test_kill_9_at_random_points_resumes_to_the_uninterrupted_result(tmp_path, i
     reader.start()
     cmd = worker_cmd(imagenet_sample, db, bvlc_weights, *args)
     rng = random.Random(1234)
-    kills = [rng.randint(2, 10), rng.randint(12, 20), rng.randint(22, 30), None]  # None: while publishing
+    # "maps": during the second pass; None: while publishing.
+    kills = [rng.randint(2, 10), rng.randint(12, 20), rng.randint(22, 30), "maps", None]
     outputs = []
     try:
         for target in kills:
@@ -252,6 +258,9 @@ def test_kill_9_at_random_points_resumes_to_the_uninterrupted_result(tmp_path, i
     # Each rerun resumed where the killed one stopped: stored batches are never recomputed.
     resumed = [int(m.group(1)) for out in outputs[1:] if (m := re.search(r"resuming: (\d+) of 40", out))]
     assert len(resumed) >= 3 and resumed == sorted(resumed) and 0 < resumed[0] and resumed[2] < 40, resumed
+    # The second pass killed midway continued with the images it had not stored.
+    passes = [int(n) for out in outputs for n in re.findall(r"second pass: the maps of the (\d+) images", out)]
+    assert len(passes) >= 2 and passes[1] < passes[0], passes
 
     with duckdb.connect(str(reference), read_only=True) as ref, duckdb.connect(str(db), read_only=True) as con:
         assert table(con, "SELECT run_id, status FROM runs ORDER BY run_id") == [(1, "complete"), (2, "complete")]
@@ -271,6 +280,13 @@ def test_kill_9_at_random_points_resumes_to_the_uninterrupted_result(tmp_path, i
         assert len(ours["unit"]) == 40 * (64 + 192)  # no duplicates, nothing missing
         for column in ("layer", "unit", "image_id", "act_mean", "act_max", "act_min"):
             np.testing.assert_array_equal(ours[column], theirs[column])
+        # The second pass, killed midway, stored every map once; the values are the same float16
+        # maps (batches of another composition may move one to the next float16).
+        query = "SELECT layer, unit, image_id, height, width, values_f16 FROM unit_maps WHERE run_id = {r} ORDER BY ALL"
+        ours, theirs = table(con, query.format(r=2)), table(ref, query.format(r=1))
+        assert [r[:5] for r in ours] == [r[:5] for r in theirs] and len(ours) > 0
+        for a, b in zip(ours, theirs, strict=True):
+            np.testing.assert_allclose(decode(a[5], a[3], a[4]), decode(b[5], b[3], b[4]), rtol=2**-10, atol=1e-3)
 
 
 # ---------------------------------------------------------------- a second worker, unwritable places

@@ -131,6 +131,7 @@ def run(settings: WorkerSettings) -> int:
             _say(f"resuming: {len(progress.done)} of {len(files)} files already stored in {store.partial}")
         with Extractor(model, layers, device) as extractor:
             counts = _process(settings, store, root, files, progress.done, model.transform, extractor, device.type)
+            _second_pass(settings, store, root, files, model.transform, extractor, device.type)
         _say("publishing: sorting responses and computing SI and each unit's ranks…")
         result = store.publish()
     _summary(result, counts, time.perf_counter() - started, store.db)
@@ -213,6 +214,28 @@ def _process(
                 bar.set_postfix(skipped=counts.skipped, refresh=False)
     counts.seconds = time.perf_counter() - started
     return counts
+
+
+def _second_pass(
+    settings: WorkerSettings,
+    store: WorkerStore,
+    root: Path,
+    files: list[FileEntry],
+    transform,  # noqa: ANN001 - the model's image transform
+    extractor,  # noqa: ANN001 - worker.extract.Extractor
+    device_type: str,
+) -> None:
+    """Store the maps of the images unit pages show (worker.maps_pass), those not stored yet."""
+    from worker.maps_pass import compute_maps
+
+    todo = store.maps_todo()
+    if not todo:
+        return
+    _say(f"second pass: the maps of the {len(todo)} images shown on unit pages")
+    loader = build_loader(root, [(i, files[i].path) for i in sorted(todo)], transform, settings, device_type)
+    done = compute_maps(store, todo, loader, extractor)
+    missing = f"; {done.failed} images no longer decode, their maps are missing" if done.failed else ""
+    _say(f"second pass: {done.maps} maps of {done.images} images in {done.seconds:.1f} s{missing}")
 
 
 def _summary(result: Published, counts: _Counts, seconds: float, db: Path) -> None:

@@ -158,6 +158,12 @@ def stored_counts_sql() -> str:
 
 RankKind = Literal["positive", "near_zero", "negative"]
 RANK_KINDS: Final[tuple[RankKind, ...]] = ("positive", "near_zero", "negative")
+# How each ranking orders a unit's images by `value`, the chosen stat; then by image_id.
+_RANKING_ORDER: Final[dict[str, str]] = {
+    "positive": "value DESC",
+    "negative": "value ASC",
+    "near_zero": "abs(value) ASC",
+}
 
 
 def ranking_sql(kind: RankKind, stat: str) -> str:
@@ -172,11 +178,7 @@ def ranking_sql(kind: RankKind, stat: str) -> str:
     the run, about 6x slower at 286k images.
     """
     col = schema.stat_column(stat)
-    order = {
-        "positive": "value DESC",
-        "negative": "value ASC",
-        "near_zero": "abs(value) ASC",
-    }[kind]
+    order = _RANKING_ORDER[kind]
     return f"""
     WITH picked AS (
         SELECT image_id, {col} AS value FROM {schema.RESPONSES}
@@ -189,4 +191,43 @@ def ranking_sql(kind: RankKind, stat: str) -> str:
     JOIN {schema.IMAGES} i ON i.run_id = $run_id AND i.image_id = r.image_id
     JOIN ({_MEMBERSHIP}) m ON m.image_id = r.image_id
     ORDER BY {order}, r.image_id
+    """
+
+
+def shown_sql(kind: RankKind, stat: str, table: str = schema.RESPONSES) -> str:
+    """SQL giving (unit, image_id): every unit's first $n images of one ranking, for one layer.
+
+    Parameters: $run_id, $layer, $n. The same order as ranking_sql, ties by image_id, for all the
+    layer's units at once: the worker uses it to find the images that unit pages show. `table` is
+    `responses` or, before publication, the worker's staging table (same columns).
+
+    Cost: like ranks_sql, two scans of the layer's rows and no full sort (a top-n aggregate finds
+    each unit's n-th key, and only the rows at or past it are ordered).
+    """
+    if table not in (schema.RESPONSES, schema.STAGING):
+        raise ValueError(f"shown_sql reads {schema.RESPONSES} or {schema.STAGING}, not {table!r}")
+    col = schema.stat_column(stat)
+    key, top_n, past = {
+        "positive": ("value", "max", ">="),
+        "negative": ("value", "min", "<="),
+        "near_zero": ("abs(value)", "min", "<="),
+    }[kind]
+    return f"""
+    WITH layer_rows AS (
+        SELECT unit, image_id, {col} AS value FROM {table} WHERE run_id = $run_id AND layer = $layer
+    ),
+    thresholds AS MATERIALIZED (
+        SELECT unit, list_last({top_n}({key}, $n)) AS t FROM layer_rows GROUP BY unit
+    ),
+    edge AS (
+        SELECT r.unit, r.image_id, r.value FROM layer_rows r JOIN thresholds USING (unit)
+        WHERE {key} {past} thresholds.t
+    )
+    SELECT unit, image_id FROM (
+        SELECT unit, image_id,
+               row_number() OVER (PARTITION BY unit ORDER BY {_RANKING_ORDER[kind]}, image_id) AS rank
+        FROM edge
+    )
+    WHERE rank <= $n
+    ORDER BY unit, rank
     """

@@ -1,11 +1,12 @@
 """Publication: a finished working file becomes a run of the published DB, atomically.
 
 `<db>.publishing` is built in a fresh file: the published runs of `<db>`, then the new run with its
-responses sorted by (layer, unit, image_id), its SI for every stat and category, and each unit's
-first RANKED_K images on both sides of every stat. It is checkpointed, closed and fsynced, then
-renamed over `<db>` (atomic), so a reader of `<db>` only ever sees complete runs. A fresh file is
-written, rather than the working file published, because deleting the staging rows in place leaves
-their blocks in the file (measured: 2.2x the size of a freshly written copy).
+responses sorted by (layer, unit, image_id), its SI for every stat and category, each unit's
+first RANKED_K images on both sides of every stat, and the second pass's unit_maps. It is
+checkpointed, closed and fsynced, then renamed over `<db>` (atomic), so a reader of `<db>` only
+ever sees complete runs. A fresh file is written, rather than the working file published, because
+deleting the staging rows in place leaves their blocks in the file (measured: 2.2x the size of a
+freshly written copy).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ _PUBLISHED_TABLES = (
     schema.RESPONSES,
     schema.UNIT_SI,
     schema.UNIT_RANKS,
+    schema.UNIT_MAPS,
 )
 
 
@@ -108,7 +110,7 @@ def _build(db: Path, work: Path, publishing: Path, config: Mapping[str, str], ra
         )
         for table, order in ((schema.LAYERS_TABLE, "position"), (schema.UNITS, "layer, unit"),
                              (schema.CATEGORIES, "category, wnid"), (schema.IMAGES, "image_id"),
-                             (schema.SKIPPED, "file_id")):  # fmt: skip
+                             (schema.SKIPPED, "file_id"), (schema.UNIT_MAPS, "layer, unit, image_id")):  # fmt: skip
             pub.execute(
                 f"INSERT INTO {table} BY NAME SELECT * REPLACE ($new AS run_id) FROM work.{table} ORDER BY {order}",
                 p,

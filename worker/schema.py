@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Final, Literal
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2  # 2: unit_maps
 
 Stat = Literal["mean", "max", "min"]
 STATS: Final[tuple[Stat, ...]] = ("mean", "max", "min")
@@ -26,6 +26,10 @@ DEFAULT_SI_STAT: Final[Stat] = "max"
 # Each unit's first RANKED_K images on both sides of every stat are stored at the end of a run,
 # so in_top/in_bottom for any k up to it is a lookup (the study's k is 1000).
 RANKED_K: Final = DEFAULT_K
+# A unit's pre-ReLU maps are stored for its first MAP_N images of each ranking a unit page shows
+# by default (positive by DEFAULT_POS_STAT, near zero by DEFAULT_NEAR_STAT, negative by
+# DEFAULT_NEG_STAT): worker.map_store.
+MAP_N: Final = 16
 SELECTIVE_SI: Final = 0.65  # Aparicio et al. 2016
 FIGURE_SI: Final = 0.7  # the study's figure marks SI >= 0.7
 
@@ -41,6 +45,7 @@ RESPONSES: Final = "responses"
 STAGING: Final = "responses_staging"
 UNIT_SI: Final = "unit_si"
 UNIT_RANKS: Final = "unit_ranks"
+UNIT_MAPS: Final = "unit_maps"
 
 RUN_RUNNING: Final = "running"
 RUN_COMPLETE: Final = "complete"
@@ -141,6 +146,18 @@ DDL: Final[tuple[str, ...]] = (
         unit     SMALLINT NOT NULL,
         rank     SMALLINT NOT NULL,           -- 1-based
         image_id INTEGER  NOT NULL
+    )""",
+    # The pre-ReLU map of each unit for the images its page shows by default (MAP_N per ranking),
+    # from the run's second pass; the bytes are little-endian float16, row-major (worker.map_store).
+    f"""CREATE TABLE IF NOT EXISTS {UNIT_MAPS} (
+        run_id     INTEGER  NOT NULL,
+        layer      VARCHAR  NOT NULL,
+        unit       SMALLINT NOT NULL,
+        image_id   INTEGER  NOT NULL,
+        height     SMALLINT NOT NULL,         -- rows of the map
+        width      SMALLINT NOT NULL,         -- columns of the map
+        values_f16 BLOB     NOT NULL,         -- height x width little-endian float16, row-major
+        PRIMARY KEY (run_id, layer, unit, image_id)
     )""",
 )
 

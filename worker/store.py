@@ -35,6 +35,7 @@ from worker.db_files import (
     write_error,
 )
 from worker.lock import WriterLock
+from worker.map_store import MapRow, MapsTodo, insert_maps, maps_todo
 from worker.publish import Published, publish_run
 
 
@@ -327,6 +328,15 @@ class WorkerStore:
                     bad,
                     {"run_id": self._run_id},
                 )
+
+    def maps_todo(self) -> MapsTodo:
+        """The second pass's work left: image id -> layer -> units (worker.map_store.maps_todo)."""
+        return maps_todo(self._work(), self._run_id)
+
+    def write_maps(self, maps: Sequence[MapRow]) -> None:
+        """Store one batch of the second pass's maps in one transaction."""
+        with self._transaction() as con:
+            insert_maps(con, self._run_id, maps)
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._work(), self.partial)

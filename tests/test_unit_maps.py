@@ -1,0 +1,169 @@
+"""Unit maps without the network: which maps a run keeps, the second pass resuming, the float16 codec,
+the crop geometry against both models' transforms, and the unit page's `map` field and overlay.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from app.main import create_app
+from fixtures import LAYERS, make_settings
+from hand_run import WNIDS, hand_stats, image, spec_for
+from test_app_pages import Page
+from worker import metrics_sql, schema
+from worker.map_store import SHOWN, MapRow, decode, encode, shown_images
+from worker.models.bvlc import CaffeTransform
+from worker.models.tv_googlenet import PUBLISHED, describe
+from worker.network_crop import network_crop
+from worker.store import WorkerStore
+
+F16_RTOL = 2.0**-11  # float16 rounds to 11 significant bits
+
+
+@pytest.mark.parametrize("n", [1, 2, 4, 6])
+def test_shown_images_are_the_rankings_the_server_shows(hand_ro: dict[str, Path], n: int, monkeypatch) -> None:
+    """shown_sql, for all units at once, gives exactly ranking_sql's first n images of each unit."""
+    monkeypatch.setattr(schema, "MAP_N", n)
+    with duckdb.connect(str(hand_ro["db"]), read_only=True) as con:
+        for layer, units in LAYERS.items():
+            expected = set()
+            for unit in units:
+                for kind, stat in SHOWN:
+                    rows = con.execute(metrics_sql.ranking_sql(kind, stat), {
+                        "run_id": 1, "layer": layer, "unit": unit, "category": "dog", "n": n}).fetchall()
+                    assert len(rows) == min(n, 6)
+                    expected |= {(unit, r[0]) for r in rows}
+            assert shown_images(con, 1, layer) == expected, (layer, n)
+
+
+def test_shown_sql_keeps_the_ranking_order_ties_by_image_id(hand_ro: dict[str, Path]) -> None:
+    # mixed4c unit 1: every max is 5.0, so the first 3 by max are images 0, 1, 2.
+    with duckdb.connect(str(hand_ro["db"]), read_only=True) as con:
+        rows = con.execute(metrics_sql.shown_sql("positive", "max"), {"run_id": 1, "layer": "mixed4c", "n": 3}).fetchall()
+    assert [image_id for unit, image_id in rows if unit == 1] == [0, 1, 2]
+
+
+def test_codec_is_float16_little_endian_row_major() -> None:
+    values = np.array([[1.0, -2.5, 3.14159], [65504.0, 1e-3, 0.0]], dtype=np.float32)
+    blob = encode(values)
+    assert len(blob) == values.size * 2
+    assert blob[:4] == b"\x00\x3c\x00\xc1"  # 1.0 = 0x3c00, -2.5 = 0xc100, low byte first; row-major
+    assert np.array_equal(decode(blob, 2, 3), values.astype(np.float16).astype(np.float32))
+    np.testing.assert_allclose(decode(blob, 2, 3), values, rtol=F16_RTOL, atol=1e-6)
+
+
+def _maps_for(stats: np.ndarray, image_id: int, units: list[int]) -> list[MapRow]:
+    # A 2 x 3 map whose max and min are the image's stored max and min, as a real map's are.
+    rows = []
+    for unit in units:
+        _, mx, mn = stats[image_id, unit]
+        rows.append(MapRow("conv1", unit, image_id, np.array([[mn, 0, mx], [0, 0, 0]], dtype=np.float32)))
+    return rows
+
+
+def test_second_pass_resumes_after_an_interruption_and_publishes_each_map_once(tmp_path: Path) -> None:
+    """Maps stored before a kill are kept; a rerun computes only the rest; publication copies them."""
+    db = tmp_path / "maps.duckdb"
+    spec = spec_for(tuple(f"{w}/{i}.JPEG" for i, w in enumerate(WNIDS)))
+    stats = hand_stats()
+    with WorkerStore.open(db) as store:
+        store.begin(spec)
+        store.write_batch([image(i, w) for i, w in enumerate(WNIDS)], [], {"conv1": stats})
+        todo = store.maps_todo()
+        # 5 images, MAP_N = 16 per ranking: every (unit, image) of the two units is shown.
+        assert todo == {i: {"conv1": [0, 1]} for i in range(5)}
+        store.write_maps(_maps_for(stats, 0, [0, 1]) + _maps_for(stats, 3, [0, 1]))
+    # Killed here: the working file keeps what was committed. The same command runs again.
+    with WorkerStore.open(db) as store:
+        assert store.begin(spec).resumed
+        todo = store.maps_todo()
+        assert todo == {i: {"conv1": [0, 1]} for i in (1, 2, 4)}
+        for image_id, layers in todo.items():
+            store.write_maps(_maps_for(stats, image_id, layers["conv1"]))
+        assert store.maps_todo() == {}
+        store.publish(ranked_k=5)
+    with duckdb.connect(str(db), read_only=True) as con:
+        rows = con.execute(
+            "SELECT run_id, layer, unit, image_id, height, width, values_f16 FROM unit_maps ORDER BY unit, image_id"
+        ).fetchall()
+    assert [(r[2], r[3]) for r in rows] == [(u, i) for u in (0, 1) for i in range(5)]
+    for run_id, layer, unit, image_id, h, w, blob in rows:
+        assert (run_id, layer, h, w) == (1, "conv1", 2, 3)
+        values = decode(blob, h, w)
+        assert values.max() == pytest.approx(stats[image_id, unit, 1], rel=F16_RTOL)
+        assert values.min() == pytest.approx(stats[image_id, unit, 2], rel=F16_RTOL)
+
+
+def _coordinate_image(width: int, height: int) -> Image.Image:
+    """Every pixel distinct enough to show a one-pixel shift: x in red, y in green, both in blue."""
+    y, x = np.mgrid[0:height, 0:width]
+    rgb = np.stack([(x * 7) % 256, (y * 5) % 256, (x * 3 + y * 11) % 256], axis=-1).astype(np.uint8)
+    return Image.fromarray(rgb)
+
+
+@pytest.mark.parametrize("size", [(267, 256), (500, 375), (333, 500), (301, 257), (256, 256), (640, 427)])
+@pytest.mark.parametrize("convention", ["caffe", "torchvision"])
+def test_network_crop_is_the_crop_the_transform_takes(size: tuple[int, int], convention: str) -> None:
+    """Resize and crop by network_crop's box, compare with the model's own transform, pixel for pixel."""
+    if convention == "caffe":
+        transform = CaffeTransform()
+        description = transform.describe()
+    else:
+        transform = PUBLISHED.transforms()
+        description = describe(transform)
+    photo = _coordinate_image(*size)
+    box = network_crop(json.dumps(description), *size)
+    assert box is not None
+    resized_w, resized_h = round(224 / box.width), round(224 / box.height)
+    left, top = round(box.left * resized_w), round(box.top * resized_h)
+    expected = photo.resize((resized_w, resized_h), Image.Resampling.BILINEAR).crop(
+        (left, top, left + 224, top + 224))
+    expected = torch.from_numpy(np.array(expected, dtype=np.float32))  # 224 x 224 x RGB, 0..255
+    x = transform(photo)  # 3 x 224 x 224
+    if convention == "caffe":
+        seen = (x.permute(1, 2, 0) + torch.tensor(description["mean_bgr"])).flip(-1)
+    else:
+        seen = (x.permute(1, 2, 0) * torch.tensor(description["std"]) + torch.tensor(description["mean"])) * 255
+    torch.testing.assert_close(seen, expected, atol=1e-3, rtol=0)
+
+
+def test_network_crop_is_none_without_a_crop_description() -> None:
+    assert network_crop("{}", 100, 80) is None
+    assert network_crop("not json", 100, 80) is None
+    assert network_crop(json.dumps({"resize_short_side": 256, "center_crop": "x"}), 100, 80) is None
+
+
+def test_unit_twin_gives_stored_maps_and_the_page_overlays_them(hand: dict[str, Path], tmp_path: Path) -> None:
+    """`map` is the stored map ({shape, values}, row-major) where stored, null elsewhere; the page draws it."""
+    values = np.arange(12, dtype=np.float32).reshape(3, 4) - 5.5  # -5.5 .. 5.5: both signs
+    with duckdb.connect(str(hand["db"])) as con:
+        con.execute("UPDATE runs SET preprocessing = ?", [json.dumps(CaffeTransform().describe())])
+        con.execute("INSERT INTO unit_maps VALUES (1, 'mixed4c', 0, 0, 3, 4, ?)", [encode(values)])
+    with TestClient(create_app(make_settings(hand["db"], tmp_path))) as client:
+        body = client.get("/api/layers/mixed4c/units/0?n=3").json()
+        page = client.get("/layers/mixed4c/units/0?n=3").text
+        bare = client.get("/api/layers/mixed4c/units/1?n=3").json()
+    (first,) = [e for e in body["positive"] if e["image"] == 0]
+    assert first["map"] == {"shape": [3, 4], "values": values.ravel().tolist()}
+    others = [e for kind in ("positive", "near_zero", "negative") for e in body[kind] if e["image"] != 0]
+    assert others and all(e["map"] is None for e in others)
+    assert body["map_scale"] == 5.5
+    box = network_crop(json.dumps(CaffeTransform().describe()), 64, 48)  # the hand images are 64 x 48
+    assert first["crop"] == pytest.approx(box.__dict__)
+    # The page: one canvas per stored map, with its values, over the cropped thumbnail, and the toggle.
+    parsed = Page(page)
+    assert 'id="show-maps"' in page and 'data-map-scale="5.5"' in page
+    assert page.count('<canvas class="unit-map" width="4" height="3"') == sum(
+        e["image"] == 0 for kind in ("positive", "near_zero", "negative") for e in body[kind])
+    assert f'data-map="{json.dumps(values.ravel().tolist())}"' in page
+    assert all("cropped" in (img.get("class") or "") for img in parsed.images)
+    # A unit without stored maps: no map, no scale, no canvas or toggle.
+    assert bare["map_scale"] is None and all(e["map"] is None for e in bare["positive"])
