@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Final, Literal
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2  # 2: image_stats
 
 Stat = Literal["mean", "max", "min"]
 STATS: Final[tuple[Stat, ...]] = ("mean", "max", "min")
@@ -41,6 +41,10 @@ RESPONSES: Final = "responses"
 STAGING: Final = "responses_staging"
 UNIT_SI: Final = "unit_si"
 UNIT_RANKS: Final = "unit_ranks"
+IMAGE_STATS: Final = "image_stats"
+
+# Low-level statistics of each image as the network saw it (worker.image_stats), in column order.
+IMAGE_STAT_COLUMNS: Final = ("luminance", "contrast", "saturation", "colourfulness", "hf_energy")
 
 RUN_RUNNING: Final = "running"
 RUN_COMPLETE: Final = "complete"
@@ -141,6 +145,14 @@ DDL: Final[tuple[str, ...]] = (
         unit     SMALLINT NOT NULL,
         rank     SMALLINT NOT NULL,           -- 1-based
         image_id INTEGER  NOT NULL
+    )""",
+    # Low-level statistics of the crop each image became (RGB 0..255, before mean subtraction),
+    # written with each batch; see worker.image_stats for their definitions.
+    f"""CREATE TABLE IF NOT EXISTS {IMAGE_STATS} (
+        run_id   INTEGER NOT NULL,
+        image_id INTEGER NOT NULL,
+        {", ".join(f"{c} FLOAT NOT NULL" for c in IMAGE_STAT_COLUMNS)},
+        PRIMARY KEY (run_id, image_id)
     )""",
 )
 
