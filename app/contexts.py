@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app import queries
+from app import low_level, queries
 from app.db import Reader
 from app.models import (
     CategoryInfo,
@@ -80,9 +80,10 @@ def layer(reader: Reader, name: str, p: ScoreParams) -> LayerContext:
         UnitScore(unit=u, si=si, in_top=t, in_bottom=b, selective=_selective(si, p.threshold))
         for u, si, t, b in scores.rows
     ]
+    selective = [u.unit for u in units if u.selective]
     return LayerContext(
-        **info.model_dump(), layer=name, units=units,
-        selective=sum(u.selective for u in units), source=scores.source,
+        **info.model_dump(), layer=name, units=units, selective=len(selective), source=scores.source,
+        low_level=low_level.for_layer(reader, run, name, selective, p),
     )
 
 
@@ -143,6 +144,7 @@ def _unit(
         si=si, in_top=in_top, in_bottom=in_bottom, selective=_selective(si, p.threshold),
         positive=rows["positive"], near_zero=rows["near_zero"], negative=rows["negative"],
         histogram=Histogram(stat=p.si_stat, edges=binned.edges, category=binned.category, rest=binned.rest),
+        low_level=low_level.for_unit(reader, run, layer_name, unit_id, p),
         prev_unit=unit_id - 1 if unit_id > 0 else None,
         next_unit=unit_id + 1 if unit_id + 1 < units else None,
     )
