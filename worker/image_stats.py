@@ -22,11 +22,13 @@ command line can load it before torch, as it does every module it needs early.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Final
 
 from worker import schema
 
 if TYPE_CHECKING:
+    import torch
     from torch import Tensor
 
 REC709: Final = (0.2126, 0.7152, 0.0722)  # luma weights of R, G, B
@@ -44,38 +46,54 @@ def image_stats(rgb: Tensor) -> Tensor:
     import torch
 
     rgb = rgb.float()
-    r, g, b = rgb.unbind(1)  # each N x H x W
-    luma = REC709[0] * r + REC709[1] * g + REC709[2] * b
-    top, bottom = rgb.amax(1), rgb.amin(1)
-    saturation = torch.where(top > 0, (top - bottom) / top.clamp_min(1e-12), 0.0)
-    rg, yb = r - g, 0.5 * (r + g) - b
-    colourfulness = torch.hypot(_std(rg), _std(yb)) + COLOURFULNESS_MEAN_WEIGHT * torch.hypot(
-        rg.mean((1, 2)), yb.mean((1, 2))
-    )
-    return torch.stack(
-        (luma.mean((1, 2)), _std(luma), saturation.mean((1, 2)), colourfulness, high_frequency_share(luma)),
-        dim=1,
-    )  # N x 5
+    # Luma, rg and yb are linear in R, G, B: one 3 x 3 map makes the three planes in a single pass.
+    planes = torch.einsum("kc,nchw->nkhw", _opponent_matrix(rgb.device), rgb)  # N x 3 (Y, rg, yb) x H x W
+    mean, std = planes.mean((2, 3)), planes.std((2, 3), correction=0)  # N x 3 each
+    r, g, b = rgb.unbind(1)
+    # Element-wise over the three planes: much faster on a CPU than amax/amin over the channel axis.
+    top, bottom = torch.maximum(torch.maximum(r, g), b), torch.minimum(torch.minimum(r, g), b)
+    saturation = torch.where(top > 0, (top - bottom) / top, 0.0).mean((1, 2))
+    colourfulness = torch.hypot(std[:, 1], std[:, 2]) + COLOURFULNESS_MEAN_WEIGHT * torch.hypot(mean[:, 1], mean[:, 2])
+    hf_energy = high_frequency_share(planes[:, 0], mean[:, 0])
+    return torch.stack((mean[:, 0], std[:, 0], saturation, colourfulness, hf_energy), dim=1)  # N x 5
 
 
-def _std(x: Tensor) -> Tensor:
-    """N x H x W -> N: the population standard deviation of each image."""
-    return x.std((1, 2), correction=0)
+@functools.lru_cache(maxsize=4)
+def _opponent_matrix(device: torch.device) -> Tensor:
+    """Rows: Rec. 709 luma, rg = R - G, yb = (R + G) / 2 - B, as weights of (R, G, B)."""
+    import torch
+
+    return torch.tensor([REC709, (1.0, -1.0, 0.0), (0.5, 0.5, -1.0)], device=device)
 
 
-def high_frequency_share(luma: Tensor, cutoff: float = HF_CUTOFF) -> Tensor:
-    """N x H x W luma -> N: share of the non-DC spectral power above `cutoff` cycles/pixel (Hann-windowed)."""
+def high_frequency_share(luma: Tensor, mean: Tensor, cutoff: float = HF_CUTOFF) -> Tensor:
+    """N x H x W luma and its N means -> N: share of the non-DC spectral power above `cutoff`
+    cycles/pixel, Hann-windowed."""
     import torch
 
     n, h, w = luma.shape
-    window = torch.outer(
-        torch.hann_window(h, periodic=False, device=luma.device), torch.hann_window(w, periodic=False, device=luma.device)
-    )
-    centred = (luma - luma.mean((1, 2), keepdim=True)) * window
-    power = torch.fft.fft2(centred).abs().square()  # N x H x W
-    fy = torch.fft.fftfreq(h, device=luma.device).view(h, 1)
-    fx = torch.fft.fftfreq(w, device=luma.device).view(1, w)
-    radius = torch.hypot(fy, fx)  # H x W, cycles/pixel
-    total = (power * (radius > 0)).sum((1, 2))
-    high = (power * (radius > cutoff)).sum((1, 2))
+    window, weights = _spectral_constants(h, w, cutoff, luma.device)
+    centred = (luma - mean.view(n, 1, 1)) * window
+    spectrum = torch.fft.rfft2(centred)  # N x H x (W // 2 + 1): the other half mirrors it
+    power = spectrum.real.square() + spectrum.imag.square()
+    total, high = (power.reshape(n, -1) @ weights).unbind(1)
     return torch.where(total > 0, high / total.clamp_min(1e-30), 0.0)
+
+
+@functools.lru_cache(maxsize=8)
+def _spectral_constants(h: int, w: int, cutoff: float, device: torch.device) -> tuple[Tensor, Tensor]:
+    """The H x W Hann window, and the (H * (W // 2 + 1)) x 2 weights that sum an rfft2 power spectrum's
+    non-DC power (column 0) and its power above `cutoff` (column 1), each mirrored column counted twice."""
+    import torch
+
+    window = torch.outer(torch.hann_window(h, periodic=False, dtype=torch.float64),
+                         torch.hann_window(w, periodic=False, dtype=torch.float64))  # fmt: skip
+    fy = torch.fft.fftfreq(h, dtype=torch.float64).view(h, 1)
+    fx = torch.fft.rfftfreq(w, dtype=torch.float64).view(1, -1)
+    radius = torch.hypot(fy, fx)  # cycles/pixel
+    mirrored = torch.full((w // 2 + 1,), 2.0, dtype=torch.float64)
+    mirrored[0] = 1.0
+    if w % 2 == 0:
+        mirrored[-1] = 1.0  # the Nyquist column has no mirror
+    weights = torch.stack(((radius > 0) * mirrored, (radius > cutoff) * mirrored), dim=-1).reshape(-1, 2)
+    return window.float().to(device), weights.float().to(device)

@@ -215,9 +215,12 @@ class CaffeTransform:
         return bgr.permute(2, 0, 1).contiguous()  # 3 x H x W
 
     def to_rgb255(self, batch: Tensor) -> Tensor:
-        """N x 3 x H x W outputs of this transform -> the crops as RGB on 0..255 (mean added back, BGR -> RGB)."""
+        """N x 3 x H x W outputs of this transform -> the crops as RGB on 0..255 (mean added back, BGR -> RGB).
+
+        Rounded to whole numbers: the crops were 8-bit, so this gives them back exactly.
+        """
         mean = torch.tensor(self.mean_bgr, dtype=batch.dtype, device=batch.device).view(1, 3, 1, 1)
-        return (batch + mean).flip(1)
+        return (batch + mean).flip(1).round()
 
     def describe(self) -> dict[str, Any]:
         """JSON-able description for runs.preprocessing."""

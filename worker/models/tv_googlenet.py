@@ -49,7 +49,9 @@ class InputRenormalisation(nn.Module):
 class Unnormalise:
     """The inverse of a torchvision preset's normalisation: N x 3 x H x W outputs -> RGB on 0..255.
 
-    `mean` and `std` are the preset's (per channel, on the 0..1 scale): (x * std + mean) * 255.
+    `mean` and `std` are the preset's (per channel, on the 0..1 scale): (x * std + mean) * 255, rounded
+    to whole numbers: the preset resizes and crops the 8-bit PIL image, so this gives the crop back
+    exactly (a black pixel is 0, not 1e-6, which would make its HSV saturation arbitrary).
     """
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
@@ -58,7 +60,7 @@ class Unnormalise:
     def __call__(self, batch: Tensor) -> Tensor:
         mean = torch.tensor(self.mean, dtype=batch.dtype, device=batch.device).view(1, -1, 1, 1)
         std = torch.tensor(self.std, dtype=batch.dtype, device=batch.device).view(1, -1, 1, 1)
-        return (batch * std + mean) * 255.0
+        return ((batch * std + mean) * 255.0).round()
 
     def __repr__(self) -> str:
         return f"Unnormalise(mean={self.mean}, std={self.std})"
