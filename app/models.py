@@ -94,7 +94,9 @@ class LowLevelStat(BaseModel):
     effect_size: float | None = Field(
         description="Cliff's delta, positive group against negative: +1 when every positive image has the higher value"
     )
-    p: float | None = Field(description="two-sided Mann–Whitney U (normal approximation, tie- and continuity-corrected)")
+    p: float | None = Field(
+        description="two-sided Mann–Whitney U (normal approximation, tie- and continuity-corrected)"
+    )
     positive: BoxSummary | None
     negative: BoxSummary | None
 

@@ -161,7 +161,8 @@ def test_the_unit_twin_compares_its_top_and_bottom_category_images(synthetic_cli
     assert [s["name"] for s in ll["stats"]] == list(schema.IMAGE_STAT_COLUMNS)
     for i, s in enumerate(ll["stats"]):
         pos, neg = dog_stats[in_top, i], dog_stats[in_bottom, i]
-        assert s["median_positive"] == pytest.approx(np.median(pos)) and s["median_negative"] == pytest.approx(np.median(neg))
+        assert s["median_positive"] == pytest.approx(np.median(pos))
+        assert s["median_negative"] == pytest.approx(np.median(neg))
         signs = np.sign(pos[:, None] - neg[None, :])  # every pair, by brute force
         assert s["effect_size"] == pytest.approx(signs.mean())
         assert s["p"] == pytest.approx(scipy_stats.mannwhitneyu(pos, neg, method="asymptotic").pvalue, rel=1e-6)
