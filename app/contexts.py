@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app import class_profile, controls, layer_controls, queries
+from app import class_profile, controls, layer_controls, low_level, queries
 from app.db import Reader
 from app.models import (
     CategoryInfo,
@@ -98,10 +98,12 @@ def layer(reader: Reader, name: str, p: ScoreParams, *, permutations: int, seed:
             scores.rows, *(chance[c].tolist() for c in ("p_top", "p_bottom", "q_top", "q_bottom"))
         )
     ]
+    selective = [u.unit for u in units if u.selective]
     return LayerContext(
         **info.model_dump(), layer=name, units=units,
-        selective=sum(u.selective for u in units), source=scores.source,
+        selective=len(selective), source=scores.source,
         groups=layer_controls.groups(scores.rows, p.threshold, info.base_rate), null=null,
+        low_level=low_level.for_layer(reader, run, name, selective, p),
     )
 
 
@@ -167,6 +169,7 @@ def _unit(
         classes=class_profile.summary(
             *class_profile.profile(reader, run, layer_name, unit_id, p.si_stat, p.category), p.si_stat),
         map_scale=map_scale(maps.values()),
+        low_level=low_level.for_unit(reader, run, layer_name, unit_id, p),
         prev_unit=unit_id - 1 if unit_id > 0 else None,
         next_unit=unit_id + 1 if unit_id + 1 < units else None,
     )

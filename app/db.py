@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 
 from app.cache import LruCache
 from app.config import Settings
@@ -121,6 +122,14 @@ class Reader:
     def _answering(self) -> Iterator[None]:
         try:
             yield
+        except _UNAVAILABLE as exc:
+            log.warning("query failed: %s", exc)
+            raise Unavailable(f"the database could not answer: {type(exc).__name__}") from exc
+
+    def columns(self, sql: str, params: Mapping[str, object] | None = None) -> dict[str, np.ndarray]:
+        """Run one query with bound parameters and return its result as numpy columns (for many rows)."""
+        try:
+            return self.cursor.execute(sql, dict(params or {})).fetchnumpy()
         except _UNAVAILABLE as exc:
             log.warning("query failed: %s", exc)
             raise Unavailable(f"the database could not answer: {type(exc).__name__}") from exc

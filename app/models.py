@@ -126,6 +126,59 @@ class ScoreInfo(BaseModel):
     warnings: list[str] = Field(description="what makes these numbers hard to read, e.g. overlapping top and bottom")
 
 
+class BoxSummary(BaseModel):
+    """One group's values of a statistic, as a box plot draws them."""
+
+    n: int
+    min: float
+    q1: float
+    q3: float
+    max: float
+
+
+class LowLevelStat(BaseModel):
+    """A unit's category images in its top k against those in its bottom k, on one low-level statistic."""
+
+    name: str = Field(description="a column of image_stats: luminance, contrast, saturation, colourfulness, hf_energy")
+    median_positive: float | None = Field(description="median over the category images among the top k")
+    median_negative: float | None = Field(description="median over the category images among the bottom k")
+    effect_size: float | None = Field(
+        description="Cliff's delta, positive group against negative: +1 when every positive image has the higher value"
+    )
+    p: float | None = Field(
+        description="two-sided Mann–Whitney U (normal approximation, tie- and continuity-corrected)"
+    )
+    positive: BoxSummary | None
+    negative: BoxSummary | None
+
+
+class UnitLowLevel(BaseModel):
+    """Is the unit low-level? Its category images compared on the images' low-level statistics."""
+
+    images: int = Field(description="category images")
+    positive: int = Field(description="category images among the unit's top k (pos_stat)")
+    negative: int = Field(description="category images among the unit's bottom k (neg_stat)")
+    stats: list[LowLevelStat]
+    r2_cv: float | None = Field(
+        description="cross-validated R² (5 folds) of a linear model of the five statistics predicting the unit's "
+        "response (si_stat) within the category; null under 20 category images"
+    )
+
+
+class LayerLowLevel(BaseModel):
+    """r2_cv over the layer's selective units (si >= threshold): the claims page's `low_level` claim."""
+
+    units: list[int] = Field(description="the selective units with an r2_cv")
+    values: list[float] = Field(description="their r2_cv, in the same order")
+    r2_cv_median: float | None
+    r2_cv_p90: float | None
+    threshold: float = Field(description="the claim holds when r2_cv_median is below it")
+    verdict: bool | None = Field(
+        description="true: 'not explained by low-level statistics' holds (median r2_cv < threshold); "
+        "null without selective units"
+    )
+
+
 class LayerContext(ScoreInfo):
     """`/layers/{layer}`: the study's figure 2 for one layer, with its controls."""
 
@@ -136,6 +189,7 @@ class LayerContext(ScoreInfo):
     groups: Groups
     null: NullSummary | None = Field(description="the label-permutation null; null when the category or the "
                                      "rest has no image")
+    low_level: LayerLowLevel | None = Field(description="null when the run has no image_stats")
 
 
 class LayerSummary(BaseModel):
@@ -221,6 +275,7 @@ class UnitContext(ScoreInfo):
     map_scale: float | None = Field(
         default=None, description="max |value| over the page's maps: the overlays' colour scale is ±map_scale"
     )
+    low_level: UnitLowLevel | None = Field(description="null when the run has no image_stats")
     prev_unit: int | None
     next_unit: int | None
 

@@ -38,7 +38,8 @@ def _layer_extras(ctx: LayerContext, urls: Urls) -> dict[str, Any]:
              u.in_bottom, u.p_bottom, u.q_bottom, u.significant_bottom, u.selective)
             for u, url in zip(ctx.units, unit_urls)]
     return {"rows": rows, "figure": plots.layer_scatter(ctx, unit_urls), "group_rows": _group_rows(ctx.groups),
-            "fdr": layer_controls.FDR}
+            "fdr": layer_controls.FDR,
+            "low_level_figure": plots.layer_r2_histogram(ctx.low_level) if ctx.low_level else None}
 
 
 def _layers_extras(ctx: list[LayerSummary], urls: Urls) -> dict[str, Any]:
@@ -53,6 +54,7 @@ def _unit_extras(ctx: UnitContext, urls: Urls) -> dict[str, Any]:
         "figure": plots.unit_histogram(ctx),
         "class_figure": plots.class_bars([c.top, c.bottom], c.stat, ctx.category, c.beats_category_median.median),
         "spread_figure": plots.class_spread(c, ctx.category),
+        "low_level_figure": plots.unit_low_level(ctx.low_level) if ctx.low_level else None,
     }
 
 

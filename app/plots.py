@@ -10,7 +10,7 @@ import math
 from typing import Any
 
 from app.class_profile import ClassEntry, ClassSummary
-from app.models import LayerContext, LayerSummary, UnitContext, UnitScore
+from app.models import LayerContext, LayerLowLevel, LayerSummary, UnitContext, UnitLowLevel, UnitScore
 
 RED = "#d62728"
 GREY = "#8c8c8c"
@@ -234,5 +234,50 @@ def class_spread(summary: ClassSummary, category: str) -> Figure:
     layout = _layout(
         xaxis=_axis(f"class mean ({summary.stat} of the pre-ReLU map)"), yaxis=_axis("", automargin=True),
         showlegend=False, height=240,
+    )
+    return {"data": data, "layout": layout}
+
+
+def unit_low_level(ll: UnitLowLevel) -> Figure:
+    """Per low-level statistic, one small panel: box plots of the unit's positive and negative category images."""
+    n = len(ll.stats)
+    gap = 0.05
+    width = (1 - gap * (n - 1)) / n
+    data: list[dict[str, Any]] = []
+    layout = _layout(height=300, showlegend=True, margin={"l": 45, "r": 10, "t": 30, "b": 60})
+    for i, stat in enumerate(ll.stats):
+        axis = "" if i == 0 else str(i + 1)
+        for group, box, median, color in (("positive", stat.positive, stat.median_positive, RED),
+                                          ("negative", stat.negative, stat.median_negative, BLUE)):  # fmt: skip
+            if box is None:
+                continue
+            data.append({
+                "type": "box", "name": f"{group} ({box.n})", "legendgroup": group, "showlegend": i == 0,
+                "x": [group], "q1": [box.q1], "median": [median], "q3": [box.q3],
+                "lowerfence": [box.min], "upperfence": [box.max],
+                "xaxis": f"x{axis}", "yaxis": f"y{axis}", "marker": {"color": color}, "line": {"color": color},
+            })
+        delta = "n/a" if stat.effect_size is None else f"{stat.effect_size:+.2f}"
+        layout[f"xaxis{axis}"] = {
+            "domain": [i * (width + gap), i * (width + gap) + width], "anchor": f"y{axis}",
+            "showticklabels": False, "title": {"text": f"{stat.name}<br>δ {delta}", "font": {"size": 12}},
+        }
+        layout[f"yaxis{axis}"] = {"anchor": f"x{axis}", "gridcolor": "#e6e6e6", "zeroline": False}
+    return {"data": data, "layout": layout}
+
+
+def layer_r2_histogram(ll: LayerLowLevel) -> Figure:
+    """The distribution of r2_cv over the layer's selective units, with the claim's threshold dashed."""
+    data = [{
+        "type": "histogram", "x": ll.values, "nbinsx": 20, "name": f"selective units ({len(ll.values)})",
+        "marker": {"color": RED, "opacity": 0.7},
+        "hovertemplate": "r2_cv %{x}<br>%{y} units<extra></extra>",
+    }]  # fmt: skip
+    layout = _layout(
+        xaxis=_axis("r2_cv: within-category variance explained by the five low-level statistics"),
+        yaxis=_axis("units"), height=260, bargap=0.05,
+        shapes=[_dashed(ll.threshold, ll.threshold, 0, 1, "x", "paper")],
+        annotations=[{"x": ll.threshold, "y": 1, "xref": "x", "yref": "paper", "yanchor": "bottom",
+                      "text": f"threshold {ll.threshold:g}", "showarrow": False, "font": {"size": 11}}],
     )
     return {"data": data, "layout": layout}

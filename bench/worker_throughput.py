@@ -11,6 +11,9 @@ plus how far the product's stored statistics are from the baseline's on the same
   the worker's own code (worker.cli.build_loader, worker.extract.Extractor): decoding
   in loader processes while the network runs, the worker's batch size, channels_last, only the
   stages up to the deepest requested layer, maps reduced inside the hooks.
+- product+stats (optional, --image-stats): the product path plus the low-level statistics of every
+  batch (worker.image_stats on LoadedModel.to_rgb255 of the batch), as the worker computes them; its
+  images/s beside the product's give the statistics' overhead.
 - cli (optional, --cli): `worker.cli.run` itself on the same subset into a temporary DB, so the
   DuckDB writes, the model load and the publication step are included (wall time of the whole run).
 
@@ -49,6 +52,7 @@ from torchvision.datasets import ImageFolder
 
 from worker.cli import build_loader
 from worker.extract import Extractor, resolve_device
+from worker.image_stats import image_stats
 from worker.images import FileEntry, class_folder_problem, default_workers, list_image_files, spread_subset
 from worker.models import MODEL_NAMES, LoadedModel, get_model
 from worker.settings import WorkerSettings
@@ -152,10 +156,11 @@ def baseline_pass(model: LoadedModel, root: Path, paths: Sequence[str], layers: 
 
 
 def product_pass(extractor: Extractor, model: LoadedModel, root: Path, files: Sequence[FileEntry],
-                 settings: WorkerSettings, device: torch.device,
-                 limit_batches: int | None = None) -> tuple[Timing, list[str]]:  # fmt: skip
+                 settings: WorkerSettings, device: torch.device, limit_batches: int | None = None,
+                 with_image_stats: bool = False) -> tuple[Timing, list[str]]:  # fmt: skip
     """The worker's own loader (worker.cli.build_loader) and extractor, as `python -m worker run` uses
-    them, without the DuckDB writes. Returns the timing and the relative paths of the images it
+    them, without the DuckDB writes; with_image_stats adds the low-level statistics of each batch, as
+    worker.cli._process computes them. Returns the timing and the relative paths of the images it
     decoded (in stats order)."""
     clock = Clock()
     # As worker.cli._process: files known to be bad from the listing are skipped, not decoded.
@@ -168,8 +173,11 @@ def product_pass(extractor: Extractor, model: LoadedModel, root: Path, files: Se
             break
         if batch.pixels is None:
             continue
-        for layer, stats in extractor(batch.pixels).items():
+        pixels = batch.pixels.to(device, non_blocking=True)
+        for layer, stats in extractor(pixels).items():
             parts[layer].append(stats)
+        if with_image_stats:
+            image_stats(model.to_rgb255(pixels)).cpu()
         good += [files[item.file_id].path for item in batch.good]
     return clock.timing(len(good), {layer: torch.cat(p) for layer, p in parts.items() if p}), good
 
@@ -274,6 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--wait-idle", type=float, default=0, metavar="SECONDS",
                         help="before each pass, wait up to SECONDS for the CPUs to be 80%% idle (shared machines)")  # fmt: skip
     parser.add_argument("--skip-baseline", action="store_true", help="time the product path only (no ratio)")
+    parser.add_argument("--image-stats", action="store_true",
+                        help="also time the product path with the low-level image statistics (their overhead)")  # fmt: skip
     parser.add_argument("--cli", action="store_true",
                         help="also time `python -m worker run` (DuckDB writes and publication included)")  # fmt: skip
     return parser
@@ -288,6 +298,7 @@ class SetResult:
     baseline: list[Timing]  # empty with --skip-baseline
     product: list[Timing]
     errors: dict[str, tuple[list[float], list[float]]]
+    with_stats: list[Timing] = field(default_factory=list)  # product+stats passes (--image-stats)
 
     def ratios(self) -> list[float]:
         """Product images/s over baseline images/s in each round (the two passes ran back to back)."""
@@ -301,6 +312,7 @@ def bench_layer_set(name: str, layers: list[str], args: argparse.Namespace, base
     that a trend in the machine's load does not favour either path."""
     prod_runs: list[Timing] = []
     base_runs: list[Timing] = []
+    stats_runs: list[Timing] = []
     with Extractor(prod_model, layers, device) as extractor:
         if args.warmup:
             _, good = product_pass(extractor, prod_model, root, files, settings, device, limit_batches=args.warmup)
@@ -320,12 +332,17 @@ def bench_layer_set(name: str, layers: list[str], args: argparse.Namespace, base
                 notes += wait_for_idle(args.wait_idle)
                 base_runs.append(baseline_pass(base_model, root, good, layers, device))
             progress = f"  {name} round {round_ + 1}: product {timing.rate:.1f} images/s"
+            if args.image_stats:  # right after the product pass it is compared with
+                notes += wait_for_idle(args.wait_idle)
+                stats_runs.append(product_pass(extractor, prod_model, root, files, settings, device,
+                                               with_image_stats=True)[0])  # fmt: skip
+                progress += f", product+stats {stats_runs[-1].rate:.1f} images/s"
             if base_runs:
                 base = base_runs[-1].rate
                 progress += f", baseline {base:.1f} images/s, ratio {timing.rate / base:.2f}x"
             print(f"{progress} (load average {os.getloadavg()[0]:.1f}{notes})", flush=True)
     errors = relative_errors(base_runs[-1].stats, prod_runs[-1].stats) if base_runs else {}
-    return SetResult(name, layers, base_runs, prod_runs, errors)
+    return SetResult(name, layers, base_runs, prod_runs, errors, stats_runs)
 
 
 def print_report(results: Sequence[SetResult]) -> float:
@@ -335,12 +352,18 @@ def print_report(results: Sequence[SetResult]) -> float:
     print(f"\n{'layer set':<{width}} {'path':<10} {'layers':>6} {'images':>6} {'rounds':>6} {'images/s':>9} "
           f"{'best':>7} {'CPU s/img':>9}")  # fmt: skip
     for r in results:
-        for path, runs in (("baseline", r.baseline), ("product", r.product)):
+        for path, runs in (("baseline", r.baseline), ("product", r.product), ("+stats", r.with_stats)):
             if runs:
                 print(f"{r.name:<{width}} {path:<10} {len(r.layers):>6} {runs[0].images:>6} {len(runs):>6} "
                       f"{median([t.rate for t in runs]):>9.1f} {max(t.rate for t in runs):>7.1f} "
                       f"{median([t.cpu_per_image for t in runs]):>9.3f}")  # fmt: skip
     print("images/s and CPU s/img: median over rounds; best: the fastest round")
+    for r in results:
+        if r.with_stats:
+            cost = median([w.seconds / p.seconds - 1 for w, p in zip(r.with_stats, r.product)])
+            cpu = median([w.cpu_per_image - p.cpu_per_image for w, p in zip(r.with_stats, r.product)])
+            print(f"image_stats overhead {r.name}: {cost:+.1%} wall time (median over rounds of "
+                  f"product+stats / product - 1), {cpu * 1e3:+.2f} ms CPU per image")  # fmt: skip
     compared = [r for r in results if r.baseline]
     if not compared:
         return 0.0

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from worker.categories import CategoryError, load_categories, load_imagenet_classes
 from worker.flags import SettingsError, add_flags, from_flags
+from worker.image_stats import image_stats
 from worker.settings import WorkerSettings
 from worker.store import ImageRow, LayerSpec, Published, RunSpec, StoreError, WorkerStore
 
@@ -173,7 +174,7 @@ def _process(
     extractor,  # noqa: ANN001 - worker.extract.Extractor
     device_type: str,
 ) -> _Counts:
-    """Decode, run and store every file not yet done, one transaction per batch."""
+    """Decode, run and store every file not yet done (responses and image_stats), one transaction per batch."""
     from tqdm import tqdm
 
     from worker.images import class_folder_problem
@@ -195,7 +196,12 @@ def _process(
     started = time.perf_counter()
     with bar:
         for batch in loader:
-            stats = extractor(batch.pixels) if batch.pixels is not None else {}
+            stats, low_level = {}, None
+            if batch.pixels is not None:
+                # On the device once, for the network and the low-level statistics of the same crops.
+                pixels = batch.pixels.to(extractor.device, non_blocking=True)
+                stats = extractor(pixels)
+                low_level = image_stats(extractor.model.to_rgb255(pixels)).cpu().numpy()
             rows = []
             for item in batch.good:
                 entry = files[item.file_id]
@@ -206,7 +212,7 @@ def _process(
                     item.width, item.height, item.mode,
                 ))  # fmt: skip
             bad = [(item.file_id, files[item.file_id].path, item.reason or "") for item in batch.bad]
-            store.write_batch(rows, bad, {layer: s.numpy() for layer, s in stats.items()})
+            store.write_batch(rows, bad, {layer: s.numpy() for layer, s in stats.items()}, low_level)
             counts.images += len(rows)
             counts.skipped += len(bad)
             bar.update(len(rows) + len(bad))

@@ -47,6 +47,7 @@ _PUBLISHED_TABLES = (
     schema.UNITS,
     schema.CATEGORIES,
     schema.IMAGES,
+    schema.IMAGE_STATS,
     schema.SKIPPED,
     schema.RESPONSES,
     schema.UNIT_SI,
@@ -110,7 +111,8 @@ def _build(db: Path, work: Path, publishing: Path, config: Mapping[str, str], ra
         )
         for table, order in ((schema.LAYERS_TABLE, "position"), (schema.UNITS, "layer, unit"),
                              (schema.CATEGORIES, "category, wnid"), (schema.IMAGES, "image_id"),
-                             (schema.SKIPPED, "file_id"), (schema.UNIT_MAPS, "layer, unit, image_id")):  # fmt: skip
+                             (schema.IMAGE_STATS, "image_id"), (schema.SKIPPED, "file_id"),
+                             (schema.UNIT_MAPS, "layer, unit, image_id")):  # fmt: skip
             pub.execute(
                 f"INSERT INTO {table} BY NAME SELECT * REPLACE ($new AS run_id) FROM work.{table} ORDER BY {order}",
                 p,

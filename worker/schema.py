@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Final, Literal
 
-SCHEMA_VERSION: Final = 2  # 2: unit_maps
+SCHEMA_VERSION: Final = 2  # 2: unit_maps, image_stats
 
 Stat = Literal["mean", "max", "min"]
 STATS: Final[tuple[Stat, ...]] = ("mean", "max", "min")
@@ -46,6 +46,10 @@ STAGING: Final = "responses_staging"
 UNIT_SI: Final = "unit_si"
 UNIT_RANKS: Final = "unit_ranks"
 UNIT_MAPS: Final = "unit_maps"
+IMAGE_STATS: Final = "image_stats"
+
+# Low-level statistics of each image as the network saw it (worker.image_stats), in column order.
+IMAGE_STAT_COLUMNS: Final = ("luminance", "contrast", "saturation", "colourfulness", "hf_energy")
 
 RUN_RUNNING: Final = "running"
 RUN_COMPLETE: Final = "complete"
@@ -158,6 +162,14 @@ DDL: Final[tuple[str, ...]] = (
         width      SMALLINT NOT NULL,         -- columns of the map
         values_f16 BLOB     NOT NULL,         -- height x width little-endian float16, row-major
         PRIMARY KEY (run_id, layer, unit, image_id)
+    )""",
+    # Low-level statistics of the crop each image became (RGB 0..255, before mean subtraction),
+    # written with each batch; see worker.image_stats for their definitions.
+    f"""CREATE TABLE IF NOT EXISTS {IMAGE_STATS} (
+        run_id   INTEGER NOT NULL,
+        image_id INTEGER NOT NULL,
+        {", ".join(f"{c} FLOAT NOT NULL" for c in IMAGE_STAT_COLUMNS)},
+        PRIMARY KEY (run_id, image_id)
     )""",
 )
 

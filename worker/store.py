@@ -3,7 +3,7 @@
 Files beside the published DB `<db>`:
 - `<db>.lock`: held by the one worker allowed to write this DB (worker.lock).
 - `<db>.partial` (+ DuckDB's `.wal`): the run in progress: its runs row (status 'running'), images,
-  skipped files and responses_staging rows. Each batch is one transaction, so after kill -9 the
+  their image_stats, skipped files and responses_staging rows. Each batch is one transaction, so after kill -9 the
   file holds whole batches only, and rerunning the same command resumes from there.
 - `<db>.publishing`: built from both at the end of a run and renamed over `<db>` (worker.publish).
 """
@@ -272,9 +272,11 @@ class WorkerStore:
         images: Sequence[ImageRow],
         skipped: Iterable[tuple[int, str, str]],
         responses: Mapping[str, np.ndarray],
+        image_stats: np.ndarray | None = None,
     ) -> None:
-        """Store one batch in one transaction: its images, its skipped files (file id, path, reason)
-        and its responses ({layer: float32 [len(images), units, 3] (mean, max, min)})."""
+        """Store one batch in one transaction: its images, its skipped files (file id, path, reason),
+        its responses ({layer: float32 [len(images), units, 3] (mean, max, min)}) and, when given,
+        the images' low-level statistics (float32 [len(images), 5] in schema.IMAGE_STAT_COLUMNS order)."""
         con = self._work()
         skipped = list(skipped)
         with self._transaction():
@@ -297,6 +299,8 @@ class WorkerStore:
                     {"run_id": self._run_id},
                 )
                 ids = rows["image_id"]
+                if image_stats is not None:
+                    _insert_image_stats(con, self._run_id, ids, image_stats)
                 for layer, stats in responses.items():
                     n, units, _ = stats.shape
                     if n != len(ids):
@@ -391,6 +395,21 @@ class _Transaction:
 
 
 FRAME = "_unitscope_frame"  # name a batch of numpy columns is registered under for one INSERT
+
+
+def _insert_image_stats(con: duckdb.DuckDBPyConnection, run_id: int, ids: np.ndarray, stats: np.ndarray) -> None:
+    """Insert one batch's rows of image_stats: `stats[i]` belongs to image `ids[i]`."""
+    columns = schema.IMAGE_STAT_COLUMNS
+    if stats.shape != (len(ids), len(columns)):
+        raise ValueError(f"image_stats: shape {stats.shape} for {len(ids)} images and {len(columns)} statistics")
+    values = np.ascontiguousarray(stats, dtype=np.float32)
+    frame = {"image_id": ids, **{name: values[:, i] for i, name in enumerate(columns)}}
+    _insert(
+        con,
+        f"INSERT INTO {schema.IMAGE_STATS} SELECT $run_id, image_id, {', '.join(columns)} FROM {FRAME}",
+        frame,
+        {"run_id": run_id},
+    )
 
 
 def _insert(

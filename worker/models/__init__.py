@@ -15,7 +15,7 @@ from worker.models._api import DEFAULT, WeightsArg, WeightsError, get_model, lis
 from worker.models.bvlc import BVLC_GOOGLENET, BVLCGoogLeNet, CaffeInception, CaffeLRN, CaffeTransform
 from worker.models.layers import GOOGLENET_LAYERS
 from worker.models.taps import Branch, LayerTap, LoadedModel
-from worker.models.tv_googlenet import InputRenormalisation, TVGoogLeNet
+from worker.models.tv_googlenet import InputRenormalisation, TVGoogLeNet, Unnormalise
 
 MODEL_NAMES: Final = list_models()  # every builder has registered by now: the imports above
 
@@ -33,6 +33,7 @@ __all__ = [
     "LayerTap",
     "LoadedModel",
     "TVGoogLeNet",
+    "Unnormalise",
     "WeightsArg",
     "WeightsError",
     "get_model",

@@ -214,6 +214,14 @@ class CaffeTransform:
         bgr = rgb.flip(-1) - torch.tensor(self.mean_bgr)
         return bgr.permute(2, 0, 1).contiguous()  # 3 x H x W
 
+    def to_rgb255(self, batch: Tensor) -> Tensor:
+        """N x 3 x H x W outputs of this transform -> the crops as RGB on 0..255 (mean added back, BGR -> RGB).
+
+        Rounded to whole numbers: the crops were 8-bit, so this gives them back exactly.
+        """
+        mean = torch.tensor(self.mean_bgr, dtype=batch.dtype, device=batch.device).view(1, 3, 1, 1)
+        return (batch + mean).flip(1).round()
+
     def describe(self) -> dict[str, Any]:
         """JSON-able description for runs.preprocessing."""
         return {
@@ -265,12 +273,14 @@ def bvlc_googlenet(*, weights: WeightsArg) -> LoadedModel:
         check_synsets(folder, wnids)
         source = str(folder.resolve())
     net.eval()
+    transform = BVLC_GOOGLENET.transforms()
     return LoadedModel(
         name="bvlc-googlenet",
         net=net,
         stages=tuple(net.named_children()),
         taps=_bvlc_taps(net),
-        transform=BVLC_GOOGLENET.transforms(),
+        transform=transform,
+        to_rgb255=transform.to_rgb255,
         preprocessing=dict(BVLC_GOOGLENET.meta["preprocessing"]),
         weights=source,
         weights_sha256=sha,

@@ -68,6 +68,9 @@ class LoadedModel:
     stages: tuple[Stage, ...]
     taps: Mapping[str, LayerTap]  # every study layer, in depth order
     transform: Callable[[Image.Image], Tensor]  # RGB PIL image -> CHW float32 tensor
+    # A batch of `transform` outputs (N x 3 x H x W) -> the crop the network saw, as RGB on 0..255:
+    # the transform's normalisation undone, so no image is decoded twice (worker.image_stats uses it).
+    to_rgb255: Callable[[Tensor], Tensor]
     preprocessing: dict[str, Any]  # JSON-able description of `transform`
     weights: str  # where the weights came from
     weights_sha256: str  # the weight file's sha256 (see caffe_format for BVLC); "none" for random init

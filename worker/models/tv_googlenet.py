@@ -46,6 +46,26 @@ class InputRenormalisation(nn.Module):
         return x * self.scale + self.shift
 
 
+class Unnormalise:
+    """The inverse of a torchvision preset's normalisation: N x 3 x H x W outputs -> RGB on 0..255.
+
+    `mean` and `std` are the preset's (per channel, on the 0..1 scale): (x * std + mean) * 255, rounded
+    to whole numbers: the preset resizes and crops the 8-bit PIL image, so this gives the crop back
+    exactly (a black pixel is 0, not 1e-6, which would make its HSV saturation arbitrary).
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        self.mean, self.std = tuple(mean), tuple(std)
+
+    def __call__(self, batch: Tensor) -> Tensor:
+        mean = torch.tensor(self.mean, dtype=batch.dtype, device=batch.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, dtype=batch.dtype, device=batch.device).view(1, -1, 1, 1)
+        return ((batch * std + mean) * 255.0).round()
+
+    def __repr__(self) -> str:
+        return f"Unnormalise(mean={self.mean}, std={self.std})"
+
+
 class TVGoogLeNet(torchvision.models.GoogLeNet):
     """torchvision's GoogLeNet built with transform_input=False, its re-normalisation done by an
     explicit first module, `renormalise`; the other modules and the state dict are torchvision's.
@@ -169,6 +189,7 @@ def googlenet(*, weights: WeightsArg) -> LoadedModel:
         stages=stages,
         taps=_taps(net, stages),
         transform=preprocessing,
+        to_rgb255=Unnormalise(preprocessing.mean, preprocessing.std),
         preprocessing=describe(preprocessing),
         weights=source,
         weights_sha256=sha,
