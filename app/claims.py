@@ -28,6 +28,9 @@ MIN_CATEGORY = 20  # fewer category images than this: too few to tell
 DEFAULT_DEPTH = 2 / 3
 
 
+LOW_LEVEL_CLAIM = "The selectivity is not explained by low-level image statistics."
+
+
 class ClaimsParams(ScoreParams):
     """The layer's score parameters, and which layer (default: an intermediate one, as in the study)."""
 
@@ -86,7 +89,7 @@ def _pct(share: float | None) -> str:
 
 
 def _num(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:g}"
+    return "n/a" if value is None else f"{value:.3g}"
 
 
 def _p(stat: NullStat | None) -> str:
@@ -215,13 +218,27 @@ def _other_classes(reader: Reader, run: queries.Run, ctx: LayerContext, urls: Ur
 
 
 def _low_level(ctx: LayerContext, urls: Urls) -> Claim:
-    return Claim(
-        id="low_level", claim="The selectivity is not explained by low-level image statistics.",
-        test="cross-validated R² of the category's responses on five low-level image statistics",
-        value=None, control="the low-level statistics are not recorded in this DB yet",
-        verdict="cannot_tell", reason="this test needs per-image low-level statistics, which the worker does not "
-        "record yet", evidence_url=urls.layer(ctx.layer),
-    )
+    ll = ctx.low_level
+    test = ("per selective unit, the cross-validated R² (r2_cv) of its responses to the category on five "
+            "low-level image statistics; the value is the median over the selective units")
+    if ll is None:
+        return Claim(id="low_level", claim=LOW_LEVEL_CLAIM, test=test, value=None,
+                     control="the low-level statistics are not recorded in this DB (a run before they were)",
+                     verdict="cannot_tell", reason="this run has no image_stats", evidence_url=urls.layer(ctx.layer))
+    control = (f"threshold {ll.threshold:g}: below it the statistics predict under a tenth of the within-category "
+               f"variance; statistics that predict nothing give about 0 (90th percentile over the selective units: "
+               f"{_num(ll.r2_cv_p90)})")
+    if ll.verdict is None:
+        verdict: Verdict = "cannot_tell"
+        reason = "no selective unit with enough category images for r2_cv"
+    elif ll.verdict:
+        verdict, reason = "holds", (f"the median r2_cv over {len(ll.units)} selective units is {_num(ll.r2_cv_median)}, "
+                                    f"below {ll.threshold:g}")
+    else:
+        verdict, reason = "does_not_hold", (f"the median r2_cv over {len(ll.units)} selective units is "
+                                            f"{_num(ll.r2_cv_median)}, at or above {ll.threshold:g}")
+    return Claim(id="low_level", claim=LOW_LEVEL_CLAIM, test=test, value=ll.r2_cv_median, control=control,
+                 verdict=verdict, reason=reason, evidence_url=urls.layer(ctx.layer))
 
 
 def context(reader: Reader, p: ClaimsParams, urls: Urls, *, permutations: int, seed: int) -> ClaimsContext:

@@ -102,7 +102,8 @@ def test_two_sided_selective_units_make_every_claim_hold(claims_of):
     body = claims_of("two_sided")
     verdicts = {c["id"]: c["verdict"] for c in body["claims"]}
     assert verdicts == {"selective": "holds", "negative": "holds", "two_sided": "holds", "other_classes": "holds",
-                        "low_level": "cannot_tell"}
+                        "low_level": "cannot_tell"}  # a run written without image_stats
+    assert "no image_stats" in _claim(body, "low_level")["reason"]
     stats = _responses("two_sided")
     si = controls.si(stats[:, :, 1].astype(np.float64), IS_DOG)
     assert _claim(body, "selective")["value"] == (si >= 0.7).sum() == SELECTIVE
