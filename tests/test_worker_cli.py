@@ -16,6 +16,7 @@ import torch
 
 from worker import cli
 from worker.categories import (
+    BUILTIN_SYNSETS,
     CategoryError,
     builtin_category,
     load_categories,
@@ -236,7 +237,7 @@ def test_every_setting_has_one_flag_and_one_variable_in_the_help(capsys):
     for name, field in WorkerSettings.model_fields.items():
         assert f"[UNITSCOPE_{name.upper()}]" in text, name
         assert flag_name(name, field) in text, name
-    assert "--category NAME=FILE" in text and "--layers LAYER [LAYER ...]" in text
+    assert "--category NAME=WNID|FILE" in text and "--layers LAYER [LAYER ...]" in text
     assert "default: all layers of the model" in text
 
 
@@ -266,7 +267,7 @@ def test_category_files_parse_with_comments_and_names(tmp_path):
     category = parse_category_arg(f"wild-canid_2={path}")
     assert (category.name, category.wnids) == ("wild-canid_2", ("n02114367", "n02115641"))
     names = [c.name for c in load_categories([f"wolf={path}"])]
-    assert names == ["dog", "wolf"]
+    assert names == sorted([*BUILTIN_SYNSETS, "wolf"])
     replaced = {c.name: c for c in load_categories([f"dog={path}"])}
     assert replaced["dog"].wnids == ("n02114367", "n02115641")
 
@@ -277,7 +278,8 @@ def test_category_files_parse_with_comments_and_names(tmp_path):
         ("n02114367\nwolf n02114367\n", "w={path}", r"canids.txt:2: 'wolf' is not a WNID"),
         ("n0211436\n", "w={path}", r"'n0211436' is not a WNID"),
         ("# nothing\n", "w={path}", r"lists no WNIDs"),
-        ("n02114367\n", "w", r"--category expects NAME=FILE"),
+        ("n02114367\n", "w", r"no built-in category 'w'; built-in: dog, bird"),
+        ("n02114367\n", "w=", r"--category expects NAME=WNID, NAME=FILE or a built-in NAME"),
         ("n02114367\n", "a/b={path}", r"invalid category name 'a/b'"),
         ("n02114367\n", "w={path}.missing", r"category file not found"),
     ],
