@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app import queries
+from app import queries, reliability
 from app.db import Reader
 from app.models import (
     CategoryInfo,
@@ -76,13 +76,15 @@ def layer(reader: Reader, name: str, p: ScoreParams) -> LayerContext:
     queries.require_layer(run, name)
     info = _score_info(run, p)
     scores = queries.layer_scores(reader, run, name, p)
+    halves = reliability.split_half(reader, run, name, p.category, p.si_stat)
     units = [
-        UnitScore(unit=u, si=si, in_top=t, in_bottom=b, selective=_selective(si, p.threshold))
+        UnitScore(unit=u, si=si, in_top=t, in_bottom=b, selective=_selective(si, p.threshold),
+                  si_half_a=halves.si_a.get(u), si_half_b=halves.si_b.get(u))
         for u, si, t, b in scores.rows
     ]
     return LayerContext(
         **info.model_dump(), layer=name, units=units,
-        selective=sum(u.selective for u in units), source=scores.source,
+        selective=sum(u.selective for u in units), source=scores.source, split_half=halves.summary,
     )
 
 
@@ -137,10 +139,12 @@ def _unit(
         for kind, stat in stats.items()
     }
     binned = queries.histogram(reader, run, layer_name, unit_id, p.si_stat, p.category)
+    halves = reliability.split_half(reader, run, layer_name, p.category, p.si_stat)
     _, si, in_top, in_bottom = score
     return UnitContext(
         **info.model_dump(), layer=layer_name, unit=unit_id, units=units, n=p.n, near_stat=p.near_stat,
         si=si, in_top=in_top, in_bottom=in_bottom, selective=_selective(si, p.threshold),
+        si_half_a=halves.si_a.get(unit_id), si_half_b=halves.si_b.get(unit_id),
         positive=rows["positive"], near_zero=rows["near_zero"], negative=rows["negative"],
         histogram=Histogram(stat=p.si_stat, edges=binned.edges, category=binned.category, rest=binned.rest),
         prev_unit=unit_id - 1 if unit_id > 0 else None,
