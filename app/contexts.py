@@ -34,7 +34,8 @@ def base_rate(k: int, n_images: int, n_category: int) -> float:
     return min(k, n_images) * n_category / n_images
 
 
-def _run_info(run: queries.Run) -> RunInfo:
+def run_info(run: queries.Run) -> RunInfo:
+    """What a page shows of a run."""
     return RunInfo(
         run_id=run.run_id, model=run.model, weights=run.weights, weights_sha256=run.weights_sha256,
         preprocessing=run.preprocessing, device=run.device, dtype=run.dtype, images=run.images,
@@ -64,8 +65,8 @@ def index(reader: Reader, p: RunParams) -> IndexContext:
         for name, (units, position, module) in run.layers.items()
     ]
     return IndexContext(
-        run=None if run is None else _run_info(run),
-        runs=[_run_info(r) for r in queries.runs(reader)],
+        run=None if run is None else run_info(run),
+        runs=[run_info(r) for r in queries.runs(reader)],
         layers=layers,
     )
 

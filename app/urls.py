@@ -11,6 +11,7 @@ from app.params import DEFAULTS
 _RUN = ("run",)
 _SCORES = (*_RUN, "category", "k", "pos_stat", "neg_stat", "si_stat", "threshold")
 _UNIT = (*_SCORES, "n", "near_stat")
+_COMPARE = _SCORES[1:]  # a compare view names its two runs as a and b
 
 
 def _seg(value: object) -> str:
@@ -31,6 +32,10 @@ class Urls:
         url = self.root + path
         return f"{url}?{urlencode(query)}" if query else url
 
+    def with_params(self, **changes: object) -> Urls:
+        """The same helpers with some parameters changed (e.g. links into another run or category)."""
+        return Urls(self.root, {**self.params, **changes})
+
     def index(self) -> str:
         """`/` for the current run."""
         return self._build("/", _RUN)
@@ -46,6 +51,14 @@ class Urls:
     def unit(self, layer: str, unit: int) -> str:
         """A unit page, keeping the current parameters."""
         return self._build(f"/layers/{_seg(layer)}/units/{int(unit)}", _UNIT)
+
+    def categories(self) -> str:
+        """`/categories`: every category of the current run, layer by layer."""
+        return self._build("/categories", _SCORES)
+
+    def compare(self, a: int | None = None, b: int | None = None, layer: str | None = None) -> str:
+        """`/compare` of runs a and b (default: the latest and the one before), with the current score parameters."""
+        return self._build("/compare", _COMPARE, {"a": a, "b": b, "layer": layer})
 
     def skipped(self) -> str:
         """`/skipped` for the current run."""

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.routes import docs, health, images, index, layers, skipped, units
+from app.routes import categories, compare, docs, health, images, index, layers, skipped, units
 
 # Order matters once: layers registers /api/layers/{layer}.csv before /api/layers/{layer}.
 ROUTERS: tuple[APIRouter, ...] = (
-    index.router, layers.router, units.router, skipped.router, images.router, health.router, docs.router,
+    index.router, layers.router, units.router, categories.router, compare.router, skipped.router, images.router,
+    health.router, docs.router,
 )
