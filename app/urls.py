@@ -27,7 +27,7 @@ class Urls:
         self.params = {k: v for k, v in (params or {}).items() if v is not None and DEFAULTS.get(k) != v}
 
     def _build(self, path: str, keep: tuple[str, ...], extra: Mapping[str, object] | None = None) -> str:
-        query = {k: v for k, v in self.params.items() if k in keep}
+        query = {k: self.params[k] for k in keep if k in self.params}  # always in the order of `keep`
         query.update({k: v for k, v in (extra or {}).items() if v is not None})
         url = self.root + path
         return f"{url}?{urlencode(query)}" if query else url
@@ -58,7 +58,8 @@ class Urls:
 
     def compare(self, a: int | None = None, b: int | None = None, layer: str | None = None) -> str:
         """`/compare` of runs a and b (default: the latest and the one before), with the current score parameters."""
-        return self._build("/compare", _COMPARE, {"a": a, "b": b, "layer": layer})
+        kept = {k: self.params[k] for k in _COMPARE if k in self.params}
+        return self._build("/compare", (), {"a": a, "b": b, "layer": layer, **kept})  # the runs first
 
     def skipped(self) -> str:
         """`/skipped` for the current run."""

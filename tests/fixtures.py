@@ -69,6 +69,8 @@ HAND_PAGES = [
     "/layers/mixed4c/units/0",
     "/layers/mixed4c/units/2?k=2&n=3&near_stat=max",
     "/skipped",
+    "/categories?k=2",
+    "/compare?a=1&b=1&layer=conv1&k=2",  # a compare page's own URL names both runs and the layer
 ]
 
 
