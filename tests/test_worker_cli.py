@@ -100,7 +100,11 @@ def test_real_run_publishes_a_complete_run(real_run, imagenet_sample, bvlc_weigh
     n_dogs = sum(manifest[path]["is_dog"] == "1" for _, path, *_ in images)
     assert 3 <= n_dogs <= LIMIT - 10
     assert n_responses == n_distinct == LIMIT * (64 + 256)
-    assert scores == [("conv1", "dog", 64, 64, 64), ("mixed3a", "dog", 256, 256, 256)]
+    # SI for every built-in category (undefined for one without images among the 24) and ranks for every unit.
+    units = {"conv1": 64, "mixed3a": 256}
+    assert sorted((layer, c) for layer, c, *_ in scores) == sorted((la, c) for la in LAYERS for c in BUILTIN_SYNSETS)
+    assert all(n == ranked == units[layer] for layer, _, n, _, ranked in scores)
+    assert [(layer, n_si) for layer, c, _, n_si, _ in scores if c == "dog"] == [("conv1", 64), ("mixed3a", 256)]
 
     # The stored values are the network's: recompute two images directly and compare.
     from PIL import Image

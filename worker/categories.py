@@ -19,7 +19,7 @@ ISA_FILE = DATA_DIR / "imagenet1k_isa.tsv"
 BUILTIN_SYNSETS: dict[str, str] = {
     "dog": "n02084071",  # dog, domestic dog: 118 classes (= dog.txt, indices 151-268)
     "bird": "n01503061",  # 59
-    "feline": "n02120997",  # feline, felid: 13 (5 domestic cats, 8 big cats)
+    "feline": "n02120997",  # feline, felid: 13 (5 domestic cats, 8 wild ones)
     "reptile": "n01661091",  # reptile, reptilian: 36
     "vehicle": "n04524313",  # 67
     "musical-instrument": "n03800933",  # musical instrument, instrument: 26
