@@ -77,4 +77,7 @@ def categories_by_layer(ctx: CategoriesContext) -> Figure:
             data.append({"type": "scatter", "mode": "lines+markers", "name": f"{c.category}: {suffix}",
                          "x": names, "y": y, "line": {"color": color, "dash": dash}, "marker": {"color": color},
                          "hovertemplate": "%{x}: %{y:.1%}<extra>" + f"{c.category}: {suffix}" + "</extra>"})
-    return {"data": data, "layout": _layout(xaxis=_axis("layer"), yaxis=_SHARE, height=420)}
+    # Two lines per category: the legend goes below, where it has room.
+    return {"data": data, "layout": _layout(xaxis=_axis("layer"), yaxis=_SHARE, height=480,
+                                            legend={"orientation": "h", "y": -0.2, "x": 0},
+                                            margin={"l": 60, "r": 20, "t": 20, "b": 40})}
