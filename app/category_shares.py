@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field
 from app import queries
 from app.contexts import base_rate
 from app.db import Reader
-from app.params import ScoreParams
+from app.params import CategoriesParams
 from app.shares import LayerShares, layer_shares
 
 
@@ -33,7 +33,7 @@ class CategoriesContext(BaseModel):
     categories: list[CategoryShares]
 
 
-def categories(reader: Reader, p: ScoreParams) -> CategoriesContext:
+def categories(reader: Reader, p: CategoriesParams) -> CategoriesContext:
     """Each category of the run, scored with the same k, stats and threshold (p.category is not read)."""
     run = queries.require_run(reader, p.run)
     shown = []

@@ -8,7 +8,17 @@ from typing import Annotated
 from fastapi import Depends, Path, Query, Request
 
 from app.db import Database, Reader
-from app.params import ID_MAX, NAME_MAX, CompareParams, ImageParams, RunParams, ScoreParams, UnitParams, Whole
+from app.params import (
+    ID_MAX,
+    NAME_MAX,
+    CategoriesParams,
+    CompareParams,
+    ImageParams,
+    RunParams,
+    ScoreParams,
+    UnitParams,
+    Whole,
+)
 
 
 def get_reader(request: Request) -> Iterator[Reader]:
@@ -29,3 +39,4 @@ ScoreQuery = Annotated[ScoreParams, Query()]
 UnitQuery = Annotated[UnitParams, Query()]
 ImageQuery = Annotated[ImageParams, Query()]
 CompareQuery = Annotated[CompareParams, Query()]
+CategoriesQuery = Annotated[CategoriesParams, Query()]

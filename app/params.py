@@ -62,6 +62,13 @@ class UnitParams(ScoreParams):
     near_stat: StatName = Field(schema.DEFAULT_NEAR_STAT, description="stat whose |value| ranks near-zero images")
 
 
+class CategoriesParams(ScoreParams):
+    """Every category at once: k within the stored ranks, as each k past them costs a scan per category and layer."""
+
+    k: Whole = Field(schema.DEFAULT_K, ge=1, le=schema.RANKED_K,
+                     description=f"images in each unit's top/bottom (≤ {schema.RANKED_K}, the stored ranks)")
+
+
 # ScoreParams' fields without its `run`, for a view over two runs.
 _ScoreFields = create_model(
     "ScoreFields", __config__=ConfigDict(extra="ignore"),

@@ -8,7 +8,6 @@ from typing import Annotated, Any, TypeVar, get_args, get_origin
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
-
 from pydantic import BaseModel
 
 from app import render

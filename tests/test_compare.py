@@ -211,3 +211,8 @@ def test_a_page_of_one_run_keeps_it_in_every_link(multi, url):
             assert key in query, href
         else:
             assert query.get(key) == ["1"], (url, href)
+
+
+def test_categories_keeps_k_within_the_stored_ranks(multi):
+    response = multi.get(f"/api/categories?k={schema.RANKED_K + 1}")
+    assert response.status_code == 422 and "less than or equal to 1000" in response.text

@@ -36,6 +36,7 @@ def _si(stat: str) -> str:
 
 
 def _si_aggregates() -> str:
+    """Per group of rows: each stat's min, max, and mean over the category and over the rest (for _si)."""
     return ",\n               ".join(
         f"min({c}) AS min_{c}, max({c}) AS max_{c}, "
         f"avg({c}) FILTER (WHERE m.is_cat) AS cat_{c}, avg({c}) FILTER (WHERE NOT m.is_cat) AS rest_{c}"
