@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app import class_profile, controls, layer_controls, low_level, queries
+from app import class_profile, controls, layer_controls, low_level, queries, reliability
 from app.db import Reader
 from app.models import (
     CategoryInfo,
@@ -35,7 +35,8 @@ def base_rate(k: int, n_images: int, n_category: int) -> float:
     return min(k, n_images) * n_category / n_images
 
 
-def _run_info(run: queries.Run) -> RunInfo:
+def run_info(run: queries.Run) -> RunInfo:
+    """What a page shows of a run."""
     return RunInfo(
         run_id=run.run_id, model=run.model, weights=run.weights, weights_sha256=run.weights_sha256,
         preprocessing=run.preprocessing, device=run.device, dtype=run.dtype, images=run.images,
@@ -73,8 +74,8 @@ def index(reader: Reader, p: RunParams) -> IndexContext:
         for name, (units, position, module) in run.layers.items()
     ]
     return IndexContext(
-        run=None if run is None else _run_info(run),
-        runs=[_run_info(r) for r in queries.runs(reader)],
+        run=None if run is None else run_info(run),
+        runs=[run_info(r) for r in queries.runs(reader)],
         layers=layers,
     )
 
@@ -85,6 +86,7 @@ def layer(reader: Reader, name: str, p: ScoreParams, *, permutations: int, seed:
     queries.require_layer(run, name)
     info = _score_info(run, p)
     scores = queries.layer_scores(reader, run, name, p, info.k)
+    halves = reliability.split_half(reader, run, name, p.category, p.si_stat)
     chance = layer_controls.chance(scores.rows, info.k, run.images, info.n_category)
     auroc, null = layer_controls.layer_tests(reader, run, name, p, info.k, permutations=permutations, seed=seed)
     fdr = layer_controls.FDR
@@ -93,6 +95,7 @@ def layer(reader: Reader, name: str, p: ScoreParams, *, permutations: int, seed:
             unit=u, si=si, in_top=t, in_bottom=b, selective=layer_controls.selective(si, p.threshold),
             p_top=p_top, p_bottom=p_bottom, q_top=q_top, q_bottom=q_bottom,
             significant_top=q_top < fdr, significant_bottom=q_bottom < fdr, auroc=auroc[u],
+            si_half_a=halves.si_a.get(u), si_half_b=halves.si_b.get(u),
         )
         for (u, si, t, b), p_top, p_bottom, q_top, q_bottom, in zip(
             scores.rows, *(chance[c].tolist() for c in ("p_top", "p_bottom", "q_top", "q_bottom"))
@@ -103,7 +106,7 @@ def layer(reader: Reader, name: str, p: ScoreParams, *, permutations: int, seed:
         **info.model_dump(), layer=name, units=units,
         selective=len(selective), source=scores.source,
         groups=layer_controls.groups(scores.rows, p.threshold, info.base_rate), null=null,
-        low_level=low_level.for_layer(reader, run, name, selective, p),
+        low_level=low_level.for_layer(reader, run, name, selective, p), split_half=halves.summary,
     )
 
 
@@ -160,10 +163,12 @@ def _unit(
         for kind in stats
     }
     binned = queries.histogram(reader, run, layer_name, unit_id, p.si_stat, p.category)
+    halves = reliability.split_half(reader, run, layer_name, p.category, p.si_stat)
     _, si, in_top, in_bottom = score
     return UnitContext(
         **info.model_dump(), layer=layer_name, unit=unit_id, units=units, n=p.n, near_stat=p.near_stat,
         si=si, in_top=in_top, in_bottom=in_bottom, selective=layer_controls.selective(si, p.threshold),
+        si_half_a=halves.si_a.get(unit_id), si_half_b=halves.si_b.get(unit_id),
         positive=rows["positive"], near_zero=rows["near_zero"], negative=rows["negative"],
         histogram=Histogram(stat=p.si_stat, edges=binned.edges, category=binned.category, rest=binned.rest),
         classes=class_profile.summary(

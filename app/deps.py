@@ -9,7 +9,17 @@ from fastapi import Depends, Path, Query, Request
 
 from app.config import Settings
 from app.db import Database, Reader
-from app.params import ID_MAX, NAME_MAX, ImageParams, RunParams, ScoreParams, UnitParams, Whole
+from app.params import (
+    ID_MAX,
+    NAME_MAX,
+    CategoriesParams,
+    CompareParams,
+    ImageParams,
+    RunParams,
+    ScoreParams,
+    UnitParams,
+    Whole,
+)
 
 
 def get_reader(request: Request) -> Iterator[Reader]:
@@ -38,3 +48,5 @@ RunQuery = Annotated[RunParams, Query()]
 ScoreQuery = Annotated[ScoreParams, Query()]
 UnitQuery = Annotated[UnitParams, Query()]
 ImageQuery = Annotated[ImageParams, Query()]
+CompareQuery = Annotated[CompareParams, Query()]
+CategoriesQuery = Annotated[CategoriesParams, Query()]

@@ -105,6 +105,19 @@ class NullSummary(BaseModel):
     permutations: int
     seed: int
     stats: list[NullStat]
+    si_half_a: float | None = Field(None, description="SI on the even image ids alone (split-half reliability)")
+    si_half_b: float | None = Field(None, description="SI on the odd image ids alone")
+
+
+class SplitHalf(BaseModel):
+    """A layer's SI, computed on each half of the images, and how well the halves agree."""
+
+    stat: str = Field(description="the SI stat")
+    images_a: int = Field(description="images with an even id (half a)")
+    images_b: int = Field(description="images with an odd id (half b)")
+    units: int = Field(description="units whose SI is defined in both halves: the correlations' n")
+    spearman: float | None = Field(description="Spearman's rho of si_half_a against si_half_b over the units")
+    pearson: float | None = Field(description="Pearson's r of the same")
 
 
 class ScoreInfo(BaseModel):
@@ -190,6 +203,7 @@ class LayerContext(ScoreInfo):
     null: NullSummary | None = Field(description="the label-permutation null; null when the category or the "
                                      "rest has no image")
     low_level: LayerLowLevel | None = Field(description="null when the run has no image_stats")
+    split_half: SplitHalf = Field(description="the units' SI on even against odd image ids")
 
 
 class LayerSummary(BaseModel):
@@ -267,6 +281,8 @@ class UnitContext(ScoreInfo):
     in_top: int
     in_bottom: int
     selective: bool
+    si_half_a: float | None = Field(description="SI on the even image ids alone (split-half reliability)")
+    si_half_b: float | None = Field(description="SI on the odd image ids alone")
     positive: list[ImageEntry]
     near_zero: list[ImageEntry]
     negative: list[ImageEntry]

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from app import layer_controls, plots
+from app import compare_plots, layer_controls, plots
+from app.category_shares import CategoriesContext
 from app.claims import ClaimsContext
 from app.class_profile import ClassProfileContext
+from app.compare import CompareContext
 from app.models import Group, Groups, IndexContext, LayerContext, LayerSummary, SkippedContext, UnitContext
 from app.render import Page, number
 from app.urls import Urls
@@ -74,3 +76,27 @@ CLAIMS: Page[ClaimsContext] = Page(
     "claims.html", lambda ctx, urls: urls.claims(ctx.layer if ctx.layer_source == "given" else None)
 )
 SKIPPED: Page[SkippedContext] = Page("skipped.html", lambda ctx, urls: urls.skipped())
+
+
+def _compare_extras(ctx: CompareContext, urls: Urls) -> dict[str, Any]:
+    """The curves by depth, the unit pairs' scatter, and links into each run."""
+    extras: dict[str, Any] = {
+        "selective_figure": compare_plots.selective_by_depth(ctx), "bottom_figure": compare_plots.bottom_by_depth(ctx),
+        "run_urls": {side.run.run_id: urls.with_params(run=side.run.run_id) for side in (ctx.a, ctx.b)},
+    }
+    if ctx.scatter is not None:
+        in_a = extras["run_urls"][ctx.a.run.run_id]
+        unit_urls = [in_a.unit(ctx.scatter.layer, u) for u in ctx.scatter.units]
+        extras["scatter_figure"] = compare_plots.si_pairs(ctx.scatter, ctx.a.run.run_id, ctx.b.run.run_id, unit_urls)
+    return extras
+
+
+COMPARE: Page[CompareContext] = Page(
+    "compare.html",
+    lambda ctx, urls: urls.compare(ctx.a.run.run_id, ctx.b.run.run_id, ctx.scatter.layer if ctx.scatter else None),
+    _compare_extras,
+)
+CATEGORIES: Page[CategoriesContext] = Page(
+    "categories.html", lambda ctx, urls: urls.categories(),
+    lambda ctx, urls: {"figure": compare_plots.categories_by_layer(ctx)},
+)

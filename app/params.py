@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from worker import schema
 
@@ -66,6 +66,31 @@ class UnitParams(ScoreParams):
 
     n: Whole = Field(schema.DEFAULT_N, ge=1, le=N_MAX, description=f"images per row (≤ {N_MAX})")
     near_stat: StatName = Field(schema.DEFAULT_NEAR_STAT, description="stat whose |value| ranks near-zero images")
+
+
+class CategoriesParams(ScoreParams):
+    """Every category at once: k within the stored ranks, as each k past them costs a scan per category and layer."""
+
+    k: OptionalWhole = Field(None, ge=1, le=schema.RANKED_K,
+                             description=f"images in each unit's top/bottom (≤ {schema.RANKED_K}, the stored ranks); "
+                             "default: chosen from the run's size")
+
+
+# ScoreParams' fields without its `run`, for a view over two runs.
+_ScoreFields = create_model(
+    "ScoreFields", __config__=ConfigDict(extra="ignore"),
+    **{name: (f.annotation, f) for name, f in ScoreParams.model_fields.items() if name not in RunParams.model_fields},
+)  # type: ignore[call-overload]
+
+
+class CompareParams(_ScoreFields):  # type: ignore[misc, valid-type]
+    """Two runs side by side (a and b), scored alike, and the layer whose units are paired."""
+
+    a: Whole | None = Field(None, ge=0, le=ID_MAX, description="run id; default: the latest complete run")
+    b: Whole | None = Field(None, ge=0, le=ID_MAX, description="run id; default: the complete run before a")
+    layer: str | None = Field(None, min_length=1, max_length=NAME_MAX,
+                              description="layer whose units' SI are paired (same model only); default: the "
+                              "middle one of the layers both runs have")
 
 
 class ImageParams(RunParams):

@@ -8,24 +8,24 @@ from typing import Annotated, Any, TypeVar, get_args, get_origin
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
+from pydantic import BaseModel
 
 from app import render
-from app.params import RunParams
 
 Build = TypeVar("Build", bound=Callable[..., Any])
 
 
 def _params_argument(signature: inspect.Signature) -> str:
-    """The name of the builder's one query-parameter model (a RunParams), which the page's links keep."""
+    """The name of the builder's one query-parameter model (a pydantic model), which the page's links keep."""
     found = []
     for name, parameter in signature.parameters.items():
         kind = parameter.annotation
         if get_origin(kind) is Annotated:
             kind = get_args(kind)[0]
-        if isinstance(kind, type) and issubclass(kind, RunParams):
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
             found.append(name)
     if len(found) != 1:
-        raise TypeError(f"a twin's builder takes exactly one RunParams argument, not {found}")
+        raise TypeError(f"a twin's builder takes exactly one query-parameter model, not {found}")
     return found[0]
 
 

@@ -12,6 +12,7 @@ from app.params import DEFAULTS
 _RUN = ("run",)
 _SCORES = (*_RUN, "category", "k", "pos_stat", "neg_stat", "si_stat", "threshold")
 _UNIT = (*_SCORES, "n", "near_stat")
+_COMPARE = _SCORES[1:]  # a compare view names its two runs as a and b
 
 
 def _seg(value: object) -> str:
@@ -27,10 +28,14 @@ class Urls:
         self.params = {k: v for k, v in (params or {}).items() if v is not None and DEFAULTS.get(k) != v}
 
     def _build(self, path: str, keep: tuple[str, ...], extra: Mapping[str, object] | None = None) -> str:
-        query = {k: v for k, v in self.params.items() if k in keep}
+        query = {k: self.params[k] for k in keep if k in self.params}  # always in the order of `keep`
         query.update({k: v for k, v in (extra or {}).items() if v is not None})
         url = self.root + path
         return f"{url}?{urlencode(query)}" if query else url
+
+    def with_params(self, **changes: object) -> Urls:
+        """The same helpers with some parameters changed (e.g. links into another run or category)."""
+        return Urls(self.root, {**self.params, **changes})
 
     def index(self) -> str:
         """`/` for the current run."""
@@ -56,6 +61,15 @@ class Urls:
     def claims(self, layer: str | None = None) -> str:
         """`/claims` with the current score parameters, on a layer (default: the page's own choice)."""
         return self._build("/claims", _SCORES, {"layer": layer})
+
+    def categories(self) -> str:
+        """`/categories`: every category of the current run, layer by layer."""
+        return self._build("/categories", _SCORES)
+
+    def compare(self, a: int | None = None, b: int | None = None, layer: str | None = None) -> str:
+        """`/compare` of runs a and b (default: the latest and the one before), with the current score parameters."""
+        kept = {k: self.params[k] for k in _COMPARE if k in self.params}
+        return self._build("/compare", (), {"a": a, "b": b, "layer": layer, **kept})  # the runs first
 
     def skipped(self) -> str:
         """`/skipped` for the current run."""

@@ -75,6 +75,8 @@ HAND_PAGES = [
     "/claims",
     "/claims?k=2&layer=conv1",
     "/skipped",
+    "/categories?k=2",
+    "/compare?a=1&b=1&layer=conv1&k=2",  # a compare page's own URL names both runs and the layer
 ]
 
 

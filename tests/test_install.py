@@ -76,7 +76,8 @@ def test_the_wheel_holds_every_module_and_the_pages(wheel: Path) -> None:
     assert pages and pages <= names
     for name in ("app/static/plotly.min.js", "app/static/app.js", "app/static/style.css",
                  "app/static/swagger-ui/swagger-ui-bundle.js", "app/static/swagger-ui/swagger-ui.css",
-                 "worker/categories/dog.txt", "worker/categories/imagenet1k.txt"):  # fmt: skip
+                 "worker/categories/dog.txt", "worker/categories/imagenet1k.txt",
+                 "worker/categories/imagenet1k_isa.tsv"):  # fmt: skip
         assert name in names, name
     # Nothing at the top level of site-packages but the two packages and the metadata.
     assert {n.split("/")[0] for n in names} == {"app", "worker", "unitscope-0.1.0.dist-info"}

@@ -13,8 +13,8 @@ from app import pages, render
 from app.twin import twin
 from fixtures import HAND_PAGES
 
-PAGE_PATHS = {"/", "/claims", "/layers", "/layers/{layer}", "/layers/{layer}/units/{unit}", "/layers/{layer}/units/{unit}/classes",
-              "/skipped"}
+PAGE_PATHS = {"/", "/claims", "/layers", "/layers/{layer}", "/layers/{layer}/units/{unit}",
+              "/layers/{layer}/units/{unit}/classes", "/skipped", "/categories", "/compare"}
 
 
 def _parameters(operation: dict[str, Any]) -> list[tuple[str, str, bool, str]]:
@@ -58,5 +58,5 @@ def test_a_builder_without_one_parameter_model_is_refused() -> None:
     def no_params(k: int) -> dict[str, int]:
         return {"k": k}
 
-    with pytest.raises(TypeError, match="RunParams"):
+    with pytest.raises(TypeError, match="exactly one query-parameter model"):
         twin(APIRouter(), "/x", pages.SKIPPED, summary="x")(no_params)

@@ -16,6 +16,7 @@ import torch
 
 from worker import cli
 from worker.categories import (
+    BUILTIN_SYNSETS,
     CategoryError,
     builtin_category,
     load_categories,
@@ -99,7 +100,11 @@ def test_real_run_publishes_a_complete_run(real_run, imagenet_sample, bvlc_weigh
     n_dogs = sum(manifest[path]["is_dog"] == "1" for _, path, *_ in images)
     assert 3 <= n_dogs <= LIMIT - 10
     assert n_responses == n_distinct == LIMIT * (64 + 256)
-    assert scores == [("conv1", "dog", 64, 64, 64), ("mixed3a", "dog", 256, 256, 256)]
+    # SI for every built-in category (undefined for one without images among the 24) and ranks for every unit.
+    units = {"conv1": 64, "mixed3a": 256}
+    assert sorted((layer, c) for layer, c, *_ in scores) == sorted((la, c) for la in LAYERS for c in BUILTIN_SYNSETS)
+    assert all(n == ranked == units[layer] for layer, _, n, _, ranked in scores)
+    assert [(layer, n_si) for layer, c, _, n_si, _ in scores if c == "dog"] == [("conv1", 64), ("mixed3a", 256)]
 
     # The stored values are the network's: recompute two images directly and compare.
     from PIL import Image
@@ -236,7 +241,7 @@ def test_every_setting_has_one_flag_and_one_variable_in_the_help(capsys):
     for name, field in WorkerSettings.model_fields.items():
         assert f"[UNITSCOPE_{name.upper()}]" in text, name
         assert flag_name(name, field) in text, name
-    assert "--category NAME=FILE" in text and "--layers LAYER [LAYER ...]" in text
+    assert "--category NAME=WNID|FILE" in text and "--layers LAYER [LAYER ...]" in text
     assert "default: all layers of the model" in text
 
 
@@ -266,7 +271,7 @@ def test_category_files_parse_with_comments_and_names(tmp_path):
     category = parse_category_arg(f"wild-canid_2={path}")
     assert (category.name, category.wnids) == ("wild-canid_2", ("n02114367", "n02115641"))
     names = [c.name for c in load_categories([f"wolf={path}"])]
-    assert names == ["dog", "wolf"]
+    assert names == sorted([*BUILTIN_SYNSETS, "wolf"])
     replaced = {c.name: c for c in load_categories([f"dog={path}"])}
     assert replaced["dog"].wnids == ("n02114367", "n02115641")
 
@@ -277,7 +282,8 @@ def test_category_files_parse_with_comments_and_names(tmp_path):
         ("n02114367\nwolf n02114367\n", "w={path}", r"canids.txt:2: 'wolf' is not a WNID"),
         ("n0211436\n", "w={path}", r"'n0211436' is not a WNID"),
         ("# nothing\n", "w={path}", r"lists no WNIDs"),
-        ("n02114367\n", "w", r"--category expects NAME=FILE"),
+        ("n02114367\n", "w", r"no built-in category 'w'; built-in: dog, bird"),
+        ("n02114367\n", "w=", r"--category expects NAME=WNID, NAME=FILE or a built-in NAME"),
         ("n02114367\n", "a/b={path}", r"invalid category name 'a/b'"),
         ("n02114367\n", "w={path}.missing", r"category file not found"),
     ],

@@ -1,15 +1,29 @@
-"""Categories (named WNID lists) and the ImageNet-1k class table, read from the shipped data files."""
+"""Categories (named WNID sets) and the ImageNet-1k class table, read from the shipped data files.
+
+A category is given as a WordNet synset (every ImageNet-1k class under it, through the is-a pairs
+of imagenet1k_isa.tsv) or as a list file of WNIDs. Every run records every built-in category.
+"""
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-# The data files ship inside the package (pyproject: package-data worker/categories/*.txt).
+# The data files ship inside the package (pyproject: package-data worker/categories/*.txt, *.tsv).
 DATA_DIR = Path(__file__).resolve().parent / "categories"
 IMAGENET_CLASSES_FILE = DATA_DIR / "imagenet1k.txt"
-BUILTIN_FILES: dict[str, Path] = {"dog": DATA_DIR / "dog.txt"}
+ISA_FILE = DATA_DIR / "imagenet1k_isa.tsv"
+# name -> WordNet synset; the README's table gives each one's ImageNet-1k classes.
+BUILTIN_SYNSETS: dict[str, str] = {
+    "dog": "n02084071",  # dog, domestic dog: 118 classes (= dog.txt, indices 151-268)
+    "bird": "n01503061",  # 59
+    "feline": "n02120997",  # feline, felid: 13 (5 domestic cats, 8 wild ones)
+    "reptile": "n01661091",  # reptile, reptilian: 36
+    "vehicle": "n04524313",  # 67
+    "musical-instrument": "n03800933",  # musical instrument, instrument: 26
+}
 
 NAME_RE = re.compile(r"[A-Za-z0-9_-]+")
 WNID_RE = re.compile(r"n\d{8}")
@@ -71,26 +85,33 @@ def check_name(name: str) -> str:
 
 
 def parse_category_arg(arg: str) -> Category:
-    """Parse a `--category NAME=FILE` argument and load its file."""
-    name, sep, file = arg.partition("=")
-    if not sep or not name or not file:
-        raise CategoryError(f"--category expects NAME=FILE, got {arg!r}")
-    path = Path(file).expanduser()
+    """Parse a `--category` argument: NAME=WNID (a synset), NAME=FILE (a WNID list) or NAME (a built-in).
+
+    A value that is a WNID is a synset; to read a file of that name, give it as ./nXXXXXXXX.
+    """
+    name, sep, value = arg.partition("=")
+    if not sep:
+        return builtin_category(check_name(name))
+    if not name or not value:
+        raise CategoryError(f"--category expects NAME=WNID, NAME=FILE or a built-in NAME, got {arg!r}")
+    if WNID_RE.fullmatch(value):
+        return Category(check_name(name), classes_under(value), f"synset:{value}")
+    path = Path(value).expanduser()
     return Category(check_name(name), read_wnid_file(path), str(path))
 
 
 def builtin_category(name: str) -> Category:
-    """A category shipped with the worker (currently only `dog`)."""
+    """A category shipped with the worker, by name: every ImageNet-1k class under its synset."""
     try:
-        path = BUILTIN_FILES[name]
+        synset = BUILTIN_SYNSETS[name]
     except KeyError:
-        raise CategoryError(f"no built-in category {name!r}; built-in: {', '.join(BUILTIN_FILES)}") from None
-    return Category(name, read_wnid_file(path), f"built-in:{path.name}")
+        raise CategoryError(f"no built-in category {name!r}; built-in: {', '.join(BUILTIN_SYNSETS)}") from None
+    return Category(name, classes_under(synset), f"built-in:{synset}")
 
 
 def load_categories(args: list[str] | tuple[str, ...] = ()) -> list[Category]:
-    """The built-in categories plus each `NAME=FILE`; a `--category dog=FILE` replaces the built-in dog."""
-    categories = {name: builtin_category(name) for name in BUILTIN_FILES}
+    """Every built-in category plus each `--category`; one given under a built-in's name replaces it."""
+    categories = {name: builtin_category(name) for name in BUILTIN_SYNSETS}
     given: set[str] = set()
     for arg in args:
         category = parse_category_arg(arg)
@@ -99,6 +120,35 @@ def load_categories(args: list[str] | tuple[str, ...] = ()) -> list[Category]:
         given.add(category.name)
         categories[category.name] = category
     return [categories[name] for name in sorted(categories)]
+
+
+@functools.cache
+def _hyponyms(path: Path = ISA_FILE) -> dict[str, frozenset[str]]:
+    """parent -> children, from the is-a pairs file (`parent<TAB>child` lines, '#' comments)."""
+    children: dict[str, set[str]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line and not line.startswith("#"):
+            parent, child = line.split("\t")
+            children.setdefault(parent, set()).add(child)
+    return {parent: frozenset(kids) for parent, kids in children.items()}
+
+
+def classes_under(synset: str) -> tuple[str, ...]:
+    """The ImageNet-1k classes at or below a WordNet synset (sorted), or CategoryError if there are none."""
+    if not WNID_RE.fullmatch(synset):
+        raise CategoryError(f"{synset!r} is not a WNID (expected 'n' and 8 digits, e.g. n01503061)")
+    children, classes = _hyponyms(), load_imagenet_classes()
+    found: set[str] = set()
+    todo = [synset]
+    while todo:
+        wnid = todo.pop()
+        if wnid not in found:
+            found.add(wnid)
+            todo.extend(children.get(wnid, ()))
+    below = tuple(sorted(found & classes.keys()))
+    if not below:
+        raise CategoryError(f"synset {synset} has no ImageNet-1k class under it (see {ISA_FILE.name})")
+    return below
 
 
 def load_imagenet_classes(path: Path = IMAGENET_CLASSES_FILE) -> dict[str, ImageNetClass]:

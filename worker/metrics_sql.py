@@ -35,6 +35,15 @@ def _si(stat: str) -> str:
                  THEN ({cat} - {lo}) / (({cat} - {lo}) + ({rest} - {lo})) END"""
 
 
+def _si_aggregates() -> str:
+    """Per group of rows: each stat's min, max, and mean over the category and over the rest (for _si)."""
+    return ",\n               ".join(
+        f"min({c}) AS min_{c}, max({c}) AS max_{c}, "
+        f"avg({c}) FILTER (WHERE m.is_cat) AS cat_{c}, avg({c}) FILTER (WHERE NOT m.is_cat) AS rest_{c}"
+        for c in schema.STAT_COLUMN.values()
+    )
+
+
 def si_sql() -> str:
     """SQL giving (unit, stat, si) for every unit of one layer and every stat.
 
@@ -46,24 +55,41 @@ def si_sql() -> str:
     grouped scan gives all three stats. SI is NULL for a unit whose response never varies.
     Cost: one scan of the layer's rows (images x units) joined to the run's category membership.
     """
-    aggregates = ",\n               ".join(
-        f"min({c}) AS min_{c}, max({c}) AS max_{c}, "
-        f"avg({c}) FILTER (WHERE m.is_cat) AS cat_{c}, avg({c}) FILTER (WHERE NOT m.is_cat) AS rest_{c}"
-        for c in schema.STAT_COLUMN.values()
-    )
     per_stat = "\n    UNION ALL ".join(
         f"SELECT unit, '{stat}' AS stat, {_si(stat)} AS si FROM agg" for stat in schema.STATS
     )
     return f"""
     WITH agg AS MATERIALIZED (
         SELECT r.unit,
-               {aggregates}
+               {_si_aggregates()}
         FROM {schema.RESPONSES} r JOIN ({_MEMBERSHIP}) m USING (image_id)
         WHERE r.run_id = $run_id AND r.layer = $layer
         GROUP BY r.unit
     )
     {per_stat}
     ORDER BY unit, stat
+    """
+
+
+def split_half_si_sql(stat: str) -> str:
+    """SQL giving (unit, half, si): SI on `stat` over the even (half 0) and the odd (half 1) image ids.
+
+    Parameters: $run_id, $layer, $category.
+    The same formula as si_sql, each half on its own: min and max over the half's own images, so
+    a half is scored as if it were the whole run. Image ids follow the sorted file list, i.e. the
+    class folders, so each half holds about half of every class. Cost: one grouped scan of the
+    layer's rows, as si_sql.
+    """
+    return f"""
+    WITH agg AS MATERIALIZED (
+        SELECT r.unit, (r.image_id % 2)::INTEGER AS half,
+               {_si_aggregates()}
+        FROM {schema.RESPONSES} r JOIN ({_MEMBERSHIP}) m USING (image_id)
+        WHERE r.run_id = $run_id AND r.layer = $layer
+        GROUP BY r.unit, half
+    )
+    SELECT unit, half, {_si(stat)} AS si FROM agg
+    ORDER BY unit, half
     """
 
 

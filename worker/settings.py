@@ -42,9 +42,11 @@ class WorkerSettings(BaseSettings):
     layers: Annotated[tuple[str, ...], NoDecode, Flag(nargs="+", metavar="LAYER")] = Field(
         (), description="layers to record (default: all layers of the model)"
     )
-    # Extra NAME=FILE categories beside the built-in dog.
-    categories: Annotated[tuple[str, ...], NoDecode, Flag(name="--category", metavar="NAME=FILE", repeatable=True)] = (
-        Field((), description="add a category from a WNID list file; repeatable; 'dog' is built in")
+    # Categories beside the built-ins (worker.categories.BUILTIN_SYNSETS), which every run records.
+    categories: Annotated[tuple[str, ...], NoDecode, Flag(name="--category", metavar="NAME=WNID|FILE",
+                                                          repeatable=True)] = Field(
+        (), description="add a category: every ImageNet-1k class under a WordNet synset (bird=n01503061) or "
+        "a WNID list file (NAME=FILE); repeatable; built in: dog, bird, feline, reptile, vehicle, musical-instrument"
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="default auto: cuda when torch sees a GPU")
     batch_size: int | None = Field(None, ge=1, description="default 16 on a CPU, 256 on a GPU")
@@ -66,7 +68,7 @@ class WorkerSettings(BaseSettings):
     @field_validator("categories", mode="before")
     @classmethod
     def _split_categories(cls, value: object) -> object:
-        """UNITSCOPE_CATEGORIES: NAME=FILE pairs separated by whitespace."""
+        """UNITSCOPE_CATEGORIES: NAME=WNID or NAME=FILE pairs separated by whitespace."""
         return tuple(value.split()) if isinstance(value, str) else value
 
     def batch_size_for(self, device_type: str) -> int:

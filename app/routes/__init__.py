@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.routes import claims, classes, docs, health, images, index, layers, skipped, units
+from app.routes import categories, claims, classes, compare, docs, health, images, index, layers, skipped, units
 
 # Order matters once: layers registers /api/layers/{layer}.csv before /api/layers/{layer}.
 ROUTERS: tuple[APIRouter, ...] = (
-    index.router, layers.router, units.router, classes.router, claims.router, skipped.router, images.router, health.router,
-    docs.router,
+    index.router, layers.router, units.router, classes.router, claims.router, categories.router, compare.router,
+    skipped.router, images.router, health.router, docs.router,
 )

@@ -1,0 +1,218 @@
+"""`/compare`, `/categories` and the runs page on a hand-built DB of three runs of two models, against brute force."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import duckdb
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from scipy import stats
+
+from app.main import create_app
+from fixtures import make_settings
+from worker import schema
+
+DOG, BIRD, OTHER = "n02085620", "n01530575", "n01440764"
+WNIDS = [DOG, DOG, DOG, BIRD, BIRD, OTHER, OTHER, OTHER]  # image ids 0-7
+# run -> (model, {layer: units}, categories); layers in depth order.
+RUNS = {
+    1: ("net-x", {"l0": 5, "l1": 3, "l2": 4}, {"dog": [DOG], "bird": [BIRD]}),
+    2: ("net-x", {"l0": 5, "l1": 3, "l2": 4}, {"dog": [DOG], "bird": [BIRD]}),
+    3: ("net-y", {"c1": 3, "c2": 2}, {"dog": [DOG]}),
+}
+K, THRESHOLD = 3, 0.6
+SCORES = f"k={K}&threshold={THRESHOLD}"
+
+
+def responses(run: int, layer: str, units: int) -> np.ndarray:
+    """(images, units, (mean, max, min)) in quarters, exact in float32; ties on purpose."""
+    rng = np.random.default_rng([run, sum(map(ord, layer))])
+    values = rng.integers(-8, 9, size=(len(WNIDS), units, 3)).astype(np.float64) / 4
+    if run == 1:
+        values[:3, 0, 1] += 3  # unit 0 of each layer: dogs high on max
+    if run == 2 and layer == "l0":
+        values[:, 4, 1] = 1.0  # a constant max: SI undefined, left out of the pairs
+    return values
+
+
+def build(path: Path) -> Path:
+    con = duckdb.connect(str(path))
+    for ddl in schema.DDL:
+        con.execute(ddl)
+    con.execute(f"INSERT INTO {schema.META} VALUES ('schema_version', ?)", [str(schema.SCHEMA_VERSION)])
+    for run, (model, layers, categories) in RUNS.items():
+        con.execute(
+            f"INSERT INTO {schema.RUNS} VALUES (?, ?, ?, ?, 'w', 'ff', '{{}}', '/images', 8, 'cpu', 'float32', ?, ?)",
+            [run, schema.RUN_COMPLETE, f"h{run}", model, datetime(2024, 1, run), datetime(2024, 1, run, 1)],
+        )
+        for image_id, wnid in enumerate(WNIDS):
+            con.execute(f"INSERT INTO {schema.IMAGES} VALUES (?, ?, ?, ?, NULL, ?, 8, 8, 'RGB')",
+                        [run, image_id, f"{wnid}/{image_id}.JPEG", wnid, wnid])
+        for name, wnids in categories.items():
+            for wnid in wnids:
+                con.execute(f"INSERT INTO {schema.CATEGORIES} VALUES (?, ?, ?)", [run, name, wnid])
+        for position, (layer, units) in enumerate(layers.items()):
+            con.execute(f"INSERT INTO {schema.LAYERS_TABLE} VALUES (?, ?, ?, ?, ?)",
+                        [run, layer, position, units, layer])
+            values = responses(run, layer, units)
+            for image_id in range(len(WNIDS)):
+                for unit in range(units):
+                    con.execute(f"INSERT INTO {schema.RESPONSES} VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                [run, layer, unit, image_id, *values[image_id, unit]])
+    con.close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def multi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    root = tmp_path_factory.mktemp("multi")
+    with TestClient(create_app(make_settings(build(root / "multi.duckdb"), root))) as c:
+        yield c
+
+
+# ---------------------------------------------------------------- brute force
+
+
+def si(a: np.ndarray, cat: np.ndarray) -> float | None:
+    if a.max() == a.min():
+        return None
+    norm = (a - a.min()) / (a.max() - a.min())
+    return float(norm[cat].mean() / (norm[cat].mean() + norm[~cat].mean()))
+
+
+def expected_layer(run: int, layer: str, category: str) -> dict[str, object]:
+    """Selective units and in_bottom >= base rate among them and the rest, from the raw responses."""
+    cat = np.array([w in RUNS[run][2][category] for w in WNIDS])
+    rate = K * cat.sum() / len(WNIDS)
+    values = responses(run, layer, RUNS[run][1][layer])
+    selective = bottom_sel = bottom_rest = 0
+    for unit in range(values.shape[1]):
+        value = si(values[:, unit, 1], cat)
+        smallest = sorted(range(len(WNIDS)), key=lambda i: (values[i, unit, 2], i))[:K]  # min, ties to smaller id
+        low = cat[smallest].sum() >= rate
+        if value is not None and value >= THRESHOLD:
+            selective += 1
+            bottom_sel += low
+        else:
+            bottom_rest += low
+    units = values.shape[1]
+    return {"units": units, "selective": selective, "selective_bottom": bottom_sel, "rest_bottom": bottom_rest,
+            "share_selective": selective / units,
+            "share_selective_bottom": bottom_sel / selective if selective else None,
+            "share_rest_bottom": bottom_rest / (units - selective) if units > selective else None}
+
+
+def shares(side: dict) -> list[dict]:
+    keys = ("units", "selective", "selective_bottom", "rest_bottom", "share_selective", "share_selective_bottom",
+            "share_rest_bottom")
+    return [{k: layer[k] for k in keys} for layer in side["layers"]]
+
+
+# ---------------------------------------------------------------- compare
+
+
+def test_curves_of_two_models_on_one_depth_axis(multi):
+    body = multi.get(f"/api/compare?a=1&b=3&{SCORES}").json()
+    assert (body["a"]["run"]["model"], body["b"]["run"]["model"]) == ("net-x", "net-y")
+    assert [s["depth"] for s in body["a"]["layers"]] == [0.0, 0.5, 1.0]  # three layers: i / 2
+    assert [s["depth"] for s in body["b"]["layers"]] == [0.0, 1.0]
+    for side, run in ((body["a"], 1), (body["b"], 3)):
+        assert [s["layer"] for s in side["layers"]] == list(RUNS[run][1])
+        assert shares(side) == [pytest.approx(expected_layer(run, layer, "dog")) for layer in RUNS[run][1]]
+        assert side["base_rate"] == pytest.approx(K * 3 / 8) and side["n_category"] == 3
+    assert (body["same_model"], body["common_layers"], body["scatter"]) == (False, [], None)
+    # Something in the example is worth the check: selective units with and without a low bottom.
+    assert any(s["selective"] for s in body["a"]["layers"]) and any(s["rest_bottom"] for s in body["a"]["layers"])
+
+
+def test_same_model_pairs_each_units_si_with_spearman(multi):
+    body = multi.get(f"/api/compare?a=1&b=2&layer=l0&{SCORES}").json()
+    assert body["same_model"] and body["common_layers"] == ["l0", "l1", "l2"]
+    cat = np.array([w == DOG for w in WNIDS])
+    by_run = {run: [si(responses(run, "l0", 5)[:, u, 1], cat) for u in range(5)] for run in (1, 2)}
+    pairs = body["scatter"]
+    assert (pairs["layer"], pairs["units"]) == ("l0", [0, 1, 2, 3, 4])
+    assert pairs["si_a"] == [pytest.approx(v) for v in by_run[1]]
+    assert pairs["si_b"][:4] == [pytest.approx(v) for v in by_run[2][:4]] and pairs["si_b"][4] is None
+    # Spearman over the four units with an SI in both runs.
+    assert pairs["pairs"] == 4
+    assert pairs["spearman"] == pytest.approx(stats.spearmanr(by_run[1][:4], by_run[2][:4]).statistic)
+    assert pairs["pearson"] == pytest.approx(stats.pearsonr(by_run[1][:4], by_run[2][:4]).statistic)
+    # Without ?layer=: the middle of the common layers.
+    assert multi.get(f"/api/compare?a=1&b=2&{SCORES}").json()["scatter"]["layer"] == "l1"
+
+
+def test_defaults_and_refusals(multi):
+    body = multi.get("/api/compare").json()  # the latest run against the one before it
+    assert (body["a"]["run"]["run_id"], body["b"]["run"]["run_id"]) == (3, 2)
+    assert [r["run_id"] for r in body["runs"]] == [3, 2, 1]
+    for url, detail in (
+        ("/api/compare?a=1&b=9", "no complete run 9"),
+        ("/api/compare?a=1&b=2&layer=c1", "layer 'c1' is not in both runs; both have l0, l1, l2"),
+        ("/api/compare?a=1&b=3&category=bird", "unknown category 'bird'; run 3 has dog"),
+    ):
+        response = multi.get(url)
+        assert response.status_code == 404 and detail in response.json()["error"]["detail"], url
+    assert multi.get("/api/compare?a=x").status_code == 422
+
+
+def test_compare_page_links_into_each_run(multi):
+    html = multi.get(f"/compare?a=1&b=3&{SCORES}").text
+    hrefs = re.findall(r'href="([^"]+)"', html)
+    assert f"/layers/l0?run=1&amp;k={K}&amp;threshold={THRESHOLD}" in hrefs
+    assert f"/layers/c2?run=3&amp;k={K}&amp;threshold={THRESHOLD}" in hrefs
+    assert "different models (net-x and net-y)" in html
+    scatter = multi.get(f"/compare?a=1&b=2&layer=l0&{SCORES}").text
+    assert 'id="si-pairs"' in scatter and "Spearman <b>" in scatter
+
+
+# ---------------------------------------------------------------- categories and runs
+
+
+def test_categories_lists_every_category_of_the_run(multi):
+    body = multi.get(f"/api/categories?run=1&{SCORES}").json()
+    assert [c["category"] for c in body["categories"]] == ["bird", "dog"]
+    for c in body["categories"]:
+        assert c["n_category"] == {"dog": 3, "bird": 2}[c["category"]]
+        assert shares(c) == [pytest.approx(expected_layer(1, layer, c["category"])) for layer in RUNS[1][1]]
+    html = multi.get(f"/categories?run=1&{SCORES}").text
+    assert f'href="/layers/l2?run=1&amp;category=bird&amp;k={K}&amp;threshold={THRESHOLD}"' in html
+
+
+def test_runs_page_lists_each_run_with_its_model_and_links(multi):
+    body = multi.get("/api/").json()
+    assert [(r["run_id"], r["model"]) for r in body["runs"]] == [(3, "net-y"), (2, "net-x"), (1, "net-x")]
+    html = multi.get("/").text
+    hrefs = set(re.findall(r'href="([^"]+)"', html))
+    for run in RUNS:
+        assert {f"/?run={run}", f"/layers?run={run}", f"/categories?run={run}"} <= hrefs
+    assert {"/compare?a=3&amp;b=2", "/compare?a=3&amp;b=1"} <= hrefs
+    rows = re.findall(r"<tr[^>]*>\s*<td><a [^>]+>(\d)</a></td>\s*<td>([\w-]+)</td>", html)
+    assert rows == [("3", "net-y"), ("2", "net-x"), ("1", "net-x")]
+
+
+@pytest.mark.parametrize("url", ["/?run=1", "/layers?run=1", "/layers/l1?run=1", "/layers/l1/units/0?run=1",
+                                 "/categories?run=1", "/skipped?run=1"])
+def test_a_page_of_one_run_keeps_it_in_every_link(multi, url):
+    html = multi.get(url).text
+    for href in re.findall(r'href="([^"]+)"', html):
+        parts = urlsplit(href.replace("&amp;", "&"))
+        if parts.path.startswith("/static/") or parts.path in ("/docs",):
+            continue
+        query = parse_qs(parts.query)
+        key = "a" if parts.path in ("/compare", "/api/compare") else "run"
+        if url == "/?run=1":  # the runs page links every run, each by its id
+            assert key in query, href
+        else:
+            assert query.get(key) == ["1"], (url, href)
+
+
+def test_categories_keeps_k_within_the_stored_ranks(multi):
+    response = multi.get(f"/api/categories?k={schema.RANKED_K + 1}")
+    assert response.status_code == 422 and "less than or equal to 1000" in response.text
