@@ -18,6 +18,7 @@ class CompareSide(BaseModel):
 
     run: RunInfo
     n_category: int = Field(description="the run's images in the category")
+    k: int = Field(description="the k in use for this run: the one given, or this run's default")
     base_rate: float = Field(description="min(k, images) x category share, this run's own")
     layers: list[LayerShares]
 
@@ -38,7 +39,7 @@ class CompareContext(BaseModel):
     """`/compare`: the parameters, both runs, and the unit pairs when the runs share a model."""
 
     category: str
-    k: int
+    k: int | None = Field(description="the k given; null: each run uses its own default (see a.k, b.k)")
     pos_stat: str
     neg_stat: str
     si_stat: str
@@ -67,7 +68,8 @@ def _pick(all_runs: list[queries.Run], a: int | None, b: int | None) -> tuple[qu
 
 def _side(reader: Reader, run: queries.Run, p: ScoreParams) -> CompareSide:
     n_category = queries.require_category(run, p.category)
-    return CompareSide(run=run_info(run), n_category=n_category, base_rate=base_rate(resolve_k(p, run.images)[0], run.images, n_category),
+    k = resolve_k(p, run.images)[0]
+    return CompareSide(run=run_info(run), n_category=n_category, k=k, base_rate=base_rate(k, run.images, n_category),
                        layers=layer_shares(reader, run, p))
 
 

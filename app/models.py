@@ -67,6 +67,8 @@ class UnitScore(BaseModel):
     significant_bottom: bool = Field(description="q_bottom < 0.05")
     auroc: float | None = Field(description="AUROC of category against rest on the SI stat (0.5: no preference); "
                                 "null when either group has no image")
+    si_half_a: float | None = Field(None, description="SI on the even image ids alone (split-half reliability)")
+    si_half_b: float | None = Field(None, description="SI on the odd image ids alone")
 
 
 class Group(BaseModel):
@@ -105,8 +107,6 @@ class NullSummary(BaseModel):
     permutations: int
     seed: int
     stats: list[NullStat]
-    si_half_a: float | None = Field(None, description="SI on the even image ids alone (split-half reliability)")
-    si_half_b: float | None = Field(None, description="SI on the odd image ids alone")
 
 
 class SplitHalf(BaseModel):

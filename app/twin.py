@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, TypeVar, get_args, get_origin
 
 from fastapi import APIRouter, Request
+from fastapi.params import Query as QueryInfo
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 
@@ -19,10 +20,11 @@ def _params_argument(signature: inspect.Signature) -> str:
     """The name of the builder's one query-parameter model (a pydantic model), which the page's links keep."""
     found = []
     for name, parameter in signature.parameters.items():
-        kind = parameter.annotation
+        kind, meta = parameter.annotation, ()
         if get_origin(kind) is Annotated:
-            kind = get_args(kind)[0]
-        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            kind, *meta = get_args(kind)
+        # A model declared as Query() (e.g. Annotated[ScoreParams, Query()]); a dependency (Depends) is not one.
+        if isinstance(kind, type) and issubclass(kind, BaseModel) and any(isinstance(m, QueryInfo) for m in meta):
             found.append(name)
     if len(found) != 1:
         raise TypeError(f"a twin's builder takes exactly one query-parameter model, not {found}")
