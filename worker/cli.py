@@ -93,7 +93,9 @@ def run(settings: WorkerSettings) -> int:
         from worker.models import DEFAULT, get_model  # torch loads here, after the cheap checks
 
         model_name = settings.resolved_model()
-        model = get_model(model_name, weights=settings.weights if settings.weights is not None else DEFAULT)
+        seed = settings.init_seed()
+        weights = DEFAULT if settings.weights is None else None if seed is not None else settings.weights
+        model = get_model(model_name, weights=weights, seed=seed)
         layers = model.select_layers(settings.layers)
         from worker.extract import Extractor, resolve_device
 
