@@ -194,29 +194,19 @@ class CaffeTransform:
     probabilities in the BVLC README (chelsea 451x300 -> 385x256, not 384x256). The crop offset
     is floored, `(W - 224) // 2`, as in Caffe's data transformer and caffe.io; torchvision's
     center_crop rounds it, which shifts an image with an odd margin (e.g. 267 x 256) by a pixel.
-    With keep_aspect=False the image is warped to resize x resize first, as Caffe's ImageNet
-    training data were (SqueezeNet's README measures its accuracy that way).
     """
 
     def __init__(
-        self,
-        resize: int = 256,
-        crop: int = 224,
-        mean_bgr: tuple[float, float, float] = CAFFE_MEAN_BGR,
-        *,
-        keep_aspect: bool = True,
+        self, resize: int = 256, crop: int = 224, mean_bgr: tuple[float, float, float] = CAFFE_MEAN_BGR
     ) -> None:
-        self.resize, self.crop, self.mean_bgr, self.keep_aspect = resize, crop, mean_bgr, keep_aspect
+        self.resize, self.crop, self.mean_bgr = resize, crop, mean_bgr
 
     def __call__(self, image: Image.Image) -> Tensor:
         if image.mode != "RGB":
             image = image.convert("RGB")
         width, height = image.size
-        if self.keep_aspect:
-            scale = self.resize / min(width, height)
-            width, height = max(self.resize, round(width * scale)), max(self.resize, round(height * scale))
-        else:
-            width = height = self.resize
+        scale = self.resize / min(width, height)
+        width, height = max(self.resize, round(width * scale)), max(self.resize, round(height * scale))
         image = image.resize((width, height), Image.Resampling.BILINEAR)
         left, top = (width - self.crop) // 2, (height - self.crop) // 2
         image = image.crop((left, top, left + self.crop, top + self.crop))
@@ -226,14 +216,10 @@ class CaffeTransform:
 
     def describe(self) -> dict[str, Any]:
         """JSON-able description for runs.preprocessing."""
-        resize: dict[str, Any] = (
-            {"resize_short_side": self.resize, "interpolation": "bilinear (PIL), long side rounded"}
-            if self.keep_aspect
-            else {"resize": [self.resize, self.resize], "interpolation": "bilinear (PIL), aspect not kept"}
-        )
         return {
             "convention": "caffe",
-            **resize,
+            "resize_short_side": self.resize,
+            "interpolation": "bilinear (PIL), long side rounded",
             "center_crop": self.crop,
             "center_crop_offset": "floor, as Caffe",
             "scale": "0..255",
@@ -243,10 +229,7 @@ class CaffeTransform:
         }
 
     def __repr__(self) -> str:
-        return (
-            f"CaffeTransform(resize={self.resize}, crop={self.crop}, mean_bgr={self.mean_bgr}, "
-            f"keep_aspect={self.keep_aspect})"
-        )
+        return f"CaffeTransform(resize={self.resize}, crop={self.crop}, mean_bgr={self.mean_bgr})"
 
 
 # The BVLC weights as torchvision describes its own: the files come from a local folder (see
