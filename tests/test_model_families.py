@@ -129,7 +129,8 @@ def test_documented_layer_sets() -> None:
     for name, layers in expected.items():
         assert [(layer, tap.units) for layer, tap in random_model(name).taps.items()] == layers, name
     resnet = random_model("resnet50")
-    assert resnet.module_name("layer3_5") == "layer3.5" and resnet.taps["layer3_5"].branches[0].module == "layer3.5.residual"
+    assert resnet.module_name("layer3_5") == "layer3.5"
+    assert resnet.taps["layer3_5"].branches[0].module == "layer3.5.residual"
     vgg = random_model("vgg11_bn").taps["conv1_1"]
     assert (vgg.module, vgg.branches[0].module, vgg.block) == ("features.1", "features.1", "features.2")  # the bn
     assert random_model("squeezenet1_1").branch_layout("fire9") == [("expand1x1", 256), ("expand3x3", 256)]
@@ -160,7 +161,8 @@ def readme_tables() -> dict[str, list[tuple[str, str, int]]]:
 
 def test_readme_layer_tables_are_the_models() -> None:
     tables = readme_tables()
-    assert {"bvlc-googlenet", "googlenet", "squeezenet1_1", "alexnet", "vgg16", "resnet50", "inception_v3"} <= set(tables)
+    documented = {"bvlc-googlenet", "googlenet", "squeezenet1_1", "alexnet", "vgg16", "resnet50", "inception_v3"}
+    assert documented <= set(tables)
     for name, rows in tables.items():
         model = random_model(name)
         assert rows == [(layer, tap.module, tap.units) for layer, tap in model.taps.items()], name
@@ -253,7 +255,7 @@ def test_squeezenet_loads_and_verifies_its_weights(squeezenet_weights: Path, tmp
 @pytest.mark.slow
 def test_squeezenet_top1_on_the_990_one_per_class_images(squeezenet_weights: Path, imagenet_sample: Path) -> None:
     # Its README: 62.2% top-1 on the 990 EliSchwartz one-per-class photos of the shared sample
-    # (measured here: 62.5%; warping to 256 x 256 instead of the short side would give 65.7%).
+    # (reproduced exactly, 616 of 990; warping to 256 x 256 instead of the short side gives 65.7%).
     with open(imagenet_sample / "manifest.csv", newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["source"].startswith("EliSchwartz/imagenet-sample-images")]
     assert len(rows) == 990 and all(Path(r["path"]).name.startswith("eliSample__") for r in rows)
@@ -285,5 +287,5 @@ def test_the_untrained_control_through_the_cli(
         layers = con.execute("SELECT run_id, layer, module, units FROM layers ORDER BY run_id, position").fetchall()
     expected = [get_model("squeezenet1_1", weights=None, seed=s) for s in (3, 4)]
     assert runs == [("squeezenet1_1", f"random(seed={s})", m.weights_sha256) for s, m in zip((3, 4), expected)]
-    assert layers == [(r, layer, module, units) for r in (1, 2)
-                      for layer, module, units in (("conv1", "features.0", 64), ("fire2", "features.3", 128))]  # fmt: skip
+    per_run = [("conv1", "features.0", 64), ("fire2", "features.3", 128)]
+    assert layers == [(run, *layer) for run in (1, 2) for layer in per_run]

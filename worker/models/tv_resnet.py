@@ -130,7 +130,9 @@ def _register(name: str) -> None:
             class_wnids=tuple(load_imagenet_classes()),
         )
 
-    resnet.__doc__ = f"torchvision {name}: DEFAULT is {get_model_weights(name).DEFAULT!r}, a path a local .pth, None random init."
+    resnet.__doc__ = (
+        f"torchvision {name}: DEFAULT is {get_model_weights(name).DEFAULT!r}, a path a local .pth, None random init."
+    )
     register_model(name)(resnet)
 
 
