@@ -40,7 +40,7 @@ def get_settings(request: Request) -> Settings:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
-LayerName = Annotated[str, Path(max_length=NAME_MAX, description="layer name, e.g. mixed4c")]
+LayerName = Annotated[str, Path(max_length=NAME_MAX, description="a layer name of the run, as listed by /api/layers")]
 UnitId = Annotated[Whole, Path(ge=0, le=ID_MAX, description="0-based unit (channel) index")]
 ImageId = Annotated[Whole, Path(ge=0, le=ID_MAX, description="image id within the run")]
 

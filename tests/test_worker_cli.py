@@ -177,8 +177,9 @@ def test_user_errors_are_one_line_with_exit_1(
         ("UNITSCOPE_BATCH_SIZE", "lots", "error: UNITSCOPE_BATCH_SIZE: input should be a valid integer, unable to "
          "parse string as an integer, got 'lots'"),
         ("UNITSCOPE_LIMIT", "0", "error: UNITSCOPE_LIMIT: input should be greater than or equal to 1, got '0'"),
-        ("UNITSCOPE_MODEL", "alexnet", "error: UNITSCOPE_MODEL: input should be 'auto', 'bvlc-googlenet' or "
-         "'googlenet', got 'alexnet'"),
+        ("UNITSCOPE_MODEL", "lenet5", "error: UNITSCOPE_MODEL: input should be 'auto', 'alexnet', 'bvlc-googlenet', "
+         "'googlenet', 'inception_v3', "),
+        ("UNITSCOPE_SEED", "3", "error: UNITSCOPE_SEED: value error, a seed only applies to --weights random, got '3'"),
         ("UNITSCOPE_DEBUG", "maybe", "error: UNITSCOPE_DEBUG: input should be a valid boolean"),
     ],
 )  # fmt: skip

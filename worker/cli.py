@@ -94,7 +94,11 @@ def run(settings: WorkerSettings) -> int:
         from worker.models import DEFAULT, get_model  # torch loads here, after the cheap checks
 
         model_name = settings.resolved_model()
-        model = get_model(model_name, weights=settings.weights if settings.weights is not None else DEFAULT)
+        seed = settings.init_seed()  # not None for --weights random: get_model's weights=None
+        if seed is not None:
+            model = get_model(model_name, weights=None, seed=seed)
+        else:
+            model = get_model(model_name, weights=DEFAULT if settings.weights is None else settings.weights)
         layers = model.select_layers(settings.layers)
         from worker.extract import Extractor, resolve_device
 

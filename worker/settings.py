@@ -9,14 +9,15 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from worker.flags import Flag
+from worker.model_names import MODEL_NAMES
 
+# `--weights random`: the architecture's own random init under `--seed`, the untrained control.
+RANDOM_WEIGHTS = "random"
 
-# worker.models.MODEL_NAMES plus "auto", spelled out because worker.models imports torch (a test keeps them equal).
-ModelChoice = Literal["auto", "bvlc-googlenet", "googlenet"]
 
 
 def _default_cache() -> Path:
@@ -33,11 +34,13 @@ class WorkerSettings(BaseSettings):
     images: Path | None = Field(None, description="ImageFolder root, <root>/<wnid>/<image> (default: download "
                                 "Imagewoof + Imagenette into the cache)")  # fmt: skip
     db: Path = Field(Path("unitscope.duckdb"), description="DuckDB file to publish to (default unitscope.duckdb)")
-    model: ModelChoice = Field(
+    model: Literal[("auto", *MODEL_NAMES)] = Field(  # type: ignore[valid-type]
         "auto", description="default auto: bvlc-googlenet for a weights folder, googlenet otherwise"
     )
-    weights: str | None = Field(None, description="BVLC weights folder or googlenet .pth state dict (default: "
-                                "torchvision's published googlenet weights)")  # fmt: skip
+    weights: str | None = Field(None, description="a Caffe weights folder (bvlc-googlenet, squeezenet1_1), a "
+                                "torchvision .pth state dict, or 'random' (untrained, see --seed) (default: "
+                                "torchvision's published weights of the model)")  # fmt: skip
+    seed: int | None = Field(None, ge=0, description="seed of the random init of --weights random (default 0)")
     # Empty: all of the model's layers (the model decides which those are).
     layers: Annotated[tuple[str, ...], NoDecode, Flag(nargs="+", metavar="LAYER")] = Field(
         (), description="layers to record (default: all layers of the model)"
@@ -65,6 +68,13 @@ class WorkerSettings(BaseSettings):
         """UNITSCOPE_LAYERS: names separated by spaces or commas."""
         return tuple(value.replace(",", " ").split()) if isinstance(value, str) else value
 
+    @field_validator("seed")
+    @classmethod
+    def _seed_needs_random_weights(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and info.data.get("weights") != RANDOM_WEIGHTS:
+            raise ValueError(f"a seed only applies to --weights {RANDOM_WEIGHTS}")
+        return value
+
     @field_validator("categories", mode="before")
     @classmethod
     def _split_categories(cls, value: object) -> object:
@@ -80,6 +90,12 @@ class WorkerSettings(BaseSettings):
         if self.batch_size is not None:
             return self.batch_size
         return 256 if device_type == "cuda" else 16
+
+    def init_seed(self) -> int | None:
+        """The seed of the random init for --weights random (default 0); None for real weights."""
+        if self.weights != RANDOM_WEIGHTS:
+            return None
+        return 0 if self.seed is None else self.seed
 
     def resolved_model(self) -> str:
         """The model to run: `auto` picks bvlc-googlenet for a weights folder, googlenet otherwise."""

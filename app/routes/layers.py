@@ -29,7 +29,7 @@ def layers(p: ScoreQuery, db: DbDep) -> list[LayerSummary]:
     return contexts.layers(db, p)
 
 
-# Before the layer's twin: /api/layers/{layer} would otherwise take "mixed4c.csv" for a layer name.
+# Before the layer's twin: /api/layers/{layer} would otherwise take "<layer>.csv" for a layer name.
 @router.get(
     "/api/layers/{layer}.csv", response_class=Response, tags=["api"], summary="A layer's units as CSV",
     responses={200: {"content": {"text/csv": {}}, "description": ",".join(CSV_COLUMNS)}},

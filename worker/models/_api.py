@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Final
+
+import torch
+from torch import nn
 
 from worker.models.taps import LoadedModel
 
@@ -20,7 +24,7 @@ class _Default:
 
 DEFAULT: Final = _Default()
 # DEFAULT: the model's published weights; None: random init (as torchvision's weights=None); a path:
-# local weights (a BVLC folder of per-layer files, or a googlenet state dict).
+# local weights (a Caffe folder of per-layer files, or a torchvision state dict .pth).
 WeightsArg = str | os.PathLike[str] | None | _Default
 Builder = Callable[..., LoadedModel]  # builder(*, weights: WeightsArg) -> LoadedModel
 
@@ -49,13 +53,39 @@ def list_models() -> tuple[str, ...]:
     return tuple(sorted(_BUILDERS))
 
 
-def get_model(name: str, *, weights: WeightsArg) -> LoadedModel:
-    """Build a model by name with its weights, preprocessing and layer taps; the net is in eval mode."""
+def get_model(name: str, *, weights: WeightsArg, seed: int | None = None) -> LoadedModel:
+    """Build a model by name with its weights, preprocessing and layer taps; the net is in eval mode.
+
+    weights=None is the untrained control: the architecture's own default initialisation, drawn
+    under `torch.manual_seed(seed)` (without a seed, from the caller's random state, as torchvision's
+    weights=None). The model then records `weights` as "random(seed=N)" (or "random(unseeded)") and
+    `weights_sha256` as the digest of the initial parameters (`state_dict_sha256`), so two seeds
+    are two configurations of a run.
+    """
     try:
         builder = _BUILDERS[name]
     except KeyError:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(list_models())}") from None
-    return builder(weights=weights)
+    if weights is not None:
+        if seed is not None:
+            raise ValueError("a seed only applies to random weights (weights=None)")
+        return builder(weights=weights)
+    if seed is None:
+        model = builder(weights=None)
+    else:
+        with torch.random.fork_rng(devices=[]):  # the caller's random state stays as it was
+            torch.manual_seed(seed)
+            model = builder(weights=None)
+    label = "random(unseeded)" if seed is None else f"random(seed={seed})"
+    return dataclasses.replace(model, weights=label, weights_sha256=state_dict_sha256(model.net))
+
+
+def state_dict_sha256(net: nn.Module) -> str:
+    """Hex sha256 of every state-dict tensor's bytes (CPU, contiguous), in state-dict order."""
+    digest = hashlib.sha256()
+    for tensor in net.state_dict().values():
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def sha256_file(path: Path) -> str:

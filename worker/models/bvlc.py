@@ -14,9 +14,9 @@ from torch.nn import functional as F
 from torchvision.models import Weights
 
 from worker.categories import load_imagenet_classes
-from worker.models._api import DEFAULT, WeightsArg, WeightsError, register_model
-from worker.models.caffe_format import check_synsets, load_caffe_weights
-from worker.models.layers import MIXED, MIXED_BRANCHES
+from worker.models._api import WeightsArg, register_model
+from worker.models.caffe_format import caffe_weights
+from worker.models.layers import GOOGLENET_LAYERS, MIXED, MIXED_BRANCHES
 from worker.models.taps import Branch, LayerTap, LoadedModel, build_taps
 
 # Caffe mean pixel of the BVLC GoogLeNet training set, in the network's BGR channel order.
@@ -183,13 +183,13 @@ def _bvlc_taps(net: BVLCGoogLeNet) -> Mapping[str, LayerTap]:
             path = f"{stage}.conv_{part}.conv"
             branches.append(Branch(part, path, net.get_submodule(path).out_channels))
         places[f"mixed{mixed}"] = (f"{stage}/output", stage, stage, branches)
-    return build_taps(tuple(net.named_children()), places)
+    return build_taps(tuple(net.named_children()), places, GOOGLENET_LAYERS)
 
 
 class CaffeTransform:
     """Caffe preprocessing: short side 256 (PIL bilinear), centre crop 224, 0..255, BGR, minus mean.
 
-    Maps an RGB PIL image to a 3 x 224 x 224 float32 tensor; no division by a std. The long side
+    Maps an RGB PIL image to a 3 x crop x crop float32 tensor; no division by a std. The long side
     is rounded to the nearest pixel (torchvision truncates): this reproduces the reference
     probabilities in the BVLC README (chelsea 451x300 -> 385x256, not 384x256). The crop offset
     is floored, `(W - 224) // 2`, as in Caffe's data transformer and caffe.io; torchvision's
@@ -258,20 +258,11 @@ BVLC_GOOGLENET: Final = Weights(
 @register_model("bvlc-googlenet")
 def bvlc_googlenet(*, weights: WeightsArg) -> LoadedModel:
     """bvlc-googlenet from a folder of per-layer files (the bvlc_googlenet folder or its weights/), or
-    randomly initialised for None. It has no downloadable default."""
-    if weights is DEFAULT:
-        raise WeightsError(
-            "bvlc-googlenet has no downloadable default weights: pass the folder of per-layer "
-            "float32 files (e.g. --weights path/to/bvlc_googlenet)"
-        )
+    randomly initialised for None: PyTorch's default init of each nn.Conv2d / nn.Linear (the
+    network has no init of its own). It has no downloadable default."""
     net = BVLCGoogLeNet()
     wnids = tuple(load_imagenet_classes())
-    if weights is None:
-        source, sha = "random init (no weights)", "none"
-    else:
-        folder, sha = load_caffe_weights(net.caffe_params(), weights)
-        check_synsets(folder, wnids)
-        source = str(folder.resolve())
+    source, sha = caffe_weights("bvlc-googlenet", net.caffe_params(), weights, wnids)
     net.eval()
     transform = BVLC_GOOGLENET.transforms()
     return LoadedModel(

@@ -1,8 +1,9 @@
 """Caffe per-layer weight files: raw little-endian float32, one `<caffe layer>_{filter,bias}.bin` each.
 
-The format of the caffejs export in ../shared/models/bvlc_googlenet (its README): conv filters are
-stored (out, kh, kw, in), the classifier (out, in) as nn.Linear, biases (out,); no header. A
-SHA256SUMS beside the files, when present, pins every one of them.
+The format of the caffejs exports in ../shared/models/bvlc_googlenet and squeezenet1_1 (their
+READMEs): conv filters are stored (out, kh, kw, in), a fully connected classifier (out, in) as
+nn.Linear, biases (out,); no header; a `/` in a Caffe layer name is a folder. A SHA256SUMS beside
+the files, when present, pins every one of them.
 """
 
 from __future__ import annotations
@@ -16,16 +17,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from worker.models._api import WeightsError
+from worker.models._api import DEFAULT, WeightsArg, WeightsError
 
 CaffeParams = Sequence[tuple[str, nn.Conv2d | nn.Linear]]  # (Caffe layer name, module), network order
 
 
-def weights_dir(path: str | os.PathLike[str]) -> Path:
+def weights_dir(path: str | os.PathLike[str], model: str) -> Path:
     """The folder holding the per-layer files: `path` itself or its weights/ subfolder."""
     folder = Path(path).expanduser()
     if not folder.is_dir():
-        raise WeightsError(f"bvlc-googlenet weights folder not found: {folder}")
+        raise WeightsError(f"{model} weights folder not found: {folder}")
     if (folder / "weights").is_dir() and not (folder / "conv1").is_dir():
         folder = folder / "weights"
     return folder
@@ -62,10 +63,11 @@ def _read_sha256sums(folder: Path) -> dict[str, str] | None:
 
 
 def weights_sha256(folder: Path, files: Sequence[str]) -> str:
-    """weights_sha256 of a BVLC folder.
+    """weights_sha256 of a Caffe folder.
 
     Defined as the sha256 of the concatenated bytes of every weight file the model reads (116
-    files, `<caffe layer>_filter.bin` and `_bias.bin`), taken in sorted order of their paths
+    files for BVLC GoogLeNet, 52 for SqueezeNet: `<caffe layer>_filter.bin` and `_bias.bin`), taken
+    in sorted order of their paths
     relative to the weights/ folder ('/'-separated, Python string order); no names or separators
     are hashed. Equal digests mean the network computes with byte-identical parameters.
     """
@@ -75,13 +77,28 @@ def weights_sha256(folder: Path, files: Sequence[str]) -> str:
     return digest.hexdigest()
 
 
-def load_caffe_weights(params: CaffeParams, path: str | os.PathLike[str]) -> tuple[Path, str]:
+def caffe_weights(model: str, params: CaffeParams, weights: WeightsArg, wnids: Sequence[str]) -> tuple[str, str]:
+    """A Caffe model's `weights` argument: fill `params` from a folder (None: keep the init), refuse
+    DEFAULT (a Caffe model has nothing to download). Returns (source, sha256) for LoadedModel."""
+    if weights is DEFAULT:
+        raise WeightsError(
+            f"{model} has no downloadable default weights: pass the folder of per-layer "
+            f"float32 files (e.g. --weights path/to/{model.replace('-', '_')})"
+        )
+    if weights is None:
+        return "random init (no weights)", "none"
+    folder, sha = load_caffe_weights(model, params, weights)
+    check_synsets(folder, wnids)
+    return str(folder.resolve()), sha
+
+
+def load_caffe_weights(model: str, params: CaffeParams, path: str | os.PathLike[str]) -> tuple[Path, str]:
     """Fill `params` from a weight folder; check sizes and SHA256SUMS. Returns (folder, sha256).
 
     Every file is read and checked before any parameter is written, so a bad folder leaves the
     network as it was.
     """
-    folder = weights_dir(path)
+    folder = weights_dir(path, model)
     expected = _expected_files(params)
     sums = _read_sha256sums(folder)
     blobs = {}

@@ -1,4 +1,4 @@
-"""Where the study's layers live in a network (LayerTap, Branch), and LoadedModel, a network ready to run."""
+"""Where a model's layers live in its network (LayerTap, Branch), and LoadedModel, a network ready to run."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ from typing import Any
 
 from PIL import Image
 from torch import Tensor, nn
-
-from worker.models.layers import GOOGLENET_LAYERS
 
 
 @dataclass(frozen=True)
@@ -40,20 +38,23 @@ class LayerTap:
 
 
 Stage = tuple[str, Callable[[Tensor], Tensor]]
-# What a model says about each study layer: (its own module name, block path, stage name, branches).
+# What a model says about each of its layers, in depth order: (its own module name, block path,
+# stage name, branches).
 LayerPlaces = Mapping[str, tuple[str, str, str, Sequence[Branch]]]
 
 
-def build_taps(stages: Sequence[Stage], places: LayerPlaces) -> Mapping[str, LayerTap]:
-    """LayerTaps of every study layer, in depth order, checked against GOOGLENET_LAYERS' unit counts."""
+def build_taps(
+    stages: Sequence[Stage], places: LayerPlaces, expected: Mapping[str, int] | None = None
+) -> Mapping[str, LayerTap]:
+    """LayerTaps of a model's layers, in depth order; checked against `expected` unit counts if given."""
     index = {name: i for i, (name, _) in enumerate(stages)}
     taps = {}
-    for layer, units in GOOGLENET_LAYERS.items():
-        module, block, stage, branches = places[layer]
-        tap = LayerTap(layer, module, block, index[stage], tuple(branches))
-        # GOOGLENET_LAYERS is the authority on unit counts; a mismatch is a bug in a model's code.
-        assert tap.units == units, (layer, tap.units)
-        taps[layer] = tap
+    for layer, (module, block, stage, branches) in places.items():
+        taps[layer] = LayerTap(layer, module, block, index[stage], tuple(branches))
+    # The expected table (e.g. GOOGLENET_LAYERS) is the authority; a mismatch is a bug in a model's code.
+    assert expected is None or {layer: tap.units for layer, tap in taps.items()} == dict(expected), places
+    depth = [tap.stage for tap in taps.values()]
+    assert depth == sorted(depth), "layers must be listed in the order the forward pass completes them"
     return MappingProxyType(taps)
 
 
@@ -66,14 +67,14 @@ class LoadedModel:
     # net.forward decomposed into a chain: applying the stages in order gives the logits, so a
     # caller can stop after the stage that completes the deepest layer it needs.
     stages: tuple[Stage, ...]
-    taps: Mapping[str, LayerTap]  # every study layer, in depth order
+    taps: Mapping[str, LayerTap]  # every layer of the model's documented set, in depth order
     transform: Callable[[Image.Image], Tensor]  # RGB PIL image -> CHW float32 tensor
     # A batch of `transform` outputs (N x 3 x H x W) -> the crop the network saw, as RGB on 0..255:
     # the transform's normalisation undone, so no image is decoded twice (worker.image_stats uses it).
     to_rgb255: Callable[[Tensor], Tensor]
     preprocessing: dict[str, Any]  # JSON-able description of `transform`
     weights: str  # where the weights came from
-    weights_sha256: str  # the weight file's sha256 (see caffe_format for BVLC); "none" for random init
+    weights_sha256: str  # the weight file's sha256 (see caffe_format for Caffe folders; state_dict_sha256 for random)
     class_names: tuple[str, ...]  # 1000 ImageNet classes, index = logit index
     class_wnids: tuple[str, ...] = field(default=())  # WNID of each class, same order
 
