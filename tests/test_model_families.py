@@ -154,8 +154,8 @@ def readme_tables() -> dict[str, list[tuple[str, str, int]]]:
         elif current and re.match(r"\| \w", line) and not line.startswith("| layer |"):
             cells = [cell.strip().strip("`") for cell in line.strip().strip("|").split("|")]
             tables[current].append((cells[0], cells[1], int(cells[2].replace(",", ""))))
-        elif current and line.startswith("#"):
-            current = None
+        elif current and (line.startswith("#") or (not line.strip() and tables[current])):
+            current = None  # a heading, or the blank line that ends the model's table
     return tables
 
 
