@@ -242,8 +242,15 @@ def _low_level(ctx: LayerContext, urls: Urls) -> Claim:
 
 
 def context(reader: Reader, p: ClaimsParams, urls: Urls, *, permutations: int, seed: int) -> ClaimsContext:
-    """Every claim on the chosen layer, with the layer page's own numbers as evidence."""
+    """Every claim on the chosen layer, with the layer page's own numbers as evidence; kept whole in an LRU."""
     run = queries.require_run(reader, p.run)
+    key = (reader.generation.identity, run.run_id, "claims", urls.root, permutations, seed,
+           *sorted(p.model_dump().items()))
+    return reader.caches.units.get_or_compute(key, lambda: _context(reader, run, p, urls, permutations, seed))
+
+
+def _context(reader: Reader, run: queries.Run, p: ClaimsParams, urls: Urls, permutations: int,
+             seed: int) -> ClaimsContext:
     if p.layer is None:
         layer, layer_reason = default_layer(run)
     else:

@@ -13,7 +13,9 @@ import torch
 from torch import Tensor, nn
 from torchvision.models import WeightsEnum
 
+from worker.categories import load_imagenet_classes
 from worker.models._api import DEFAULT, WeightsArg, WeightsError, sha256_file
+from worker.models.taps import LayerTap, LoadedModel, Stage
 
 # The scale the ported Inception weights were trained on: inputs in [-1, 1], i.e. (x - 0.5) / 0.5
 # of 0..1 pixels. It belongs to torchvision's transform_input, not to the published normalisation.
@@ -122,3 +124,22 @@ class Unnormalise:
 
     def __repr__(self) -> str:
         return f"Unnormalise(mean={self.mean}, std={self.std})"
+
+
+def torchvision_model(name: str, net: nn.Module, stages: Sequence[Stage], taps: Mapping[str, LayerTap],
+                      published: WeightsEnum, source: str, sha: str, *, transform_input: bool) -> LoadedModel:
+    """A torchvision network as a LoadedModel: its published weights' transforms, categories and description."""
+    preprocessing = published.transforms()
+    return LoadedModel(
+        name=name,
+        net=net,
+        stages=stages,
+        taps=taps,
+        transform=preprocessing,
+        to_rgb255=Unnormalise(preprocessing.mean, preprocessing.std),
+        preprocessing=describe(preprocessing, published, transform_input=transform_input),
+        weights=source,
+        weights_sha256=sha,
+        class_names=tuple(published.meta["categories"]),
+        class_wnids=tuple(load_imagenet_classes()),
+    )

@@ -9,21 +9,13 @@ from typing import Final
 
 import torch
 import torchvision
-from torch import Tensor, nn
+from torch import Tensor
 from torchvision.models import GoogLeNet_Weights, GoogLeNetOutputs
 
-from worker.categories import load_imagenet_classes
 from worker.models._api import WeightsArg, register_model
 from worker.models.layers import GOOGLENET_LAYERS, MIXED
 from worker.models.taps import Branch, LayerTap, LoadedModel, Stage, build_taps
-from worker.models.tv_common import (
-    InputRenormalisation,
-    State,
-    Unnormalise,
-    describe,
-    load_state,
-    torchvision_weights,
-)
+from worker.models.tv_common import InputRenormalisation, State, load_state, torchvision_model, torchvision_weights
 
 PUBLISHED: Final = GoogLeNet_Weights.IMAGENET1K_V1
 
@@ -98,19 +90,6 @@ def _load(state: State | None, file: Path | None) -> TVGoogLeNet:
 def googlenet(*, weights: WeightsArg) -> LoadedModel:
     """torchvision googlenet: DEFAULT is GoogLeNet_Weights.IMAGENET1K_V1 (downloaded and cached by
     torchvision), a path is a local state dict (.pth), None is a randomly initialised network."""
-    preprocessing = PUBLISHED.transforms()
     net, source, sha = torchvision_weights(weights, PUBLISHED, "googlenet", _load)
     stages = _stages(net)
-    return LoadedModel(
-        name="googlenet",
-        net=net,
-        stages=stages,
-        taps=_taps(net, stages),
-        transform=preprocessing,
-        to_rgb255=Unnormalise(preprocessing.mean, preprocessing.std),
-        preprocessing=describe(preprocessing, PUBLISHED, transform_input=True),
-        weights=source,
-        weights_sha256=sha,
-        class_names=tuple(PUBLISHED.meta["categories"]),
-        class_wnids=tuple(load_imagenet_classes()),
-    )
+    return torchvision_model("googlenet", net, stages, _taps(net, stages), PUBLISHED, source, sha, transform_input=True)

@@ -36,10 +36,9 @@ from torch import Tensor, nn
 from torchvision.models import Inception3, Inception_V3_Weights, InceptionOutputs
 from torchvision.models.inception import InceptionA, InceptionB, InceptionC, InceptionD, InceptionE
 
-from worker.categories import load_imagenet_classes
 from worker.models._api import WeightsArg, register_model
 from worker.models.taps import Branch, LayerTap, LoadedModel, Stage, build_taps
-from worker.models.tv_common import InputRenormalisation, State, Unnormalise, describe, load_state, torchvision_weights
+from worker.models.tv_common import InputRenormalisation, State, load_state, torchvision_model, torchvision_weights
 
 PUBLISHED: Final = Inception_V3_Weights.IMAGENET1K_V1
 
@@ -112,19 +111,6 @@ def _load(state: State | None, file: Path | None) -> TVInception3:
 def inception_v3(*, weights: WeightsArg) -> LoadedModel:
     """torchvision inception_v3: DEFAULT is Inception_V3_Weights.IMAGENET1K_V1 (downloaded and cached
     by torchvision), a path is a local state dict (.pth), None is a randomly initialised network."""
-    preprocessing = PUBLISHED.transforms()
     net, source, sha = torchvision_weights(weights, PUBLISHED, "inception_v3", _load)
     stages = _stages(net)
-    return LoadedModel(
-        name="inception_v3",
-        net=net,
-        stages=stages,
-        taps=_taps(net, stages),
-        transform=preprocessing,
-        to_rgb255=Unnormalise(preprocessing.mean, preprocessing.std),
-        preprocessing=describe(preprocessing, PUBLISHED, transform_input=True),
-        weights=source,
-        weights_sha256=sha,
-        class_names=tuple(PUBLISHED.meta["categories"]),
-        class_wnids=tuple(load_imagenet_classes()),
-    )
+    return torchvision_model("inception_v3", net, stages, _taps(net, stages), PUBLISHED, source, sha, transform_input=True)

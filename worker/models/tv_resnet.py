@@ -24,10 +24,9 @@ from torch import Tensor, nn
 from torchvision.models import WeightsEnum, get_model_weights
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
-from worker.categories import load_imagenet_classes
 from worker.models._api import WeightsArg, register_model
 from worker.models.taps import Branch, LayerTap, LoadedModel, Stage, build_taps
-from worker.models.tv_common import State, Unnormalise, describe, load_state, torchvision_weights
+from worker.models.tv_common import State, load_state, torchvision_model, torchvision_weights
 
 
 class ResidualAdd(nn.Module):
@@ -115,21 +114,8 @@ def _register(name: str) -> None:
             return net
 
         net, source, sha = torchvision_weights(weights, published, name, load)
-        preprocessing = published.transforms()
         stages = _stages(net)
-        return LoadedModel(
-            name=name,
-            net=net,
-            stages=stages,
-            taps=_taps(net, stages),
-            transform=preprocessing,
-            to_rgb255=Unnormalise(preprocessing.mean, preprocessing.std),
-            preprocessing=describe(preprocessing, published, transform_input=False),
-            weights=source,
-            weights_sha256=sha,
-            class_names=tuple(published.meta["categories"]),
-            class_wnids=tuple(load_imagenet_classes()),
-        )
+        return torchvision_model(name, net, stages, _taps(net, stages), published, source, sha, transform_input=False)
 
     resnet.__doc__ = (
         f"torchvision {name}: DEFAULT is {get_model_weights(name).DEFAULT!r}, a path a local .pth, None random init."

@@ -20,10 +20,9 @@ import torchvision
 from torch import Tensor, nn
 from torchvision.models import WeightsEnum, get_model_weights
 
-from worker.categories import load_imagenet_classes
 from worker.models._api import WeightsArg, register_model
 from worker.models.taps import Branch, LayerTap, LoadedModel, Stage, build_taps
-from worker.models.tv_common import State, Unnormalise, describe, load_state, torchvision_weights
+from worker.models.tv_common import State, load_state, torchvision_model, torchvision_weights
 
 VGG_NAMES = tuple(f"vgg{depth}{bn}" for depth in (11, 13, 16, 19) for bn in ("", "_bn"))
 
@@ -73,21 +72,8 @@ def _loaded(name: str, weights: WeightsArg, numbered_by_block: bool) -> LoadedMo
         return net
 
     net, source, sha = torchvision_weights(weights, published, name, load)
-    preprocessing = published.transforms()
     stages = _stages(net)
-    return LoadedModel(
-        name=name,
-        net=net,
-        stages=stages,
-        taps=_taps(net, stages, numbered_by_block),
-        transform=preprocessing,
-        to_rgb255=Unnormalise(preprocessing.mean, preprocessing.std),
-        preprocessing=describe(preprocessing, published, transform_input=False),
-        weights=source,
-        weights_sha256=sha,
-        class_names=tuple(published.meta["categories"]),
-        class_wnids=tuple(load_imagenet_classes()),
-    )
+    return torchvision_model(name, net, stages, _taps(net, stages, numbered_by_block), published, source, sha, transform_input=False)
 
 
 @register_model("alexnet")
