@@ -19,10 +19,11 @@ from typing import Final
 
 import numpy as np
 
-from app import queries
+from app import low_level_queries
 from app.db import Reader
 from app.models import BoxSummary, LayerLowLevel, LowLevelStat, UnitLowLevel
 from app.params import ScoreParams
+from app.queries import Run
 
 FOLDS: Final = 5
 SEED: Final = 0  # the folds are a fixed permutation, so r2_cv is reproducible
@@ -150,26 +151,26 @@ def summarise_layer(r2_by_unit: dict[int, float | None]) -> LayerLowLevel:
 # From the DB: a unit page's and a layer page's `low_level`
 
 
-def for_unit(reader: Reader, run: queries.Run, layer: str, unit: int, p: ScoreParams) -> UnitLowLevel | None:
+def for_unit(reader: Reader, run: Run, layer: str, unit: int, p: ScoreParams) -> UnitLowLevel | None:
     """The unit's `low_level` for the page's parameters; None when the run has no image_stats."""
-    stats = queries.image_stats(reader, run)
+    stats = low_level_queries.image_stats(reader, run)
     if stats is None:
         return None
-    cat = queries.category_responses(reader, run, layer, unit, p)
+    cat = low_level_queries.category_responses(reader, run, layer, unit, p)
     return compare_groups(stats.names, stats.values[cat.image_ids], cat.response, cat.in_top, cat.in_bottom)
 
 
 def for_layer(
-    reader: Reader, run: queries.Run, layer: str, selective: list[int], p: ScoreParams
+    reader: Reader, run: Run, layer: str, selective: list[int], p: ScoreParams
 ) -> LayerLowLevel | None:
     """r2_cv over the layer's `selective` units; None when the run has no image_stats. Cached per parameters."""
-    stats = queries.image_stats(reader, run)
+    stats = low_level_queries.image_stats(reader, run)
     if stats is None:
         return None
     key = (reader.generation.identity, run.run_id, layer, p.category, "low_level", p.si_stat, tuple(selective))
 
     def compute() -> LayerLowLevel:
-        responses = queries.layer_category_responses(reader, run, layer, selective, p.si_stat, p.category)
+        responses = low_level_queries.layer_category_responses(reader, run, layer, selective, p.si_stat, p.category)
         return summarise_layer({u: r2_cv(stats.values[ids], y) for u, (ids, y) in responses.items()})
 
     return reader.caches.scores.get_or_compute(key, compute)

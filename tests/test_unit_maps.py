@@ -21,7 +21,8 @@ from test_app_pages import Page
 from worker import metrics_sql, schema
 from worker.map_store import SHOWN, MapRow, decode, encode, shown_images
 from worker.models.bvlc import CaffeTransform
-from worker.models.tv_googlenet import PUBLISHED, describe
+from worker.models.tv_common import describe
+from worker.models.tv_googlenet import PUBLISHED
 from worker.network_crop import network_crop
 from worker.store import WorkerStore
 

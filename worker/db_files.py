@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from types import TracebackType
 
 import duckdb
 
@@ -88,3 +89,30 @@ def first_line(exc: BaseException) -> str:
     """The first line of an exception's message, or its type when it has none."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+class Transaction:
+    """BEGIN/COMMIT around one batch; a failed write rolls back and becomes a StoreError naming the file."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path) -> None:
+        self.con, self.path = con, path
+
+    def __enter__(self) -> duckdb.DuckDBPyConnection:
+        self.con.begin()
+        return self.con
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        if kind is None:
+            try:
+                self.con.commit()
+                return
+            except (duckdb.Error, OSError) as exc:
+                error = exc
+        try:
+            self.con.rollback()
+        except duckdb.Error:
+            pass  # the transaction may already be aborted; nothing of it was committed
+        if isinstance(error, (duckdb.Error, OSError)):
+            raise write_error(self.path, error) from None

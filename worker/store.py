@@ -25,6 +25,7 @@ from worker import schema
 from worker.categories import Category
 from worker.db_files import (
     StoreError,
+    Transaction,
     check_version,
     first_line,
     init_schema,
@@ -342,8 +343,8 @@ class WorkerStore:
         with self._transaction() as con:
             insert_maps(con, self._run_id, maps)
 
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._work(), self.partial)
+    def _transaction(self) -> Transaction:
+        return Transaction(self._work(), self.partial)
 
     # ---------------------------------------------------------------- publication
 
@@ -365,33 +366,6 @@ class WorkerStore:
             raise write_error(self.partial, exc) from None
         self._close_work()
         return publish_run(self.db, self.partial, self.publishing, config=self._config, ranked_k=ranked_k)
-
-
-class _Transaction:
-    """BEGIN/COMMIT around one batch; a failed write rolls back and becomes a StoreError naming the file."""
-
-    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path) -> None:
-        self.con, self.path = con, path
-
-    def __enter__(self) -> duckdb.DuckDBPyConnection:
-        self.con.begin()
-        return self.con
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        if kind is None:
-            try:
-                self.con.commit()
-                return
-            except (duckdb.Error, OSError) as exc:
-                error = exc
-        try:
-            self.con.rollback()
-        except duckdb.Error:
-            pass  # the transaction may already be aborted; nothing of it was committed
-        if isinstance(error, (duckdb.Error, OSError)):
-            raise write_error(self.path, error) from None
 
 
 FRAME = "_unitscope_frame"  # name a batch of numpy columns is registered under for one INSERT
