@@ -119,7 +119,7 @@ def test_network_crop_is_the_crop_the_transform_takes(size: tuple[int, int], con
         description = transform.describe()
     else:
         transform = PUBLISHED.transforms()
-        description = describe(transform)
+        description = describe(transform, PUBLISHED, transform_input=True)
     photo = _coordinate_image(*size)
     box = network_crop(json.dumps(description), *size)
     assert box is not None
