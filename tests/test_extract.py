@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from model_helpers import block_outputs
 import torch
 from PIL import Image
 from skimage import data
@@ -51,24 +52,6 @@ def images(model: LoadedModel) -> Tensor:
 @pytest.fixture(params=["bvlc", "googlenet"])
 def model(request: pytest.FixtureRequest) -> LoadedModel:
     return request.getfixturevalue(request.param)
-
-
-def block_outputs(model: LoadedModel, x: Tensor) -> dict[str, Tensor]:
-    """Every study layer's post-ReLU output, from hooks on the blocks (conv+ReLU / inception)."""
-    outputs: dict[str, Tensor] = {}
-    handles = [
-        model.net.get_submodule(tap.block).register_forward_hook(
-            lambda module, inputs, output, layer=layer: outputs.__setitem__(layer, output.clone())
-        )
-        for layer, tap in model.taps.items()
-    ]
-    try:
-        with torch.inference_mode():
-            model.net(x)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return outputs
 
 
 def test_relu_of_captured_maps_is_layer_output(model: LoadedModel) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pytest
+from model_helpers import block_outputs
 import torch
 import torchvision
 from PIL import Image
@@ -51,24 +52,6 @@ def random_model(name: str) -> LoadedModel:
 def photos(model: LoadedModel) -> Tensor:
     """Two real photos through the model's own preprocessing."""
     return torch.stack([model.transform(Image.fromarray(photo)) for photo in (data.chelsea(), data.astronaut())])
-
-
-def block_outputs(model: LoadedModel, x: Tensor) -> dict[str, Tensor]:
-    """Every layer's post-ReLU output, from forward hooks on its block."""
-    outputs: dict[str, Tensor] = {}
-    handles = [
-        model.net.get_submodule(tap.block).register_forward_hook(
-            lambda module, inputs, output, layer=layer: outputs.__setitem__(layer, output.clone())
-        )
-        for layer, tap in model.taps.items()
-    ]
-    try:
-        with torch.inference_mode():
-            model.net(x)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return outputs
 
 
 def test_every_registered_model_is_offered_by_the_settings() -> None:
