@@ -174,7 +174,7 @@ def _unit(
         classes=class_profile.summary(
             *class_profile.profile(reader, run, layer_name, unit_id, p.si_stat, p.category), p.si_stat),
         map_scale=map_scale(maps.values()),
-        low_level=low_level.for_unit(reader, run, layer_name, unit_id, p),
+        low_level=low_level.for_unit(reader, run, layer_name, unit_id, p, info.k),
         prev_unit=unit_id - 1 if unit_id > 0 else None,
         next_unit=unit_id + 1 if unit_id + 1 < units else None,
     )

@@ -151,12 +151,12 @@ def summarise_layer(r2_by_unit: dict[int, float | None]) -> LayerLowLevel:
 # From the DB: a unit page's and a layer page's `low_level`
 
 
-def for_unit(reader: Reader, run: Run, layer: str, unit: int, p: ScoreParams) -> UnitLowLevel | None:
-    """The unit's `low_level` for the page's parameters; None when the run has no image_stats."""
+def for_unit(reader: Reader, run: Run, layer: str, unit: int, p: ScoreParams, k: int) -> UnitLowLevel | None:
+    """The unit's `low_level` for the page's parameters and the k in use; None when the run has no image_stats."""
     stats = low_level_queries.image_stats(reader, run)
     if stats is None:
         return None
-    cat = low_level_queries.category_responses(reader, run, layer, unit, p)
+    cat = low_level_queries.category_responses(reader, run, layer, unit, p, k)
     return compare_groups(stats.names, stats.values[cat.image_ids], cat.response, cat.in_top, cat.in_bottom)
 
 

@@ -54,9 +54,11 @@ class CategoryResponses:
     in_bottom: np.ndarray  # bool
 
 
-def category_responses(reader: Reader, run: Run, layer: str, unit: int, params: ScoreParams) -> CategoryResponses:
+def category_responses(reader: Reader, run: Run, layer: str, unit: int, params: ScoreParams,
+                        k: int) -> CategoryResponses:
     """The unit's category images with its response on si_stat, flagged by its top k (pos_stat) and
-    bottom k (neg_stat), both ranked by metrics_sql.ranking_sql (the unit page's own rankings)."""
+    bottom k (neg_stat), both ranked by metrics_sql.ranking_sql (the unit page's own rankings); k is the
+    one in use (params.k, or the default the context chose for the run)."""
     col = schema.stat_column(params.si_stat)
     cols = reader.columns(
         f"""
@@ -69,7 +71,7 @@ def category_responses(reader: Reader, run: Run, layer: str, unit: int, params: 
         WHERE r.run_id = $run_id AND r.layer = $layer AND r.unit = $unit AND m.is_cat
         ORDER BY r.image_id
         """,
-        {"run_id": run.run_id, "layer": layer, "unit": unit, "category": params.category, "n": params.k},
+        {"run_id": run.run_id, "layer": layer, "unit": unit, "category": params.category, "n": k},
     )
     return CategoryResponses(cols["image_id"], cols["response"].astype(np.float64),
                              cols["in_top"].astype(bool), cols["in_bottom"].astype(bool))  # fmt: skip

@@ -227,3 +227,13 @@ def test_a_worker_run_writes_and_publishes_the_statistics_of_what_the_network_sa
     pixels = torch.stack([model.transform(Image.open(imagenet_sample / path).convert("RGB")) for path, *_ in rows])
     expected = image_stats(model.to_rgb255(pixels)).numpy()
     np.testing.assert_allclose(np.array([r[1:] for r in rows], dtype=np.float32), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_the_unit_twin_uses_the_k_in_use_when_none_is_given(synthetic_client: TestClient) -> None:
+    # No k: the page's default, N_IMAGES // 6; the groups are that k's top and bottom, not every image.
+    body = synthetic_client.get("/api/layers/conv1/units/1?run=1").json()
+    k = body["k"]
+    assert (k, body["k_source"]) == (N_IMAGES // 6, "default")
+    given = synthetic_client.get(f"/api/layers/conv1/units/1?run=1&k={k}").json()
+    assert body["low_level"] == given["low_level"]
+    assert body["low_level"]["positive"] + body["low_level"]["negative"] <= 2 * k < body["low_level"]["images"] * 2
