@@ -12,7 +12,7 @@ ORANGE = "#ff7f0e"
 # One colour per category on /categories, in the run's order; past ten they repeat.
 PALETTE = (RED, BLUE, "#2ca02c", ORANGE, "#9467bd", "#8c564b", "#e377c2", GREY, "#bcbd22", "#17becf")
 _DEPTH = _axis("relative depth (first layer 0, last 1)", range=[-0.03, 1.03])
-_SHARE = _axis("share of units", tickformat=".0%", rangemode="tozero")
+_SHARE = _axis("share of units", tickformat=".1%", rangemode="tozero")  # shares of a few percent need the decimal
 
 
 def _label(side: CompareSide) -> str:
