@@ -107,6 +107,9 @@ class Reader:
         self.generation = generation
         self.cursor = cursor
         self.caches = caches
+        # What one request reads once and several of its parts use (e.g. a layer's response matrices);
+        # gone with the request, unlike the caches.
+        self.memo: dict[object, Any] = {}
 
     def rows(self, sql: str, params: Mapping[str, object] | None = None) -> list[tuple[Any, ...]]:
         """Run one query with bound parameters and return all rows."""

@@ -90,6 +90,15 @@ class _LayerData:
         return self._matrices[stat]
 
 
+def _layer_data(reader: Reader, run: queries.Run, layer: str, p: ScoreParams) -> _LayerData:
+    """The request's one _LayerData for a layer and parameters: the AUROC, the null and the tails then
+    share each response matrix instead of reading it again."""
+    key = ("layer_data", run.run_id, layer, *sorted(p.model_dump().items()))
+    if key not in reader.memo:
+        reader.memo[key] = _LayerData(reader, run, layer, p)
+    return reader.memo[key]
+
+
 def _auroc(data: _LayerData) -> tuple[float | None, ...]:
     return tuple(_finite(a) for a in controls.auroc(data.values, data.labels[1]))
 
@@ -130,7 +139,7 @@ def tails(reader: Reader, run: queries.Run, layer: str, p: ScoreParams) -> tuple
     each side; a one-sided (half-normal) unit has about 0 below. Cached per DB generation, category
     and the two stats.
     """
-    data = _LayerData(reader, run, layer, p)
+    data = _layer_data(reader, run, layer, p)
     key = (reader.generation.identity, run.run_id, layer, p.category, p.neg_stat, p.pos_stat, "tails")
     return reader.caches.scores.get_or_compute(key, lambda: (
         _tail(data.matrix(p.neg_stat), data.labels[1], upper=False),
@@ -146,7 +155,7 @@ def layer_tests(reader: Reader, run: queries.Run, layer: str, p: ScoreParams, k:
     costs P shuffles and P matrix products (about 2-3 s for 512 units, 6,308 images, P = 1000 on
     two shared cores; 30-45 s at 286,000 images). Warm, a lookup.
     """
-    data = _LayerData(reader, run, layer, p)
+    data = _layer_data(reader, run, layer, p)
     base = (reader.generation.identity, run.run_id, layer, p.category, p.si_stat)
     auroc = reader.caches.scores.get_or_compute((*base, "auroc"), lambda: _auroc(data))
     # Kept in a 1-tuple: the cache takes None for "not computed yet", and a null can be None.
