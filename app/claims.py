@@ -1,7 +1,7 @@
 """`/claims`: each of the study's claims tested on this DB, beside its control, with a verdict.
 
 The tests (README, "Claims") reuse what the layer and class pages compute: the layer's selective units
-against the rest, the label-permutation null (app.controls), the class profiles, and per unit the
+against the rest, the label-permutation null (worker.controls), the class profiles, and per unit the
 category's share in the rest's far tails (app.layer_controls.tails).
 """
 
@@ -12,11 +12,12 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from app import class_profile, contexts, controls, layer_controls, queries
+from app import class_profile, contexts, layer_controls, queries
 from app.db import Reader
 from app.models import LayerContext, NullStat
 from app.params import NAME_MAX, ScoreParams
 from app.urls import Urls
+from worker import controls
 
 Verdict = Literal["holds", "holds_not_specific", "does_not_hold", "cannot_tell"]
 ALPHA = 0.05  # a permutation p below this rejects chance

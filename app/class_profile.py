@@ -11,11 +11,11 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, Field
 
-from app import controls, queries
+from app import queries
 from app.db import Reader
 from app.params import NAME_MAX, RunParams, StatName
 from app.problems import NotFound
-from worker import metrics_sql, schema
+from worker import controls, metrics_sql, schema
 
 FEW_IMAGES = 3  # a class with fewer images is flagged: its mean rests on one or two responses
 SUMMARY_CLASSES = 20  # the unit page shows this many classes from each end of the profile

@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from worker import schema
 from worker.flags import add_flags, from_flags
 
 LOOPBACK = "127.0.0.1"
@@ -46,9 +47,9 @@ class Settings(BaseSettings):
                                   "(default 128)")  # fmt: skip
     unit_cache_size: int = Field(1024, ge=1, description="unit pages kept in memory, ~10 KB each (default 1024)")
     # The layer page's label-permutation null (app.layer_controls); the issue asks for at least 1,000.
-    null_permutations: int = Field(1000, ge=1000, le=100_000, description="label permutations of a layer's "
+    null_permutations: int = Field(schema.NULL_PERMUTATIONS, ge=1000, le=100_000, description="label permutations of a layer's "
                                    "null, at least 1000 (default 1000)")  # fmt: skip
-    null_seed: int = Field(0, ge=0, description="seed of those permutations (default 0)")
+    null_seed: int = Field(schema.NULL_SEED, ge=0, description="seed of those permutations (default 0)")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Settings:

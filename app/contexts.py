@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app import class_profile, controls, layer_controls, low_level, queries, reliability
+from app import class_profile, layer_controls, low_level, queries, reliability
 from app.db import Reader
 from app.models import (
     CategoryInfo,
@@ -23,7 +23,7 @@ from app.overlays import map_scale, overlays
 from app.params import RunParams, ScoreParams, UnitParams
 from app.problems import NotFound
 from app.urls import Urls
-from worker import metrics_sql
+from worker import controls, metrics_sql
 
 THUMBNAIL = 160  # px, the unit page's image size
 

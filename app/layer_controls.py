@@ -1,5 +1,5 @@
 """A layer's controls: its selective units beside the rest, each unit's chance level, AUROC, and the
-label-permutation null of the layer's claims. The statistics are app.controls'; this module feeds
+label-permutation null of the layer's claims. The statistics are worker.controls'; this module feeds
 them a layer's data and caches what costs a scan of the layer's responses.
 
 Routes: groups and p/q values come with `/api/layers/{layer}` and every row of `/api/layers`;
@@ -15,10 +15,11 @@ from functools import cached_property
 
 import numpy as np
 
-from app import controls, queries
+from app import queries
 from app.db import Reader
 from app.models import Group, Groups, NullStat, NullSummary
 from app.params import ScoreParams
+from worker import controls
 
 FDR = 0.05  # a unit is marked significant at q < FDR (Benjamini-Hochberg across the layer's units)
 

@@ -52,7 +52,7 @@ class ScoreParams(RunParams):
     """What defines a layer's scores: category, k and the three stats, plus the figure threshold."""
 
     category: str = Field(schema.DEFAULT_CATEGORY, min_length=1, max_length=NAME_MAX)
-    # None: chosen from the run's size (app.controls.default_k), resolved once per view in app.contexts.
+    # None: chosen from the run's size (worker.controls.default_k), resolved once per view in app.contexts.
     k: OptionalWhole = Field(None, ge=1, le=K_MAX, description=f"images in each unit's top/bottom (≤ {K_MAX}); "
                              f"default: the study's {schema.DEFAULT_K}, or a sixth of the images for a smaller run")
     pos_stat: StatName = Field(schema.DEFAULT_POS_STAT, description="stat ranking the strongest positive")

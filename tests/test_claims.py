@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 from fixtures import make_settings
 
-from app import controls
 from app.main import create_app
+from worker import controls
 from worker.categories import builtin_category
 from worker.store import ImageRow, LayerSpec, RunSpec, WorkerStore
 

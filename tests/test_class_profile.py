@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from app import class_profile, controls
+from app import class_profile
+from worker import controls
 from fixtures import CATEGORIES, DOG, GOLDFISH, IMAGES, LAYERS, TENCH
 from test_app_pages import Page
 

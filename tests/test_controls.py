@@ -1,4 +1,4 @@
-"""app.controls against hand-worked cases, brute-force references and the product's own SI SQL."""
+"""worker.controls against hand-worked cases, brute-force references and the product's own SI SQL."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ import duckdb
 import numpy as np
 import pytest
 
-from app import controls
-from worker import metrics_sql, schema
+from worker import controls, metrics_sql, schema
 
 
 def test_hypergeom_tail_matches_a_case_worked_by_hand():

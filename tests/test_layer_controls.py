@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from app import controls
 from app.main import create_app
 from app.params import ScoreParams
+from worker import controls
 from fixtures import HAND_K, IMAGES, LAYERS, expected_base_rate, expected_scores, in_category, make_settings
 from test_app_pages import Page
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import duckdb
 
-from worker import schema
+from worker import derived, schema
 from worker.db_files import fsync, init_schema, open_read_only, remove, utc_now, wal_of, write_error
 from worker.metrics_sql import insert_ranks, si_sql
 
@@ -53,6 +53,7 @@ _PUBLISHED_TABLES = (
     schema.UNIT_SI,
     schema.UNIT_RANKS,
     schema.UNIT_MAPS,
+    *schema.DERIVED_TABLES,
 )
 
 
@@ -143,6 +144,7 @@ def _build(db: Path, work: Path, publishing: Path, config: Mapping[str, str], ra
                     {"run_id": run_id, "layer": layer, "category": category},
                 )
             insert_ranks(pub, run_id, layer, ranked_k)
+            derived.write_layer(pub, run_id, layer)
         pub.execute("CHECKPOINT")
     return run_id
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Final, Literal
 
-SCHEMA_VERSION: Final = 2  # 2: unit_maps, image_stats
+SCHEMA_VERSION: Final = 3  # 2: unit_maps, image_stats; 3: the derived tables (worker.derived)
 
 Stat = Literal["mean", "max", "min"]
 STATS: Final[tuple[Stat, ...]] = ("mean", "max", "min")
@@ -30,6 +30,10 @@ RANKED_K: Final = DEFAULT_K
 # by default (positive by DEFAULT_POS_STAT, near zero by DEFAULT_NEAR_STAT, negative by
 # DEFAULT_NEG_STAT): worker.map_store.
 MAP_N: Final = 16
+# The label-permutation null of a layer's claims (app.layer_controls): how many shuffles, and their
+# seed. Publication stores the null for these (worker.derived); a server set to others computes it.
+NULL_PERMUTATIONS: Final = 1000
+NULL_SEED: Final = 0
 SELECTIVE_SI: Final = 0.65  # Aparicio et al. 2016
 FIGURE_SI: Final = 0.7  # the study's figure marks SI >= 0.7
 
@@ -47,6 +51,9 @@ UNIT_SI: Final = "unit_si"
 UNIT_RANKS: Final = "unit_ranks"
 UNIT_MAPS: Final = "unit_maps"
 IMAGE_STATS: Final = "image_stats"
+# Tables publication derives from a layer's published responses so that the server reads, rather
+# than computes, what its pages need for the stored parameters (worker.derived), in DDL order.
+DERIVED_TABLES: Final[tuple[str, ...]] = ()
 
 # Low-level statistics of each image as the network saw it (worker.image_stats), in column order.
 IMAGE_STAT_COLUMNS: Final = ("luminance", "contrast", "saturation", "colourfulness", "hf_energy")

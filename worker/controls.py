@@ -1,6 +1,7 @@
 """Controls for the study's claims: exact and permutation tests, AUROC, the class-profile rule, a safe k.
 
-numpy and the standard library only (no torch, no scipy), so the server can use it. Definitions
+numpy and the standard library only (no torch, no scipy): the server computes with it, and publication
+stores its results for the default parameters (worker.derived). Definitions
 follow worker/schema.py: SI min-max normalises each unit's responses over all images of the run;
 a unit's top k are its largest responses, its bottom k its smallest, ties to the smaller image id.
 Callers pass rankings as row indices into the value arrays, in the product's order.

@@ -1,0 +1,24 @@
+"""What publication derives from a layer's published responses beyond SI and ranks, for the stored parameters.
+
+The server's pages would otherwise compute these on their first request (minutes at the study's
+286,000 images); each writer stores them once, and the server reads them when a request's
+parameters are the stored ones, computing only for others. A writer reads the same connection's
+published tables (responses, images, categories, unit_si, unit_ranks) of one run and layer and
+inserts into its tables in schema.DERIVED_TABLES.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import duckdb
+
+Writer = Callable[[duckdb.DuckDBPyConnection, int, str], None]
+
+WRITERS: tuple[Writer, ...] = ()
+
+
+def write_layer(con: duckdb.DuckDBPyConnection, run_id: int, layer: str) -> None:
+    """Run every writer for one published layer of run_id."""
+    for write in WRITERS:
+        write(con, run_id, layer)
