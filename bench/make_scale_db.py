@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import sys
 import time
@@ -162,6 +163,11 @@ def layer_specs(layers: Sequence[str]) -> tuple[LayerSpec, ...]:
     )
 
 
+def _peak_rss_gib() -> float:
+    """This process's peak resident memory (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
 def _gib(n: float) -> str:
     return f"{n / 2**30:.2f} GiB"
 
@@ -178,6 +184,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--memory-limit", default="6GB",
                         help="DuckDB memory_limit for the store's connections (default 6GB; 'none': DuckDB's default)")
     parser.add_argument("--force", action="store_true", help="delete an existing DB at --db first")
+    parser.add_argument("--write-only", action="store_true",
+                        help="stop before publishing; the same command without it then resumes and publishes, "
+                        "so the two phases can be timed apart")
     args = parser.parse_args(argv)
     if args.images < 2 or args.batch < 1 or not 0 < args.share < 1:
         parser.error("need --images >= 2, --batch >= 1 and 0 < --share < 1")
@@ -263,6 +272,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                           flush=True)  # fmt: skip
                     next_report = elapsed + 30
             write_s = time.perf_counter() - t_write
+            if args.write_only:
+                print(f"write phase {write_s:,.1f} s; stopped before publishing (--write-only); peak RSS "
+                      f"{_peak_rss_gib():.2f} GiB")
+                return 0
             staging_bytes = store.partial.stat().st_size
             print("publishing (sort by layer/unit/image, SI, ranks)…", flush=True)
             t_pub = time.perf_counter()
@@ -283,6 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"total build        {write_s + publish_s:,.1f} s")
     print(f"DB size            {_gib(published.db_bytes)} ({published.db_bytes:,} bytes)")
     print(f"bytes per value    {published.bytes_per_value:.3f}  (DB size / stored response values)")
+    print(f"peak RSS           {_peak_rss_gib():.2f} GiB  (this process: write and publish)")
     print(f"load average       {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
     return 0
 
