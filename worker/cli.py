@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from worker import schema
 from worker.categories import CategoryError, load_categories, load_imagenet_classes
 from worker.flags import SettingsError, add_flags, from_flags
 from worker.image_stats import image_stats
-from worker.settings import WorkerSettings
+from worker.settings import DeriveSettings, WorkerSettings
 from worker.store import ImageRow, LayerSpec, Published, RunSpec, StoreError, WorkerStore
 
 if TYPE_CHECKING:
@@ -46,6 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
         "Exit codes: 0 done, 3 done with skipped files, 1 error, 130 interrupted.",
     )
     add_flags(run, WorkerSettings)
+    derive = commands.add_parser(
+        "derive",
+        help="compute the derived tables of every published run of an existing DB (upgrades an older schema)",
+        description="Rewrite the DB at the current schema version with every run's precomputed tables "
+        "(worker.derived) computed afresh; responses, SI and ranks are copied as they are. "
+        "Exit codes: 0 done, 1 error.",
+    )
+    add_flags(derive, DeriveSettings)
     return parser
 
 
@@ -54,6 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = bool(args.debug)
     try:
+        if args.command == "derive":
+            derive_settings = from_flags(DeriveSettings, args)
+            debug = derive_settings.debug
+            return derive(derive_settings)
         settings = from_flags(WorkerSettings, args)
         debug = settings.debug
         return run(settings)
@@ -141,6 +154,17 @@ def run(settings: WorkerSettings) -> int:
         result = store.publish()
     _summary(result, counts, time.perf_counter() - started, store.db)
     return EXIT_SKIPPED if result.skipped else EXIT_OK
+
+
+def derive(settings: DeriveSettings) -> int:
+    """Recompute the derived tables of settings.db; returns the exit code."""
+    started = time.perf_counter()
+    with WorkerStore.open(settings.db, memory_limit=settings.memory_limit, upgrading=True) as store:
+        _say(f"deriving the precomputed tables of every run in {store.db}…")
+        layers = store.rederive()
+    _say(f"{layers} layers derived in {time.perf_counter() - started:.1f} s; {store.db} is at schema version "
+         f"{schema.SCHEMA_VERSION}")  # fmt: skip
+    return EXIT_OK
 
 
 def _images_root(settings: WorkerSettings) -> Path:

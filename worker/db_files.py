@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
+from typing import Final
 
 import duckdb
 
@@ -49,8 +51,10 @@ def open_read_only(path: Path) -> duckdb.DuckDBPyConnection:
         raise StoreError(f"cannot open {path} as a DuckDB file: {first_line(exc)}") from None
 
 
-def check_version(con: duckdb.DuckDBPyConnection, where: Path) -> bool:
-    """Refuse a DuckDB file that is not a unitscope DB of this schema version; False if it is empty."""
+def check_version(
+    con: duckdb.DuckDBPyConnection, where: Path, *, accept: Collection[int] = (schema.SCHEMA_VERSION,)
+) -> bool:
+    """Refuse a DuckDB file that is not a unitscope DB of an accepted schema version; False if it is empty."""
     query = "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
     tables = {row[0] for row in con.execute(query).fetchall()}
     if not tables:
@@ -60,12 +64,15 @@ def check_version(con: duckdb.DuckDBPyConnection, where: Path) -> bool:
             f"{where} is a DuckDB file but not a unitscope DB (no '{schema.META}' table); use another --db"
         )
     row = con.execute(f"SELECT value FROM {schema.META} WHERE key = 'schema_version'").fetchone()
-    if row is None or row[0] != str(schema.SCHEMA_VERSION):
+    if row is None or row[0] not in {str(v) for v in accept}:
         found = row[0] if row else "unknown"
-        raise StoreError(
-            f"{where} has schema version {found}, this worker writes version {schema.SCHEMA_VERSION}; use another --db"
-        )
+        hint = "`python -m worker derive --db FILE` upgrades it" if found in {str(v) for v in UPGRADABLE} else "use another --db"
+        raise StoreError(f"{where} has schema version {found}, this worker writes version {schema.SCHEMA_VERSION}; {hint}")
     return True
+
+
+# Versions `python -m worker derive` rewrites to the current one: the same tables, without the derived ones.
+UPGRADABLE: Final = (2,)
 
 
 def init_schema(con: duckdb.DuckDBPyConnection, where: Path) -> None:

@@ -97,11 +97,7 @@ def _build(db: Path, work: Path, publishing: Path, config: Mapping[str, str], ra
     with duckdb.connect(str(publishing), config=dict(config)) as pub:
         init_schema(pub, publishing)
         if db.exists():
-            pub.execute(f"ATTACH '{_sql_str(db)}' AS old (READ_ONLY)")
-            for table in _PUBLISHED_TABLES:
-                pub.execute(f"INSERT INTO {table} BY NAME SELECT * FROM old.{table}")
-            pub.execute("DETACH old")
-            pub.execute("CHECKPOINT")
+            _copy_published(pub, db, _PUBLISHED_TABLES)
         run_id = pub.execute(f"SELECT coalesce(max(run_id), 0) + 1 FROM {schema.RUNS}").fetchone()[0]
         pub.execute(f"ATTACH '{_sql_str(work)}' AS work (READ_ONLY)")
         p = {"new": run_id}
@@ -147,6 +143,42 @@ def _build(db: Path, work: Path, publishing: Path, config: Mapping[str, str], ra
             derived.write_layer(pub, run_id, layer)
         pub.execute("CHECKPOINT")
     return run_id
+
+
+def rederive(db: Path, publishing: Path, *, config: Mapping[str, str]) -> int:
+    """Rewrite `db` at the current schema version with every run's derived tables computed afresh.
+
+    For a DB published before the derived tables existed (schema.DERIVED_TABLES), or after their
+    definitions changed: everything else is copied as it is, into a fresh file renamed over `db`
+    as publish_run does. Returns the number of layers derived.
+    """
+    remove(publishing, wal_of(publishing))
+    try:
+        with duckdb.connect(str(publishing), config=dict(config)) as pub:
+            init_schema(pub, publishing)
+            _copy_published(pub, db, tuple(t for t in _PUBLISHED_TABLES if t not in schema.DERIVED_TABLES))
+            layers = pub.execute(
+                f"SELECT run_id, layer FROM {schema.LAYERS_TABLE} ORDER BY run_id, position"
+            ).fetchall()
+            for run_id, layer in layers:
+                derived.write_layer(pub, run_id, layer)
+            pub.execute("CHECKPOINT")
+        fsync(publishing)
+        os.replace(publishing, db)
+        fsync(db.parent)
+    except (duckdb.Error, OSError) as exc:
+        remove(publishing)
+        raise write_error(publishing, exc) from None
+    return len(layers)
+
+
+def _copy_published(pub: duckdb.DuckDBPyConnection, db: Path, tables: tuple[str, ...]) -> None:
+    """Copy the published tables of `db` into the fresh file `pub`."""
+    pub.execute(f"ATTACH '{_sql_str(db)}' AS old (READ_ONLY)")
+    for table in tables:
+        pub.execute(f"INSERT INTO {table} BY NAME SELECT * FROM old.{table}")
+    pub.execute("DETACH old")
+    pub.execute("CHECKPOINT")
 
 
 def _sql_str(path: Path) -> str:

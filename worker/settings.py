@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, create_model, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from worker.flags import Flag
@@ -104,3 +104,14 @@ class WorkerSettings(BaseSettings):
         if self.weights is not None and Path(self.weights).expanduser().is_dir():
             return "bvlc-googlenet"
         return "googlenet"
+
+
+class _DeriveBase(BaseSettings):
+    model_config = WorkerSettings.model_config
+
+
+# `python -m worker derive` needs only these of a run's settings; the fields are WorkerSettings' own.
+DeriveSettings = create_model(
+    "DeriveSettings", __base__=_DeriveBase, __doc__="What `python -m worker derive` needs: the DB and how to write it.",
+    **{name: (f.annotation, f) for name, f in WorkerSettings.model_fields.items() if name in ("db", "memory_limit", "debug")},
+)  # type: ignore[call-overload]

@@ -26,6 +26,7 @@ from worker.categories import Category
 from worker.db_files import (
     StoreError,
     Transaction,
+    UPGRADABLE,
     check_version,
     first_line,
     init_schema,
@@ -37,7 +38,7 @@ from worker.db_files import (
 )
 from worker.lock import WriterLock
 from worker.map_store import MapRow, MapsTodo, insert_maps, maps_todo
-from worker.publish import Published, publish_run
+from worker.publish import Published, publish_run, rederive
 
 
 @dataclass(frozen=True)
@@ -124,15 +125,19 @@ class WorkerStore:
     # ---------------------------------------------------------------- opening, locking, closing
 
     @classmethod
-    def open(cls, db: Path, *, memory_limit: str | None = None) -> WorkerStore:
-        """Check the DB's folder, take the lock, and check an existing DB is a unitscope DB."""
+    def open(cls, db: Path, *, memory_limit: str | None = None, upgrading: bool = False) -> WorkerStore:
+        """Check the DB's folder, take the lock, and check an existing DB is a unitscope DB.
+
+        upgrading: also accept the older schema versions `rederive` rewrites (db_files.UPGRADABLE).
+        """
         store = cls(db, memory_limit)
         store._check_location()
         store._lock = WriterLock.acquire(store.lock_path, store.db)
         try:
             if store.db.exists():
                 with open_read_only(store.db) as con:
-                    if not check_version(con, store.db):
+                    accept = (schema.SCHEMA_VERSION, *UPGRADABLE) if upgrading else (schema.SCHEMA_VERSION,)
+                    if not check_version(con, store.db, accept=accept):
                         raise StoreError(f"{store.db} is an empty DuckDB file, not a unitscope DB; use another --db")
         except BaseException:
             store.close()
@@ -347,6 +352,12 @@ class WorkerStore:
         return Transaction(self._work(), self.partial)
 
     # ---------------------------------------------------------------- publication
+
+    def rederive(self) -> int:
+        """Recompute the derived tables of every published run (worker.publish.rederive); returns the layers done."""
+        if not self.db.exists():
+            raise StoreError(f"{self.db} does not exist")
+        return rederive(self.db, self.publishing, config=self._config)
 
     def publish(self, *, ranked_k: int = schema.RANKED_K) -> Published:
         """Publish the finished run to `<db>` (worker.publish) and delete the working file.

@@ -1,0 +1,49 @@
+"""`python -m worker derive`: an older DB is rewritten at the current schema with the derived tables publication writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from fixtures import table_dump
+from hand_run import publish_hand_run
+from worker import cli, schema
+from worker.store import StoreError, WorkerStore
+
+
+def _as_schema_2(db: Path) -> None:
+    """Make a published DB look like one written before the derived tables: version 2, none of them."""
+    with duckdb.connect(str(db)) as con:
+        con.execute(f"UPDATE {schema.META} SET value = '2' WHERE key = 'schema_version'")
+        for table in schema.DERIVED_TABLES:
+            con.execute(f"DROP TABLE {table}")
+
+
+def test_derive_upgrades_a_schema_2_db_to_what_publication_writes(tmp_path: Path) -> None:
+    db = tmp_path / "hand.duckdb"
+    publish_hand_run(db, ranked_k=3)
+    published = table_dump(db)
+    _as_schema_2(db)
+    with pytest.raises(StoreError, match="worker derive"):
+        WorkerStore.open(db).close()  # a run refuses the old file, and says how to upgrade it
+
+    assert cli.main(["derive", "--db", str(db)]) == cli.EXIT_OK
+    assert table_dump(db) == published  # the derived rows recomputed, everything else copied
+    assert not db.with_name(db.name + ".publishing").exists()
+    assert cli.main(["derive", "--db", str(db)]) == cli.EXIT_OK  # at the current version: computed again, same
+    assert table_dump(db) == published
+
+
+def test_derive_refuses_an_unknown_version_and_a_missing_db(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "hand.duckdb"
+    publish_hand_run(db, ranked_k=3)
+    with duckdb.connect(str(db)) as con:
+        con.execute(f"UPDATE {schema.META} SET value = '999' WHERE key = 'schema_version'")
+    before = db.read_bytes()
+    assert cli.main(["derive", "--db", str(db)]) == cli.EXIT_ERROR
+    assert "schema version 999" in capsys.readouterr().err
+    assert db.read_bytes() == before
+    assert cli.main(["derive", "--db", str(tmp_path / "none.duckdb")]) == cli.EXIT_ERROR
+    assert "does not exist" in capsys.readouterr().err
