@@ -159,7 +159,7 @@ def run(settings: WorkerSettings) -> int:
         with Extractor(model, layers, device) as extractor:
             counts = _process(settings, store, root, files, todo, model.transform, extractor, device.type, rank)
             if rank is not None:
-                store.close()  # a shard is complete and closed before rank 0 folds it
+                store.close_work()  # closed before rank 0 folds it; rank 0 keeps its lock
                 distributed.meet("every share stored", rank, settings.dist_timeout)
                 distributed.stop()
                 if not rank.is_main:

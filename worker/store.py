@@ -161,7 +161,7 @@ class WorkerStore:
     def close(self) -> None:
         """Close the working file (kept for a resume) and release the lock."""
         try:
-            self._close_work()
+            self.close_work()
         finally:
             if self._lock is not None:
                 self._lock.release()
@@ -190,7 +190,7 @@ class WorkerStore:
 
     def discard_partial(self) -> None:
         """Delete the working file: an unfinished run is dropped (the published DB is untouched)."""
-        self._close_work()
+        self.close_work()
         shards = shard_files(self.db)
         remove(self.partial, self.partial_wal, self.publishing, *shards, *map(wal_of, shards))
 
@@ -219,7 +219,8 @@ class WorkerStore:
             self._con = con
         return self._con
 
-    def _close_work(self) -> None:
+    def close_work(self) -> None:
+        """Close the working file (kept for a resume), keeping the lock."""
         if self._con is not None:
             try:
                 self._con.close()
@@ -391,7 +392,7 @@ class WorkerStore:
             con.execute("CHECKPOINT")
         except duckdb.Error as exc:
             raise write_error(self.partial, exc) from None
-        self._close_work()
+        self.close_work()
         return publish_run(self.db, self.partial, self.publishing, config=self._config, ranked_k=ranked_k)
 
 
