@@ -21,6 +21,7 @@ from worker.categories import CategoryError, load_categories, load_imagenet_clas
 from worker.flags import SettingsError, add_flags, from_flags
 from worker.image_stats import image_stats
 from worker.settings import DeriveSettings, WorkerSettings
+from worker.shards import Rank, RankError, files_of, torchrun_rank
 from worker.store import ImageRow, LayerSpec, Published, RunSpec, StoreError, WorkerStore
 
 if TYPE_CHECKING:
@@ -62,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = build_parser().parse_args(argv)
     debug = bool(args.debug)
+    rank = torchrun_rank()
+    where = "" if rank is None else f" ({rank})"
     try:
         if args.command == "derive":
             derive_settings = from_flags(DeriveSettings, args)
@@ -71,14 +74,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         debug = settings.debug
         return run(settings)
     except KeyboardInterrupt:
-        print("\ninterrupted; rerun the same command to resume", file=sys.stderr)
+        print(f"\ninterrupted{where}; rerun the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (SettingsError, CategoryError, StoreError, ValueError, OSError) as exc:
+    except (SettingsError, CategoryError, StoreError, ValueError, OSError, RankError) as exc:
         # User errors (bad paths, locked or read-only DB, bad weights, unknown layer, bad category
-        # file) all end here as one line; --debug shows where.
+        # file) and another rank's failure all end here as one line; --debug shows where.
         if debug:
             traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error{where}: {exc}", file=sys.stderr)
+        if rank is not None:
+            from worker.distributed import record_failure
+
+            record_failure(exc)  # torchrun's failure summary then shows the cause beside the rank
         return EXIT_ERROR
 
 
@@ -90,10 +97,16 @@ class _Counts:
 
 
 def run(settings: WorkerSettings) -> int:
-    """Do one run as configured; returns the exit code."""
+    """Do one run as configured; returns the exit code.
+
+    Under torchrun (worker.shards, worker.distributed) every rank computes its block of the file
+    list into its own shard; rank 0, which holds the DB lock, folds the shards into the working
+    file once all are stored, then runs the second pass and publishes alone.
+    """
     started = time.perf_counter()
+    rank = torchrun_rank()
     categories = load_categories(settings.categories)
-    with WorkerStore.open(settings.db, memory_limit=settings.memory_limit) as store:  # lock first: a second worker stops here
+    with _open_store(settings, rank) as store:  # lock first: a second worker stops here
         from worker.images import list_image_files, spread_subset
 
         root = _images_root(settings)
@@ -102,7 +115,7 @@ def run(settings: WorkerSettings) -> int:
         subset = ""
         if len(files) < len(listed):
             subset = f" (--limit: using {len(files)}, spread evenly: about 1 file in {len(listed) / len(files):.0f})"
-        _say(f"found {len(listed)} image files in {root}{subset}")
+        _say(f"found {len(listed)} image files in {root}{subset}", rank)
 
         from worker.models import DEFAULT, get_model  # torch loads here, after the cheap checks
 
@@ -116,6 +129,10 @@ def run(settings: WorkerSettings) -> int:
         from worker.extract import Extractor, resolve_device
 
         device = resolve_device(settings.device)
+        if rank is not None:
+            from worker import distributed
+
+            device = distributed.start(rank, device, settings.dist_timeout)
         spec = RunSpec(
             model=model.name,
             weights=model.weights,
@@ -134,21 +151,34 @@ def run(settings: WorkerSettings) -> int:
             device=str(device),
         )
         config_hash = spec.config_hash()
-        if settings.restart:
-            store.discard_partial()
-        else:
-            published = store.find_published(config_hash)
-            if published is not None:
-                if store.partial_hash() == config_hash:
-                    store.discard_partial()  # left behind by a crash right after publishing
-                _say(f"run {published} in {store.db} already has this configuration; nothing to do "
-                     "(--restart computes it again)")  # fmt: skip
-                return EXIT_OK
-        progress = store.begin(spec)
-        if progress.resumed:
-            _say(f"resuming: {len(progress.done)} of {len(files)} files already stored in {store.partial}")
+        plan = _plan(settings, store, spec) if rank is None or rank.is_main else None
+        if rank is not None:
+            plan = distributed.share(plan, rank)
+            if plan.config_hash != config_hash:
+                raise StoreError(f"{rank} sees another configuration than rank 0 (another file list?); every "
+                                 "node must see the same images folder at the same path")  # fmt: skip
+        if plan.published is not None:
+            _say(f"run {plan.published} in {store.db} already has this configuration; nothing to do "
+                 "(--restart computes it again)", rank)  # fmt: skip
+            return EXIT_OK
+        mine = range(len(files))
+        if rank is not None:
+            mine = files_of(rank.rank, rank.world, len(files), settings.batch_size_for(device.type))
+            if not rank.is_main:
+                store.begin(spec)  # the shard, folded away by rank 0 before it shared the plan
+        todo = [i for i in mine if i not in plan.done]
+        if plan.resumed and (rank is None or rank.is_main):
+            _say(f"resuming: {len(plan.done)} of {len(files)} files already stored in {store.partial}", rank)
         with Extractor(model, layers, device) as extractor:
-            counts = _process(settings, store, root, files, progress.done, model.transform, extractor, device.type)
+            counts = _process(settings, store, root, files, todo, model.transform, extractor, device.type, rank)
+            if rank is not None:
+                store.close_work()  # closed before rank 0 folds it; rank 0 keeps its lock
+                distributed.meet("every share stored", rank, settings.dist_timeout)
+                distributed.stop()
+                if not rank.is_main:
+                    _say(f"{counts.images} images stored in {store.partial.name}; rank 0 publishes", rank)
+                    return EXIT_OK
+                store.fold_shards()
             _second_pass(settings, store, root, files, model.transform, extractor, device.type)
         _say("publishing: sorting responses and computing SI and each unit's ranks…")
         result = store.publish()
@@ -165,6 +195,38 @@ def derive(settings: DeriveSettings) -> int:
     _say(f"{layers} layers derived in {time.perf_counter() - started:.1f} s; {store.db} is at schema version "
          f"{schema.SCHEMA_VERSION}")  # fmt: skip
     return EXIT_OK
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What rank 0 (or the single process) found: the run already published, or the files done."""
+
+    config_hash: str
+    published: int | None = None
+    done: frozenset[int] = frozenset()
+    resumed: bool = False
+
+
+def _open_store(settings: WorkerSettings, rank: Rank | None) -> WorkerStore:
+    """The lock and the working file for a single process or rank 0; a shard for every other rank."""
+    if rank is None or rank.is_main:
+        return WorkerStore.open(settings.db, memory_limit=settings.memory_limit)
+    return WorkerStore.open_shard(settings.db, rank, memory_limit=settings.memory_limit)
+
+
+def _plan(settings: WorkerSettings, store: WorkerStore, spec: RunSpec) -> _Plan:
+    """Start or resume the run in the working file (taking in any shards), unless it is published."""
+    config_hash = spec.config_hash()
+    if settings.restart:
+        store.discard_partial()
+    else:
+        published = store.find_published(config_hash)
+        if published is not None:
+            if store.partial_hash() == config_hash:
+                store.discard_partial()  # left behind by a crash right after publishing
+            return _Plan(config_hash, published=published)
+    progress = store.begin(spec)
+    return _Plan(config_hash, done=progress.done, resumed=progress.resumed)
 
 
 def _images_root(settings: WorkerSettings) -> Path:
@@ -197,19 +259,20 @@ def _process(
     store: WorkerStore,
     root: Path,
     files: list[FileEntry],
-    done: frozenset[int],
+    todo_ids: list[int],
     transform,  # noqa: ANN001 - the model's image transform
     extractor,  # noqa: ANN001 - worker.extract.Extractor
     device_type: str,
+    rank: Rank | None,
 ) -> _Counts:
-    """Decode, run and store every file not yet done (responses and image_stats), one transaction per batch."""
+    """Decode, run and store the files `todo_ids` (responses and image_stats), one transaction per batch."""
     from tqdm import tqdm
 
     from worker.images import class_folder_problem
 
     classes = load_imagenet_classes()
     counts = _Counts()
-    todo = [(i, e) for i, e in enumerate(files) if i not in done]
+    todo = [(i, files[i]) for i in todo_ids]
     # Files known to be bad from the listing alone are stored first, in one transaction.
     known_bad = [(i, e.path, e.problem or class_folder_problem(e)) for i, e in todo]
     known_bad = [(i, path, reason) for i, path, reason in known_bad if reason is not None]
@@ -219,8 +282,10 @@ def _process(
     bad_ids = {i for i, _, _ in known_bad}
     decodable = [(i, e.path) for i, e in todo if i not in bad_ids]
     loader = build_loader(root, decodable, transform, settings, device_type)
-    bar = tqdm(total=len(files), initial=len(files) - len(decodable), unit="img", desc="images",
-               dynamic_ncols=True, smoothing=0.05, file=sys.stderr)  # fmt: skip
+    total = len(files) if rank is None else len(todo)  # a rank's bar counts its own share
+    bar = tqdm(total=total, initial=total - len(decodable), unit="img", desc="images" if rank is None else f"{rank}",
+               position=0 if rank is None else rank.local_rank, dynamic_ncols=True, smoothing=0.05,
+               file=sys.stderr)  # fmt: skip
     started = time.perf_counter()
     with bar:
         for batch in loader:
@@ -282,5 +347,5 @@ def _summary(result: Published, counts: _Counts, seconds: float, db: Path) -> No
     )
 
 
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+def _say(message: str, rank: Rank | None = None) -> None:
+    print(message if rank is None else f"{rank}: {message}", file=sys.stderr, flush=True)

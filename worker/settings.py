@@ -58,6 +58,9 @@ class WorkerSettings(BaseSettings):
     cache: Path = Field(default_factory=_default_cache, description="download cache (default ~/.cache/unitscope)")
     memory_limit: str | None = Field(None, description="DuckDB memory limit for writing, e.g. 6GB; past it sorts "
                                      "spill to disk (default DuckDB's, 80% of RAM)")  # fmt: skip
+    dist_timeout: float = Field(1800, gt=0, description="under torchrun: seconds a rank waits for the others "
+                                "(rank 0's start, the slowest rank's share) before the run fails "
+                                "(default 1800)")  # fmt: skip
     restart: bool = Field(False, description="discard an unfinished run of this DB; recompute even if an "
                           "identical run is published")  # fmt: skip
     debug: bool = Field(False, description="show tracebacks")

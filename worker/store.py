@@ -5,6 +5,8 @@ Files beside the published DB `<db>`:
 - `<db>.partial` (+ DuckDB's `.wal`): the run in progress: its runs row (status 'running'), images,
   their image_stats, skipped files and responses_staging rows. Each batch is one transaction, so after kill -9 the
   file holds whole batches only, and rerunning the same command resumes from there.
+- `<db>.shard-<rank>-of-<world>`: under torchrun, the working file of each rank but 0, folded into
+  `<db>.partial` by rank 0 (worker.shards).
 - `<db>.publishing`: built from both at the end of a run and renamed over `<db>` (worker.publish).
 """
 
@@ -39,6 +41,7 @@ from worker.db_files import (
 from worker.lock import WriterLock
 from worker.map_store import MapRow, MapsTodo, insert_maps, maps_todo
 from worker.publish import Published, publish_run, rederive
+from worker.shards import Rank, fold_shards, shard_files, shard_path
 
 
 @dataclass(frozen=True)
@@ -109,12 +112,14 @@ class Progress:
 class WorkerStore:
     """The writer side of one DB path. Use `WorkerStore.open(db)` as a context manager."""
 
-    def __init__(self, db: Path, memory_limit: str | None = None) -> None:
+    def __init__(self, db: Path, memory_limit: str | None = None, shard: Rank | None = None) -> None:
         self.db = Path(os.path.abspath(db))
+        self.shard = shard  # a rank's store: its working file is its shard, and it takes no lock
         # The publish sorts a whole layer (293 M rows for mixed5b at the study's scale): with a limit,
         # DuckDB spills it to disk instead of taking most of the machine's memory.
         self._config = {"memory_limit": memory_limit} if memory_limit else {}
-        self.partial = self.db.with_name(self.db.name + ".partial")
+        self.partial = (self.db.with_name(self.db.name + ".partial") if shard is None
+                        else shard_path(self.db, shard.rank, shard.world))  # fmt: skip
         self.partial_wal = wal_of(self.partial)
         self.publishing = self.db.with_name(self.db.name + ".publishing")
         self.lock_path = self.db.with_name(self.db.name + ".lock")
@@ -144,6 +149,13 @@ class WorkerStore:
             raise
         return store
 
+    @classmethod
+    def open_shard(cls, db: Path, rank: Rank, *, memory_limit: str | None = None) -> WorkerStore:
+        """The store of a rank but 0 under torchrun: its shard only; the lock is rank 0's, for the whole run."""
+        store = cls(db, memory_limit, rank)
+        store._check_location()
+        return store
+
     def _check_location(self) -> None:
         folder = self.db.parent
         if not folder.is_dir():
@@ -154,7 +166,7 @@ class WorkerStore:
     def close(self) -> None:
         """Close the working file (kept for a resume) and release the lock."""
         try:
-            self._close_work()
+            self.close_work()
         finally:
             if self._lock is not None:
                 self._lock.release()
@@ -183,8 +195,9 @@ class WorkerStore:
 
     def discard_partial(self) -> None:
         """Delete the working file: an unfinished run is dropped (the published DB is untouched)."""
-        self._close_work()
-        remove(self.partial, self.partial_wal, self.publishing)
+        self.close_work()
+        shards = shard_files(self.db)
+        remove(self.partial, self.partial_wal, self.publishing, *shards, *map(wal_of, shards))
 
     def partial_hash(self) -> str | None:
         """config_hash of the run in the working file, if there is one."""
@@ -211,7 +224,8 @@ class WorkerStore:
             self._con = con
         return self._con
 
-    def _close_work(self) -> None:
+    def close_work(self) -> None:
+        """Close the working file (kept for a resume), keeping the lock."""
         if self._con is not None:
             try:
                 self._con.close()
@@ -219,20 +233,30 @@ class WorkerStore:
                 self._con = None
 
     def begin(self, spec: RunSpec) -> Progress:
-        """Start the run in the working file, or find it there and report which files are done."""
+        """Start the run in the working file, or find it there and report which files are done.
+
+        The working file of a run (not a shard's) first takes in the shards of a distributed run.
+        """
         config_hash = spec.config_hash()
         con = self._work()
         row = con.execute(f"SELECT config_hash, model, images_root, n_files, started_at FROM {schema.RUNS}").fetchone()
-        if row is not None:
-            if row[0] != config_hash:
-                raise StoreError(
-                    f"{self.partial} holds an unfinished run with a different configuration "
-                    f"({row[1]} on {row[3]} files of {row[2]}, started {row[4]:%Y-%m-%d %H:%M} UTC); "
-                    "rerun that command to finish it, or pass --restart to discard it"
-                )
-            done = {r[0] for r in con.execute(f"SELECT image_id FROM {schema.IMAGES}").fetchall()}
-            done |= {r[0] for r in con.execute(f"SELECT file_id FROM {schema.SKIPPED}").fetchall()}
-            return Progress(config_hash, frozenset(done), resumed=True)
+        if row is not None and row[0] != config_hash:
+            raise StoreError(
+                f"{self.partial} holds an unfinished run with a different configuration "
+                f"({row[1]} on {row[3]} files of {row[2]}, started {row[4]:%Y-%m-%d %H:%M} UTC); "
+                "rerun that command to finish it, or pass --restart to discard it"
+            )
+        if row is None:
+            self._create(spec, config_hash)
+        if self.shard is None:
+            self.fold_shards()
+        done = {r[0] for r in con.execute(f"SELECT image_id FROM {schema.IMAGES}").fetchall()}
+        done |= {r[0] for r in con.execute(f"SELECT file_id FROM {schema.SKIPPED}").fetchall()}
+        return Progress(config_hash, frozenset(done), resumed=row is not None)
+
+    def _create(self, spec: RunSpec, config_hash: str) -> None:
+        """Store the run's own rows (runs, layers, units, categories) in a new working file."""
+        con = self._work()
         with self._transaction():
             con.execute(
                 f"INSERT INTO {schema.RUNS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
@@ -271,7 +295,11 @@ class WorkerStore:
                 members,
                 {"run_id": self._run_id},
             )
-        return Progress(config_hash, frozenset(), resumed=False)
+
+    def fold_shards(self) -> int:
+        """Fold the shards of a distributed run into the run's working file (worker.shards); returns the files moved."""
+        config_hash = self.partial_hash()
+        return fold_shards(self._work(), self.partial, self.db, config_hash) if config_hash else 0
 
     def write_batch(
         self,
@@ -375,7 +403,7 @@ class WorkerStore:
             con.execute("CHECKPOINT")
         except duckdb.Error as exc:
             raise write_error(self.partial, exc) from None
-        self._close_work()
+        self.close_work()
         return publish_run(self.db, self.partial, self.publishing, config=self._config, ranked_k=ranked_k)
 
 
