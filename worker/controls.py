@@ -10,7 +10,7 @@ Callers pass rankings as row indices into the value arrays, in the product's ord
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -96,15 +96,24 @@ def auroc(values: npt.ArrayLike, labels: npt.ArrayLike) -> np.ndarray:
 
     values: (n images, u units); labels: (n,) bool. 0.5 is no preference, 1 every category image
     above every other, 0 every one below. NaN for every unit when either group is empty.
+    """
+    return auroc_by_category(values, [labels])[0]
+
+
+def auroc_by_category(values: npt.ArrayLike, labels: Sequence[npt.ArrayLike]) -> np.ndarray:
+    """auroc() for each of C label arrays at once: (C, u).
+
     Computed from midranks (Mann-Whitney U), in chunks of columns so memory stays near CHUNK_BYTES.
+    The midranks do not depend on the labels: each chunk is sorted once for every category (a
+    sort is most of the cost: publication stores every category's AUROC at the price of one).
     """
     values = _values(values)
     n, u = values.shape
-    labels = _labels(labels, n)
-    n_c = int(labels.sum())
-    n_o = n - n_c
-    out = np.full(u, np.nan)
-    if n_c == 0 or n_o == 0:
+    masks = [_labels(m, n) for m in labels]
+    out = np.full((len(masks), u), np.nan)
+    # (row of out, labels, category size) of each label set with both groups non-empty.
+    live = [(i, m, int(m.sum())) for i, m in enumerate(masks) if 0 < m.sum() < n]
+    if not live:
         return out
     step = _chunk(48 * n, u, CHUNK_BYTES)
     idx = np.arange(n)[:, None]
@@ -118,9 +127,29 @@ def auroc(values: npt.ArrayLike, labels: npt.ArrayLike) -> np.ndarray:
         first = np.maximum.accumulate(np.where(np.vstack([edge, differs]), idx, 0), axis=0)
         last = np.minimum.accumulate(np.where(np.vstack([differs, edge]), idx, n - 1)[::-1], axis=0)[::-1]
         midrank = (first + last) / 2 + 1  # 1-based rank shared by a run of ties
-        rank_sum = (midrank * labels[order]).sum(axis=0)
-        out[start:start + step] = (rank_sum - n_c * (n_c + 1) / 2) / (n_c * n_o)
+        for row, mask, n_c in live:
+            rank_sum = (midrank * mask[order]).sum(axis=0)
+            out[row, start:start + step] = (rank_sum - n_c * (n_c + 1) / 2) / (n_c * (n - n_c))
     return out
+
+
+TAIL = 0.10  # the rest's lower and upper deciles bound "far below" and "far above" (see README, claims)
+
+
+def tail_shares(values: npt.ArrayLike, labels: npt.ArrayLike, *, upper: bool) -> np.ndarray:
+    """Per unit, the share of the category's images beyond the rest's TAIL quantile: (u,).
+
+    upper: above the rest's upper decile, else below its lower decile. values: (n, u); labels:
+    (n,) bool. NaN for every unit when either group is empty.
+    """
+    values = _values(values)
+    labels = _labels(labels, values.shape[0])
+    if labels.all() or not labels.any():
+        return np.full(values.shape[1], np.nan)
+    rest, category = values[~labels], values[labels]
+    if upper:
+        return (category > np.quantile(rest, 1 - TAIL, axis=0)).mean(axis=0)
+    return (category < np.quantile(rest, TAIL, axis=0)).mean(axis=0)
 
 
 def _si_from_sums(cat_sum: np.ndarray, total: np.ndarray, lo: np.ndarray, hi: np.ndarray,
