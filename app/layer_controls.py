@@ -23,7 +23,7 @@ from worker import controls
 
 FDR = 0.05  # a unit is marked significant at q < FDR (Benjamini-Hochberg across the layer's units)
 
-NULL_STATS = {
+NULL_STATS = {  # worker.controls.NULL_STATISTICS, described
     "selective": "units with SI ≥ threshold",
     "selective_negative": "selective units with in_bottom ≥ base rate",
     "median_gap": "median in_bottom, selective units minus the rest",
@@ -129,7 +129,7 @@ def _null(data: _LayerData, k: int, permutations: int, seed: int) -> NullSummary
     bottom = queries.bottom_rows(data.reader, data.run, data.layer, data.p.neg_stat, k, image_ids)
     result = controls.permutation_null(data.values, bottom, labels, threshold=p.threshold,
                                        permutations=permutations, seed=seed)
-    stats = (result.selective, result.selective_negative, result.median_gap)
+    stats = [getattr(result, name) for name in NULL_STATS]
     return _summary([(s.observed, s.null_mean, s.null_p95, s.p_value, s.valid) for s in stats],
                     result.permutations, result.seed)
 

@@ -92,8 +92,9 @@ def test_publication_stores_the_hand_worked_auroc_and_tails(tmp_path: Path):
     assert rows["dog", "max", 1][0] == 0.5  # a constant unit: all ties
     # The rest's (0, 1, 2) deciles are 0.2 and 1.8: no dog below, both above.
     assert rows["dog", "max", 0][1:] == (0.0, 1.0)
-    # The null for the defaults: dog, max, min, k = 1 (a sixth of 5 images, at least 1), the figure threshold.
-    assert null == [("dog", "max", "min", 1, schema.FIGURE_SI, schema.NULL_PERMUTATIONS, schema.NULL_SEED, 3)]
+    # The null for the defaults: dog, max, min, k = 1 (a sixth of 5 images, at least 1), at two thresholds.
+    assert sorted(null) == [("dog", "max", "min", 1, t, schema.NULL_PERMUTATIONS, schema.NULL_SEED, 3)
+                            for t in sorted((schema.SELECTIVE_SI, schema.FIGURE_SI))]
 
 
 def test_stored_auroc_and_tails_are_the_statistics_of_the_published_responses(dbs):
@@ -117,19 +118,20 @@ def test_stored_auroc_and_tails_are_the_statistics_of_the_published_responses(db
                 np.testing.assert_array_equal(got["tail_above"], above)
 
 
-@pytest.mark.parametrize("query", ["", "?category=fish", "?si_stat=mean&neg_stat=max"])
+@pytest.mark.parametrize("query", ["", "?threshold=0.65", "?category=fish", "?si_stat=mean&neg_stat=max"])
 def test_the_stored_rows_give_the_pages_the_server_computes(dbs, query: str):
     for url in (f"/api/layers/mixed4c{query}", f"/api/claims{query}"):
         assert _get(dbs, "stored", url) == _get(dbs, "computed", url)
 
 
 def test_the_default_pages_read_the_stored_rows(dbs, monkeypatch: pytest.MonkeyPatch):
-    expected = {url: _get(dbs, "computed", url) for url in ("/api/claims", "/api/layers/mixed4c")}
+    expected = {url: _get(dbs, "computed", url) for url in ("/api/claims", "/api/layers/mixed4c",
+                                                             "/api/claims?threshold=0.65")}
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("computed, not read")
 
-    for name in ("permutation_null", "auroc", "auroc_by_category", "tail_shares"):
+    for name in ("permutation_null", "permutation_nulls", "auroc", "auroc_by_category", "tail_shares"):
         monkeypatch.setattr(controls, name, refuse)
     monkeypatch.setattr(metrics_sql, "split_half_si_sql", refuse)
     for url, body in expected.items():
@@ -148,9 +150,16 @@ def test_other_parameters_compute_the_null_and_read_the_rest(dbs, monkeypatch: p
 
     monkeypatch.setattr(controls, "permutation_null", counted)
     monkeypatch.setattr(controls, "auroc", lambda *a, **k: pytest.fail("AUROC is stored for every stat"))
-    for query, computes in (("", False), ("?si_stat=mean", True), ("?k=20", True), ("?threshold=0.6", True),
+    for query, computes in (("", False), ("?threshold=0.65", False), ("?si_stat=mean", True), ("?k=20", True),
+                            ("?threshold=0.6", True),
                             ("?category=fish", True)):
         calls.clear()
         body = _get(dbs, "stored", f"/api/layers/mixed4c{query}")
         assert len(calls) == computes, query
         assert body["null"]["permutations"] == schema.NULL_PERMUTATIONS
+
+
+def test_the_server_names_the_stored_statistics():
+    from app.layer_controls import NULL_STATS
+
+    assert tuple(NULL_STATS) == controls.NULL_STATISTICS

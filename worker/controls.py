@@ -192,6 +192,9 @@ class NullStatistic:
     null_p95: float  # numpy's default (linear) 95th percentile of the defined null values
 
 
+NULL_STATISTICS = ("selective", "selective_negative", "median_gap")  # NullResult's statistics, in order
+
+
 @dataclass(frozen=True)
 class NullResult:
     """The label-permutation null of a layer's selectivity claims (see permutation_null)."""
@@ -239,7 +242,6 @@ class _Layer:
     hi: np.ndarray
     bottom: np.ndarray  # (u * k,) flattened row indices
     n_c: int
-    threshold: float
     base_rate: float
     # (n, u) float32 0/1 membership of the bottom sets, when it fits in DENSE_BOTTOM_BYTES: in_bottom
     # is then one matrix product instead of a gather of u * k labels per permutation (about 5x faster
@@ -261,10 +263,12 @@ class _Layer:
         gathered = np.take(rows, self.bottom, axis=1).reshape(len(rows), units, -1)  # R x u x k
         return np.count_nonzero(gathered, axis=2)
 
-    def statistics(self, rows: np.ndarray, si_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(selective, selective_negative, median_gap), each (R,), for R label rows and their SIs."""
-        selective = si_rows >= self.threshold  # (R, u); a NaN SI is not selective
-        in_bottom = self.in_bottom(rows, selective.shape[1])
+    def statistics(self, rows: np.ndarray, si_rows: np.ndarray, thresholds: Sequence[float]) -> np.ndarray:
+        """(selective, selective_negative, median_gap) at each threshold for R label rows and their SIs: (T, 3, R)."""
+        in_bottom = self.in_bottom(rows, si_rows.shape[1])  # the same at every threshold
+        return np.array([self._at(in_bottom, si_rows >= t) for t in thresholds])  # a NaN SI is not selective
+
+    def _at(self, in_bottom: np.ndarray, selective: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         negative = (selective & (in_bottom >= self.base_rate)).sum(axis=1)
         gap = _masked_median(in_bottom, selective) - _masked_median(in_bottom, ~selective)
         return selective.sum(axis=1).astype(np.float64), negative.astype(np.float64), gap
@@ -273,6 +277,16 @@ class _Layer:
 def permutation_null(values_si: npt.ArrayLike, bottom: npt.ArrayLike, labels: npt.ArrayLike, *,
                      threshold: float, permutations: int = 1000, seed: int = 0) -> NullResult:
     """Test a layer's selectivity claims against random labels (same category size), P times.
+
+    permutation_nulls at one threshold; see there.
+    """
+    return permutation_nulls(values_si, bottom, labels, thresholds=(threshold,), permutations=permutations,
+                             seed=seed)[0]
+
+
+def permutation_nulls(values_si: npt.ArrayLike, bottom: npt.ArrayLike, labels: npt.ArrayLike, *,
+                      thresholds: Sequence[float], permutations: int = 1000, seed: int = 0) -> tuple[NullResult, ...]:
+    """Test a layer's selectivity claims against random labels (same category size), P times, at each threshold.
 
     values_si: (n, u) responses on the SI stat; bottom: (u, k) each unit's k first images (row
     indices into values_si) from the bottom of the negative stat, in the product's order;
@@ -300,6 +314,8 @@ def permutation_null(values_si: npt.ArrayLike, bottom: npt.ArrayLike, labels: np
     on the project's machine, 2 CPU cores shared with other jobs (load average 2-8),
     P = 1000, k = 1000: n = 6,308, u = 512 in 1.5 s (2.3-2.9 s with the gather); n = 286,000, u = 512 in 33-44 s, of
     which about 14 s is the shuffles (rng.permuted). Worth caching per (run, layer, parameters).
+    Each further threshold reuses the shuffles and products (only the counts are redone), and its
+    result is the one a call at that threshold alone gives.
     """
     values = _values(values_si, np.float32)
     n, u = values.shape
@@ -325,22 +341,23 @@ def permutation_null(values_si: npt.ArrayLike, bottom: npt.ArrayLike, labels: np
         hi=values.max(axis=0).astype(np.float64),
         bottom=bottom.ravel(),
         n_c=n_c,
-        threshold=threshold,
         base_rate=k * n_c / n,
         bottom_matrix=bottom_matrix,
     )
-    observed = layer.statistics(labels[None, :], si(values, labels)[None, :])
+    observed = layer.statistics(labels[None, :], si(values, labels)[None, :], thresholds)
     rng = np.random.default_rng(seed)
     # A permutation's rows: n labels (bool), their float32 copy, u * k gathered labels, u SIs.
     step = _chunk(5 * n + u * k + 64 * u, permutations, CHUNK_BYTES)
-    null = np.empty((3, permutations))
+    null = np.empty((len(thresholds), 3, permutations))
     for start in range(0, permutations, step):
         rows = np.broadcast_to(labels, (min(step, permutations - start), n)).copy()
         rng.permuted(rows, axis=1, out=rows)  # each row shuffled on its own
-        null[:, start:start + len(rows)] = layer.statistics(rows, layer.si(rows))
-    selective, negative, gap = (_summarise(float(o[0]), z) for o, z in zip(observed, null))
-    return NullResult(selective=selective, selective_negative=negative, median_gap=gap, threshold=threshold,
-                      k=k, base_rate=layer.base_rate, permutations=permutations, seed=seed)
+        null[:, :, start:start + len(rows)] = layer.statistics(rows, layer.si(rows), thresholds)
+    return tuple(
+        NullResult(*(_summarise(float(o[0]), z) for o, z in zip(observed[i], null[i])), threshold=t, k=k,
+                   base_rate=layer.base_rate, permutations=permutations, seed=seed)
+        for i, t in enumerate(thresholds)
+    )
 
 
 def group_gap(values: npt.ArrayLike, chosen: npt.ArrayLike, *, permutations: int = 1000,

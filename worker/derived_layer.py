@@ -3,8 +3,8 @@ every response of a layer, stored once.
 
 - unit_controls: each unit's AUROC, tail shares and split-half SIs, for every category and stat;
 - layer_null: the layer's label-permutation null for the server's default parameters (the default
-  category, si_stat and neg_stat, the run's default k, the figure threshold, schema.NULL_PERMUTATIONS
-  and NULL_SEED). The server computes it for any other parameters.
+  category, si_stat and neg_stat, the run's default k, schema.NULL_PERMUTATIONS and NULL_SEED) at
+  NULL_THRESHOLDS. The server computes it for any other parameters.
 
 The numbers come from the functions the server calls on the fly (worker.controls, worker.metrics_sql),
 fed the same matrices, so a stored value is the value the server would compute.
@@ -12,6 +12,7 @@ fed the same matrices, so a stored value is the value the server would compute.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -19,6 +20,11 @@ import duckdb
 import numpy as np
 
 from worker import controls, metrics_sql, schema
+
+
+# The figure's threshold (the pages' default) and Aparicio et al.'s: a second threshold costs only its
+# counts, as the shuffles and products are shared (worker.controls.permutation_nulls).
+NULL_THRESHOLDS = (schema.FIGURE_SI, schema.SELECTIVE_SI)
 
 
 def null_category(categories: Sequence[str]) -> str:
@@ -110,15 +116,15 @@ def _write_null(con: duckdb.DuckDBPyConnection, run_id: int, layer: str, values:
     if ids.size != units * depth:
         return
     bottom = np.searchsorted(image_ids, ids).reshape(units, depth)
-    result = controls.permutation_null(values, bottom, is_cat, threshold=schema.FIGURE_SI,
-                                       permutations=schema.NULL_PERMUTATIONS, seed=schema.NULL_SEED)
-    for name, s in (("selective", result.selective), ("selective_negative", result.selective_negative),
-                    ("median_gap", result.median_gap)):
+    results = controls.permutation_nulls(values, bottom, is_cat, thresholds=NULL_THRESHOLDS,
+                                         permutations=schema.NULL_PERMUTATIONS, seed=schema.NULL_SEED)
+    for result, name in itertools.product(results, controls.NULL_STATISTICS):
+        s: controls.NullStatistic = getattr(result, name)
         con.execute(
             f"INSERT INTO {schema.LAYER_NULL} VALUES ($run_id, $layer, $category, $si_stat, $neg_stat, $k, "
             "$threshold, $permutations, $seed, $statistic, $observed, $null_mean, $null_p95, $p, $valid)",
             {"run_id": run_id, "layer": layer, "category": category, "si_stat": schema.DEFAULT_SI_STAT,
-             "neg_stat": schema.DEFAULT_NEG_STAT, "k": k, "threshold": schema.FIGURE_SI,
+             "neg_stat": schema.DEFAULT_NEG_STAT, "k": k, "threshold": result.threshold,
              "permutations": result.permutations, "seed": result.seed, "statistic": name,
              **dict(zip(("observed", "null_mean", "null_p95", "p"),
                         _nullable(np.array([s.observed, s.null_mean, s.null_p95, s.p_value])))),
