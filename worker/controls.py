@@ -119,7 +119,9 @@ def auroc_by_category(values: npt.ArrayLike, labels: Sequence[npt.ArrayLike]) ->
     idx = np.arange(n)[:, None]
     for start in range(0, u, step):
         block = values[:, start:start + step]
-        order = np.argsort(block, axis=0, kind="stable")
+        # Not a stable sort: ties share one midrank, so their order changes no term of the rank sum, and
+        # numpy's default (SIMD) argsort was 7x faster (0.15 against 1.05 s for 286,000 x 8 float32).
+        order = np.argsort(block, axis=0)
         ranked = np.take_along_axis(block, order, axis=0)  # each column ascending
         differs = ranked[1:] != ranked[:-1]
         edge = np.ones_like(differs[:1])
