@@ -23,14 +23,14 @@ def unit_column(reader: Reader, run: queries.Run, layer: str, category: str, sta
         return None
     units = queries.require_layer(run, layer)[0]
     values = reader.arrays(
-        f"""SELECT {column} AS v FROM {schema.UNIT_CONTROLS}
+        # NaN, the statistics' own "undefined", for NULL: a plain float array, not a masked one.
+        f"""SELECT coalesce({column}, 'NaN'::DOUBLE) AS v FROM {schema.UNIT_CONTROLS}
             WHERE run_id = $run_id AND layer = $layer AND category = $category AND stat = $stat ORDER BY unit""",
         {"run_id": run.run_id, "layer": layer, "category": category, "stat": stat},
     )["v"]
     if values.size != units:
         return None
-    # fetchnumpy gives NULLs as a masked array; NaN is the statistics' own "undefined".
-    return np.ma.filled(np.ma.asarray(values, dtype=np.float64), np.nan)
+    return values.astype(np.float64, copy=False)
 
 
 NullRow = tuple[str, float | None, float | None, float | None, float | None, int]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -55,20 +56,22 @@ def _publish(db: Path, stats: np.ndarray) -> None:
         store.publish()
 
 
-@pytest.fixture(scope="module")
-def dbs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The published run ("stored"), and a copy without its derived rows ("computed": the server computes)."""
-    tmp = tmp_path_factory.mktemp("layerpre")
-    stored = tmp / "stored" / "s.duckdb"
+def _pair(tmp: Path, publish: Callable[[Path], object]) -> dict[str, Path]:
+    """A published run ("stored"), and a copy without its derived rows ("computed": the server computes)."""
+    stored, computed = tmp / "stored" / "s.duckdb", tmp / "computed" / "s.duckdb"
     stored.parent.mkdir()
-    _publish(stored, _stats())
-    computed = tmp / "computed" / "s.duckdb"
     computed.parent.mkdir()
+    publish(stored)
     shutil.copy(stored, computed)
     with duckdb.connect(str(computed)) as con:
         for table in schema.DERIVED_TABLES:
             con.execute(f"DELETE FROM {table}")
     return {"stored": stored, "computed": computed, "tmp": tmp}
+
+
+@pytest.fixture(scope="module")
+def dbs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return _pair(tmp_path_factory.mktemp("layerpre"), lambda db: _publish(db, _stats()))
 
 
 def _get(dbs: dict[str, Path], which: str, url: str) -> dict:
@@ -163,3 +166,11 @@ def test_the_server_names_the_stored_statistics():
     from app.layer_controls import NULL_STATS
 
     assert tuple(NULL_STATS) == controls.NULL_STATISTICS
+
+
+def test_a_constant_unit_reads_back_as_the_server_computes_it(tmp_path: Path):
+    # The hand run's unit 1 never varies: its split-half SIs are NULL in the table, None on the page.
+    dbs = _pair(tmp_path, lambda db: publish_hand_run(db, ranked_k=5))
+    body = _get(dbs, "stored", "/api/layers/conv1")
+    assert body == _get(dbs, "computed", "/api/layers/conv1")
+    assert body["units"][1]["si_half_a"] is None and body["units"][1]["auroc"] == 0.5
