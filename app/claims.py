@@ -159,7 +159,7 @@ def _negative(ctx: LayerContext, urls: Urls, *, permutations: int, seed: int) ->
 
 def _two_sided(ctx: LayerContext, low: np.ndarray, high: np.ndarray, urls: Urls) -> Claim:
     chosen = np.array([u.selective for u in ctx.units], dtype=bool)
-    tail = layer_controls.TAIL
+    tail = controls.TAIL
     sel_low = low[chosen]
     share = float((sel_low >= TWO_SIDED_LOW).mean()) if chosen.any() else None
     med = lambda a: float(np.nanmedian(a)) if a.size and not np.isnan(a).all() else None  # noqa: E731

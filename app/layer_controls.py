@@ -15,7 +15,7 @@ from functools import cached_property
 
 import numpy as np
 
-from app import queries
+from app import queries, stored_controls
 from app.db import Reader
 from app.models import Group, Groups, NullStat, NullSummary
 from app.params import ScoreParams
@@ -23,15 +23,15 @@ from worker import controls
 
 FDR = 0.05  # a unit is marked significant at q < FDR (Benjamini-Hochberg across the layer's units)
 
-NULL_STATS = {
+NULL_STATS = {  # worker.controls.NULL_STATISTICS, described
     "selective": "units with SI ≥ threshold",
     "selective_negative": "selective units with in_bottom ≥ base rate",
     "median_gap": "median in_bottom, selective units minus the rest",
 }
 
 
-def _finite(value: float) -> float | None:
-    return None if math.isnan(value) else float(value)
+def _finite(value: float | None) -> float | None:
+    return None if value is None or math.isnan(value) else float(value)
 
 
 def selective(si: float | None, threshold: float) -> bool:
@@ -101,35 +101,43 @@ def _layer_data(reader: Reader, run: queries.Run, layer: str, p: ScoreParams) ->
 
 
 def _auroc(data: _LayerData) -> tuple[float | None, ...]:
-    return tuple(_finite(a) for a in controls.auroc(data.values, data.labels[1]))
+    auroc = stored_controls.unit_column(data.reader, data.run, data.layer, data.p.category, data.p.si_stat, "auroc")
+    if auroc is None:
+        auroc = controls.auroc(data.values, data.labels[1])
+    return tuple(_finite(a) for a in auroc)
+
+
+def _summary(stats: Sequence[Sequence[float | None]], permutations: int, seed: int) -> NullSummary:
+    """The page's null from (observed, null_mean, null_p95, p, valid) per statistic, in NULL_STATS order."""
+    return NullSummary(permutations=permutations, seed=seed, stats=[
+        NullStat(name=name, description=description, observed=_finite(observed), null_mean=_finite(mean),
+                 null_p95=_finite(p95), p=_finite(p), valid=int(valid))
+        for (name, description), (observed, mean, p95, p, valid) in zip(NULL_STATS.items(), stats)
+    ])
 
 
 def _null(data: _LayerData, k: int, permutations: int, seed: int) -> NullSummary | None:
+    p = data.p
+    stored = stored_controls.null_rows(data.reader, data.run, data.layer, category=p.category, si_stat=p.si_stat,
+                                       neg_stat=p.neg_stat, k=k, threshold=p.threshold,
+                                       permutations=permutations, seed=seed)
+    if stored is not None:
+        return _summary([stored[name][1:] for name in NULL_STATS], permutations, seed)
     image_ids, labels = data.labels
     if labels.all() or not labels.any():  # nothing to shuffle
         return None
     bottom = queries.bottom_rows(data.reader, data.run, data.layer, data.p.neg_stat, k, image_ids)
-    result = controls.permutation_null(data.values, bottom, labels, threshold=data.p.threshold,
+    result = controls.permutation_null(data.values, bottom, labels, threshold=p.threshold,
                                        permutations=permutations, seed=seed)
-    stats = [
-        NullStat(name=name, description=description, observed=_finite(s.observed), null_mean=_finite(s.null_mean),
-                 null_p95=_finite(s.null_p95), p=_finite(s.p_value), valid=s.valid)
-        for (name, description), s in zip(NULL_STATS.items(),
-                                          (result.selective, result.selective_negative, result.median_gap))
-    ]
-    return NullSummary(permutations=result.permutations, seed=result.seed, stats=stats)
+    stats = [getattr(result, name) for name in NULL_STATS]
+    return _summary([(s.observed, s.null_mean, s.null_p95, s.p_value, s.valid) for s in stats],
+                    result.permutations, result.seed)
 
 
-TAIL = 0.10  # the rest's lower and upper deciles bound "far below" and "far above" (see README, claims)
-
-
-def _tail(values: np.ndarray, labels: np.ndarray, upper: bool) -> np.ndarray:
-    if labels.all() or not labels.any():
-        return np.full(values.shape[1], np.nan)
-    rest, category = values[~labels], values[labels]
-    if upper:
-        return (category > np.quantile(rest, 1 - TAIL, axis=0)).mean(axis=0)
-    return (category < np.quantile(rest, TAIL, axis=0)).mean(axis=0)
+def _tail(data: _LayerData, stat: str, upper: bool) -> np.ndarray:
+    column = "tail_above" if upper else "tail_below"
+    stored = stored_controls.unit_column(data.reader, data.run, data.layer, data.p.category, stat, column)
+    return stored if stored is not None else controls.tail_shares(data.matrix(stat), data.labels[1], upper=upper)
 
 
 def tails(reader: Reader, run: queries.Run, layer: str, p: ScoreParams) -> tuple[np.ndarray, np.ndarray]:
@@ -137,14 +145,14 @@ def tails(reader: Reader, run: queries.Run, layer: str, p: ScoreParams) -> tuple
 
     Below: under the rest's lower decile of neg_stat (the side the strongest negatives are ranked by);
     above: over the rest's upper decile of pos_stat. A unit blind to the category has about TAIL on
-    each side; a one-sided (half-normal) unit has about 0 below. Cached per DB generation, category
-    and the two stats.
+    each side; a one-sided (half-normal) unit has about 0 below. Stored at publication for every
+    category and stat (worker.derived_layer); computed only for a DB without them. Cached per DB
+    generation, category and the two stats.
     """
     data = _layer_data(reader, run, layer, p)
     key = (reader.generation.identity, run.run_id, layer, p.category, p.neg_stat, p.pos_stat, "tails")
     return reader.caches.scores.get_or_compute(key, lambda: (
-        _tail(data.matrix(p.neg_stat), data.labels[1], upper=False),
-        _tail(data.matrix(p.pos_stat), data.labels[1], upper=True),
+        _tail(data, p.neg_stat, upper=False), _tail(data, p.pos_stat, upper=True),
     ))
 
 
@@ -152,7 +160,9 @@ def layer_tests(reader: Reader, run: queries.Run, layer: str, p: ScoreParams, k:
                 permutations: int, seed: int) -> tuple[tuple[float | None, ...], NullSummary | None]:
     """(AUROC per unit, the permutation null) of a layer, each cached per DB generation and its parameters.
 
-    Cold, both read the layer's responses on the SI stat once (images x units floats); the null then
+    Both are stored at publication (worker.derived_layer): AUROC for every category and stat, the
+    null for the default parameters; a lookup then. For other parameters (or a DB without them)
+    both read the layer's responses on the SI stat once (images x units floats); the null then
     costs P shuffles and P matrix products (about 2-3 s for 512 units, 6,308 images, P = 1000 on
     two shared cores; 30-45 s at 286,000 images). Warm, a lookup.
     """

@@ -236,11 +236,7 @@ def layer_matrix(reader: Reader, run: Run, layer: str, stat: str) -> np.ndarray:
     Memory: 4 bytes x images x units (13 MB for mixed4c at 6,308 images, 590 MB at 286,000).
     """
     units = require_layer(run, layer)[0]
-    values = reader.arrays(
-        f"""SELECT {schema.stat_column(stat)} AS v FROM {schema.RESPONSES}
-            WHERE run_id = $run_id AND layer = $layer ORDER BY unit, image_id""",
-        {"run_id": run.run_id, "layer": layer},
-    )["v"]
+    values = reader.arrays(metrics_sql.layer_matrix_sql(stat), {"run_id": run.run_id, "layer": layer})["v"]
     if values.size != units * run.images:
         raise Unavailable(f"{layer} of run {run.run_id} holds {values.size:,} responses, not units x images")
     return values.astype(np.float32, copy=False).reshape(units, run.images).T  # images x units
@@ -256,12 +252,7 @@ def bottom_rows(reader: Reader, run: Run, layer: str, stat: str, k: int, image_i
     q = {"run_id": run.run_id, "layer": layer, "k": k}
     ids = np.empty(0, dtype=np.int64)
     if k <= schema.RANKED_K:
-        ids = reader.arrays(
-            f"""SELECT image_id FROM {schema.UNIT_RANKS}
-                WHERE run_id = $run_id AND layer = $layer AND stat = $stat AND side = 'bottom' AND rank <= $k
-                ORDER BY unit, rank""",
-            {**q, "stat": stat},
-        )["image_id"]
+        ids = reader.arrays(metrics_sql.stored_bottom_sql(), {**q, "stat": stat})["image_id"]
     if ids.size != units * depth:
         ids = reader.arrays(
             f"SELECT image_id FROM ({metrics_sql.ranks_sql(stat, 'bottom')}) ORDER BY unit, rank", q

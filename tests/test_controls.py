@@ -321,3 +321,36 @@ def test_group_gap_of_a_random_group_is_not_small():
     result = controls.group_gap(values, chosen, permutations=500, seed=3)
     assert 0.05 < result.p_value < 0.95
     assert abs(result.null_mean) < 0.1
+
+
+def test_auroc_by_category_is_auroc_of_each_label_set():
+    rng = np.random.default_rng(4)
+    values = rng.integers(0, 5, size=(50, 7)).astype(np.float32)  # ties everywhere
+    label_sets = [rng.random(50) < 0.3, rng.random(50) < 0.6, np.zeros(50, bool)]
+    got = controls.auroc_by_category(values, label_sets)
+    assert got.shape == (3, 7)
+    for row, labels in zip(got[:2], label_sets):
+        np.testing.assert_array_equal(row, controls.auroc(values, labels))
+    assert np.isnan(got[2]).all()  # an empty category
+
+
+def test_tail_shares_worked_by_hand():
+    # The rest (0, 1, 2) has deciles 0.2 and 1.8; the category (4, 2, 0.1): one below 0.2, two above 1.8.
+    values = np.array([[4.0], [0.0], [2.0], [2.0], [1.0], [0.1]], dtype=np.float32)
+    labels = np.array([True, False, True, False, False, True])
+    assert controls.tail_shares(values, labels, upper=False)[0] == pytest.approx(1 / 3)
+    assert controls.tail_shares(values, labels, upper=True)[0] == pytest.approx(2 / 3)
+    assert np.isnan(controls.tail_shares(values, np.ones(6, bool), upper=True)).all()
+
+
+def test_nulls_at_several_thresholds_are_each_thresholds_own(independent):
+    values, bottom, labels = independent
+    both = controls.permutation_nulls(values, bottom, labels, thresholds=(0.52, 0.55), permutations=50, seed=2)
+    for result, threshold in zip(both, (0.52, 0.55)):
+        alone = controls.permutation_null(values, bottom, labels, threshold=threshold, permutations=50, seed=2)
+        assert result.threshold == threshold
+        for name in controls.NULL_STATISTICS:
+            got, want = getattr(result, name), getattr(alone, name)
+            np.testing.assert_array_equal(got.null, want.null)
+            assert (got.observed, got.p_value, got.valid) == (want.observed, want.p_value, want.valid)
+    assert both[0].selective.observed > both[1].selective.observed  # a higher threshold, fewer units

@@ -13,9 +13,11 @@ from collections.abc import Callable
 
 import duckdb
 
+from worker.derived_layer import write_layer_controls
+
 Writer = Callable[[duckdb.DuckDBPyConnection, int, str], None]
 
-WRITERS: tuple[Writer, ...] = ()
+WRITERS: tuple[Writer, ...] = (write_layer_controls,)
 
 
 def write_layer(con: duckdb.DuckDBPyConnection, run_id: int, layer: str) -> None:

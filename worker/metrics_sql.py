@@ -71,15 +71,18 @@ def si_sql() -> str:
     """
 
 
-def split_half_si_sql(stat: str) -> str:
-    """SQL giving (unit, half, si): SI on `stat` over the even (half 0) and the odd (half 1) image ids.
+def split_half_si_sql() -> str:
+    """SQL giving (unit, half, stat, si): SI on every stat over the even (half 0) and the odd (half 1) image ids.
 
     Parameters: $run_id, $layer, $category.
     The same formula as si_sql, each half on its own: min and max over the half's own images, so
     a half is scored as if it were the whole run. Image ids follow the sorted file list, i.e. the
     class folders, so each half holds about half of every class. Cost: one grouped scan of the
-    layer's rows, as si_sql.
+    layer's rows, as si_sql, for all three stats.
     """
+    per_stat = "\n    UNION ALL ".join(
+        f"SELECT unit, half, '{stat}' AS stat, {_si(stat)} AS si FROM agg" for stat in schema.STATS
+    )
     return f"""
     WITH agg AS MATERIALIZED (
         SELECT r.unit, (r.image_id % 2)::INTEGER AS half,
@@ -88,9 +91,29 @@ def split_half_si_sql(stat: str) -> str:
         WHERE r.run_id = $run_id AND r.layer = $layer
         GROUP BY r.unit, half
     )
-    SELECT unit, half, {_si(stat)} AS si FROM agg
-    ORDER BY unit, half
+    {per_stat}
+    ORDER BY unit, half, stat
     """
+
+
+def layer_matrix_sql(stat: str) -> str:
+    """SQL giving (v): every response of one layer on `stat`, in (unit, image_id) order.
+
+    Parameters: $run_id, $layer. Reshaped to (units, images) and transposed, it is the layer's
+    (images x units) matrix with rows in image id order (the order of membership_sql's ids).
+    """
+    return f"""SELECT {schema.stat_column(stat)} AS v FROM {schema.RESPONSES}
+               WHERE run_id = $run_id AND layer = $layer ORDER BY unit, image_id"""
+
+
+def stored_bottom_sql() -> str:
+    """SQL giving (image_id): each unit's first $k stored images from the bottom of $stat, in (unit, rank) order.
+
+    Parameters: $run_id, $layer, $stat, $k (at most RANKED_K).
+    """
+    return f"""SELECT image_id FROM {schema.UNIT_RANKS}
+               WHERE run_id = $run_id AND layer = $layer AND stat = $stat AND side = 'bottom' AND rank <= $k
+               ORDER BY unit, rank"""
 
 
 def ranks_sql(stat: str, side: str) -> str:

@@ -53,7 +53,9 @@ UNIT_MAPS: Final = "unit_maps"
 IMAGE_STATS: Final = "image_stats"
 # Tables publication derives from a layer's published responses so that the server reads, rather
 # than computes, what its pages need for the stored parameters (worker.derived), in DDL order.
-DERIVED_TABLES: Final[tuple[str, ...]] = ()
+UNIT_CONTROLS: Final = "unit_controls"
+LAYER_NULL: Final = "layer_null"
+DERIVED_TABLES: Final[tuple[str, ...]] = (UNIT_CONTROLS, LAYER_NULL)
 
 # Low-level statistics of each image as the network saw it (worker.image_stats), in column order.
 IMAGE_STAT_COLUMNS: Final = ("luminance", "contrast", "saturation", "colourfulness", "hf_energy")
@@ -177,6 +179,41 @@ DDL: Final[tuple[str, ...]] = (
         image_id INTEGER NOT NULL,
         {", ".join(f"{c} FLOAT NOT NULL" for c in IMAGE_STAT_COLUMNS)},
         PRIMARY KEY (run_id, image_id)
+    )""",
+    # A layer's per-unit controls for every category and stat (worker.derived_layer): the layer
+    # page's AUROC and split-half SIs, the claims' tail shares. NULL where undefined.
+    f"""CREATE TABLE IF NOT EXISTS {UNIT_CONTROLS} (
+        run_id     INTEGER  NOT NULL,
+        layer      VARCHAR  NOT NULL,
+        category   VARCHAR  NOT NULL,
+        stat       VARCHAR  NOT NULL,
+        unit       SMALLINT NOT NULL,
+        auroc      DOUBLE,                    -- worker.controls.auroc on stat
+        tail_below DOUBLE,                    -- share of the category below the rest's lower decile of stat
+        tail_above DOUBLE,                    -- ... above the rest's upper decile
+        si_half_a  DOUBLE,                    -- SI on stat over the even image ids (metrics_sql.split_half_si_sql)
+        si_half_b  DOUBLE,                    -- ... over the odd ones
+        PRIMARY KEY (run_id, layer, category, stat, unit)
+    )""",
+    # A layer's label-permutation null (worker.controls.permutation_null) for the parameters it
+    # was computed with: one row per statistic.
+    f"""CREATE TABLE IF NOT EXISTS {LAYER_NULL} (
+        run_id       INTEGER NOT NULL,
+        layer        VARCHAR NOT NULL,
+        category     VARCHAR NOT NULL,
+        si_stat      VARCHAR NOT NULL,
+        neg_stat     VARCHAR NOT NULL,
+        k            INTEGER NOT NULL,
+        threshold    DOUBLE  NOT NULL,
+        permutations INTEGER NOT NULL,
+        seed         BIGINT  NOT NULL,
+        statistic    VARCHAR NOT NULL,       -- 'selective' | 'selective_negative' | 'median_gap'
+        observed     DOUBLE,
+        null_mean    DOUBLE,
+        null_p95     DOUBLE,
+        p            DOUBLE,
+        valid        INTEGER NOT NULL,
+        PRIMARY KEY (run_id, layer, category, si_stat, neg_stat, k, threshold, permutations, seed, statistic)
     )""",
 )
 

@@ -1,0 +1,132 @@
+"""Publication's layer controls (a worker.derived writer): what the layer and claims pages compute over
+every response of a layer, stored once.
+
+- unit_controls: each unit's AUROC, tail shares and split-half SIs, for every category and stat;
+- layer_null: the layer's label-permutation null for the server's default parameters (the default
+  category, si_stat and neg_stat, the run's default k, schema.NULL_PERMUTATIONS and NULL_SEED) at
+  NULL_THRESHOLDS. The server computes it for any other parameters.
+
+The numbers come from the functions the server calls on the fly (worker.controls, worker.metrics_sql),
+fed the same matrices, so a stored value is the value the server would compute.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+
+import duckdb
+import numpy as np
+
+from worker import controls, metrics_sql, schema
+
+
+# The figure's threshold (the pages' default) and Aparicio et al.'s: a second threshold costs only its
+# counts, as the shuffles and products are shared (worker.controls.permutation_nulls).
+NULL_THRESHOLDS = (schema.FIGURE_SI, schema.SELECTIVE_SI)
+
+
+def null_category(categories: Sequence[str]) -> str:
+    """The category the null is stored for: the study's when the run has it, else the run's first."""
+    return schema.DEFAULT_CATEGORY if schema.DEFAULT_CATEGORY in categories else sorted(categories)[0]
+
+
+def _nullable(values: np.ndarray) -> list[float | None]:
+    """Floats for SQL, NaN as NULL (unit_si's convention for undefined)."""
+    return [None if math.isnan(v) else float(v) for v in values.tolist()]
+
+
+def _labels(con: duckdb.DuckDBPyConnection, run_id: int, category: str) -> tuple[np.ndarray, np.ndarray]:
+    """(image_ids, is_cat) in image id order: the row order of the layer's matrix."""
+    cols = con.execute(f"SELECT image_id, is_cat FROM ({metrics_sql.membership_sql()}) ORDER BY image_id",
+                       {"run_id": run_id, "category": category}).fetchnumpy()
+    return cols["image_id"], cols["is_cat"].astype(bool)
+
+
+def _matrix(con: duckdb.DuckDBPyConnection, run_id: int, layer: str, stat: str, units: int, n: int) -> np.ndarray:
+    """The layer's (images x units) float32 responses on one stat, as app.queries.layer_matrix reads them."""
+    v = con.execute(metrics_sql.layer_matrix_sql(stat), {"run_id": run_id, "layer": layer}).fetchnumpy()["v"]
+    if v.size != units * n:
+        raise ValueError(f"{layer} of run {run_id} holds {v.size:,} responses, not {units} units x {n:,} images")
+    return v.astype(np.float32, copy=False).reshape(units, n).T
+
+
+def _split_half(con: duckdb.DuckDBPyConnection, run_id: int, layer: str, category: str,
+                units: int) -> dict[tuple[str, int], np.ndarray]:
+    """(si_half_a, si_half_b) per unit for each stat, NaN where undefined: {(stat, half): (units,)}."""
+    out = {(stat, half): np.full(units, np.nan) for stat in schema.STATS for half in (0, 1)}
+    rows = con.execute(metrics_sql.split_half_si_sql(),
+                       {"run_id": run_id, "layer": layer, "category": category}).fetchall()
+    for unit, half, stat, si in rows:
+        if si is not None:
+            out[stat, half][unit] = si
+    return out
+
+
+def write_layer_controls(con: duckdb.DuckDBPyConnection, run_id: int, layer: str) -> None:
+    """Store unit_controls and layer_null for one published layer of run_id."""
+    q = {"run_id": run_id, "layer": layer}
+    (units,) = con.execute(f"SELECT units FROM {schema.LAYERS_TABLE} WHERE run_id = $run_id AND layer = $layer",
+                           q).fetchone()
+    categories = [r[0] for r in con.execute(
+        f"SELECT DISTINCT category FROM {schema.CATEGORIES} WHERE run_id = $run_id ORDER BY 1",
+        {"run_id": run_id}).fetchall()]
+    if not categories:
+        return
+    labels = {c: _labels(con, run_id, c) for c in categories}
+    image_ids = labels[categories[0]][0]
+    halves = {c: _split_half(con, run_id, layer, c, units) for c in categories}
+    for stat in schema.STATS:
+        values = _matrix(con, run_id, layer, stat, units, len(image_ids))
+        auroc = controls.auroc_by_category(values, [labels[c][1] for c in categories])
+        for row, category in enumerate(categories):
+            is_cat = labels[category][1]
+            con.execute(
+                f"""INSERT INTO {schema.UNIT_CONTROLS}
+                    SELECT $run_id, $layer, $category, $stat, unnest($unit), unnest($auroc), unnest($below),
+                           unnest($above), unnest($a), unnest($b)""",
+                {**q, "category": category, "stat": stat, "unit": list(range(units)),
+                 "auroc": _nullable(auroc[row]),
+                 "below": _nullable(controls.tail_shares(values, is_cat, upper=False)),
+                 "above": _nullable(controls.tail_shares(values, is_cat, upper=True)),
+                 "a": _nullable(halves[category][stat, 0]), "b": _nullable(halves[category][stat, 1])},
+            )
+        if stat == schema.DEFAULT_SI_STAT:
+            category = null_category(categories)
+            _write_null(con, run_id, layer, values, image_ids, category, labels[category][1])
+        del values  # the next stat's matrix takes its place, not its side
+
+
+def _write_null(con: duckdb.DuckDBPyConnection, run_id: int, layer: str, values: np.ndarray,
+                image_ids: np.ndarray, category: str, is_cat: np.ndarray) -> None:
+    """The null for the server's defaults, from the stored bottom ranks (app.layer_controls' inputs).
+
+    Nothing is stored when the category or the rest is empty (the server's null is then None at no
+    cost) or when the stored ranks do not reach the default k (a run published with a lower
+    ranked_k): the server then computes it as for any other parameters.
+    """
+    if is_cat.all() or not is_cat.any():
+        return
+    n, units = values.shape
+    k, _ = controls.default_k(n)
+    depth = min(k, n)
+    ids = con.execute(metrics_sql.stored_bottom_sql(), {"run_id": run_id, "layer": layer, "k": k,
+                                                        "stat": schema.DEFAULT_NEG_STAT}).fetchnumpy()["image_id"]
+    if ids.size != units * depth:
+        return
+    bottom = np.searchsorted(image_ids, ids).reshape(units, depth)
+    results = controls.permutation_nulls(values, bottom, is_cat, thresholds=NULL_THRESHOLDS,
+                                         permutations=schema.NULL_PERMUTATIONS, seed=schema.NULL_SEED)
+    for result, name in itertools.product(results, controls.NULL_STATISTICS):
+        s: controls.NullStatistic = getattr(result, name)
+        con.execute(
+            f"INSERT INTO {schema.LAYER_NULL} VALUES ($run_id, $layer, $category, $si_stat, $neg_stat, $k, "
+            "$threshold, $permutations, $seed, $statistic, $observed, $null_mean, $null_p95, $p, $valid)",
+            {"run_id": run_id, "layer": layer, "category": category, "si_stat": schema.DEFAULT_SI_STAT,
+             "neg_stat": schema.DEFAULT_NEG_STAT, "k": k, "threshold": result.threshold,
+             "permutations": result.permutations, "seed": result.seed, "statistic": name,
+             **dict(zip(("observed", "null_mean", "null_p95", "p"),
+                        _nullable(np.array([s.observed, s.null_mean, s.null_p95, s.p_value])))),
+             "valid": s.valid},
+        )
