@@ -110,7 +110,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not 1 <= args.k <= schema.RANKED_K:
         raise SystemExit(f"error: --k must be 1..{schema.RANKED_K} (the stored ranks)")
-    with duckdb.connect(str(args.db_a), read_only=True) as con_a, duckdb.connect(str(args.db_b), read_only=True) as con_b:
+    with (
+        duckdb.connect(str(args.db_a), read_only=True) as con_a,
+        duckdb.connect(str(args.db_b), read_only=True) as con_b,
+    ):
         run_a = args.run_a or latest_run(con_a)
         run_b = args.run_b or latest_run(con_b)
         shared = [layer for layer in layers_of(con_a, run_a) if layer in set(layers_of(con_b, run_b))]

@@ -115,7 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         cpu, _, cpu_ids = run_path(cpu_model, layers, root, files, settings, torch.device("cpu"))
         worst = max(max(v) for v in relative(cpu, pil).values())
         ok &= check("device", cpu_ids == ids and worst <= DEVICE_TOLERANCE,
-                    f"pil path, cpu vs {device}: max relative difference {worst:.1e} (tolerance {DEVICE_TOLERANCE:.0e})")
+                    f"pil path, cpu vs {device}: max relative difference {worst:.1e} "
+                    f"(tolerance {DEVICE_TOLERANCE:.0e})")  # fmt: skip
     gpu_settings = settings.model_copy(update={"decode": "gpu"})
     gpu, gpu_crops, gpu_ids = run_path(model, layers, root, files, gpu_settings, device)
     if not check("decode files", gpu_ids == ids, f"{len(gpu_ids)} images decoded by gpu, {len(ids)} by pil"):

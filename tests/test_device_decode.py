@@ -172,8 +172,10 @@ def test_a_gpu_decode_run_is_its_own_run_and_publishes_figures_close_to_pil(tmp_
         b = np.array([s for r, s in si if r == 2], dtype=float)
         assert len(a) == len(b) == 256
         assert np.nanmax(np.abs(a - b)) < 0.01 and np.corrcoef(a, b)[0, 1] > 0.999
-        ranks = con.execute("SELECT run_id, unit, stat, side, list(image_id ORDER BY rank) FROM unit_ranks "
-                            "WHERE layer = 'mixed3a' AND rank <= 10 GROUP BY ALL ORDER BY 2, 3, 4, 1").fetchall()  # fmt: skip
+        ranks = con.execute(
+            "SELECT run_id, unit, stat, side, list(image_id ORDER BY rank) FROM unit_ranks "
+            "WHERE layer = 'mixed3a' AND rank <= 10 GROUP BY ALL ORDER BY 2, 3, 4, 1"
+        ).fetchall()
     # The same top and bottom images for almost every unit, stat and side.
     same = [ranks[i][4] == ranks[i + 1][4] for i in range(0, len(ranks), 2)]
     assert np.mean(same) > 0.9
