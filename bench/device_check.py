@@ -124,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     levels = (gpu_crops.int() - pil_crops.int()).abs()
     per_image = levels.flatten(1).amax(1)
     ok &= check("decode pixels", levels.float().mean().item() <= DECODE_MEAN_LEVELS,
-                f"mean |delta| {levels.float().mean().item():.4f} levels (tolerance {DECODE_MEAN_LEVELS}), max "
+                f"mean |delta| {levels.float().mean().item():.1e} levels (tolerance {DECODE_MEAN_LEVELS}), max "
                 f"{levels.max().item()}, {(levels > 0).float().mean().item():.3%} of values and "
                 f"{int((per_image > 0).sum())} of {len(ids)} images differ")  # fmt: skip
     for layer, rel in relative(pil, gpu).items():
