@@ -35,7 +35,7 @@ from worker.models import LoadedModel
 # its config hash is too); it makes the two paths two configurations of a run.
 GPU_DECODE: Final = {
     "path": "gpu",
-    "jpeg": "torchvision.io.decode_jpeg on the run's device, RGB baseline JPEGs only",
+    "jpeg": "torchvision.io.decode_jpeg on the run's device, RGB JPEGs",
     "resize": "torch, antialiased bilinear, the transform's own geometry",
     "others": "PIL, as --decode pil (grayscale, CMYK, non-JPEG, refused by decode_jpeg)",
 }
