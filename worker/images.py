@@ -22,7 +22,8 @@ IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
 )
 
-Transform = Callable[[Image.Image], torch.Tensor]
+# An RGB PIL image, or (--decode gpu: worker.device_decode) a uint8 3 x H x W RGB tensor -> CHW float32.
+Transform = Callable[[Image.Image | torch.Tensor], torch.Tensor]
 
 
 class ImagesError(ValueError):
