@@ -133,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows.append(("all", compare(*pooled, args.selective)))
     for name, r in rows:
         flips = f"{r['flips']:.0f}/{r['selective_a']:.0f}"
-        print(f"{name:<9} {r['units']:>5.0f} {r['max_dsi']:>9.4f} {r['median_dsi']:>9.5f} {r['corr']:>9.6f} "
+        print(f"{name:<9} {r['units']:>5.0f} {r['max_dsi']:>9.1e} {r['median_dsi']:>9.1e} {r['corr']:>9.6f} "
               f"{flips:>11} {r['max_dtop']:>9.0f} {r['median_dtop']:>9.1f} {r['max_dbottom']:>9.0f} "
               f"{r['median_dbottom']:>9.1f}")  # fmt: skip
     print("flips: units whose selective flag differs / units selective in A; dtop, dbot: in_top, in_bottom "
