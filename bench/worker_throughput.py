@@ -11,6 +11,8 @@ plus how far the product's stored statistics are from the baseline's on the same
   the worker's own code (worker.cli.build_loader, worker.extract.Extractor): decoding
   in loader processes while the network runs, the worker's batch size, channels_last, only the
   stages up to the deepest requested layer, maps reduced inside the hooks.
+- --decode pil gpu: the product path once per decode path (worker.device_decode for gpu), side by
+  side; only the pil path's statistics are held to TOLERANCE (gpu decode: bench/device_check.py).
 - product+stats (optional, --image-stats): the product path plus the low-level statistics of every
   batch (worker.image_stats on LoadedModel.to_rgb255 of the batch), as the worker computes them; its
   images/s beside the product's give the statistics' overhead.
@@ -276,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--batch-size", type=int, help="product batch size (default: the worker's default)")
     parser.add_argument("--workers", type=int, help="product decoding processes (default: the worker's default)")
+    parser.add_argument("--decode", nargs="+", choices=("pil", "gpu"), default=["pil"],
+                        help="product decode paths to bench, side by side (default: pil)")  # fmt: skip
     parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up batches per path (default 1)")
     parser.add_argument("--repeats", type=int, default=3,
                         help="rounds of one pass per path, alternating which goes first (default 3)")  # fmt: skip
@@ -294,11 +298,17 @@ class SetResult:
     """The passes of one layer set, round by round, and the numeric differences."""
 
     name: str
+    decode: str  # the product path's --decode
     layers: list[str]
     baseline: list[Timing]  # empty with --skip-baseline
     product: list[Timing]
     errors: dict[str, tuple[list[float], list[float]]]
     with_stats: list[Timing] = field(default_factory=list)  # product+stats passes (--image-stats)
+
+    @property
+    def label(self) -> str:
+        """The set's name, with the decode path when it is not PIL."""
+        return self.name if self.decode == "pil" else f"{self.name}/{self.decode}"
 
     def ratios(self) -> list[float]:
         """Product images/s over baseline images/s in each round (the two passes ran back to back)."""
@@ -331,7 +341,7 @@ def bench_layer_set(name: str, layers: list[str], args: argparse.Namespace, base
             if not baseline_first and not args.skip_baseline:
                 notes += wait_for_idle(args.wait_idle)
                 base_runs.append(baseline_pass(base_model, root, good, layers, device))
-            progress = f"  {name} round {round_ + 1}: product {timing.rate:.1f} images/s"
+            progress = f"  {name} round {round_ + 1}: product ({settings.decode}) {timing.rate:.1f} images/s"
             if args.image_stats:  # right after the product pass it is compared with
                 notes += wait_for_idle(args.wait_idle)
                 stats_runs.append(product_pass(extractor, prod_model, root, files, settings, device,
@@ -342,19 +352,19 @@ def bench_layer_set(name: str, layers: list[str], args: argparse.Namespace, base
                 progress += f", baseline {base:.1f} images/s, ratio {timing.rate / base:.2f}x"
             print(f"{progress} (load average {os.getloadavg()[0]:.1f}{notes})", flush=True)
     errors = relative_errors(base_runs[-1].stats, prod_runs[-1].stats) if base_runs else {}
-    return SetResult(name, layers, base_runs, prod_runs, errors, stats_runs)
+    return SetResult(name, settings.decode, layers, base_runs, prod_runs, errors, stats_runs)
 
 
 def print_report(results: Sequence[SetResult]) -> float:
     """The images/s table, the speed-ups against the targets and the numeric differences; returns the
     worst relative difference."""
-    width = max(len("layer set"), *(len(r.name) for r in results))
+    width = max(len("layer set"), *(len(r.label) for r in results))
     print(f"\n{'layer set':<{width}} {'path':<10} {'layers':>6} {'images':>6} {'rounds':>6} {'images/s':>9} "
           f"{'best':>7} {'CPU s/img':>9}")  # fmt: skip
     for r in results:
         for path, runs in (("baseline", r.baseline), ("product", r.product), ("+stats", r.with_stats)):
             if runs:
-                print(f"{r.name:<{width}} {path:<10} {len(r.layers):>6} {runs[0].images:>6} {len(runs):>6} "
+                print(f"{r.label:<{width}} {path:<10} {len(r.layers):>6} {runs[0].images:>6} {len(runs):>6} "
                       f"{median([t.rate for t in runs]):>9.1f} {max(t.rate for t in runs):>7.1f} "
                       f"{median([t.cpu_per_image for t in runs]):>9.3f}")  # fmt: skip
     print("images/s and CPU s/img: median over rounds; best: the fastest round")
@@ -362,7 +372,7 @@ def print_report(results: Sequence[SetResult]) -> float:
         if r.with_stats:
             cost = median([w.seconds / p.seconds - 1 for w, p in zip(r.with_stats, r.product)])
             cpu = median([w.cpu_per_image - p.cpu_per_image for w, p in zip(r.with_stats, r.product)])
-            print(f"image_stats overhead {r.name}: {cost:+.1%} wall time (median over rounds of "
+            print(f"image_stats overhead {r.label}: {cost:+.1%} wall time (median over rounds of "
                   f"product+stats / product - 1), {cpu * 1e3:+.2f} ms CPU per image")  # fmt: skip
     compared = [r for r in results if r.baseline]
     if not compared:
@@ -376,19 +386,20 @@ def print_report(results: Sequence[SetResult]) -> float:
         rounds = " ".join(f"{x:.2f}x" for x in r.ratios())
         best = max(t.rate for t in r.product) / max(t.rate for t in r.baseline)
         cpu = median([t.cpu_per_image for t in r.baseline]) / median([t.cpu_per_image for t in r.product])
-        print(f"speed-up {r.name}: {ratio:.2f}x{verdict} (rounds {rounds}; best/best {best:.2f}x; CPU {cpu:.2f}x)")
+        print(f"speed-up {r.label}: {ratio:.2f}x{verdict} (rounds {rounds}; best/best {best:.2f}x; CPU {cpu:.2f}x)")
     print("\nnumerics, same images: max|baseline - product| / max|baseline| over images and units, per layer "
           "and stat; [unit] = the worst unit of max|b - p| / max|b| over images")  # fmt: skip
     print(f"{'layer':<9} " + " ".join(f"{s:>9}" for s in STAT_NAMES) + "  "
           + " ".join(f"{'[unit] ' + s:>12}" for s in STAT_NAMES))  # fmt: skip
     worst = 0.0
-    seen: set[str] = set()
+    seen: set[tuple[str, str]] = set()
     for r in compared:
         for layer, (whole, per_unit) in r.errors.items():
-            if layer not in seen:
-                seen.add(layer)
-                worst = max(worst, *whole)
-                print(f"{layer:<9} " + " ".join(f"{e:>9.1e}" for e in whole) + "  "
+            if (layer, r.decode) not in seen:
+                seen.add((layer, r.decode))
+                if r.decode == "pil":  # gpu decode changes the pixels a little: not held to TOLERANCE
+                    worst = max(worst, *whole)
+                print(f"{layer if r.decode == 'pil' else layer + '/' + r.decode:<9} " + " ".join(f"{e:>9.1e}" for e in whole) + "  "
                       + " ".join(f"{e:>12.1e}" for e in per_unit))  # fmt: skip
     print(f"worst: {worst:.1e} (tolerance {TOLERANCE:.0e}: {'ok' if worst <= TOLERANCE else 'EXCEEDED'})")
     return worst
@@ -398,7 +409,7 @@ def print_cli(result: SetResult, timing: Timing, width: int) -> None:
     """One line for a `python -m worker run` pass, with its ratio to the set's median baseline."""
     base = median([t.rate for t in result.baseline]) if result.baseline else None
     ratio = f"{timing.rate / base:.2f}x baseline" if base else ""
-    print(f"{result.name:<{width}} cli+duckdb {len(result.layers):>6} {timing.images:>6} {timing.seconds:>7.1f}s "
+    print(f"{result.label:<{width}} cli+duckdb {len(result.layers):>6} {timing.images:>6} {timing.seconds:>7.1f}s "
           f"{timing.rate:>9.1f} images/s {ratio}")  # fmt: skip
 
 
@@ -438,18 +449,21 @@ def bench(args: argparse.Namespace) -> int:
           f"{prod_model.weights_sha256[:12]}…, fp32")  # fmt: skip
     print(f"baseline: ImageFolder, 0 workers, batch {BASELINE_BATCH}, full forward, whole maps kept; "
           f"product: batch {settings.batch_size_for(device.type)}, {workers} loader workers, "
-          "worker.extract.Extractor")  # fmt: skip
+          f"worker.extract.Extractor, decode {' and '.join(args.decode)}")  # fmt: skip
     results = [
-        bench_layer_set(name, layers, args, base_model, prod_model, root, files, settings, device)
+        bench_layer_set(name, layers, args, base_model, prod_model, root, files,
+                        settings.model_copy(update={"decode": decode}), device)  # fmt: skip
         for name, layers in layer_sets
+        for decode in args.decode
     ]
     worst = print_report(results)
     if args.cli:  # last, so that the figures above are printed even if a run fails
         print("\n`python -m worker run` on the same files, whole run (model load, decoding, network, DuckDB writes "
               "and publication, whose fixed costs weigh heavily at a small --limit):")  # fmt: skip
-        width = max(len("layer set"), *(len(r.name) for r in results))
+        width = max(len("layer set"), *(len(r.label) for r in results))
         for r in results:
-            print_cli(r, cli_pass(settings.model_copy(update={"layers": tuple(r.layers)}), len(files)), width)
+            run_settings = settings.model_copy(update={"layers": tuple(r.layers), "decode": r.decode})
+            print_cli(r, cli_pass(run_settings, len(files)), width)
     print(machine_line(device).replace("machine:", "after:", 1))
     return 1 if worst > TOLERANCE else 0
 

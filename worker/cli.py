@@ -126,6 +126,7 @@ def run(settings: WorkerSettings) -> int:
         else:
             model = get_model(model_name, weights=DEFAULT if settings.weights is None else settings.weights)
         layers = model.select_layers(settings.layers)
+        from worker.device_decode import preprocessing_json
         from worker.extract import Extractor, resolve_device
 
         device = resolve_device(settings.device)
@@ -137,7 +138,7 @@ def run(settings: WorkerSettings) -> int:
             model=model.name,
             weights=model.weights,
             weights_sha256=model.weights_sha256,
-            preprocessing=model.preprocessing_json(),
+            preprocessing=preprocessing_json(model, settings.decode),
             images_root=str(root),
             files=tuple(entry.path for entry in files),
             layers=tuple(
@@ -241,15 +242,22 @@ def _images_root(settings: WorkerSettings) -> Path:
 def build_loader(
     root: Path, decodable: list[tuple[int, str]], transform: Any, settings: WorkerSettings, device_type: str
 ) -> Any:
-    """The decoding loader of a run: no more worker processes than batches, pinned memory on a GPU."""
+    """The decoding loader of a run: no more worker processes than batches, pinned memory on a GPU;
+    with --decode gpu the processes only read files and the device decodes (worker.device_decode)."""
     from worker.images import ImageDataset, default_workers, make_loader
 
     workers = settings.workers if settings.workers is not None else default_workers()
     batch_size = settings.batch_size_for(device_type)
+    workers = min(workers, max(1, len(decodable) // batch_size)) if workers else 0
+    if settings.decode == "gpu":
+        import torch
+
+        from worker.device_decode import make_device_loader
+
+        return make_device_loader(root, decodable, transform, batch_size=batch_size, workers=workers,
+                                  device=torch.device(device_type))  # fmt: skip
     return make_loader(
-        ImageDataset(root, decodable, transform),
-        batch_size=batch_size,
-        workers=min(workers, max(1, len(decodable) // batch_size)) if workers else 0,
+        ImageDataset(root, decodable, transform), batch_size=batch_size, workers=workers,
         pin_memory=device_type == "cuda",
     )
 

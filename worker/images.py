@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
 import struct
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,8 @@ IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
 )
 
-Transform = Callable[[Image.Image], torch.Tensor]
+# An RGB PIL image, or (--decode gpu: worker.device_decode) a uint8 3 x H x W RGB tensor -> CHW float32.
+Transform = Callable[[Image.Image | torch.Tensor], torch.Tensor]
 
 
 class ImagesError(ValueError):
@@ -160,8 +162,16 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
-def decode(path: Path) -> tuple[Image.Image, int, int, str]:
-    """Open `path` as an RGB image: (image, width, height, original mode), or raise SkipImage."""
+def read_checked(path: Path) -> bytes:
+    """The bytes of a regular, non-empty file, or raise SkipImage with the reason it cannot be read."""
+    _check_file(path)
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise SkipImage(_os_reason(exc)) from None
+
+
+def _check_file(path: Path) -> None:
     try:
         st = os.stat(path)
     except OSError as exc:
@@ -170,14 +180,16 @@ def decode(path: Path) -> tuple[Image.Image, int, int, str]:
         raise SkipImage("not a regular file")
     if st.st_size == 0:
         raise SkipImage("empty file (0 bytes)")
+
+
+@contextlib.contextmanager
+def pil_skip_reasons() -> Iterator[None]:
+    """Turn what PIL raises for a bad file (and its bomb warning) into SkipImage with a short reason."""
     try:
         with warnings.catch_warnings():
             # PIL only warns between MAX_IMAGE_PIXELS and twice that; treat both levels as a bomb.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                width, height, mode = image.width, image.height, image.mode
-                image.load()
-                rgb = to_rgb(image)
+            yield
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise SkipImage(f"decompression bomb: {exc}") from None
     except UnidentifiedImageError:
@@ -189,6 +201,15 @@ def decode(path: Path) -> tuple[Image.Image, int, int, str]:
     except (ValueError, SyntaxError, EOFError, MemoryError, struct.error) as exc:
         # PIL plugins raise these for corrupt headers and streams.
         raise SkipImage(_decode_reason(exc)) from None
+
+
+def decode(path: Path) -> tuple[Image.Image, int, int, str]:
+    """Open `path` as an RGB image: (image, width, height, original mode), or raise SkipImage."""
+    _check_file(path)
+    with pil_skip_reasons(), Image.open(path) as image:
+        width, height, mode = image.width, image.height, image.mode
+        image.load()
+        rgb = to_rgb(image)
     return rgb, width, height, mode
 
 
@@ -223,16 +244,20 @@ class ImageDataset(Dataset[Decoded]):
         return len(self.files)
 
     def __getitem__(self, index: int) -> Decoded:
-        file_id, rel = self.files[index]
-        try:
-            rgb, width, height, mode = decode(self.root / rel)
-        except SkipImage as exc:
-            return Decoded(file_id, reason=str(exc))
-        try:
-            pixels = self.transform(rgb)
-        except Exception as exc:  # a transform failing on one odd image must not stop the run
-            return Decoded(file_id, reason=f"transform failed: {type(exc).__name__}: {exc}")
-        return Decoded(file_id, pixels, width, height, mode)
+        return decode_file(self.root, *self.files[index], self.transform)
+
+
+def decode_file(root: Path, file_id: int, rel: str, transform: Transform) -> Decoded:
+    """One file through PIL and `transform`: its pixels, or the reason it is skipped (never raises)."""
+    try:
+        rgb, width, height, mode = decode(root / rel)
+    except SkipImage as exc:
+        return Decoded(file_id, reason=str(exc))
+    try:
+        pixels = transform(rgb)
+    except Exception as exc:  # a transform failing on one odd image must not stop the run
+        return Decoded(file_id, reason=f"transform failed: {type(exc).__name__}: {exc}")
+    return Decoded(file_id, pixels, width, height, mode)
 
 
 @dataclass

@@ -52,6 +52,10 @@ class WorkerSettings(BaseSettings):
         "a WNID list file (NAME=FILE); repeatable; built in: dog, bird, feline, reptile, vehicle, musical-instrument"
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="default auto: cuda when torch sees a GPU")
+    decode: Literal["pil", "gpu"] = Field("pil", description="pil: PIL decodes and resizes in the loader "
+                                          "processes (exact, default); gpu: torchvision.io.decode_jpeg and the "
+                                          "resize on the run's device (faster on a GPU; slightly different "
+                                          "numbers, see the README)")  # fmt: skip
     batch_size: int | None = Field(None, ge=1, description="default 16 on a CPU, 256 on a GPU")
     limit: int | None = Field(None, ge=1, description="use at most N files, spread evenly over the sorted list")
     workers: int | None = Field(None, ge=0, description="decoding processes (default min(2, CPUs))")

@@ -12,6 +12,8 @@ from PIL import Image
 from torch import Tensor, nn
 from torch.nn import functional as F
 from torchvision.models import Weights
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms.v2.functional import resize
 
 from worker.categories import load_imagenet_classes
 from worker.models._api import WeightsArg, register_model
@@ -201,18 +203,36 @@ class CaffeTransform:
     ) -> None:
         self.resize, self.crop, self.mean_bgr = resize, crop, mean_bgr
 
-    def __call__(self, image: Image.Image) -> Tensor:
+    def __call__(self, image: Image.Image | Tensor) -> Tensor:
+        """An RGB PIL image, or a uint8 3 x H x W RGB tensor on any device (--decode gpu), -> the input.
+
+        A tensor is resized in torch (antialiased bilinear, as PIL's BILINEAR when shrinking) with the
+        same geometry, on its own device; the result differs from PIL's by a few 8-bit levels at most.
+        """
+        if isinstance(image, Tensor):
+            return self._from_tensor(image)
         if image.mode != "RGB":
             image = image.convert("RGB")
-        width, height = image.size
-        scale = self.resize / min(width, height)
-        width, height = max(self.resize, round(width * scale)), max(self.resize, round(height * scale))
+        width, height = self._resized(*image.size)
         image = image.resize((width, height), Image.Resampling.BILINEAR)
         left, top = (width - self.crop) // 2, (height - self.crop) // 2
         image = image.crop((left, top, left + self.crop, top + self.crop))
         rgb = torch.from_numpy(np.array(image, dtype=np.float32))  # H x W x RGB, 0..255
         bgr = rgb.flip(-1) - torch.tensor(self.mean_bgr)
         return bgr.permute(2, 0, 1).contiguous()  # 3 x H x W
+
+    def _resized(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) after the short-side resize, the long side rounded."""
+        scale = self.resize / min(width, height)
+        return max(self.resize, round(width * scale)), max(self.resize, round(height * scale))
+
+    def _from_tensor(self, image: Tensor) -> Tensor:
+        width, height = self._resized(image.shape[-1], image.shape[-2])
+        resized = resize(image, [height, width], interpolation=InterpolationMode.BILINEAR, antialias=True)
+        left, top = (width - self.crop) // 2, (height - self.crop) // 2
+        rgb = resized[:, top : top + self.crop, left : left + self.crop].float()  # still whole 8-bit levels
+        mean = torch.tensor(self.mean_bgr, device=image.device).view(3, 1, 1)
+        return rgb.flip(0) - mean
 
     def to_rgb255(self, batch: Tensor) -> Tensor:
         """N x 3 x H x W outputs of this transform -> the crops as RGB on 0..255 (mean added back, BGR -> RGB).

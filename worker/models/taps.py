@@ -68,7 +68,8 @@ class LoadedModel:
     # caller can stop after the stage that completes the deepest layer it needs.
     stages: tuple[Stage, ...]
     taps: Mapping[str, LayerTap]  # every layer of the model's documented set, in depth order
-    transform: Callable[[Image.Image], Tensor]  # RGB PIL image -> CHW float32 tensor
+    # RGB PIL image, or a uint8 3 x H x W RGB tensor on any device (--decode gpu) -> CHW float32 tensor
+    transform: Callable[[Image.Image | Tensor], Tensor]
     # A batch of `transform` outputs (N x 3 x H x W) -> the crop the network saw, as RGB on 0..255:
     # the transform's normalisation undone, so no image is decoded twice (worker.image_stats uses it).
     to_rgb255: Callable[[Tensor], Tensor]
