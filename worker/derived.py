@@ -13,9 +13,11 @@ from collections.abc import Callable
 
 import duckdb
 
+from worker.derived_unit import write_unit_pages
+
 Writer = Callable[[duckdb.DuckDBPyConnection, int, str], None]
 
-WRITERS: tuple[Writer, ...] = ()
+WRITERS: tuple[Writer, ...] = (write_unit_pages,)
 
 
 def write_layer(con: duckdb.DuckDBPyConnection, run_id: int, layer: str) -> None:

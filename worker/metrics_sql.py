@@ -220,12 +220,51 @@ def ranking_sql(kind: RankKind, stat: str) -> str:
     """
 
 
+# Where publication stored each ranking's first images: unit_ranks' two sides (RANKED_K of them)
+# and unit_near_zero (UNIT_ROW_MAX).
+_STORED_RANKING: Final[dict[str, tuple[str, str]]] = {
+    "positive": (schema.UNIT_RANKS, "AND side = 'top'"),
+    "negative": (schema.UNIT_RANKS, "AND side = 'bottom'"),
+    "near_zero": (schema.UNIT_NEAR_ZERO, ""),
+}
+
+
+def stored_rankings_sql(stats: dict[RankKind, str]) -> str:
+    """SQL giving (kind, image_id, wnid, class_name, is_cat, value): ranking_sql's rows of every kind
+    in `stats` (kind -> stat), from the stored rankings, in rank order within each kind; a kind
+    has fewer than min($n, images) rows when they do not hold its first $n (unit_ranks holds
+    RANKED_K, unit_near_zero UNIT_ROW_MAX).
+
+    Parameters: $run_id, $layer, $unit, $category, $n. Cost: a few indexed lookups, whatever the
+    number of images.
+    """
+    picked = "\n        UNION ALL ".join(
+        f"""SELECT '{kind}' AS kind, rank, image_id FROM {_STORED_RANKING[kind][0]}
+            WHERE run_id = $run_id AND layer = $layer AND stat = '{stat}' {_STORED_RANKING[kind][1]}
+              AND unit = $unit AND rank <= $n"""
+        for kind, stat in stats.items()
+    )
+    value = " ".join(f"WHEN '{kind}' THEN r.{schema.stat_column(stat)}" for kind, stat in stats.items())
+    return f"""
+    WITH picked AS ({picked})
+    SELECT p.kind, p.image_id, i.wnid, i.class_name,
+           i.wnid IN (SELECT wnid FROM {schema.CATEGORIES} WHERE run_id = $run_id AND category = $category),
+           CASE p.kind {value} END
+    FROM picked p
+    JOIN {schema.IMAGES} i ON i.run_id = $run_id AND i.image_id = p.image_id
+    JOIN {schema.RESPONSES} r ON r.run_id = $run_id AND r.layer = $layer AND r.unit = $unit
+                              AND r.image_id = p.image_id
+    ORDER BY p.kind, p.rank
+    """
+
+
 def shown_sql(kind: RankKind, stat: str, table: str = schema.RESPONSES) -> str:
-    """SQL giving (unit, image_id): every unit's first $n images of one ranking, for one layer.
+    """SQL giving (unit, image_id, rank): every unit's first $n images of one ranking, for one layer.
 
     Parameters: $run_id, $layer, $n. The same order as ranking_sql, ties by image_id, for all the
-    layer's units at once: the worker uses it to find the images that unit pages show. `table` is
-    `responses` or, before publication, the worker's staging table (same columns).
+    layer's units at once: the worker uses it to find the images that unit pages show, and to store
+    the near-zero rows (rank 1-based). `table` is `responses` or, before publication, the worker's
+    staging table (same columns).
 
     Cost: like ranks_sql, two scans of the layer's rows and no full sort (a top-n aggregate finds
     each unit's n-th key, and only the rows at or past it are ordered).
@@ -249,7 +288,7 @@ def shown_sql(kind: RankKind, stat: str, table: str = schema.RESPONSES) -> str:
         SELECT r.unit, r.image_id, r.value FROM layer_rows r JOIN thresholds USING (unit)
         WHERE {key} {past} thresholds.t
     )
-    SELECT unit, image_id FROM (
+    SELECT unit, image_id, rank FROM (
         SELECT unit, image_id,
                row_number() OVER (PARTITION BY unit ORDER BY {_RANKING_ORDER[kind]}, image_id) AS rank
         FROM edge

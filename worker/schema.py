@@ -34,6 +34,11 @@ MAP_N: Final = 16
 # seed. Publication stores the null for these (worker.derived); a server set to others computes it.
 NULL_PERMUTATIONS: Final = 1000
 NULL_SEED: Final = 0
+# A unit page's rows hold at most UNIT_ROW_MAX images (app.params.N_MAX); publication stores each
+# unit's first UNIT_ROW_MAX near-zero images of every stat (worker.derived_unit).
+UNIT_ROW_MAX: Final = 64
+# Bins of a unit's histogram: fine enough to see a half-normal against a two-sided shape.
+HIST_BINS: Final = 40
 SELECTIVE_SI: Final = 0.65  # Aparicio et al. 2016
 FIGURE_SI: Final = 0.7  # the study's figure marks SI >= 0.7
 
@@ -53,7 +58,10 @@ UNIT_MAPS: Final = "unit_maps"
 IMAGE_STATS: Final = "image_stats"
 # Tables publication derives from a layer's published responses so that the server reads, rather
 # than computes, what its pages need for the stored parameters (worker.derived), in DDL order.
-DERIVED_TABLES: Final[tuple[str, ...]] = ()
+UNIT_HISTOGRAMS: Final = "unit_histograms"
+UNIT_NEAR_ZERO: Final = "unit_near_zero"
+UNIT_CLASSES: Final = "unit_classes"
+DERIVED_TABLES: Final[tuple[str, ...]] = (UNIT_HISTOGRAMS, UNIT_NEAR_ZERO, UNIT_CLASSES)
 
 # Low-level statistics of each image as the network saw it (worker.image_stats), in column order.
 IMAGE_STAT_COLUMNS: Final = ("luminance", "contrast", "saturation", "colourfulness", "hf_energy")
@@ -177,6 +185,42 @@ DDL: Final[tuple[str, ...]] = (
         image_id INTEGER NOT NULL,
         {", ".join(f"{c} FLOAT NOT NULL" for c in IMAGE_STAT_COLUMNS)},
         PRIMARY KEY (run_id, image_id)
+    )""",
+    # A unit page's histogram for every category and stat (worker.unit_sql.histogram_sql): the
+    # unit's range and its counts in HIST_BINS equal bins over it (1 bin when lo = hi).
+    f"""CREATE TABLE IF NOT EXISTS {UNIT_HISTOGRAMS} (
+        run_id          INTEGER   NOT NULL,
+        layer           VARCHAR   NOT NULL,
+        category        VARCHAR   NOT NULL,
+        stat            VARCHAR   NOT NULL,
+        unit            SMALLINT  NOT NULL,
+        lo              DOUBLE    NOT NULL,   -- min of the unit's responses on stat
+        hi              DOUBLE    NOT NULL,   -- max
+        category_counts INTEGER[] NOT NULL,   -- the category's images in each bin
+        rest_counts     INTEGER[] NOT NULL    -- the other images in each bin
+    )""",
+    # Each unit's first UNIT_ROW_MAX images by smallest |stat|, ties by image_id (the unit page's
+    # near-zero row); the other two rows are unit_ranks' first ones.
+    f"""CREATE TABLE IF NOT EXISTS {UNIT_NEAR_ZERO} (
+        run_id   INTEGER  NOT NULL,
+        layer    VARCHAR  NOT NULL,
+        stat     VARCHAR  NOT NULL,
+        unit     SMALLINT NOT NULL,
+        rank     SMALLINT NOT NULL,           -- 1-based
+        image_id INTEGER  NOT NULL
+    )""",
+    # Each unit's class profile on every stat (worker.unit_sql.profile_sql): per class (WNID), its
+    # images, mean and median response. Category-free: the server marks the category's classes.
+    f"""CREATE TABLE IF NOT EXISTS {UNIT_CLASSES} (
+        run_id     INTEGER  NOT NULL,
+        layer      VARCHAR  NOT NULL,
+        stat       VARCHAR  NOT NULL,
+        unit       SMALLINT NOT NULL,
+        wnid       VARCHAR  NOT NULL,
+        class_name VARCHAR  NOT NULL,
+        n          INTEGER  NOT NULL,
+        mean       DOUBLE   NOT NULL,
+        median     DOUBLE   NOT NULL
     )""",
 )
 
