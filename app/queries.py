@@ -265,16 +265,22 @@ def rankings(
 ) -> dict[metrics_sql.RankKind, list[RankedImage]]:
     """A unit's n images of each ranking in `stats` (kind -> stat).
 
-    From the stored rankings (one query for all of them) where they hold the first n, else ranked
-    over the unit's responses.
+    From the stored rankings (two lookups for all of them) where they hold the first n, else
+    ranked over the unit's responses.
     """
-    params = {"run_id": run.run_id, "layer": layer, "unit": unit, "category": category, "n": n}
-    found: dict[metrics_sql.RankKind, list[RankedImage]] = {kind: [] for kind in stats}
-    for kind, *row in reader.rows(metrics_sql.stored_rankings_sql(stats), params):
-        found[kind].append(tuple(row))  # type: ignore[arg-type]
+    q = {"run_id": run.run_id, "layer": layer, "unit": unit}
+    picks: dict[metrics_sql.RankKind, list[int]] = {kind: [] for kind in stats}
+    for kind, image_id in reader.rows(metrics_sql.stored_picks_sql(stats), {**q, "n": n}):
+        picks[kind].append(image_id)
+    ids = sorted({i for kind_ids in picks.values() for i in kind_ids})
+    rows = {r[0]: r for r in reader.rows(metrics_sql.picked_sql(), {**q, "category": category, "ids": ids})}
+    column = {"mean": 4, "max": 5, "min": 6}
+    found: dict[metrics_sql.RankKind, list[RankedImage]] = {}
     for kind, stat in stats.items():
-        if len(found[kind]) != min(n, run.images):
-            found[kind] = reader.rows(metrics_sql.ranking_sql(kind, stat), params)  # type: ignore[assignment]
+        if len(picks[kind]) == min(n, run.images):
+            found[kind] = [(*rows[i][:4], rows[i][column[stat]]) for i in picks[kind]]  # type: ignore[misc]
+        else:
+            found[kind] = reader.rows(metrics_sql.ranking_sql(kind, stat), {**q, "category": category, "n": n})
     return found
 
 

@@ -67,12 +67,12 @@ def test_stored_rows_equal_the_servers_own_sql(published: Path, unit: int, stat:
         assert {wnid for wnid, *_, is_cat in stored if is_cat} == ({BEAGLE} if category == "dog" else {TENCH})
 
         n = schema.UNIT_ROW_MAX
-        from_store = con.execute(metrics_sql.stored_rankings_sql(dict.fromkeys(metrics_sql.RANK_KINDS, stat)),
-                                 {**q, "n": n}).fetchall()
+        picks = con.execute(metrics_sql.stored_picks_sql(dict.fromkeys(metrics_sql.RANK_KINDS, stat)),
+                            {"run_id": 1, "layer": LAYER, "unit": unit, "n": n}).fetchall()
         for kind in metrics_sql.RANK_KINDS:
-            rows = [tuple(row) for k, *row in from_store if k == kind]
-            assert rows == con.execute(metrics_sql.ranking_sql(kind, stat), {**q, "n": n}).fetchall()
-            assert len(rows) == schema.UNIT_ROW_MAX
+            ranked = con.execute(metrics_sql.ranking_sql(kind, stat), {**q, "n": n}).fetchall()
+            assert [i for k, i in picks if k == kind] == [r[0] for r in ranked]
+            assert len(ranked) == schema.UNIT_ROW_MAX
 
 
 def test_histogram_counts_match_numpy(published: Path) -> None:

@@ -229,32 +229,42 @@ _STORED_RANKING: Final[dict[str, tuple[str, str]]] = {
 }
 
 
-def stored_rankings_sql(stats: dict[RankKind, str]) -> str:
-    """SQL giving (kind, image_id, wnid, class_name, is_cat, value): ranking_sql's rows of every kind
-    in `stats` (kind -> stat), from the stored rankings, in rank order within each kind; a kind
-    has fewer than min($n, images) rows when they do not hold its first $n (unit_ranks holds
-    RANKED_K, unit_near_zero UNIT_ROW_MAX).
+def stored_picks_sql(stats: dict[RankKind, str]) -> str:
+    """SQL giving (kind, image_id): the stored first $n images of every ranking in `stats` (kind ->
+    stat), in rank order within each kind: ranking_sql's images, or fewer than min($n, images) of
+    them when the stored rankings do not hold the first $n (unit_ranks holds RANKED_K a side,
+    unit_near_zero UNIT_ROW_MAX). picked_sql then reads their values.
 
-    Parameters: $run_id, $layer, $unit, $category, $n. Cost: a few indexed lookups, whatever the
-    number of images.
+    Parameters: $run_id, $layer, $unit, $n. Cost: a few indexed lookups, whatever the number of images.
     """
-    picked = "\n        UNION ALL ".join(
+    for stat in stats.values():
+        schema.stat_column(stat)  # refuses anything but a stat name: it is spliced into the SQL
+    picked = "\n    UNION ALL ".join(
         f"""SELECT '{kind}' AS kind, rank, image_id FROM {_STORED_RANKING[kind][0]}
-            WHERE run_id = $run_id AND layer = $layer AND stat = '{stat}' {_STORED_RANKING[kind][1]}
-              AND unit = $unit AND rank <= $n"""
+        WHERE run_id = $run_id AND layer = $layer AND stat = '{stat}'
+          {_STORED_RANKING[kind][1]} AND unit = $unit AND rank <= $n"""
         for kind, stat in stats.items()
     )
-    value = " ".join(f"WHEN '{kind}' THEN r.{schema.stat_column(stat)}" for kind, stat in stats.items())
+    return f"SELECT kind, image_id FROM ({picked}) ORDER BY kind, rank"
+
+
+def picked_sql() -> str:
+    """SQL giving (image_id, wnid, class_name, is_cat, act_mean, act_max, act_min) of one unit for the images $ids.
+
+    Parameters: $run_id, $layer, $unit, $category, $ids. Two lookups by image id, in the images and
+    in the unit's responses (not a join: DuckDB would then scan every image of the run).
+    """
     return f"""
-    WITH picked AS ({picked})
-    SELECT p.kind, p.image_id, i.wnid, i.class_name,
-           i.wnid IN (SELECT wnid FROM {schema.CATEGORIES} WHERE run_id = $run_id AND category = $category),
-           CASE p.kind {value} END
-    FROM picked p
-    JOIN {schema.IMAGES} i ON i.run_id = $run_id AND i.image_id = p.image_id
-    JOIN {schema.RESPONSES} r ON r.run_id = $run_id AND r.layer = $layer AND r.unit = $unit
-                              AND r.image_id = p.image_id
-    ORDER BY p.kind, p.rank
+    WITH i AS (
+        SELECT image_id, wnid, class_name,
+               wnid IN (SELECT wnid FROM {schema.CATEGORIES} WHERE run_id = $run_id AND category = $category) AS is_cat
+        FROM {schema.IMAGES} WHERE run_id = $run_id AND image_id IN (SELECT unnest($ids))
+    ),
+    r AS (
+        SELECT image_id, act_mean, act_max, act_min FROM {schema.RESPONSES}
+        WHERE run_id = $run_id AND layer = $layer AND unit = $unit AND image_id IN (SELECT unnest($ids))
+    )
+    SELECT image_id, i.wnid, i.class_name, i.is_cat, r.act_mean, r.act_max, r.act_min FROM i JOIN r USING (image_id)
     """
 
 
