@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from app.db import Reader
+from app.image_index import category_wnids, image_index
 from app.problems import NotFound, Unavailable
 from app.params import ScoreParams
 from worker import metrics_sql, schema, unit_sql
@@ -265,33 +266,26 @@ def rankings(
 ) -> dict[metrics_sql.RankKind, list[RankedImage]]:
     """A unit's n images of each ranking in `stats` (kind -> stat).
 
-    From the stored rankings (two lookups for all of them) where they hold the first n, else
-    ranked over the unit's responses.
+    From unit_rows (one lookup for all of them, the images' classes from the ImageIndex) where it
+    holds the first n, else ranked over the unit's responses.
     """
-    q = {"run_id": run.run_id, "layer": layer, "unit": unit}
-    picks: dict[metrics_sql.RankKind, list[int]] = {kind: [] for kind in stats}
-    for kind, image_id in reader.rows(metrics_sql.stored_picks_sql(stats), {**q, "n": n}):
-        picks[kind].append(image_id)
-    ids = sorted({i for kind_ids in picks.values() for i in kind_ids})
-    rows = {r[0]: r for r in reader.rows(metrics_sql.picked_sql(), {**q, "category": category, "ids": ids})}
-    column = {"mean": 4, "max": 5, "min": 6}
-    found: dict[metrics_sql.RankKind, list[RankedImage]] = {}
+    params = {"run_id": run.run_id, "layer": layer, "unit": unit, "n": n}
+    index = image_index(reader, run.run_id)
+    members = category_wnids(reader, run.run_id, category)
+    found: dict[metrics_sql.RankKind, list[RankedImage]] = {kind: [] for kind in stats}
+    for kind, image_id, value in reader.rows(metrics_sql.stored_rows_sql(stats), params):
+        wnid = index.wnid(image_id)
+        found[kind].append((image_id, wnid, index.class_name(image_id), wnid in members, value))
     for kind, stat in stats.items():
-        if len(picks[kind]) == min(n, run.images):
-            found[kind] = [(*rows[i][:4], rows[i][column[stat]]) for i in picks[kind]]  # type: ignore[misc]
-        else:
-            found[kind] = reader.rows(metrics_sql.ranking_sql(kind, stat), {**q, "category": category, "n": n})
+        if len(found[kind]) != min(n, run.images):
+            found[kind] = reader.rows(metrics_sql.ranking_sql(kind, stat), {**params, "category": category})
     return found
 
 
 def image_sizes(reader: Reader, run: Run, image_ids: list[int]) -> dict[int, tuple[int, int]]:
     """(width, height) of each of these images of the run, as decoded by the worker."""
-    rows = reader.rows(
-        f"SELECT image_id, width, height FROM {schema.IMAGES} "
-        "WHERE run_id = $run_id AND image_id IN (SELECT unnest($ids))",
-        {"run_id": run.run_id, "ids": image_ids},
-    )
-    return {image_id: (width, height) for image_id, width, height in rows}
+    index = image_index(reader, run.run_id)
+    return {image_id: index.size(image_id) for image_id in image_ids if index.has(image_id)}
 
 
 def unit_maps(

@@ -67,11 +67,11 @@ def test_stored_rows_equal_the_servers_own_sql(published: Path, unit: int, stat:
         assert {wnid for wnid, *_, is_cat in stored if is_cat} == ({BEAGLE} if category == "dog" else {TENCH})
 
         n = schema.UNIT_ROW_MAX
-        picks = con.execute(metrics_sql.stored_picks_sql(dict.fromkeys(metrics_sql.RANK_KINDS, stat)),
-                            {"run_id": 1, "layer": LAYER, "unit": unit, "n": n}).fetchall()
+        stored_rows = con.execute(metrics_sql.stored_rows_sql(dict.fromkeys(metrics_sql.RANK_KINDS, stat)),
+                                  {"run_id": 1, "layer": LAYER, "unit": unit, "n": n}).fetchall()
         for kind in metrics_sql.RANK_KINDS:
             ranked = con.execute(metrics_sql.ranking_sql(kind, stat), {**q, "n": n}).fetchall()
-            assert [i for k, i in picks if k == kind] == [r[0] for r in ranked]
+            assert [(i, v) for k, i, v in stored_rows if k == kind] == [(r[0], r[4]) for r in ranked]
             assert len(ranked) == schema.UNIT_ROW_MAX
 
 
@@ -135,6 +135,6 @@ def test_rankings_past_the_stored_ranks_are_computed(tmp_path: Path, monkeypatch
         short = c.get("/api/layers/conv1/units/0?n=4").json()
         assert calls == []
         long = c.get("/api/layers/conv1/units/0?n=6").json()
-    assert sorted(calls) == ["negative", "positive"]  # near zero: UNIT_ROW_MAX stored
+    assert sorted(calls) == ["negative", "positive"]  # near zero: UNIT_ROW_MAX stored, not limited by ranked_k
     for kind in ("positive", "negative", "near_zero"):
         assert [e["image"] for e in long[kind][:4]] == [e["image"] for e in short[kind]]

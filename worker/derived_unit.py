@@ -1,7 +1,8 @@
 """Publication's writer for unit pages: every unit's histograms, near-zero images and class profiles.
 
-For every stat: the near-zero row's first UNIT_ROW_MAX images (metrics_sql.shown_sql) and the class
-profile (unit_sql.profile_sql); for every stat and category, the histogram (unit_sql.histogram_sql).
+Every ranking's first UNIT_ROW_MAX images on every stat, with their values (metrics_sql.unit_rows_sql);
+for every stat, the class profile (unit_sql.profile_sql); for every stat and category, the histogram
+(unit_sql.histogram_sql).
 The server's unit page then reads these rows instead of scanning the unit's responses.
 """
 
@@ -28,12 +29,12 @@ def write_unit_pages(con: duckdb.DuckDBPyConnection, run_id: int, layer: str) ->
     ).fetchall()]  # fmt: skip
     step = max(1, _CHUNK_RESPONSES // max(images, 1))
     chunks = [{**p, "first": first, "last": min(first + step, units) - 1} for first in range(0, units, step)]
+    con.execute(
+        f"INSERT INTO {schema.UNIT_ROWS} SELECT $run_id, $layer, kind, stat, unit, rank, image_id, value "
+        f"FROM ({metrics_sql.unit_rows_sql()}) ORDER BY unit, kind, stat, rank",
+        {**p, "n": schema.UNIT_ROW_MAX},
+    )
     for stat in schema.STATS:
-        con.execute(
-            f"INSERT INTO {schema.UNIT_NEAR_ZERO} SELECT $run_id, $layer, $stat, unit, rank, image_id "
-            f"FROM ({metrics_sql.shown_sql('near_zero', stat)}) ORDER BY unit, rank",
-            {**p, "stat": stat, "n": schema.UNIT_ROW_MAX},
-        )
         for chunk in chunks:
             con.execute(
                 f"INSERT INTO {schema.UNIT_CLASSES} SELECT $run_id, $layer, $stat, unit, wnid, class_name, n, "

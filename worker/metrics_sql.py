@@ -220,51 +220,47 @@ def ranking_sql(kind: RankKind, stat: str) -> str:
     """
 
 
-# Where publication stored each ranking's first images: unit_ranks' two sides (RANKED_K of them)
-# and unit_near_zero (UNIT_ROW_MAX).
-_STORED_RANKING: Final[dict[str, tuple[str, str]]] = {
-    "positive": (schema.UNIT_RANKS, "AND side = 'top'"),
-    "negative": (schema.UNIT_RANKS, "AND side = 'bottom'"),
-    "near_zero": (schema.UNIT_NEAR_ZERO, ""),
-}
+def unit_rows_sql() -> str:
+    """SQL giving (kind, stat, unit, rank, image_id, value): every unit's first $n images of every
+    ranking and stat, with its response, for one layer (publication stores them in unit_rows).
+
+    Parameters: $run_id, $layer, $n. positive and negative: the stored unit_ranks' first $n (ranks_sql's
+    order is ranking_sql's); near zero: shown_sql's. Cost: shown_sql three times, and one scan of the
+    layer's rows for the values.
+    """
+    sides = " UNION ALL ".join(
+        f"""SELECT '{kind}' AS kind, stat, unit, rank, image_id FROM {schema.UNIT_RANKS}
+            WHERE run_id = $run_id AND layer = $layer AND side = '{side}' AND rank <= $n"""
+        for kind, side in (("positive", "top"), ("negative", "bottom"))
+    )
+    near = " UNION ALL ".join(
+        f"SELECT 'near_zero' AS kind, '{stat}' AS stat, unit, rank, image_id FROM ({shown_sql('near_zero', stat)})"
+        for stat in schema.STATS
+    )
+    value = " ".join(f"WHEN '{stat}' THEN r.{col}" for stat, col in schema.STAT_COLUMN.items())
+    return f"""
+    WITH picked AS ({sides} UNION ALL {near})
+    SELECT p.kind, p.stat, p.unit, p.rank, p.image_id, CASE p.stat {value} END AS value
+    FROM picked p
+    JOIN {schema.RESPONSES} r ON r.run_id = $run_id AND r.layer = $layer AND r.unit = p.unit
+                              AND r.image_id = p.image_id
+    """
 
 
-def stored_picks_sql(stats: dict[RankKind, str]) -> str:
-    """SQL giving (kind, image_id): the stored first $n images of every ranking in `stats` (kind ->
-    stat), in rank order within each kind: ranking_sql's images, or fewer than min($n, images) of
-    them when the stored rankings do not hold the first $n (unit_ranks holds RANKED_K a side,
-    unit_near_zero UNIT_ROW_MAX). picked_sql then reads their values.
+def stored_rows_sql(stats: dict[RankKind, str]) -> str:
+    """SQL giving (kind, image_id, value): ranking_sql's images and values of every kind in `stats`
+    (kind -> stat), from unit_rows, in rank order within each kind; a kind has fewer than
+    min($n, images) rows when unit_rows does not hold its first $n.
 
-    Parameters: $run_id, $layer, $unit, $n. Cost: a few indexed lookups, whatever the number of images.
+    Parameters: $run_id, $layer, $unit, $n. Cost: a lookup of the unit's rows, whatever the number of images.
     """
     for stat in stats.values():
         schema.stat_column(stat)  # refuses anything but a stat name: it is spliced into the SQL
-    picked = "\n    UNION ALL ".join(
-        f"""SELECT '{kind}' AS kind, rank, image_id FROM {_STORED_RANKING[kind][0]}
-        WHERE run_id = $run_id AND layer = $layer AND stat = '{stat}'
-          {_STORED_RANKING[kind][1]} AND unit = $unit AND rank <= $n"""
-        for kind, stat in stats.items()
-    )
-    return f"SELECT kind, image_id FROM ({picked}) ORDER BY kind, rank"
-
-
-def picked_sql() -> str:
-    """SQL giving (image_id, wnid, class_name, is_cat, act_mean, act_max, act_min) of one unit for the images $ids.
-
-    Parameters: $run_id, $layer, $unit, $category, $ids. Two lookups by image id, in the images and
-    in the unit's responses (not a join: DuckDB would then scan every image of the run).
-    """
+    which = " OR ".join(f"(kind = '{kind}' AND stat = '{stat}')" for kind, stat in stats.items())
     return f"""
-    WITH i AS (
-        SELECT image_id, wnid, class_name,
-               wnid IN (SELECT wnid FROM {schema.CATEGORIES} WHERE run_id = $run_id AND category = $category) AS is_cat
-        FROM {schema.IMAGES} WHERE run_id = $run_id AND image_id IN (SELECT unnest($ids))
-    ),
-    r AS (
-        SELECT image_id, act_mean, act_max, act_min FROM {schema.RESPONSES}
-        WHERE run_id = $run_id AND layer = $layer AND unit = $unit AND image_id IN (SELECT unnest($ids))
-    )
-    SELECT image_id, i.wnid, i.class_name, i.is_cat, r.act_mean, r.act_max, r.act_min FROM i JOIN r USING (image_id)
+    SELECT kind, image_id, value FROM {schema.UNIT_ROWS}
+    WHERE run_id = $run_id AND layer = $layer AND unit = $unit AND rank <= $n AND ({which})
+    ORDER BY kind, rank
     """
 
 

@@ -35,7 +35,7 @@ MAP_N: Final = 16
 NULL_PERMUTATIONS: Final = 1000
 NULL_SEED: Final = 0
 # A unit page's rows hold at most UNIT_ROW_MAX images (app.params.N_MAX); publication stores each
-# unit's first UNIT_ROW_MAX near-zero images of every stat (worker.derived_unit).
+# unit's first UNIT_ROW_MAX images of every ranking and stat (worker.derived_unit).
 UNIT_ROW_MAX: Final = 64
 # Bins of a unit's histogram: fine enough to see a half-normal against a two-sided shape.
 HIST_BINS: Final = 40
@@ -59,9 +59,9 @@ IMAGE_STATS: Final = "image_stats"
 # Tables publication derives from a layer's published responses so that the server reads, rather
 # than computes, what its pages need for the stored parameters (worker.derived), in DDL order.
 UNIT_HISTOGRAMS: Final = "unit_histograms"
-UNIT_NEAR_ZERO: Final = "unit_near_zero"
+UNIT_ROWS: Final = "unit_rows"
 UNIT_CLASSES: Final = "unit_classes"
-DERIVED_TABLES: Final[tuple[str, ...]] = (UNIT_HISTOGRAMS, UNIT_NEAR_ZERO, UNIT_CLASSES)
+DERIVED_TABLES: Final[tuple[str, ...]] = (UNIT_HISTOGRAMS, UNIT_ROWS, UNIT_CLASSES)
 
 # Low-level statistics of each image as the network saw it (worker.image_stats), in column order.
 IMAGE_STAT_COLUMNS: Final = ("luminance", "contrast", "saturation", "colourfulness", "hf_energy")
@@ -199,15 +199,18 @@ DDL: Final[tuple[str, ...]] = (
         category_counts INTEGER[] NOT NULL,   -- the category's images in each bin
         rest_counts     INTEGER[] NOT NULL    -- the other images in each bin
     )""",
-    # Each unit's first UNIT_ROW_MAX images by smallest |stat|, ties by image_id (the unit page's
-    # near-zero row); the other two rows are unit_ranks' first ones.
-    f"""CREATE TABLE IF NOT EXISTS {UNIT_NEAR_ZERO} (
+    # The rows of a unit page for every stat: each ranking's first UNIT_ROW_MAX images (positive and
+    # negative: unit_ranks' first ones; near zero: smallest |stat| first, ties by image_id) with the
+    # unit's response, so that a page reads no responses (metrics_sql.unit_rows_sql).
+    f"""CREATE TABLE IF NOT EXISTS {UNIT_ROWS} (
         run_id   INTEGER  NOT NULL,
         layer    VARCHAR  NOT NULL,
+        kind     VARCHAR  NOT NULL,           -- 'positive' | 'near_zero' | 'negative'
         stat     VARCHAR  NOT NULL,
         unit     SMALLINT NOT NULL,
         rank     SMALLINT NOT NULL,           -- 1-based
-        image_id INTEGER  NOT NULL
+        image_id INTEGER  NOT NULL,
+        value    FLOAT    NOT NULL            -- the unit's response on stat
     )""",
     # Each unit's class profile on every stat (worker.unit_sql.profile_sql): per class (WNID), its
     # images, mean and median response. Category-free: the server marks the category's classes.

@@ -2,8 +2,7 @@
 
 Torch-free, so the server imports it. Publication runs it over every unit of a layer and stores
 the result (worker.derived_unit); the server reads that, or runs the same SQL for one unit when a
-DB lacks the stored rows. The near-zero row comes from metrics_sql.shown_sql, the other two rows
-from unit_ranks.
+DB lacks the stored rows. The page's rows of images are metrics_sql.unit_rows_sql's.
 """
 
 from __future__ import annotations
