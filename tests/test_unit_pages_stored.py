@@ -3,6 +3,7 @@ and the server's choice between them: stored rows for the stored parameters, its
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import duckdb
@@ -138,3 +139,29 @@ def test_rankings_past_the_stored_ranks_are_computed(tmp_path: Path, monkeypatch
     assert sorted(calls) == ["negative", "positive"]  # near zero: UNIT_ROW_MAX stored, not limited by ranked_k
     for kind in ("positive", "negative", "near_zero"):
         assert [e["image"] for e in long[kind][:4]] == [e["image"] for e in short[kind]]
+
+
+def test_a_repeated_url_is_rendered_once_per_db_generation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The response cache (app.twin): the same URL again costs no context; a republished DB is read afresh."""
+    from app import contexts
+
+    db = tmp_path / "run.duckdb"
+    publish(db, ranked_k=schema.RANKED_K)
+    calls: list[int] = []
+    real = contexts.unit
+    monkeypatch.setattr(contexts, "unit", lambda *a, **k: calls.append(1) or real(*a, **k))
+    with TestClient(create_app(make_settings(db, tmp_path))) as c:
+        first = [c.get(url) for url in ("/api/layers/conv1/units/0", "/layers/conv1/units/0")]
+        again = [c.get(url) for url in ("/api/layers/conv1/units/0", "/layers/conv1/units/0")]
+        assert len(calls) == 2
+        assert [r.content for r in again] == [r.content for r in first]
+        assert again[1].headers["link"] == first[1].headers["link"]
+        assert again[0].headers["content-type"] == "application/json"
+        fresh = tmp_path / "fresh.duckdb"  # republished, as the worker does: a new file renamed over the DB
+        fresh.write_bytes(db.read_bytes())
+        with duckdb.connect(str(fresh)) as con:
+            con.execute(f"UPDATE {schema.UNIT_ROWS} SET value = value + 1 WHERE unit = 0 AND stat = 'max'")
+        os.replace(fresh, db)
+        after = c.get("/api/layers/conv1/units/0").json()
+    assert len(calls) == 3
+    assert [e["value"] for e in after["positive"]] == [e["value"] + 1 for e in first[0].json()["positive"]]
