@@ -164,4 +164,4 @@ def test_a_repeated_url_is_rendered_once_per_db_generation(tmp_path: Path, monke
         os.replace(fresh, db)
         after = c.get("/api/layers/conv1/units/0").json()
     assert len(calls) == 3
-    assert [e["value"] for e in after["positive"]] == [e["value"] + 1 for e in first[0].json()["positive"]]
+    assert [e["value"] for e in after["positive"]] == pytest.approx([e["value"] + 1 for e in first[0].json()["positive"]])
