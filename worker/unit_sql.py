@@ -33,7 +33,7 @@ class Histogram:
 
 
 def _unit_filter(one_unit: bool, alias: str = "") -> str:
-    """The rows of one layer, and of one unit ($unit) when asked; also $first..$last, a range of units."""
+    """The filter on a layer's rows: one unit ($unit), or the units $first to $last (publication, in chunks)."""
     col = f"{alias}unit"
     return f"{col} = $unit" if one_unit else f"{col} BETWEEN $first AND $last"
 
