@@ -2,8 +2,8 @@
 
 It tests the study's Discussion: "images from totally different categories, such as cars or
 cups, evoke higher activation in a dog-selective neuron than images of dogs of other breeds".
-One grouped SQL query gives the profile; `/layers/{layer}/units/{unit}/classes` shows all of it
-and the unit page a summary (ClassSummary). Which classes beat the category is controls' rule.
+Publication stores every unit's profile (worker.derived_unit); `/layers/{layer}/units/{unit}/classes`
+shows all of it and the unit page a summary (ClassSummary). Which classes beat the category is controls' rule.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from app import queries
 from app.db import Reader
 from app.params import NAME_MAX, RunParams, StatName
 from app.problems import NotFound
-from worker import controls, metrics_sql, schema
+from worker import controls, schema, unit_sql
 
 FEW_IMAGES = 3  # a class with fewer images is flagged: its mean rests on one or two responses
 SUMMARY_CLASSES = 20  # the unit page shows this many classes from each end of the profile
@@ -109,34 +109,22 @@ class ClassProfileContext(BaseModel):
     beats_category_median: BeatsCategoryMedian
 
 
-def _profile_sql(stat: str) -> str:
-    col = schema.stat_column(stat)
-    # avg and median in DOUBLE: median of a FLOAT column would round its result back to FLOAT.
-    # Ties in the mean go to the smaller WNID, so the order never depends on the scan.
-    return f"""
-        SELECT i.wnid, any_value(i.class_name), count(*)::INTEGER AS n,
-               avg(r.{col}::DOUBLE) AS mean, median(r.{col}::DOUBLE), bool_or(m.is_cat)
-        FROM {schema.RESPONSES} r
-        JOIN {schema.IMAGES} i ON i.run_id = r.run_id AND i.image_id = r.image_id
-        JOIN ({metrics_sql.membership_sql()}) m ON m.image_id = r.image_id
-        WHERE r.run_id = $run_id AND r.layer = $layer AND r.unit = $unit
-        GROUP BY i.wnid
-        ORDER BY mean DESC, i.wnid
-    """
-
-
 Profile = tuple[list[controls.ClassRow], dict[str, str]]  # rows mean descending, each WNID's class name
 
 
 def profile(reader: Reader, run: queries.Run, layer: str, unit: int, stat: str, category: str) -> Profile:
-    """The unit's class profile, mean descending, and each WNID's class name: one grouped query.
+    """The unit's class profile, mean descending, and each WNID's class name.
 
-    Kept in the unit LRU (about 0.1 s a unit at 286,000 images), so the class page and the unit
-    pages that share its stat and category reuse it. Callers must not change what it returns.
+    The stored profile when publication wrote it (category-free: the category's classes are marked
+    here), else one grouped query over the unit's responses (about 0.1 s at 286,000 images). Kept
+    in the unit LRU, so the class page and the unit pages that share its stat and category reuse
+    it. Callers must not change what it returns.
     """
     def query() -> Profile:
-        rows = reader.rows(_profile_sql(stat), {"run_id": run.run_id, "layer": layer, "unit": unit,
-                                                "category": category})
+        q = {"run_id": run.run_id, "layer": layer, "unit": unit, "category": category}
+        rows = reader.rows(unit_sql.marked_profile_sql(unit_sql.stored_profile_sql()), {**q, "stat": stat})
+        if not rows:
+            rows = reader.rows(unit_sql.marked_profile_sql(unit_sql.profile_sql(stat, one_unit=True)), q)
         return ([controls.ClassRow(wnid, n, float(mean), float(median), bool(is_cat), n < FEW_IMAGES)
                  for wnid, _, n, mean, median, is_cat in rows],
                 {wnid: name for wnid, name, *_ in rows})

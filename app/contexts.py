@@ -146,10 +146,7 @@ def _unit(
     if score is None:
         raise NotFound(f"no responses for unit {unit_id} of {layer_name}")
     stats: dict[metrics_sql.RankKind, str] = {"positive": p.pos_stat, "near_zero": p.near_stat, "negative": p.neg_stat}
-    ranked = {
-        kind: queries.ranking(reader, run, layer_name, unit_id, kind, stat, p.category, p.n)
-        for kind, stat in stats.items()
-    }
+    ranked = queries.rankings(reader, run, layer_name, unit_id, stats, p.category, p.n)
     crops, maps = overlays(reader, run, layer_name, unit_id, sorted({r[0] for rs in ranked.values() for r in rs}))
     rows = {
         kind: [
@@ -170,7 +167,8 @@ def _unit(
         si=si, in_top=in_top, in_bottom=in_bottom, selective=layer_controls.selective(si, p.threshold),
         si_half_a=halves.si_a.get(unit_id), si_half_b=halves.si_b.get(unit_id),
         positive=rows["positive"], near_zero=rows["near_zero"], negative=rows["negative"],
-        histogram=Histogram(stat=p.si_stat, edges=binned.edges, category=binned.category, rest=binned.rest),
+        histogram=Histogram(stat=p.si_stat, edges=binned.edges if binned else [],
+                            category=binned.category if binned else [], rest=binned.rest if binned else []),
         classes=class_profile.summary(
             *class_profile.profile(reader, run, layer_name, unit_id, p.si_stat, p.category), p.si_stat),
         map_scale=map_scale(maps.values()),

@@ -35,6 +35,8 @@ log = logging.getLogger("app.db")
 Identity = tuple[int, int, int, int]
 _ALIAS = "unitscope"
 # Failures that mean "the database cannot answer now", not a bug in a query.
+# Rendered responses kept (app.twin): a layer page is ~0.5 MB, a unit page ~0.1 MB.
+BODY_CACHE_SIZE = 256
 _UNAVAILABLE = (duckdb.OutOfMemoryException, duckdb.IOException, duckdb.InterruptException)
 
 
@@ -98,6 +100,7 @@ class Caches:
 
     scores: LruCache  # halves of a layer's scores: SI per (category, stat), counts per (category, k, stats)
     units: LruCache  # a unit page's context for one parameter set
+    bodies: LruCache  # a page's or JSON twin's response, by URL (app.twin)
 
 
 class Reader:
@@ -144,7 +147,8 @@ class Database:
     def __init__(self, settings: Settings) -> None:
         self.path = Path(settings.db)
         self.settings = settings
-        self.caches = Caches(scores=LruCache(settings.score_cache_size), units=LruCache(settings.unit_cache_size))
+        self.caches = Caches(scores=LruCache(settings.score_cache_size), units=LruCache(settings.unit_cache_size),
+                             bodies=LruCache(BODY_CACHE_SIZE))
         self._lock = threading.Lock()
         self._current: Generation | None = None
         self._failed: Identity | None = None

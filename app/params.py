@@ -11,7 +11,7 @@ from worker import schema
 
 # Bounds: beyond them a request is refused with 422 rather than left to exhaust the server.
 K_MAX = 10_000  # images per unit ranking for in_top/in_bottom (the study: 1000 of 286k)
-N_MAX = 64  # images per row on a unit page
+N_MAX = schema.UNIT_ROW_MAX  # images per row on a unit page
 ID_MAX = 2**31 - 1  # ids are INTEGER in the DB
 THUMB_MIN, THUMB_MAX = 16, 512  # thumbnail edge in pixels
 NAME_MAX = 100  # layer and category names

@@ -9,12 +9,10 @@ from typing import Any
 import numpy as np
 
 from app.db import Reader
+from app.image_index import category_wnids, image_index
 from app.problems import NotFound, Unavailable
 from app.params import ScoreParams
-from worker import metrics_sql, schema
-
-# Bins of a unit's histogram: fine enough to see a half-normal against a two-sided shape.
-HIST_BINS = 40
+from worker import metrics_sql, schema, unit_sql
 
 ScoreRow = tuple[int, float | None, int, int]  # unit, si, in_top, in_bottom
 
@@ -47,15 +45,6 @@ class Scores:
     rows: tuple[ScoreRow, ...]
     source: str
     by_unit: dict[int, ScoreRow] = field(default_factory=dict, compare=False)
-
-
-@dataclass(frozen=True)
-class BinnedResponses:
-    """A unit's responses on one stat, counted in equal bins for category and rest."""
-
-    edges: list[float]
-    category: list[int]
-    rest: list[int]
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -260,22 +249,34 @@ def bottom_rows(reader: Reader, run: Run, layer: str, stat: str, k: int, image_i
     return np.searchsorted(image_ids, ids).reshape(units, depth)
 
 
-def ranking(
-    reader: Reader, run: Run, layer: str, unit: int, kind: metrics_sql.RankKind, stat: str, category: str, n: int
-) -> list[tuple[int, str, str, bool, float]]:
-    """A unit's n images of one ranking: (image_id, wnid, class_name, is_cat, value)."""
-    params = {"run_id": run.run_id, "layer": layer, "unit": unit, "category": category, "n": n}
-    return reader.rows(metrics_sql.ranking_sql(kind, stat), params)
+RankedImage = tuple[int, str, str, bool, float]  # image_id, wnid, class_name, is_cat, value
+
+
+def rankings(
+    reader: Reader, run: Run, layer: str, unit: int, stats: dict[metrics_sql.RankKind, str], category: str, n: int
+) -> dict[metrics_sql.RankKind, list[RankedImage]]:
+    """A unit's n images of each ranking in `stats` (kind -> stat).
+
+    From unit_rows (one lookup for all of them, the images' classes from the ImageIndex) where it
+    holds the first n, else ranked over the unit's responses.
+    """
+    params = {"run_id": run.run_id, "layer": layer, "unit": unit, "n": n}
+    index = image_index(reader, run.run_id)
+    members = category_wnids(reader, run.run_id, category)
+    found: dict[metrics_sql.RankKind, list[RankedImage]] = {kind: [] for kind in stats}
+    for kind, image_id, value in reader.rows(metrics_sql.stored_rows_sql(stats), params):
+        wnid = index.wnid(image_id)
+        found[kind].append((image_id, wnid, index.class_name(image_id), wnid in members, value))
+    for kind, stat in stats.items():
+        if len(found[kind]) != min(n, run.images):
+            found[kind] = reader.rows(metrics_sql.ranking_sql(kind, stat), {**params, "category": category})
+    return found
 
 
 def image_sizes(reader: Reader, run: Run, image_ids: list[int]) -> dict[int, tuple[int, int]]:
     """(width, height) of each of these images of the run, as decoded by the worker."""
-    rows = reader.rows(
-        f"SELECT image_id, width, height FROM {schema.IMAGES} "
-        "WHERE run_id = $run_id AND list_contains($ids, image_id)",
-        {"run_id": run.run_id, "ids": image_ids},
-    )
-    return {image_id: (width, height) for image_id, width, height in rows}
+    index = image_index(reader, run.run_id)
+    return {image_id: index.size(image_id) for image_id in image_ids if index.has(image_id)}
 
 
 def unit_maps(
@@ -290,41 +291,18 @@ def unit_maps(
     return {image_id: (height, width, bytes(blob)) for image_id, height, width, blob in rows}
 
 
-def histogram(reader: Reader, run: Run, layer: str, unit: int, stat: str, category: str) -> BinnedResponses:
-    """A unit's responses on `stat` in HIST_BINS equal bins over its range, category vs rest.
+def histogram(reader: Reader, run: Run, layer: str, unit: int, stat: str, category: str) -> unit_sql.Histogram | None:
+    """A unit's responses on `stat` in HIST_BINS equal bins over its range, category vs rest; None without any.
 
-    Binned in SQL so the page carries counts, not one value per image.
+    The stored bins when publication wrote them, else binned in SQL so the page carries counts,
+    not one value per image.
     """
-    col = schema.stat_column(stat)
-    where = {"run_id": run.run_id, "layer": layer, "unit": unit}
-    # The range first, from the unit's rows alone; then one join to membership, binned and counted.
-    # (One statement doing both ran the join twice in DuckDB.)
-    lo, hi = reader.rows(
-        f"""SELECT min({col}), max({col}) FROM {schema.RESPONSES}
-            WHERE run_id = $run_id AND layer = $layer AND unit = $unit""",
-        where,
-    )[0]
-    if lo is None:
-        return BinnedResponses(edges=[], category=[], rest=[])
-    lo, hi = float(lo), float(hi)
-    bins = HIST_BINS if hi > lo else 1
-    rows = reader.rows(
-        f"""
-        SELECT m.is_cat,
-               least(floor((r.{col} - $lo) / $width), $bins - 1)::INTEGER AS bin,
-               count(*)::INTEGER
-        FROM {schema.RESPONSES} r JOIN ({metrics_sql.membership_sql()}) m ON m.image_id = r.image_id
-        WHERE r.run_id = $run_id AND r.layer = $layer AND r.unit = $unit
-        GROUP BY ALL
-        """,
-        {**where, "category": category, "lo": lo, "width": (hi - lo) / bins if hi > lo else 1.0, "bins": bins},
-    )
-    width = (hi - lo) / bins if hi > lo else 1.0
-    start = lo if hi > lo else lo - 0.5
-    cat, rest = [0] * bins, [0] * bins
-    for is_cat, b, count in rows:
-        (cat if is_cat else rest)[max(b, 0)] += count
-    return BinnedResponses(edges=[start + i * width for i in range(bins + 1)], category=cat, rest=rest)
+    q = {"run_id": run.run_id, "layer": layer, "unit": unit, "category": category}
+    stored = reader.rows(unit_sql.stored_histogram_sql(), {**q, "stat": stat})
+    if stored:
+        [(lo, hi, cat, rest)] = stored
+        return unit_sql.Histogram(lo=lo, hi=hi, category=list(cat), rest=list(rest))
+    return unit_sql.histograms(reader.rows(unit_sql.histogram_sql(stat, one_unit=True), q)).get(unit)
 
 
 def skipped(reader: Reader, run: Run) -> list[tuple[int, str, str]]:

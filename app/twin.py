@@ -8,10 +8,11 @@ from typing import Annotated, Any, TypeVar, get_args, get_origin
 
 from fastapi import APIRouter, Request
 from fastapi.params import Query as QueryInfo
-from fastapi.responses import HTMLResponse
-from pydantic import BaseModel
+from fastapi.responses import HTMLResponse, Response
+from pydantic import BaseModel, TypeAdapter
 
 from app import render
+from app.db import Reader
 
 Build = TypeVar("Build", bound=Callable[..., Any])
 
@@ -31,6 +32,29 @@ def _params_argument(signature: inspect.Signature) -> str:
     return found[0]
 
 
+def _reader_argument(signature: inspect.Signature) -> str | None:
+    """The name of the builder's DB cursor (a Reader dependency), whose generation keys its cached responses."""
+    for name, parameter in signature.parameters.items():
+        kind = parameter.annotation
+        if get_origin(kind) is Annotated and get_args(kind)[0] is Reader:
+            return name
+    return None
+
+
+def _cached(request: Request, reader: Reader | None, kind: str, respond: Callable[[], Response]) -> Response:
+    """The response for this URL, rendered once per DB generation: a page is a function of the DB and its URL."""
+    if reader is None:
+        return respond()
+    key = (reader.generation.identity, kind, request.scope.get("root_path", ""), request.url.path, request.url.query)
+
+    def render_once() -> tuple[bytes, dict[str, str]]:
+        response = respond()
+        return bytes(response.body), {k: v for k, v in response.headers.items() if k != "content-length"}
+
+    body, headers = reader.caches.bodies.get_or_compute(key, render_once)
+    return Response(body, headers=headers)
+
+
 def twin(router: APIRouter, path: str, page: render.Page[Any], *, summary: str) -> Callable[[Build], Build]:
     """Register `build` at `/api{path}` (JSON, its return annotation as response model) and at `path` (HTML).
 
@@ -42,22 +66,34 @@ def twin(router: APIRouter, path: str, page: render.Page[Any], *, summary: str) 
     def register(build: Build) -> Build:
         signature = inspect.signature(build, eval_str=True)
         params_name = _params_argument(signature)
+        reader_name = _reader_argument(signature)
         takes_request = "request" in signature.parameters
-        router.add_api_route(
-            "/api" + path, build, methods=["GET"], response_model=signature.return_annotation,
-            tags=["api"], summary=summary, name=build.__name__,
-        )
+        adapter: TypeAdapter[Any] = TypeAdapter(signature.return_annotation)
 
-        def html(request: Request, **kwargs: Any) -> HTMLResponse:
-            ctx = build(request=request, **kwargs) if takes_request else build(**kwargs)
-            return render.page(request, page, ctx, kwargs[params_name])
+        def context(request: Request, kwargs: dict[str, Any]) -> Any:
+            return build(request=request, **kwargs) if takes_request else build(**kwargs)
+
+        # Both routes answer from the response cache: the JSON is the context as its response model
+        # serialises it, and the page renders the same context.
+        def api(request: Request, **kwargs: Any) -> Response:
+            return _cached(request, kwargs.get(reader_name or ""), "json", lambda: Response(
+                adapter.dump_json(context(request, kwargs)), media_type="application/json"))
+
+        def html(request: Request, **kwargs: Any) -> Response:
+            return _cached(request, kwargs.get(reader_name or ""), "html", lambda: render.page(
+                request, page, context(request, kwargs), kwargs[params_name]))
 
         # FastAPI reads the parameters off the signature: the builder's own, plus the request.
         parameters = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in signature.parameters.values()]
         if not takes_request:
             parameters.insert(0, inspect.Parameter("request", inspect.Parameter.KEYWORD_ONLY, annotation=Request))
+        api.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
         html.__signature__ = signature.replace(  # type: ignore[attr-defined]
             parameters=parameters, return_annotation=HTMLResponse
+        )
+        router.add_api_route(
+            "/api" + path, api, methods=["GET"], response_model=signature.return_annotation,
+            tags=["api"], summary=summary, name=build.__name__, description=build.__doc__,
         )
         router.add_api_route(
             path, html, methods=["GET"], response_class=HTMLResponse, tags=["pages"],

@@ -107,6 +107,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="draw units from N random units per layer (revisits hit the server's caches); "
                              "default 0: any unit, so nearly every unit request is cold")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--server-cpus", metavar="LIST",
+                        help="CPUs the server runs on (taskset -c LIST, e.g. 0); default: any")
+    parser.add_argument("--client-cpus", metavar="LIST",
+                        help="CPUs the clients run on (e.g. 1), kept apart from --server-cpus; default: any")
+    parser.add_argument("--warm-layers", action="store_true",
+                        help="before the clock, request each layer's JSON page once: what a layer's first "
+                             "request computes when publication did not store it (AUROC, null, split halves)")
     args = parser.parse_args(argv)
     if not args.db.is_file():
         parser.error(f"--db {args.db}: no such file")
@@ -115,15 +122,36 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def cpu_list(text: str) -> set[int]:
+    """taskset's CPU list ("0", "0,2", "1-3") as a set."""
+    cpus: set[int] = set()
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        cpus.update(range(int(first), int(last or first) + 1))
+    return cpus
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Start the server, run the load, print the figures; exit 0 only with no errors."""
     args = parse_args(argv)
     print(f"DB {args.db.resolve()} ({args.db.stat().st_size / 2**30:.2f} GiB); {args.clients} clients for "
           f"{args.duration:.0f} s; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
           f"on {os.cpu_count()} CPUs")  # fmt: skip
-    with running_server([sys.executable, "-m", "app"], args.db) as server:
-        with httpx.Client(base_url=server.base_url, timeout=120) as warmup:
+    server_command = [sys.executable, "-m", "app"]
+    if args.server_cpus:
+        server_command = ["taskset", "-c", args.server_cpus, *server_command]
+    with running_server(server_command, args.db) as server:
+        if args.client_cpus:
+            os.sched_setaffinity(0, cpu_list(args.client_cpus))
+        print(f"placement: server on CPUs {args.server_cpus or 'any'}, clients on CPUs {args.client_cpus or 'any'}")
+        with httpx.Client(base_url=server.base_url, timeout=600) as warmup:
             index = warmup.get("/api/").raise_for_status().json()  # opens the DB before the clock starts
+            if args.warm_layers:
+                t0 = time.perf_counter()
+                for entry in index["layers"]:
+                    warmup.get(f"/api/layers/{entry['name']}").raise_for_status()
+                    warmup.get(f"/api/layers/{entry['name']}/units/0").raise_for_status()
+                print(f"warmed {len(index['layers'])} layers in {time.perf_counter() - t0:.1f} s")
         rng = random.Random(args.seed)
         layers = {
             entry["name"]: rng.sample(range(entry["units"]), min(args.unit_pool, entry["units"]))

@@ -49,7 +49,7 @@ def test_shown_sql_keeps_the_ranking_order_ties_by_image_id(hand_ro: dict[str, P
     # mixed4c unit 1: every max is 5.0, so the first 3 by max are images 0, 1, 2.
     with duckdb.connect(str(hand_ro["db"]), read_only=True) as con:
         rows = con.execute(metrics_sql.shown_sql("positive", "max"), {"run_id": 1, "layer": "mixed4c", "n": 3}).fetchall()
-    assert [image_id for unit, image_id in rows if unit == 1] == [0, 1, 2]
+    assert [(image_id, rank) for unit, image_id, rank in rows if unit == 1] == [(0, 1), (1, 2), (2, 3)]
 
 
 def test_codec_is_float16_little_endian_row_major() -> None:

@@ -14,10 +14,11 @@ from collections.abc import Callable
 import duckdb
 
 from worker.derived_layer import write_layer_controls
+from worker.derived_unit import write_unit_pages
 
 Writer = Callable[[duckdb.DuckDBPyConnection, int, str], None]
 
-WRITERS: tuple[Writer, ...] = (write_layer_controls,)
+WRITERS: tuple[Writer, ...] = (write_layer_controls, write_unit_pages)
 
 
 def write_layer(con: duckdb.DuckDBPyConnection, run_id: int, layer: str) -> None:

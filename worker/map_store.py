@@ -63,7 +63,7 @@ def shown_images(
         rows = con.execute(
             metrics_sql.shown_sql(kind, stat, table), {"run_id": run_id, "layer": layer, "n": schema.MAP_N}
         ).fetchall()
-        shown.update((unit, image_id) for unit, image_id in rows)
+        shown.update((unit, image_id) for unit, image_id, _ in rows)
     return shown
 
 

@@ -243,12 +243,57 @@ def ranking_sql(kind: RankKind, stat: str) -> str:
     """
 
 
+def unit_rows_sql() -> str:
+    """SQL giving (kind, stat, unit, rank, image_id, value): every unit's first $n images of every
+    ranking and stat, with its response, for one layer (publication stores them in unit_rows).
+
+    Parameters: $run_id, $layer, $n. positive and negative: the stored unit_ranks' first $n (ranks_sql's
+    order is ranking_sql's); near zero: shown_sql's. Cost: shown_sql three times, and one scan of the
+    layer's rows for the values.
+    """
+    sides = " UNION ALL ".join(
+        f"""SELECT '{kind}' AS kind, stat, unit, rank, image_id FROM {schema.UNIT_RANKS}
+            WHERE run_id = $run_id AND layer = $layer AND side = '{side}' AND rank <= $n"""
+        for kind, side in (("positive", "top"), ("negative", "bottom"))
+    )
+    near = " UNION ALL ".join(
+        f"SELECT 'near_zero' AS kind, '{stat}' AS stat, unit, rank, image_id FROM ({shown_sql('near_zero', stat)})"
+        for stat in schema.STATS
+    )
+    value = " ".join(f"WHEN '{stat}' THEN r.{col}" for stat, col in schema.STAT_COLUMN.items())
+    return f"""
+    WITH picked AS ({sides} UNION ALL {near})
+    SELECT p.kind, p.stat, p.unit, p.rank, p.image_id, CASE p.stat {value} END AS value
+    FROM picked p
+    JOIN {schema.RESPONSES} r ON r.run_id = $run_id AND r.layer = $layer AND r.unit = p.unit
+                              AND r.image_id = p.image_id
+    """
+
+
+def stored_rows_sql(stats: dict[RankKind, str]) -> str:
+    """SQL giving (kind, image_id, value): ranking_sql's images and values of every kind in `stats`
+    (kind -> stat), from unit_rows, in rank order within each kind; a kind has fewer than
+    min($n, images) rows when unit_rows does not hold its first $n.
+
+    Parameters: $run_id, $layer, $unit, $n. Cost: a lookup of the unit's rows, whatever the number of images.
+    """
+    for stat in stats.values():
+        schema.stat_column(stat)  # refuses anything but a stat name: it is spliced into the SQL
+    which = " OR ".join(f"(kind = '{kind}' AND stat = '{stat}')" for kind, stat in stats.items())
+    return f"""
+    SELECT kind, image_id, value FROM {schema.UNIT_ROWS}
+    WHERE run_id = $run_id AND layer = $layer AND unit = $unit AND rank <= $n AND ({which})
+    ORDER BY kind, rank
+    """
+
+
 def shown_sql(kind: RankKind, stat: str, table: str = schema.RESPONSES) -> str:
-    """SQL giving (unit, image_id): every unit's first $n images of one ranking, for one layer.
+    """SQL giving (unit, image_id, rank): every unit's first $n images of one ranking, for one layer.
 
     Parameters: $run_id, $layer, $n. The same order as ranking_sql, ties by image_id, for all the
-    layer's units at once: the worker uses it to find the images that unit pages show. `table` is
-    `responses` or, before publication, the worker's staging table (same columns).
+    layer's units at once: the worker uses it to find the images that unit pages show, and to store
+    the near-zero rows (rank 1-based). `table` is `responses` or, before publication, the worker's
+    staging table (same columns).
 
     Cost: like ranks_sql, two scans of the layer's rows and no full sort (a top-n aggregate finds
     each unit's n-th key, and only the rows at or past it are ordered).
@@ -272,7 +317,7 @@ def shown_sql(kind: RankKind, stat: str, table: str = schema.RESPONSES) -> str:
         SELECT r.unit, r.image_id, r.value FROM layer_rows r JOIN thresholds USING (unit)
         WHERE {key} {past} thresholds.t
     )
-    SELECT unit, image_id FROM (
+    SELECT unit, image_id, rank FROM (
         SELECT unit, image_id,
                row_number() OVER (PARTITION BY unit ORDER BY {_RANKING_ORDER[kind]}, image_id) AS rank
         FROM edge

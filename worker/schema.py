@@ -34,6 +34,11 @@ MAP_N: Final = 16
 # seed. Publication stores the null for these (worker.derived); a server set to others computes it.
 NULL_PERMUTATIONS: Final = 1000
 NULL_SEED: Final = 0
+# A unit page's rows hold at most UNIT_ROW_MAX images (app.params.N_MAX); publication stores each
+# unit's first UNIT_ROW_MAX images of every ranking and stat (worker.derived_unit).
+UNIT_ROW_MAX: Final = 64
+# Bins of a unit's histogram: fine enough to see a half-normal against a two-sided shape.
+HIST_BINS: Final = 40
 SELECTIVE_SI: Final = 0.65  # Aparicio et al. 2016
 FIGURE_SI: Final = 0.7  # the study's figure marks SI >= 0.7
 
@@ -55,7 +60,10 @@ IMAGE_STATS: Final = "image_stats"
 # than computes, what its pages need for the stored parameters (worker.derived), in DDL order.
 UNIT_CONTROLS: Final = "unit_controls"
 LAYER_NULL: Final = "layer_null"
-DERIVED_TABLES: Final[tuple[str, ...]] = (UNIT_CONTROLS, LAYER_NULL)
+UNIT_HISTOGRAMS: Final = "unit_histograms"
+UNIT_ROWS: Final = "unit_rows"
+UNIT_CLASSES: Final = "unit_classes"
+DERIVED_TABLES: Final[tuple[str, ...]] = (UNIT_CONTROLS, LAYER_NULL, UNIT_HISTOGRAMS, UNIT_ROWS, UNIT_CLASSES)
 
 # Low-level statistics of each image as the network saw it (worker.image_stats), in column order.
 IMAGE_STAT_COLUMNS: Final = ("luminance", "contrast", "saturation", "colourfulness", "hf_energy")
@@ -214,6 +222,45 @@ DDL: Final[tuple[str, ...]] = (
         p            DOUBLE,
         valid        INTEGER NOT NULL,
         PRIMARY KEY (run_id, layer, category, si_stat, neg_stat, k, threshold, permutations, seed, statistic)
+    )""",
+    # A unit page's histogram for every category and stat (worker.unit_sql.histogram_sql): the
+    # unit's range and its counts in HIST_BINS equal bins over it (1 bin when lo = hi).
+    f"""CREATE TABLE IF NOT EXISTS {UNIT_HISTOGRAMS} (
+        run_id          INTEGER   NOT NULL,
+        layer           VARCHAR   NOT NULL,
+        category        VARCHAR   NOT NULL,
+        stat            VARCHAR   NOT NULL,
+        unit            SMALLINT  NOT NULL,
+        lo              DOUBLE    NOT NULL,   -- min of the unit's responses on stat
+        hi              DOUBLE    NOT NULL,   -- max
+        category_counts INTEGER[] NOT NULL,   -- the category's images in each bin
+        rest_counts     INTEGER[] NOT NULL    -- the other images in each bin
+    )""",
+    # The rows of a unit page for every stat: each ranking's first UNIT_ROW_MAX images (positive and
+    # negative: unit_ranks' first ones; near zero: smallest |stat| first, ties by image_id) with the
+    # unit's response, so that a page reads no responses (metrics_sql.unit_rows_sql).
+    f"""CREATE TABLE IF NOT EXISTS {UNIT_ROWS} (
+        run_id   INTEGER  NOT NULL,
+        layer    VARCHAR  NOT NULL,
+        kind     VARCHAR  NOT NULL,           -- 'positive' | 'near_zero' | 'negative'
+        stat     VARCHAR  NOT NULL,
+        unit     SMALLINT NOT NULL,
+        rank     SMALLINT NOT NULL,           -- 1-based
+        image_id INTEGER  NOT NULL,
+        value    FLOAT    NOT NULL            -- the unit's response on stat
+    )""",
+    # Each unit's class profile on every stat (worker.unit_sql.profile_sql): per class (WNID), its
+    # images, mean and median response. Category-free: the server marks the category's classes.
+    f"""CREATE TABLE IF NOT EXISTS {UNIT_CLASSES} (
+        run_id     INTEGER  NOT NULL,
+        layer      VARCHAR  NOT NULL,
+        stat       VARCHAR  NOT NULL,
+        unit       SMALLINT NOT NULL,
+        wnid       VARCHAR  NOT NULL,
+        class_name VARCHAR  NOT NULL,
+        n          INTEGER  NOT NULL,
+        mean       DOUBLE   NOT NULL,
+        median     DOUBLE   NOT NULL
     )""",
 )
 

@@ -1,0 +1,167 @@
+"""What publication stores for unit pages (worker.derived_unit) against what the server computes on the fly,
+and the server's choice between them: stored rows for the stored parameters, its own SQL otherwise."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from fixtures import make_settings
+from hand_run import BEAGLE, FISH, OTHER, TENCH, image, spec_for
+from worker import metrics_sql, schema, unit_sql
+from worker.store import WorkerStore
+
+UNITS = 3
+WNIDS = [BEAGLE] * 30 + [TENCH] * 25 + [OTHER] * 25  # 80 images: more than UNIT_ROW_MAX
+LAYER = "conv1"
+
+
+def synthetic_stats() -> np.ndarray:
+    """[images, units, (mean, max, min)]: unit 0 random, unit 1 on a coarse grid (many ties, zeros), unit 2 constant."""
+    rng = np.random.default_rng(7)
+    stats = rng.normal(size=(len(WNIDS), UNITS, 3)).astype(np.float32)
+    stats[:, 1, :] = np.round(stats[:, 1, :] * 2) / 2
+    stats[:, 2, :] = 1.5
+    return stats
+
+
+def publish(db: Path, ranked_k: int) -> None:
+    """A synthetic run, published through the worker's own store: the derived rows are written on the way."""
+    stats = synthetic_stats()
+    spec = spec_for(tuple(f"{w}/{i}.JPEG" for i, w in enumerate(WNIDS)), units=UNITS, categories=(FISH,))
+    with WorkerStore.open(db) as store:
+        store.begin(spec)
+        half = len(WNIDS) // 2
+        for batch in (range(half, len(WNIDS)), range(half)):  # out of order, as the worker may write them
+            store.write_batch([image(i, WNIDS[i]) for i in batch], [], {LAYER: stats[list(batch)]})
+        store.publish(ranked_k=ranked_k)
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    db = tmp_path_factory.mktemp("stored") / "run.duckdb"
+    publish(db, ranked_k=schema.RANKED_K)
+    return db
+
+
+CASES = [(unit, stat, category) for unit in range(UNITS) for stat in schema.STATS for category in ("dog", "fish")]
+
+
+@pytest.mark.parametrize(("unit", "stat", "category"), CASES)
+def test_stored_rows_equal_the_servers_own_sql(published: Path, unit: int, stat: str, category: str) -> None:
+    q = {"run_id": 1, "layer": LAYER, "unit": unit, "category": category}
+    with duckdb.connect(str(published), read_only=True) as con:
+        [(lo, hi, cat, rest)] = con.execute(unit_sql.stored_histogram_sql(), {**q, "stat": stat}).fetchall()
+        computed = unit_sql.histograms(con.execute(unit_sql.histogram_sql(stat, one_unit=True), q).fetchall())[unit]
+        assert unit_sql.Histogram(lo, hi, list(cat), list(rest)) == computed
+        assert sum(cat) + sum(rest) == len(WNIDS)
+
+        stored = con.execute(unit_sql.marked_profile_sql(unit_sql.stored_profile_sql()), {**q, "stat": stat}).fetchall()
+        fresh = con.execute(unit_sql.marked_profile_sql(unit_sql.profile_sql(stat, one_unit=True)), q).fetchall()
+        assert stored == fresh and len(stored) == 3
+        assert {wnid for wnid, *_, is_cat in stored if is_cat} == ({BEAGLE} if category == "dog" else {TENCH})
+
+        n = schema.UNIT_ROW_MAX
+        stored_rows = con.execute(metrics_sql.stored_rows_sql(dict.fromkeys(metrics_sql.RANK_KINDS, stat)),
+                                  {"run_id": 1, "layer": LAYER, "unit": unit, "n": n}).fetchall()
+        for kind in metrics_sql.RANK_KINDS:
+            ranked = con.execute(metrics_sql.ranking_sql(kind, stat), {**q, "n": n}).fetchall()
+            assert [(i, v) for k, i, v in stored_rows if k == kind] == [(r[0], r[4]) for r in ranked]
+            assert len(ranked) == schema.UNIT_ROW_MAX
+
+
+def test_histogram_counts_match_numpy(published: Path) -> None:
+    stats = synthetic_stats()
+    is_dog = np.array([w == BEAGLE for w in WNIDS])
+    with duckdb.connect(str(published), read_only=True) as con:
+        lo, hi, cat, rest = con.execute(unit_sql.stored_histogram_sql(), {
+            "run_id": 1, "layer": LAYER, "category": "dog", "stat": "max", "unit": 0}).fetchone()
+    values = stats[:, 0, 1].astype(np.float64)
+    bins = np.minimum(np.floor((values - lo) / ((hi - lo) / schema.HIST_BINS)), schema.HIST_BINS - 1).astype(int)
+    assert (lo, hi) == (values.min(), values.max())
+    assert list(cat) == np.bincount(bins[is_dog], minlength=schema.HIST_BINS).tolist()
+    assert list(rest) == np.bincount(bins[~is_dog], minlength=schema.HIST_BINS).tolist()
+
+
+def _refuse(*args: object, **kwargs: object) -> str:
+    raise AssertionError("computed on the fly, but publication stored it")
+
+
+UNIT_URLS = ["/api/layers/conv1/units/0", "/api/layers/conv1/units/1?n=64&near_stat=min&si_stat=mean",
+             "/api/layers/conv1/units/2?category=fish", "/api/layers/conv1/units/1/classes?stat=min"]
+
+
+def test_server_reads_the_stored_rows_and_computes_the_same_without_them(
+    published: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the derived rows, no unit SQL runs; with them deleted, the server computes the same JSON."""
+    with monkeypatch.context() as m:
+        for module, name in ((unit_sql, "histogram_sql"), (unit_sql, "profile_sql"), (metrics_sql, "ranking_sql")):
+            m.setattr(module, name, _refuse)
+        with TestClient(create_app(make_settings(published, tmp_path))) as c:
+            stored = [c.get(url) for url in UNIT_URLS]
+    assert [r.status_code for r in stored] == [200] * len(UNIT_URLS)
+
+    bare = tmp_path / "bare.duckdb"
+    bare.write_bytes(published.read_bytes())
+    with duckdb.connect(str(bare)) as con:
+        for table in schema.DERIVED_TABLES:
+            con.execute(f"DELETE FROM {table}")
+    with TestClient(create_app(make_settings(bare, tmp_path))) as c:
+        computed = [c.get(url) for url in UNIT_URLS]
+    assert [r.json() for r in computed] == [r.json() for r in stored]
+    page = stored[1].json()
+    assert len(page["near_zero"]) == 64 and page["histogram"]["stat"] == "mean"
+
+
+def test_rankings_past_the_stored_ranks_are_computed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """unit_ranks holds ranked_k images a side: a longer row comes from the ranking SQL, with the same images."""
+    db = tmp_path / "short.duckdb"
+    publish(db, ranked_k=4)
+    calls: list[str] = []
+    real = metrics_sql.ranking_sql
+
+    def spy(kind: metrics_sql.RankKind, stat: str) -> str:
+        calls.append(kind)
+        return real(kind, stat)
+
+    monkeypatch.setattr(metrics_sql, "ranking_sql", spy)
+    with TestClient(create_app(make_settings(db, tmp_path))) as c:
+        short = c.get("/api/layers/conv1/units/0?n=4").json()
+        assert calls == []
+        long = c.get("/api/layers/conv1/units/0?n=6").json()
+    assert sorted(calls) == ["negative", "positive"]  # near zero: UNIT_ROW_MAX stored, not limited by ranked_k
+    for kind in ("positive", "negative", "near_zero"):
+        assert [e["image"] for e in long[kind][:4]] == [e["image"] for e in short[kind]]
+
+
+def test_a_repeated_url_is_rendered_once_per_db_generation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The response cache (app.twin): the same URL again costs no context; a republished DB is read afresh."""
+    from app import contexts
+
+    db = tmp_path / "run.duckdb"
+    publish(db, ranked_k=schema.RANKED_K)
+    calls: list[int] = []
+    real = contexts.unit
+    monkeypatch.setattr(contexts, "unit", lambda *a, **k: calls.append(1) or real(*a, **k))
+    with TestClient(create_app(make_settings(db, tmp_path))) as c:
+        first = [c.get(url) for url in ("/api/layers/conv1/units/0", "/layers/conv1/units/0")]
+        again = [c.get(url) for url in ("/api/layers/conv1/units/0", "/layers/conv1/units/0")]
+        assert len(calls) == 2
+        assert [r.content for r in again] == [r.content for r in first]
+        assert again[1].headers["link"] == first[1].headers["link"]
+        assert again[0].headers["content-type"] == "application/json"
+        fresh = tmp_path / "fresh.duckdb"  # republished, as the worker does: a new file renamed over the DB
+        fresh.write_bytes(db.read_bytes())
+        with duckdb.connect(str(fresh)) as con:
+            con.execute(f"UPDATE {schema.UNIT_ROWS} SET value = value + 1 WHERE unit = 0 AND stat = 'max'")
+        os.replace(fresh, db)
+        after = c.get("/api/layers/conv1/units/0").json()
+    assert len(calls) == 3
+    assert [e["value"] for e in after["positive"]] == pytest.approx([e["value"] + 1 for e in first[0].json()["positive"]])
