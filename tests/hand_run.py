@@ -54,3 +54,20 @@ def publish_hand_run(db: Path, ranked_k: int) -> int:
         store.write_batch([image(4, OTHER)], [], {"conv1": stats[4:5]})
         store.write_batch([image(i, WNIDS[i]) for i in range(4)], [], {"conv1": stats[:4]})
         return store.publish(ranked_k=ranked_k).run_id
+
+
+def publish_mixed4c_run(db: Path, stats: np.ndarray, wnids: tuple[str, ...], categories: tuple[Category, ...]) -> None:
+    """Publish a one-batch run of `stats` [images, units, (mean, max, min)] as layer mixed4c, image i of class wnids[i]."""
+    files = tuple(f"{w}/{i}.JPEG" for i, w in enumerate(wnids))
+    units = stats.shape[1]
+    spec = RunSpec(
+        model="bvlc-googlenet", weights="synthetic", weights_sha256="none", preprocessing=json.dumps({"x": 1}),
+        images_root=str(db.parent), files=files,
+        layers=(LayerSpec(name="mixed4c", position=0, units=units, module="m", branches=("conv",) * units),),
+        categories=categories, device="cpu",
+    )  # fmt: skip
+    with WorkerStore.open(db) as store:
+        store.begin(spec)
+        store.write_batch([ImageRow(i, f, w, None, w, 8, 8, "RGB") for i, (f, w) in enumerate(zip(files, wnids))],
+                          [], {"mixed4c": stats})  # fmt: skip
+        store.publish()

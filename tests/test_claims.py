@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from fixtures import make_settings
+from hand_run import publish_mixed4c_run
 
 from app.main import create_app
 from worker import controls
 from worker.categories import builtin_category
-from worker.store import ImageRow, LayerSpec, RunSpec, WorkerStore
 
 DOGS = ("n02085620", "n02085782", "n02085936", "n02086079")  # Chihuahua, Japanese spaniel, Maltese, Pekinese
 OTHERS = ("n01440764", "n01443537", "n01484850", "n01491361", "n01494475", "n01496331", "n01498041", "n01514668")
@@ -50,21 +48,6 @@ def _responses(kind: str, seed: int = 0) -> np.ndarray:
     return stats
 
 
-def _publish(db: Path, stats: np.ndarray) -> None:
-    files = tuple(f"{w}/{i}.JPEG" for i, w in enumerate(WNIDS))
-    spec = RunSpec(
-        model="bvlc-googlenet", weights="synthetic", weights_sha256="none", preprocessing=json.dumps({"x": 1}),
-        images_root=str(db.parent), files=files,
-        layers=(LayerSpec(name="mixed4c", position=0, units=UNITS, module="m", branches=("conv",) * UNITS),),
-        categories=(builtin_category("dog"),), device="cpu",
-    )
-    with WorkerStore.open(db) as store:
-        store.begin(spec)
-        store.write_batch([ImageRow(i, f, w, None, w, 8, 8, "RGB") for i, (f, w) in enumerate(zip(files, WNIDS))],
-                          [], {"mixed4c": stats})
-        store.publish()
-
-
 @pytest.fixture(scope="module")
 def claims_of(tmp_path_factory: pytest.TempPathFactory):
     cache: dict[str, dict] = {}
@@ -72,7 +55,7 @@ def claims_of(tmp_path_factory: pytest.TempPathFactory):
     def get(kind: str, query: str = "") -> dict:
         if (kind, query) not in cache:
             tmp = tmp_path_factory.mktemp(kind)
-            _publish(tmp / "c.duckdb", _responses(kind))
+            publish_mixed4c_run(tmp / "c.duckdb", _responses(kind), WNIDS, (builtin_category("dog"),))
             with TestClient(create_app(make_settings(tmp / "c.duckdb", tmp))) as c:
                 body = c.get(f"/api/claims{query}").json()
                 page = c.get(f"/claims{query}")
@@ -149,7 +132,7 @@ def test_the_page_shows_every_verdict_and_links_its_twin(claims_of):
 
 
 def test_a_layer_that_is_not_in_the_run_is_404(claims_of, tmp_path):
-    _publish(tmp_path / "c.duckdb", _responses("one_sided"))
+    publish_mixed4c_run(tmp_path / "c.duckdb", _responses("one_sided"), WNIDS, (builtin_category("dog"),))
     with TestClient(create_app(make_settings(tmp_path / "c.duckdb", tmp_path))) as c:
         r = c.get("/api/claims?layer=mixed9z")
         assert r.status_code == 404 and "mixed9z" in r.json()["error"]["detail"]

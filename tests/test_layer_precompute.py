@@ -3,7 +3,6 @@ equal what the server computes on the fly, and the server reads them for the sto
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -13,12 +12,11 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from fixtures import make_settings
-from hand_run import publish_hand_run
+from hand_run import publish_hand_run, publish_mixed4c_run
 
 from app.main import create_app
 from worker import controls, metrics_sql, schema
 from worker.categories import Category, builtin_category
-from worker.store import ImageRow, LayerSpec, RunSpec, WorkerStore
 
 DOGS = ("n02085620", "n02085782", "n02085936")
 FISH = ("n01440764", "n01443537")  # tench, goldfish
@@ -41,21 +39,6 @@ def _stats() -> np.ndarray:
     return stats
 
 
-def _publish(db: Path, stats: np.ndarray) -> None:
-    files = tuple(f"{w}/{i}.JPEG" for i, w in enumerate(WNIDS))
-    spec = RunSpec(
-        model="bvlc-googlenet", weights="synthetic", weights_sha256="none", preprocessing=json.dumps({"x": 1}),
-        images_root=str(db.parent), files=files,
-        layers=(LayerSpec(name="mixed4c", position=0, units=UNITS, module="m", branches=("conv",) * UNITS),),
-        categories=(builtin_category("dog"), Category("fish", FISH, "test")), device="cpu",
-    )
-    with WorkerStore.open(db) as store:
-        store.begin(spec)
-        store.write_batch([ImageRow(i, f, w, None, w, 8, 8, "RGB") for i, (f, w) in enumerate(zip(files, WNIDS))],
-                          [], {"mixed4c": stats})
-        store.publish()
-
-
 def _pair(tmp: Path, publish: Callable[[Path], object]) -> dict[str, Path]:
     """A published run ("stored"), and a copy without its derived rows ("computed": the server computes)."""
     stored, computed = tmp / "stored" / "s.duckdb", tmp / "computed" / "s.duckdb"
@@ -71,7 +54,7 @@ def _pair(tmp: Path, publish: Callable[[Path], object]) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def dbs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return _pair(tmp_path_factory.mktemp("layerpre"), lambda db: _publish(db, _stats()))
+    return _pair(tmp_path_factory.mktemp("layerpre"), lambda db: publish_mixed4c_run(db, _stats(), WNIDS, (builtin_category("dog"), Category("fish", FISH, "test"))))
 
 
 def _get(dbs: dict[str, Path], which: str, url: str) -> dict:

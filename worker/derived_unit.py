@@ -2,7 +2,7 @@
 
 Every ranking's first UNIT_ROW_MAX images on every stat, with their values (metrics_sql.unit_rows_sql);
 for every stat, the class profile (unit_sql.profile_sql); for every stat and category, the histogram
-(unit_sql.histogram_sql).
+(unit_sql.histogram_lists_sql).
 The server's unit page then reads these rows instead of scanning the unit's responses.
 """
 
@@ -43,11 +43,8 @@ def write_unit_pages(con: duckdb.DuckDBPyConnection, run_id: int, layer: str) ->
             )
         for category in categories:
             for chunk in chunks:
-                rows = con.execute(unit_sql.histogram_sql(stat, one_unit=False), {**chunk, "category": category})
-                con.executemany(
-                    f"INSERT INTO {schema.UNIT_HISTOGRAMS} VALUES ($run_id, $layer, $category, $stat, $unit, "
-                    "$lo, $hi, $category_counts, $rest_counts)",
-                    [{"run_id": run_id, "layer": layer, "category": category, "stat": stat, "unit": unit,
-                      "lo": h.lo, "hi": h.hi, "category_counts": h.category, "rest_counts": h.rest}
-                     for unit, h in sorted(unit_sql.histograms(rows.fetchall()).items())],
+                con.execute(
+                    f"INSERT INTO {schema.UNIT_HISTOGRAMS} SELECT $run_id, $layer, $category, $stat, unit, lo, hi, "
+                    f"category_counts, rest_counts FROM ({unit_sql.histogram_lists_sql(stat)}) ORDER BY unit",
+                    {**chunk, "category": category, "stat": stat},
                 )

@@ -25,10 +25,10 @@ from typing import Any, Final
 import torch
 from PIL import Image
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from torchvision.io import ImageReadMode, decode_jpeg
 
-from worker.images import Batch, Decoded, SkipImage, Transform, decode_file, pil_skip_reasons, read_checked
+from worker.images import Batch, Decoded, FileDataset, SkipImage, Transform, decode_file, pil_skip_reasons, read_checked
 from worker.models import LoadedModel
 
 # What runs.preprocessing adds for a --decode gpu run (a pil run's description is unchanged, so
@@ -57,16 +57,8 @@ class Encoded:
     data: Tensor | None = None  # the file's bytes (uint8), when the device is to decode it
 
 
-class EncodedDataset(Dataset[Encoded]):
+class EncodedDataset(FileDataset[Encoded]):
     """Reads files by position: RGB JPEGs as bytes, anything else decoded by PIL; never raises."""
-
-    def __init__(self, root: Path, files: Sequence[tuple[int, str]], transform: Transform) -> None:
-        self.root = root
-        self.files = list(files)  # (file id, relative path)
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.files)
 
     def __getitem__(self, index: int) -> Encoded:
         file_id, rel = self.files[index]

@@ -11,11 +11,14 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
+
+T = TypeVar("T")  # what a FileDataset yields per file
 
 # Extensions are compared lower-cased, so `.JPEG` (ImageNet's own) and `.Png` count too.
 IMAGE_EXTENSIONS = frozenset(
@@ -232,8 +235,8 @@ class Decoded:
     reason: str | None = None
 
 
-class ImageDataset(Dataset[Decoded]):
-    """Decodes and transforms files by position; never raises for a bad file."""
+class FileDataset(Dataset[T]):
+    """Files of an images root by position, each with its id, for a loader's processes."""
 
     def __init__(self, root: Path, files: Sequence[tuple[int, str]], transform: Transform) -> None:
         self.root = root
@@ -242,6 +245,10 @@ class ImageDataset(Dataset[Decoded]):
 
     def __len__(self) -> int:
         return len(self.files)
+
+
+class ImageDataset(FileDataset[Decoded]):
+    """Decodes and transforms files by position; never raises for a bad file."""
 
     def __getitem__(self, index: int) -> Decoded:
         return decode_file(self.root, *self.files[index], self.transform)

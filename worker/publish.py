@@ -12,7 +12,7 @@ freshly written copy).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,15 +66,7 @@ def publish_run(
     working file. config: DuckDB settings of the writing connection (memory_limit). ranked_k: how
     many images of each unit to rank on each side of every stat (tests lower it).
     """
-    remove(publishing, wal_of(publishing))
-    try:
-        run_id = _build(db, work, publishing, config, ranked_k)
-        fsync(publishing)
-        os.replace(publishing, db)
-        fsync(db.parent)
-    except (duckdb.Error, OSError) as exc:
-        remove(publishing)
-        raise write_error(publishing, exc) from None
+    run_id = _replace(db, publishing, lambda: _build(db, work, publishing, config, ranked_k))
     remove(work, wal_of(work))
     with open_read_only(db) as con:
         figures = con.execute(
@@ -152,8 +144,7 @@ def rederive(db: Path, publishing: Path, *, config: Mapping[str, str]) -> int:
     definitions changed: everything else is copied as it is, into a fresh file renamed over `db`
     as publish_run does. Returns the number of layers derived.
     """
-    remove(publishing, wal_of(publishing))
-    try:
+    def build() -> int:
         with duckdb.connect(str(publishing), config=dict(config)) as pub:
             init_schema(pub, publishing)
             _copy_published(pub, db, tuple(t for t in _PUBLISHED_TABLES if t not in schema.DERIVED_TABLES))
@@ -163,13 +154,26 @@ def rederive(db: Path, publishing: Path, *, config: Mapping[str, str]) -> int:
             for run_id, layer in layers:
                 derived.write_layer(pub, run_id, layer)
             pub.execute("CHECKPOINT")
+        return len(layers)
+
+    return _replace(db, publishing, build)
+
+
+def _replace(db: Path, publishing: Path, build: Callable[[], int]) -> int:
+    """Write the fresh file `publishing` with build(), make it durable and rename it over `db` (atomic).
+
+    Returns what build returns. A failed write removes `publishing` and leaves `db` as it was.
+    """
+    remove(publishing, wal_of(publishing))
+    try:
+        result = build()
         fsync(publishing)
         os.replace(publishing, db)
         fsync(db.parent)
     except (duckdb.Error, OSError) as exc:
         remove(publishing)
         raise write_error(publishing, exc) from None
-    return len(layers)
+    return result
 
 
 def _copy_published(pub: duckdb.DuckDBPyConnection, db: Path, tables: tuple[str, ...]) -> None:

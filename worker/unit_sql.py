@@ -64,6 +64,33 @@ def histogram_sql(stat: str, *, one_unit: bool) -> str:
     """
 
 
+def histogram_lists_sql(stat: str) -> str:
+    """SQL giving (unit, lo, hi, category_counts, rest_counts) for the units $first to $last: histogram_sql's
+    counts as one list per side, every bin present (0 where empty), as unit_histograms stores them.
+
+    Parameters: those of histogram_sql (one_unit=False). Done in SQL so that publication inserts a
+    layer's histograms in one statement per stat and category, not one per unit.
+    """
+    return f"""
+    WITH counts AS MATERIALIZED ({histogram_sql(stat, one_unit=False)}),
+    units AS (SELECT DISTINCT unit, lo, hi FROM counts),
+    grid AS (
+        SELECT u.unit, u.lo, u.hi, side.is_cat, b.bin
+        FROM units u
+        CROSS JOIN (VALUES (true), (false)) side(is_cat)
+        CROSS JOIN LATERAL (
+            SELECT unnest(range(CASE WHEN u.hi > u.lo THEN {schema.HIST_BINS} ELSE 1 END))::INTEGER AS bin
+        ) b
+    )
+    SELECT g.unit, g.lo, g.hi,
+           list(coalesce(c.count, 0) ORDER BY g.bin) FILTER (WHERE g.is_cat) AS category_counts,
+           list(coalesce(c.count, 0) ORDER BY g.bin) FILTER (WHERE NOT g.is_cat) AS rest_counts
+    FROM grid g
+    LEFT JOIN counts c ON c.unit = g.unit AND c.is_cat = g.is_cat AND c.bin = g.bin
+    GROUP BY g.unit, g.lo, g.hi
+    """
+
+
 def histograms(rows: Iterable[tuple[Any, ...]]) -> dict[int, Histogram]:
     """histogram_sql's rows as one Histogram per unit."""
     result: dict[int, Histogram] = {}
