@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     # The layer page's label-permutation null (app.layer_controls); the issue asks for at least 1,000.
     null_permutations: int = Field(schema.NULL_PERMUTATIONS, ge=1000, le=100_000, description="label permutations of a layer's "
                                    "null, at least 1000 (default 1000)")  # fmt: skip
+    request_threads: int = Field(4, ge=1, le=256, description="requests served at once; more wait their turn "
+                                 "(default 4)")  # fmt: skip
     null_seed: int = Field(schema.NULL_SEED, ge=0, description="seed of those permutations (default 0)")
 
 

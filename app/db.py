@@ -16,11 +16,11 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import numpy as np
@@ -29,6 +29,8 @@ from app.cache import LruCache
 from app.config import Settings
 from app.problems import Unavailable
 from worker import schema
+
+T = TypeVar("T")
 
 log = logging.getLogger("app.db")
 
@@ -58,6 +60,7 @@ class Generation:
     _active: int = 0
     _retired: bool = False
     _memo: dict[object, Any] = field(default_factory=dict)
+    _pending: dict[object, threading.Lock] = field(default_factory=dict)
 
     def try_acquire(self) -> bool:
         """Count a request using this generation; False if it was retired (and maybe closed)."""
@@ -83,15 +86,26 @@ class Generation:
         if close:
             self.connection.close()
 
-    def memo(self, key: object) -> Any:
-        """A value memoised for this generation, or None."""
-        with self._lock:
-            return self._memo.get(key)
+    def memo(self, key: object, compute: Callable[[], T]) -> T:
+        """compute()'s value, computed once for the life of this generation (small things only).
 
-    def remember(self, key: object, value: Any) -> Any:
-        """Memoise a value for the life of this generation (small things only)."""
+        Concurrent callers of one key wait for the first instead of each computing it: at the
+        study's scale a run's image index takes seconds, and 32 clients arriving at once on a fresh
+        server would otherwise each build it.
+        """
         with self._lock:
-            return self._memo.setdefault(key, value)
+            if key in self._memo:
+                return self._memo[key]
+            key_lock = self._pending.setdefault(key, threading.Lock())
+        with key_lock:
+            with self._lock:
+                if key in self._memo:
+                    return self._memo[key]
+            value = compute()
+            with self._lock:
+                self._memo[key] = value
+                self._pending.pop(key, None)
+        return value
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,7 @@ class ImageStats:
 def image_stats(reader: Reader, run: Run) -> ImageStats | None:
     """The run's image_stats, read once per run and DB generation; None when the run has none."""
     key = ("image_stats", run.run_id)
-    cached = reader.generation.memo(key)
-    if cached is None:
-        cached = reader.generation.remember(key, _read_image_stats(reader, run))
-    return cached or None  # False memoises "the run has none"
+    return reader.generation.memo(key, lambda: _read_image_stats(reader, run)) or None  # False: the run has none
 
 
 def _read_image_stats(reader: Reader, run: Run) -> ImageStats | bool:

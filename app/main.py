@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from anyio import to_thread
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
@@ -44,6 +45,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # out of the cyclic GC, whose full collections otherwise stall a request by ~40 ms now and then.
         gc.collect()
         gc.freeze()
+        # Page handlers run in anyio's thread pool (40 threads by default). Under many clients, 40
+        # threads on the GIL share the CPU so that a slow request takes 40 turns to finish: fewer
+        # threads serve requests nearer to first come, first served, which bounds the tail
+        # (bench/load.py, README "Performance").
+        to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
         yield
         db.close()
 

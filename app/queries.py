@@ -54,18 +54,16 @@ def _utc(value: datetime | None) -> datetime | None:
 
 
 def table_names(reader: Reader) -> set[str]:
-    tables = reader.generation.memo("tables")
-    if tables is None:
-        rows = reader.rows("SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()")
-        tables = reader.generation.remember("tables", {r[0] for r in rows})
-    return tables
+    return reader.generation.memo("tables", lambda: {r[0] for r in reader.rows(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()")})
 
 
 def runs(reader: Reader) -> list[Run]:
     """The complete runs, newest first. A run still being written is never shown."""
-    cached = reader.generation.memo("runs")
-    if cached is not None:
-        return cached
+    return reader.generation.memo("runs", lambda: _read_runs(reader))
+
+
+def _read_runs(reader: Reader) -> list[Run]:
     tables = table_names(reader)
     run_rows = reader.rows(
         f"""SELECT run_id, model, weights, weights_sha256, preprocessing, images_root, n_files, device,
@@ -105,7 +103,7 @@ def runs(reader: Reader) -> list[Run]:
             Run(*row, images=images.get(run_id, 0), skipped=skipped.get(run_id, 0),
                 layers=layers.get(run_id, {}), categories=categories)
         )
-    return reader.generation.remember("runs", result)
+    return result
 
 
 def find_run(reader: Reader, run_id: int | None) -> Run | None:
