@@ -244,6 +244,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=40, help="warm requests per endpoint (default 40)")
     parser.add_argument("--units", type=int, default=12, help="distinct units for the cold unit samples (default 12)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--stored-only", action="store_true",
+                        help="skip the layer pages with parameters publication did not store (their null is "
+                        "computed: minutes at a million images)")
     parser.add_argument("--units-only", action="store_true",
                         help="time only the unit pages and class profiles, after one unit page of the layer "
                              "(untimed) has paid for what the layer's pages share: its scores and split halves")
@@ -287,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             spare = next(u for u in range(layers[layer]) if u not in units)
             get(client, f"{api}/units/{spare}")
         else:
-            rows.extend(layer_rows(client, layer, args.repeats))
+            rows.extend(layer_rows(client, layer, args.repeats, stored_only=args.stored_only))
         half = max(1, len(units) // 2)
         api_units = [f"{api}/units/{u}" for u in units[:half]]
         page_units = [f"{page}/units/{u}" for u in units[half:] or units]
@@ -319,8 +322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0 if warm_ok and cold_ok and rss_ok else 3
 
 
-def layer_rows(client: httpx.Client, layer: str, repeats: int) -> list[Row]:
-    """The claims, the layer pages with default and new parameters, and /layers, cold then warm."""
+def layer_rows(client: httpx.Client, layer: str, repeats: int, *, stored_only: bool = False) -> list[Row]:
+    """The claims, the layer pages with default and (unless stored_only) new parameters, and /layers, cold then warm."""
     api, page = f"/api/layers/{layer}", f"/layers/{layer}"
     rows: list[Row] = []
     # First, so that it is really cold: the claims read the layer on three stats and compute its
@@ -333,6 +336,8 @@ def layer_rows(client: httpx.Client, layer: str, repeats: int) -> list[Row]:
     rows.append(measure(client, f"{page} (default)", [page], repeats))
     rows.append(measure(client, "/api/layers", ["/api/layers"], repeats))
     rows.append(measure(client, "/layers", ["/layers"], repeats))
+    if stored_only:
+        return rows
     rows.append(measure(client, f"{api}?si_stat=mean", [api + "?si_stat=mean"], repeats))
     for params in NEW_SCATTER_PARAMS:
         row = measure(client, f"{api}{query(params)}", [api + query(params)], repeats)
