@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,8 +59,7 @@ class Generation:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _active: int = 0
     _retired: bool = False
-    _memo: dict[object, Any] = field(default_factory=dict)
-    _pending: dict[object, threading.Lock] = field(default_factory=dict)
+    _memos: LruCache[Any] = field(default_factory=lambda: LruCache(None))
 
     def try_acquire(self) -> bool:
         """Count a request using this generation; False if it was retired (and maybe closed)."""
@@ -86,26 +85,14 @@ class Generation:
         if close:
             self.connection.close()
 
-    def memo(self, key: object, compute: Callable[[], T]) -> T:
+    def memo(self, key: Hashable, compute: Callable[[], T]) -> T:
         """compute()'s value, computed once for the life of this generation (small things only).
 
         Concurrent callers of one key wait for the first instead of each computing it: at the
         study's scale a run's image index takes seconds, and 32 clients arriving at once on a fresh
         server would otherwise each build it.
         """
-        with self._lock:
-            if key in self._memo:
-                return self._memo[key]
-            key_lock = self._pending.setdefault(key, threading.Lock())
-        with key_lock:
-            with self._lock:
-                if key in self._memo:
-                    return self._memo[key]
-            value = compute()
-            with self._lock:
-                self._memo[key] = value
-                self._pending.pop(key, None)
-        return value
+        return self._memos.get_or_compute(key, compute)
 
 
 @dataclass(frozen=True)

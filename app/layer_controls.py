@@ -169,9 +169,7 @@ def layer_tests(reader: Reader, run: queries.Run, layer: str, p: ScoreParams, k:
     data = _layer_data(reader, run, layer, p)
     base = (reader.generation.identity, run.run_id, layer, p.category, p.si_stat)
     auroc = reader.caches.scores.get_or_compute((*base, "auroc"), lambda: _auroc(data))
-    # Kept in a 1-tuple: the cache takes None for "not computed yet", and a null can be None.
-    (null,) = reader.caches.scores.get_or_compute(
-        (*base, "null", p.neg_stat, k, p.threshold, permutations, seed),
-        lambda: (_null(data, k, permutations, seed),),
+    null = reader.caches.scores.get_or_compute(
+        (*base, "null", p.neg_stat, k, p.threshold, permutations, seed), lambda: _null(data, k, permutations, seed)
     )
     return auroc, null

@@ -22,12 +22,12 @@ class ImageStats:
 def image_stats(reader: Reader, run: Run) -> ImageStats | None:
     """The run's image_stats, read once per run and DB generation; None when the run has none."""
     key = ("image_stats", run.run_id)
-    return reader.generation.memo(key, lambda: _read_image_stats(reader, run)) or None  # False: the run has none
+    return reader.generation.memo(key, lambda: _read_image_stats(reader, run))
 
 
-def _read_image_stats(reader: Reader, run: Run) -> ImageStats | bool:
+def _read_image_stats(reader: Reader, run: Run) -> ImageStats | None:
     if schema.IMAGE_STATS not in table_names(reader):
-        return False
+        return None
     names = schema.IMAGE_STAT_COLUMNS
     cols = reader.columns(
         f"SELECT image_id, {', '.join(names)} FROM {schema.IMAGE_STATS} WHERE run_id = $run_id ORDER BY image_id",
@@ -35,7 +35,7 @@ def _read_image_stats(reader: Reader, run: Run) -> ImageStats | bool:
     )
     ids = cols["image_id"]
     if len(ids) == 0:
-        return False
+        return None
     values = np.full((int(ids.max()) + 1, len(names)), np.nan)
     values[ids] = np.column_stack([cols[name] for name in names])
     return ImageStats(names=names, values=values)
