@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# Two images from one file (README, "Docker"):
+# Two images from one file (docs/deployment.md):
 #   docker build --target server -t unitscope-server .   # the dashboard, no torch
 #   docker build --target worker -t unitscope-worker .   # the extraction job, torch with CUDA
 # Every RUN that installs Python packages is, word for word, a setup command from the README, so an

@@ -10,7 +10,7 @@ import uvicorn
 
 from app.config import LOOPBACK, parse_args
 from app.main import create_app
-from worker.flags import SettingsError
+from unitscope.flags import SettingsError
 
 
 def main(argv: Sequence[str] | None = None) -> int:

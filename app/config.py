@@ -1,6 +1,6 @@
 """The server's one settings object: CLI flags, else UNITSCOPE_* environment variables, else defaults.
 
-Each field is named once: `python -m app` builds its flags from these fields (worker.flags).
+Each field is named once: `python -m app` builds its flags from these fields (unitscope.flags).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from worker import schema
-from worker.flags import add_flags, from_flags
+from unitscope import schema
+from unitscope.flags import add_flags, from_flags
 
 LOOPBACK = "127.0.0.1"
 
@@ -43,10 +43,9 @@ class Settings(BaseSettings):
     images_root: Path | None = Field(None, description="image folder, if not the run's images_root")
     memory_limit: str = Field("1GB", description="DuckDB memory limit (default 1GB)")
     db_threads: int = Field(2, ge=1, le=256, description="DuckDB threads (default 2)")
-    score_cache_size: int = Field(128, ge=1, description="layer score sets kept in memory, ~30 KB each "
-                                  "(default 128)")  # fmt: skip
-    unit_cache_size: int = Field(1024, ge=1, description="unit pages kept in memory, ~10 KB each (default 1024)")
-    # The layer page's label-permutation null (app.layer_controls); the issue asks for at least 1,000.
+    result_cache_size: int = Field(1024, ge=1, description="computed results kept in memory (layer scores, nulls, "
+                                   "class profiles; ~30 KB each; default 1024)")  # fmt: skip
+    # The layer page's label-permutation null (app.data.layer_tests); at least 1,000.
     null_permutations: int = Field(schema.NULL_PERMUTATIONS, ge=1000, le=100_000, description="label permutations of a layer's "
                                    "null, at least 1000 (default 1000)")  # fmt: skip
     request_threads: int = Field(4, ge=1, le=256, description="requests served at once; more wait their turn "
@@ -57,7 +56,7 @@ class Settings(BaseSettings):
 def parse_args(argv: Sequence[str] | None = None) -> Settings:
     """`python -m app --db FILE [--host H] [--port P] ...`: flags win over UNITSCOPE_* variables.
 
-    Raises worker.flags.SettingsError, naming the flag or variable, for a bad value.
+    Raises unitscope.flags.SettingsError, naming the flag or variable, for a bad value.
     """
     parser = argparse.ArgumentParser(prog="python -m app", description="unitscope dashboard server")
     add_flags(parser, Settings)

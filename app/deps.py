@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Path, Query, Request
 
 from app.config import Settings
-from app.db import Database, Reader
+from app.data.db import Database, Reader
 from app.params import (
     ID_MAX,
     NAME_MAX,

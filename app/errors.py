@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.problems import NotFound, Problem, Unavailable
+from unitscope.errors import NotFound, Problem, Unavailable
 
 log = logging.getLogger("app")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from app.problems import NotFound
+from unitscope.errors import NotFound
 
 log = logging.getLogger("app.image_files")
 

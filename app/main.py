@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 
 from app import render
 from app.config import Settings
-from app.db import Database
+from app.data.db import Database
 from app.errors import install_error_handlers
 from app.routes import ROUTERS
 
@@ -48,7 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Page handlers run in anyio's thread pool (40 threads by default). Under many clients, 40
         # threads on the GIL share the CPU so that a slow request takes 40 turns to finish: fewer
         # threads serve requests nearer to first come, first served, which bounds the tail
-        # (bench/load.py, README "Performance").
+        # (bench/load.py, docs/performance.md).
         to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
         yield
         db.close()

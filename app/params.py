@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
-from worker import schema
+from unitscope import claim_rules, schema
 
 # Bounds: beyond them a request is refused with 422 rather than left to exhaust the server.
 K_MAX = 10_000  # images per unit ranking for in_top/in_bottom (the study: 1000 of 286k)
@@ -52,13 +52,13 @@ class ScoreParams(RunParams):
     """What defines a layer's scores: category, k and the three stats, plus the figure threshold."""
 
     category: str = Field(schema.DEFAULT_CATEGORY, min_length=1, max_length=NAME_MAX)
-    # None: chosen from the run's size (worker.controls.default_k), resolved once per view in app.contexts.
+    # None: chosen from the run's size (unitscope.claim_rules.default_k), resolved once per view in app.pages.common.score_info.
     k: OptionalWhole = Field(None, ge=1, le=K_MAX, description=f"images in each unit's top/bottom (≤ {K_MAX}); "
                              f"default: the study's {schema.DEFAULT_K}, or a sixth of the images for a smaller run")
     pos_stat: StatName = Field(schema.DEFAULT_POS_STAT, description="stat ranking the strongest positive")
     neg_stat: StatName = Field(schema.DEFAULT_NEG_STAT, description="stat ranking the strongest negative")
     si_stat: StatName = Field(schema.DEFAULT_SI_STAT, description="stat the selectivity index is computed on")
-    threshold: float = Field(schema.FIGURE_SI, ge=0.0, le=1.0, description="SI at or above which a unit is selective")
+    threshold: float = Field(claim_rules.FIGURE_SI, ge=0.0, le=1.0, description="SI at or above which a unit is selective")
 
 
 class UnitParams(ScoreParams):

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from app.errors import ErrorBody
 from app.params import K_MAX, N_MAX
 from app.urls import Urls
-from worker import schema
+from unitscope import schema
 
 
 def make_environment(templates_dir: Path) -> jinja2.Environment:

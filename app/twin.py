@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, TypeAdapter
 
 from app import render
-from app.db import Reader
+from app.data.db import Reader
 
 Build = TypeVar("Build", bound=Callable[..., Any])
 
@@ -45,13 +45,13 @@ def _cached(request: Request, reader: Reader | None, kind: str, respond: Callabl
     """The response for this URL, rendered once per DB generation: a page is a function of the DB and its URL."""
     if reader is None:
         return respond()
-    key = (reader.generation.identity, kind, request.scope.get("root_path", ""), request.url.path, request.url.query)
+    key = (kind, request.scope.get("root_path", ""), request.url.path, request.url.query)
 
     def render_once() -> tuple[bytes, dict[str, str]]:
         response = respond()
         return bytes(response.body), {k: v for k, v in response.headers.items() if k != "content-length"}
 
-    body, headers = reader.caches.bodies.get_or_compute(key, render_once)
+    body, headers = reader.cache.get(reader.generation, key, render_once, body=True)
     return Response(body, headers=headers)
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from urllib.parse import quote, urlencode
 
-from app.class_profile import DEFAULT_STAT as DEFAULT_CLASS_STAT
 from app.params import DEFAULTS
+from unitscope.schema import DEFAULT_SI_STAT as DEFAULT_CLASS_STAT
 
 # Which of the current view's parameters a link to each kind of page keeps.
 _RUN = ("run",)

@@ -21,8 +21,8 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from worker import schema
-from worker.metrics_sql import stored_counts_sql
+from unitscope import claim_rules, schema
+from unitscope.metrics_sql import stored_counts_sql
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--category", default=schema.DEFAULT_CATEGORY)
     parser.add_argument("--k", type=int, default=schema.DEFAULT_K, help=f"at most {schema.RANKED_K}")
     parser.add_argument("--si-stat", default=schema.DEFAULT_SI_STAT, choices=schema.STATS)
-    parser.add_argument("--selective", type=float, default=schema.FIGURE_SI, help="SI of the selective flag")
+    parser.add_argument("--selective", type=float, default=claim_rules.FIGURE_SI, help="SI of the selective flag")
     return parser
 
 

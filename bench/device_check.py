@@ -30,7 +30,12 @@ from torch import Tensor
 from worker.categories import load_categories
 from worker.cli import build_loader
 from worker.extract import Extractor, resolve_device
-from worker.images import FileEntry, class_folder_problem, list_image_files, spread_subset
+from worker.images import (
+    FileEntry,
+    class_folder_problem,
+    list_image_files,
+    spread_subset,
+)
 from worker.models import LoadedModel, get_model
 from worker.settings import WorkerSettings
 
@@ -70,7 +75,7 @@ def relative(a: Stats, b: Stats) -> dict[str, list[float]]:
 
 
 def si(responses: np.ndarray, is_cat: np.ndarray) -> np.ndarray:
-    """[images, units] -> SI per unit, as worker.metrics_sql: min-max normalised, category mean share."""
+    """[images, units] -> SI per unit, as unitscope.metrics_sql: min-max normalised, category mean share."""
     lo, hi = responses.min(0), responses.max(0)
     scaled = (responses - lo) / np.where(hi > lo, hi - lo, np.nan)
     cat, rest = scaled[is_cat].mean(0), scaled[~is_cat].mean(0)

@@ -38,7 +38,8 @@ import numpy as np
 
 from worker.categories import Category, builtin_category, load_imagenet_classes
 from worker.models import GOOGLENET_LAYERS
-from worker.store import ImageRow, LayerSpec, RunSpec, StoreError, WorkerStore
+from worker.run_rows import ImageRow, LayerSpec, RunSpec
+from worker.store import StoreError, WorkerStore
 
 STUDY_IMAGES = 286_000
 CATEGORY = "dog"

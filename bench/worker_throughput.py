@@ -55,7 +55,13 @@ from torchvision.datasets import ImageFolder
 from worker.cli import build_loader
 from worker.extract import Extractor, resolve_device
 from worker.image_stats import image_stats
-from worker.images import FileEntry, class_folder_problem, default_workers, list_image_files, spread_subset
+from worker.images import (
+    FileEntry,
+    class_folder_problem,
+    default_workers,
+    list_image_files,
+    spread_subset,
+)
 from worker.models import MODEL_NAMES, LoadedModel, get_model
 from worker.settings import WorkerSettings
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from fixtures import REPO, build_real_db, make_hand, make_settings
 
 from app.main import create_app
-from fixtures import REPO, build_real_db, make_hand, make_settings
 
 # ../shared beside the checkout, or wherever UNITSCOPE_SHARED points.
 SHARED = Path(os.environ.get("UNITSCOPE_SHARED", REPO.parent / "shared"))

@@ -1,9 +1,11 @@
 """Builders and helpers the test modules share: the hand-made DB and its brute-force expectations,
-a real-worker DB, a live server, odd image files. The pytest fixtures over them are in conftest.py.
+a real-worker DB, a live server, odd image files, a parser for the pages' HTML. The pytest fixtures over
+them are in conftest.py.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import struct
@@ -15,6 +17,7 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from html.parser import HTMLParser
 from pathlib import Path
 
 import duckdb
@@ -23,8 +26,8 @@ import uvicorn
 from PIL import Image
 
 from app.config import Settings
-from worker import metrics_sql, schema
-from worker.metrics_sql import insert_ranks
+from unitscope import metrics_sql, schema
+from unitscope.metrics_sql import insert_ranks
 
 REPO = Path(__file__).resolve().parent.parent
 DOG, TENCH, GOLDFISH = "n02085620", "n01440764", "n01443537"
@@ -277,3 +280,155 @@ def png_header_only(path: Path, width: int, height: int) -> None:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
                      + chunk(b"IEND", b""))  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsed HTML: pages are tested by their structure, never by substring
+
+_VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+
+class Element:
+    """One element of a parsed page: its tag, attributes (entities decoded) and children."""
+
+    def __init__(self, tag: str, attrs: dict[str, str | None], parent: Element | None = None) -> None:
+        self.tag, self.attrs, self.parent = tag, attrs, parent
+        self.children: list[Element | str] = []
+
+    def __repr__(self) -> str:
+        return f"<{self.tag} {self.attrs}>{self.text[:80]!r}"
+
+    def get(self, name: str) -> str | None:
+        return self.attrs.get(name)
+
+    @property
+    def classes(self) -> list[str]:
+        return (self.attrs.get("class") or "").split()
+
+    @property
+    def text(self) -> str:
+        """The text inside, whitespace collapsed as a browser shows it (scripts and styles left out)."""
+        return " ".join("".join(self._strings()).split())
+
+    def _strings(self) -> Iterator[str]:
+        for child in self.children:
+            if isinstance(child, str):
+                yield child
+            elif child.tag not in ("script", "style"):
+                yield from child._strings()
+
+    def iter(self) -> Iterator[Element]:
+        """Every element below this one, in document order."""
+        for child in self.children:
+            if isinstance(child, Element):
+                yield child
+                yield from child.iter()
+
+    def find_all(self, tag: str | None = None, *, id: str | None = None, cls: str | None = None,
+                 **attrs: str | bool) -> list[Element]:
+        """The elements below that match: tag, id, one of their classes, and attributes (`data_map` names
+        data-map; True: present at all)."""
+        wanted = {name.replace("_", "-"): value for name, value in attrs.items()}
+        if id is not None:
+            wanted["id"] = id
+        return [e for e in self.iter()
+                if (tag is None or e.tag == tag) and (cls is None or cls in e.classes)
+                and all((name in e.attrs) if value is True else e.attrs.get(name) == value
+                        for name, value in wanted.items())]
+
+    def one(self, tag: str | None = None, **kwargs: str | bool) -> Element:
+        """The single element that matches; anything else fails the test."""
+        found = self.find_all(tag, **kwargs)  # type: ignore[arg-type]
+        assert len(found) == 1, f"{len(found)} elements match {tag} {kwargs}: {found[:5]}"
+        return found[0]
+
+    def by_id(self, id: str) -> Element:
+        return self.one(id=id)
+
+    def hrefs(self) -> list[str]:
+        return [str(a.get("href")) for a in self.find_all("a")]
+
+
+class Page(HTMLParser):
+    """A parsed page: a tree of `Element`s (`root`, `find_all`, `one`, `by_id`) and, at hand, the parts the
+    tests look at most: links, images, each table's rows of cell texts (by the table's id, else `table<i>`),
+    the embedded JSON figures (by their script id), the title and the h1."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__()
+        self.links: list[dict[str, str | None]] = []
+        self.images: list[dict[str, str | None]] = []
+        self.rows: dict[str, list[list[str]]] = {}
+        self.figures: dict[str, dict] = {}
+        self.root = Element("#document", {})
+        self._open: list[Element] = [self.root]
+        self._table: str | None = None
+        self._row: list[str] | None = None
+        self._cell: list[str] | None = None
+        self._script: str | None = None
+        self._text: list[str] = []
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        element = Element(tag, a, self._open[-1])
+        self._open[-1].children.append(element)
+        if tag not in _VOID:
+            self._open.append(element)
+        if tag == "a":
+            self.links.append(a)
+        elif tag == "img":
+            self.images.append(a)
+        elif tag == "table":
+            self._table = a.get("id") or f"table{len(self.rows)}"
+            self.rows[self._table] = []
+        elif tag == "tr" and self._table:
+            self._row = []
+        elif tag in ("td", "th") and self._row is not None:
+            self._cell = []
+        elif tag == "script" and a.get("type") == "application/json":
+            self._script, self._text = a.get("id"), []
+
+    def handle_endtag(self, tag: str) -> None:
+        open_tags = [e.tag for e in self._open]
+        if tag not in _VOID and tag in open_tags[1:]:  # close it and whatever was left open inside it
+            del self._open[len(open_tags) - 1 - open_tags[::-1].index(tag):]
+        if tag in ("td", "th") and self._cell is not None and self._row is not None:
+            self._row.append(" ".join("".join(self._cell).split()))
+            self._cell = None
+        elif tag == "tr" and self._row is not None and self._table:
+            self.rows[self._table].append(self._row)
+            self._row = None
+        elif tag == "table":
+            self._table = None
+        elif tag == "script" and self._script:
+            self.figures[self._script] = json.loads("".join(self._text))
+            self._script = None
+
+    def handle_data(self, data: str) -> None:
+        self._open[-1].children.append(data)
+        if self._cell is not None:
+            self._cell.append(data)
+        if self._script:
+            self._text.append(data)
+
+    def hrefs(self) -> list[str]:
+        return [str(a.get("href")) for a in self.links]
+
+    def find_all(self, tag: str | None = None, **kwargs: str | bool) -> list[Element]:
+        return self.root.find_all(tag, **kwargs)
+
+    def one(self, tag: str | None = None, **kwargs: str | bool) -> Element:
+        return self.root.one(tag, **kwargs)
+
+    def by_id(self, id: str) -> Element:
+        return self.root.by_id(id)
+
+    @property
+    def title(self) -> str:
+        return self.one("title").text
+
+    @property
+    def h1(self) -> str:
+        return self.one("h1").text

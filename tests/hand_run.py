@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from worker.categories import Category, builtin_category
-from worker.store import ImageRow, LayerSpec, RunSpec, WorkerStore
+from worker.run_rows import ImageRow, LayerSpec, RunSpec
+from worker.store import WorkerStore
 
 BEAGLE, TENCH, OTHER = "n02088364", "n01440764", "n09999999"
 FISH = Category("fish", (TENCH,), "test")

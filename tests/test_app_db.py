@@ -11,11 +11,11 @@ from pathlib import Path
 import duckdb
 import pytest
 from fastapi.testclient import TestClient
+from fixtures import REPO, build_db, make_settings, table_dump
 
 from app.config import Settings
 from app.main import create_app
-from fixtures import REPO, build_db, make_settings, table_dump
-from worker import schema
+from unitscope import schema
 
 
 def test_replaced_file_is_picked_up_without_restart(hand: dict[str, Path], tmp_path: Path) -> None:
@@ -136,7 +136,7 @@ def test_database_without_a_complete_run(tmp_path: Path) -> None:
 
 
 def test_reader_in_flight_keeps_its_file_while_a_new_one_is_served(hand: dict[str, Path], tmp_path: Path) -> None:
-    from app.db import Database
+    from app.data.db import Database
 
     db = Database(make_settings(hand["db"], tmp_path))
     runs_sql = f"SELECT run_id FROM {schema.RUNS} WHERE status = 'complete'"

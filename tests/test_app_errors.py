@@ -8,12 +8,13 @@ from http import HTTPStatus
 
 import pytest
 from fastapi.testclient import TestClient
+from fixtures import REPO, Page
 
-from app import queries
 from app.errors import PROBLEM_STATUS
+from app.pages import skipped as skipped_page
 from app.params import K_MAX, N_MAX, THUMB_MAX
-from app.problems import NotFound, Problem, Unavailable
-from fixtures import REPO
+from unitscope.data import images, runs
+from unitscope.errors import NotFound, Problem, Unavailable
 
 NOT_FOUND = [
     ("/api/layers/nope", "unknown layer 'nope'"),
@@ -121,9 +122,14 @@ def test_html_pages_render_errors_as_html_with_the_same_status(client: TestClien
     r = client.get(url)
     assert r.status_code == status
     assert r.headers["content-type"].startswith("text/html")
-    assert f"<h1>{status} ·" in r.text
-    api = client.get("/api" + url if not url.startswith("/no/") else "/api/no/such/page")
+    api_url = "/api" + url if not url.startswith("/no/") else "/api/no/such/page"
+    api = client.get(api_url)
     assert api.status_code == status
+    error, page = api.json()["error"], Page(r.text)
+    assert page.title == f"{status} {error['title']} · unitscope"
+    box = page.one("div", cls="error-box")
+    assert box.one("h1").text == f"{status} · {error['title']}"
+    assert box.find_all("p")[0].text == error["detail"].replace(api_url, url)  # the twin's detail, of its own URL
 
 
 @pytest.mark.parametrize(("problem", "status"), [
@@ -136,13 +142,15 @@ def test_domain_errors_from_the_queries_become_the_error_shape_and_page(
     def fail(*args: object) -> None:
         raise problem
 
-    monkeypatch.setattr(queries, "skipped", fail)
+    monkeypatch.setattr(skipped_page, "skipped", fail)
     api = client.get("/api/skipped")
     assert api.status_code == status and api.headers["content-type"] == "application/json"
     assert api.json() == {"error": {"status": status, "title": HTTPStatus(status).phrase, "detail": str(problem)}}
     page = client.get("/skipped")
     assert page.status_code == status and page.headers["content-type"].startswith("text/html")
-    assert f"<h1>{status} · {HTTPStatus(status).phrase}</h1>" in page.text and str(problem) in page.text
+    box = Page(page.text).one("div", cls="error-box")
+    assert box.one("h1").text == f"{status} · {HTTPStatus(status).phrase}"
+    assert box.find_all("p")[0].text == str(problem)
 
 
 def test_every_domain_error_has_a_status() -> None:
@@ -151,14 +159,14 @@ def test_every_domain_error_has_a_status() -> None:
 
 def test_the_data_layer_raises_domain_errors_and_imports_nothing_http(client: TestClient) -> None:
     with client.app.state.db.reader() as reader:  # type: ignore[attr-defined]
-        run = queries.require_run(reader, None)
+        run = runs.require_run(reader, None)
         with pytest.raises(NotFound, match="unknown layer 'nope'"):
-            queries.require_layer(run, "nope")
+            runs.require_layer(run, "nope")
         with pytest.raises(NotFound, match="no complete run 9"):
-            queries.find_run(reader, 9)
+            runs.find_run(reader, 9)
         with pytest.raises(NotFound, match="no image 99"):
-            queries.image_path(reader, run, 99)
-    code = ("import sys, app.queries, app.db, app.contexts, app.image_files; "
+            images.image_path(reader, run.run_id, 99)
+    code = ("import sys, unitscope.data.runs, app.data.db, app.data.layer_tests, app.data.units, app.data.low_level, app.image_files; "
             "http = sorted(m for m in sys.modules if m.split('.')[0] in ('fastapi', 'starlette')); "
             "assert not http, http")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)

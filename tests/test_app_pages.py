@@ -6,16 +6,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlencode
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image
-
-from app.params import ScoreParams, UnitParams
 from fixtures import (
     CATEGORIES,
     HAND_K,
@@ -23,68 +19,18 @@ from fixtures import (
     IMAGES,
     LAYERS,
     PRECOMPUTED,
+    Page,
     expected_base_rate,
     expected_scores,
     expected_si,
     in_category,
     ranked,
 )
-from worker import schema
+from PIL import Image
+
+from app.params import ScoreParams, UnitParams
+from unitscope import schema
 from worker.models import GOOGLENET_LAYERS
-
-class Page(HTMLParser):
-    """The parts of a page the tests look at: links, images, table cells, embedded figures."""
-
-    def __init__(self, html: str) -> None:
-        super().__init__()
-        self.links: list[dict[str, str | None]] = []
-        self.images: list[dict[str, str | None]] = []
-        self.rows: dict[str, list[list[str]]] = {}
-        self.figures: dict[str, dict] = {}
-        self._table: str | None = None
-        self._row: list[str] | None = None
-        self._cell: list[str] | None = None
-        self._script: str | None = None
-        self._text: list[str] = []
-        self.feed(html)
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = dict(attrs)
-        if tag == "a":
-            self.links.append(a)
-        elif tag == "img":
-            self.images.append(a)
-        elif tag == "table":
-            self._table = a.get("id") or f"table{len(self.rows)}"
-            self.rows[self._table] = []
-        elif tag == "tr" and self._table:
-            self._row = []
-        elif tag in ("td", "th") and self._row is not None:
-            self._cell = []
-        elif tag == "script" and a.get("type") == "application/json":
-            self._script, self._text = a.get("id"), []
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("td", "th") and self._cell is not None and self._row is not None:
-            self._row.append(" ".join("".join(self._cell).split()))
-            self._cell = None
-        elif tag == "tr" and self._row is not None and self._table:
-            self.rows[self._table].append(self._row)
-            self._row = None
-        elif tag == "table":
-            self._table = None
-        elif tag == "script" and self._script:
-            self.figures[self._script] = json.loads("".join(self._text))
-            self._script = None
-
-    def handle_data(self, data: str) -> None:
-        if self._cell is not None:
-            self._cell.append(data)
-        if self._script:
-            self._text.append(data)
-
-    def hrefs(self) -> list[str]:
-        return [str(a.get("href")) for a in self.links]
 
 
 def twin(url: str) -> str:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fixtures import REPO, make_settings, serve
 
 from app.main import create_app
-from fixtures import REPO, make_settings, serve
 
 pytestmark = pytest.mark.browser
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from fixtures import make_settings
+from fixtures import Page, make_settings
 from hand_run import publish_mixed4c_run
 
 from app.main import create_app
-from worker import controls
+from unitscope import stats
 from worker.categories import builtin_category
 
 DOGS = ("n02085620", "n02085782", "n02085936", "n02086079")  # Chihuahua, Japanese spaniel, Maltese, Pekinese
@@ -87,8 +86,8 @@ def test_two_sided_selective_units_make_every_claim_hold(claims_of):
     assert verdicts == {"selective": "holds", "negative": "holds", "two_sided": "holds", "other_classes": "holds",
                         "low_level": "cannot_tell"}  # a run written without image_stats
     assert "no image_stats" in _claim(body, "low_level")["reason"]
-    stats = _responses("two_sided")
-    si = controls.si(stats[:, :, 1].astype(np.float64), IS_DOG)
+    responses = _responses("two_sided")
+    si = stats.si(responses[:, :, 1].astype(np.float64), IS_DOG)
     assert _claim(body, "selective")["value"] == (si >= 0.7).sum() == SELECTIVE
     # Every selective unit has all 200 dogs among its 100 most negative: in_bottom = 100 >= base rate 33.3.
     assert _claim(body, "negative")["value"] == 1.0
@@ -101,9 +100,9 @@ def test_one_sided_units_are_told_apart(claims_of):
     verdicts = {c["id"]: c["verdict"] for c in body["claims"]}
     assert verdicts["selective"] == "holds"
     assert verdicts["two_sided"] == "does_not_hold"  # no dog far below the rest
-    stats = _responses("one_sided")
-    rest_low = np.quantile(stats[~IS_DOG][:, :SELECTIVE, 2], 0.1, axis=0)
-    below = (stats[IS_DOG][:, :SELECTIVE, 2] < rest_low).mean(axis=0)
+    responses = _responses("one_sided")
+    rest_low = np.quantile(responses[~IS_DOG][:, :SELECTIVE, 2], 0.1, axis=0)
+    below = (responses[IS_DOG][:, :SELECTIVE, 2] < rest_low).mean(axis=0)
     assert _claim(body, "two_sided")["value"] == float((below >= 0.05).mean())
 
 
@@ -126,9 +125,12 @@ def test_the_page_shows_every_verdict_and_links_its_twin(claims_of):
     page = body["_page"]
     assert page.status_code == 200
     assert page.headers["link"] == '</api/claims>; rel="alternate"; type="application/json"'
+    parsed = Page(page.text)
+    rows = [tr for tr in parsed.by_id("claims-table").find_all("tr") if tr.get("id")]
+    assert [tr.get("id") for tr in rows] == [f'claim-{c["id"]}' for c in body["claims"]]
     for c in body["claims"]:
-        assert f'id="claim-{c["id"]}"' in page.text
-        assert f'class="badge {c["verdict"]}"' in page.text
+        badge = parsed.by_id(f'claim-{c["id"]}').one("span", cls="badge")
+        assert badge.classes == ["badge", c["verdict"]] and badge.text == c["verdict"].replace("_", " ")
 
 
 def test_a_layer_that_is_not_in_the_run_is_404(claims_of, tmp_path):

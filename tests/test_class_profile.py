@@ -10,11 +10,10 @@ import duckdb
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from fixtures import CATEGORIES, DOG, GOLDFISH, IMAGES, LAYERS, TENCH, Page
 
-from app import class_profile
-from worker import controls
-from fixtures import CATEGORIES, DOG, GOLDFISH, IMAGES, LAYERS, TENCH
-from test_app_pages import Page
+from app.pages import classes as class_profile
+from unitscope import claim_rules
 
 _STAT = {"mean": 0, "max": 1, "min": 2}
 
@@ -29,7 +28,7 @@ def expected_profile(layer: str, unit: int, stat: str, category: str) -> list[di
         v = values[wnids == wnid]
         rows.append({"wnid": wnid, "class_name": names[wnid], "n": len(v), "mean": float(v.mean()),
                      "median": float(np.median(v)), "is_category": wnid in CATEGORIES[category],
-                     "few_images": len(v) < class_profile.FEW_IMAGES})
+                     "few_images": len(v) < claim_rules.FEW_IMAGES})
     # Highest mean first; equal means by WNID (the list is in WNID order and the sort is stable).
     return sorted(rows, key=lambda r: -r["mean"])
 
@@ -84,7 +83,7 @@ def test_class_profile_matches_numpy(client: TestClient, layer: str, unit: int, 
     assert body["beats_category_median"] == approx_beats(expected_beats(want))
     assert (body["run_id"], body["layer"], body["unit"], body["units"], body["stat"], body["category"]) == (
         1, layer, unit, len(LAYERS[layer]), stat, category)
-    assert body["few_images"] == class_profile.FEW_IMAGES and body["categories"] == list(CATEGORIES)
+    assert body["few_images"] == claim_rules.FEW_IMAGES and body["categories"] == list(CATEGORIES)
     means = [c["mean"] for c in body["classes"]]
     assert means == sorted(means, reverse=True)
     assert sum(c["n"] for c in body["classes"]) == len(IMAGES)
@@ -102,8 +101,8 @@ def test_default_stat_is_max_and_classes_with_few_images_are_flagged_not_hidden(
         2, 0.0, ["goldfish", "tench"])
 
 
-def _row(key: str, mean: float, is_category: bool) -> controls.ClassRow:
-    return controls.ClassRow(key, 5, mean, mean, is_category, False)
+def _row(key: str, mean: float, is_category: bool) -> claim_rules.ClassRow:
+    return claim_rules.ClassRow(key, 5, mean, mean, is_category, False)
 
 
 @pytest.mark.parametrize("classes", [45, 30, 3])
@@ -127,7 +126,7 @@ def test_summary_takes_both_ends_without_overlap_and_ranks_the_category(classes:
     assert s.rest.classes == len(rest) and (s.rest.q1, s.rest.median, s.rest.q3) == pytest.approx(
         (np.percentile(rest, 25), np.median(rest), np.percentile(rest, 75)))
     assert s.beats_category_median.median == s.category.median
-    assert [c.wnid for c in s.beats_category_median.classes] == controls.beats_category_median(rows)
+    assert [c.wnid for c in s.beats_category_median.classes] == claim_rules.beats_category_median(rows)
 
 
 @pytest.mark.parametrize("params", [{}, {"si_stat": "mean", "category": "fish"}, {"si_stat": "min", "k": 2}])
@@ -163,8 +162,11 @@ def test_unit_page_shows_the_class_charts_the_beating_classes_and_links_to_the_c
     assert spread[0]["x"] == [m["mean"] for m in body["category"]["members"]]
     assert spread[1]["median"] == [body["rest"]["median"]]
     beats = body["beats_category_median"]
-    html = client.get(url).text
-    assert beats["count"] == 2 and all(c["class_name"] in html for c in beats["classes"])
+    details = page.by_id("beats-category-median")
+    summary = details.one("summary")
+    assert beats["count"] == 2 and summary.find_all("b")[0].text == "2"
+    listing = details.text.removeprefix(summary.text).strip()  # "name (mean), name (mean)"
+    assert [item.rsplit(" (", 1)[0] for item in listing.split(", ")] == [c["class_name"] for c in beats["classes"]]
 
 
 def test_class_page_lists_every_class_of_its_twin_and_links_back(client: TestClient) -> None:

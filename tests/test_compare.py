@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -12,11 +11,11 @@ import duckdb
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from fixtures import Page, make_settings
 from scipy import stats
 
 from app.main import create_app
-from fixtures import make_settings
-from worker import schema
+from unitscope import schema
 
 DOG, BIRD, OTHER = "n02085620", "n01530575", "n01440764"
 WNIDS = [DOG, DOG, DOG, BIRD, BIRD, OTHER, OTHER, OTHER]  # image ids 0-7
@@ -163,13 +162,17 @@ def test_defaults_and_refusals(multi):
 
 
 def test_compare_page_links_into_each_run(multi):
-    html = multi.get(f"/compare?a=1&b=3&{SCORES}").text
-    hrefs = re.findall(r'href="([^"]+)"', html)
-    assert f"/layers/l0?run=1&amp;k={K}&amp;threshold={THRESHOLD}" in hrefs
-    assert f"/layers/c2?run=3&amp;k={K}&amp;threshold={THRESHOLD}" in hrefs
-    assert "different models (net-x and net-y)" in html
-    scatter = multi.get(f"/compare?a=1&b=2&layer=l0&{SCORES}").text
-    assert 'id="si-pairs"' in scatter and "Spearman <b>" in scatter
+    page = Page(multi.get(f"/compare?a=1&b=3&{SCORES}").text)
+    assert f"/layers/l0?run=1&k={K}&threshold={THRESHOLD}" in page.by_id("layers-a").hrefs()
+    assert f"/layers/c2?run=3&k={K}&threshold={THRESHOLD}" in page.by_id("layers-b").hrefs()
+    assert "different models (net-x and net-y)" in page.one("p", cls="note").text
+    assert not page.find_all(id="si-pairs")  # units of different models do not pair: no scatter
+    url = f"/compare?a=1&b=2&layer=l0&{SCORES}"
+    scatter, pairs = Page(multi.get(url).text), multi.get("/api" + url).json()["scatter"]
+    assert scatter.by_id("si-pairs").get("data-figure") == "si-pairs-data" and "si-pairs-data" in scatter.figures
+    correlation = scatter.by_id("si-correlation")
+    assert correlation.text.startswith("l0 · Spearman ")
+    assert [b.text for b in correlation.find_all("b")] == [f"{pairs['spearman']:.3f}", f"{pairs['pearson']:.3f}"]
 
 
 # ---------------------------------------------------------------- categories and runs
@@ -181,28 +184,29 @@ def test_categories_lists_every_category_of_the_run(multi):
     for c in body["categories"]:
         assert c["n_category"] == {"dog": 3, "bird": 2}[c["category"]]
         assert shares(c) == [pytest.approx(expected_layer(1, layer, c["category"])) for layer in RUNS[1][1]]
-    html = multi.get(f"/categories?run=1&{SCORES}").text
-    assert f'href="/layers/l2?run=1&amp;category=bird&amp;k={K}&amp;threshold={THRESHOLD}"' in html
+    page = Page(multi.get(f"/categories?run=1&{SCORES}").text)
+    links = page.find_all("a", href=f"/layers/l2?run=1&category=bird&k={K}&threshold={THRESHOLD}")
+    assert [a.text for a in links] == ["l2"]
 
 
 def test_runs_page_lists_each_run_with_its_model_and_links(multi):
     body = multi.get("/api/").json()
     assert [(r["run_id"], r["model"]) for r in body["runs"]] == [(3, "net-y"), (2, "net-x"), (1, "net-x")]
-    html = multi.get("/").text
-    hrefs = set(re.findall(r'href="([^"]+)"', html))
+    page = Page(multi.get("/").text)
+    hrefs = set(page.hrefs())
     for run in RUNS:
         assert {f"/?run={run}", f"/layers?run={run}", f"/categories?run={run}"} <= hrefs
-    assert {"/compare?a=3&amp;b=2", "/compare?a=3&amp;b=1"} <= hrefs
-    rows = re.findall(r"<tr[^>]*>\s*<td><a [^>]+>(\d)</a></td>\s*<td>([\w-]+)</td>", html)
-    assert rows == [("3", "net-y"), ("2", "net-x"), ("1", "net-x")]
+    assert {"/compare?a=3&b=2", "/compare?a=3&b=1"} <= hrefs
+    rows = [tr.find_all("td") for tr in page.find_all("table")[0].one("tbody").find_all("tr")]
+    assert [(td[0].one("a").get("href"), td[0].text, td[1].text) for td in rows] == [
+        ("/?run=3", "3", "net-y"), ("/?run=2", "2", "net-x"), ("/?run=1", "1", "net-x")]
 
 
 @pytest.mark.parametrize("url", ["/?run=1", "/layers?run=1", "/layers/l1?run=1", "/layers/l1/units/0?run=1",
                                  "/categories?run=1", "/skipped?run=1"])
 def test_a_page_of_one_run_keeps_it_in_every_link(multi, url):
-    html = multi.get(url).text
-    for href in re.findall(r'href="([^"]+)"', html):
-        parts = urlsplit(href.replace("&amp;", "&"))
+    for href in [str(e.get("href")) for e in Page(multi.get(url).text).find_all(href=True)]:  # <a> and <link>
+        parts = urlsplit(href)
         if parts.path.startswith("/static/") or parts.path in ("/docs",):
             continue
         query = parse_qs(parts.query)

@@ -1,4 +1,4 @@
-"""worker.controls against hand-worked cases, brute-force references and the product's own SI SQL."""
+"""unitscope.stats against hand-worked cases, brute-force references and the product's own SI SQL."""
 
 from __future__ import annotations
 
@@ -10,32 +10,32 @@ import duckdb
 import numpy as np
 import pytest
 
-from worker import controls, metrics_sql, schema
+from unitscope import claim_rules, metrics_sql, nulls, schema, stats
 
 
 def test_hypergeom_tail_matches_a_case_worked_by_hand():
     # n = 10 images, 4 in the category, k = 3 drawn: P(X >= 2) = [C(4,2) C(6,1) + C(4,3) C(6,0)] / C(10,3)
     # = (6 * 6 + 4 * 1) / 120 = 40 / 120 = 1/3.
-    assert controls.hypergeom_sf(2, 3, 10, 4) == pytest.approx(1 / 3, rel=1e-12)
+    assert stats.hypergeom_sf(2, 3, 10, 4) == pytest.approx(1 / 3, rel=1e-12)
     # P(X >= 3) = 4 / 120; P(X >= 1) = 1 - C(6,3) / 120 = 1 - 20/120.
-    assert controls.hypergeom_sf(3, 3, 10, 4) == pytest.approx(4 / 120, rel=1e-12)
-    assert controls.hypergeom_sf(1, 3, 10, 4) == pytest.approx(100 / 120, rel=1e-12)
+    assert stats.hypergeom_sf(3, 3, 10, 4) == pytest.approx(4 / 120, rel=1e-12)
+    assert stats.hypergeom_sf(1, 3, 10, 4) == pytest.approx(100 / 120, rel=1e-12)
 
 
 def test_hypergeom_edges():
     # n = 10, n_c = 8, k = 5: at least 5 - 2 = 3 category images are always drawn, at most 5.
-    assert controls.hypergeom_sf(3, 5, 10, 8) == 1.0
-    assert controls.hypergeom_sf(0, 5, 10, 8) == 1.0
-    assert controls.hypergeom_sf(-2, 5, 10, 8) == 1.0
-    assert controls.hypergeom_sf(6, 5, 10, 8) == 0.0
-    assert controls.hypergeom_sf(5, 5, 10, 8) == pytest.approx(math.comb(8, 5) / math.comb(10, 5), rel=1e-12)
+    assert stats.hypergeom_sf(3, 5, 10, 8) == 1.0
+    assert stats.hypergeom_sf(0, 5, 10, 8) == 1.0
+    assert stats.hypergeom_sf(-2, 5, 10, 8) == 1.0
+    assert stats.hypergeom_sf(6, 5, 10, 8) == 0.0
+    assert stats.hypergeom_sf(5, 5, 10, 8) == pytest.approx(math.comb(8, 5) / math.comb(10, 5), rel=1e-12)
     # k > n is k = n: every image is drawn, so X = n_c exactly.
-    assert controls.hypergeom_sf(4, 15, 10, 4) == 1.0
-    assert controls.hypergeom_sf(5, 15, 10, 4) == 0.0
+    assert stats.hypergeom_sf(4, 15, 10, 4) == 1.0
+    assert stats.hypergeom_sf(5, 15, 10, 4) == 0.0
     # A non-integer x, such as a base rate, is P(X >= ceil x).
-    assert controls.hypergeom_sf(1.2, 3, 10, 4) == controls.hypergeom_sf(2, 3, 10, 4)
+    assert stats.hypergeom_sf(1.2, 3, 10, 4) == stats.hypergeom_sf(2, 3, 10, 4)
     with pytest.raises(ValueError):
-        controls.hypergeom_sf(1, 3, 10, 11)
+        stats.hypergeom_sf(1, 3, 10, 11)
 
 
 def test_hypergeom_agrees_with_brute_force_enumeration():
@@ -45,7 +45,7 @@ def test_hypergeom_agrees_with_brute_force_enumeration():
         for k in range(n + 1):
             drawn = [len(category.intersection(c)) for c in itertools.combinations(range(n), k)]
             xs = np.arange(-1, k + 3)
-            got = controls.hypergeom_sf_array(xs, k, n, n_c)
+            got = stats.hypergeom_sf_array(xs, k, n, n_c)
             for x, p in zip(xs, got):
                 exact = Fraction(sum(d >= x for d in drawn), len(drawn))
                 assert p == pytest.approx(float(exact), rel=1e-12, abs=1e-15), (n_c, k, x)
@@ -55,13 +55,13 @@ def test_hypergeom_tails_at_the_study_scale_are_complementary():
     # P(X >= x) + P(X <= x - 1) = 1, the second as the upper tail of the k - X non-category images.
     n, n_c, k = 286_000, 157_300, 1000
     xs = np.arange(400, 700, 7)
-    upper = controls.hypergeom_sf_array(xs, k, n, n_c)
-    lower = controls.hypergeom_sf_array(k - xs + 1, k, n, n - n_c)
+    upper = stats.hypergeom_sf_array(xs, k, n, n_c)
+    lower = stats.hypergeom_sf_array(k - xs + 1, k, n, n - n_c)
     np.testing.assert_allclose(upper + lower, 1.0, rtol=1e-12)
     assert np.all(np.diff(upper) <= 0) and upper[0] == 1.0 and upper[-1] < 1e-20
     # Drawing only category images: prod (n_c - i) / (n - i), about 1e-260, still exact in relative terms.
     exact = math.exp(math.fsum(math.log((n_c - i) / (n - i)) for i in range(k)))
-    assert controls.hypergeom_sf(k, k, n, n_c) == pytest.approx(exact, rel=1e-10)
+    assert stats.hypergeom_sf(k, k, n, n_c) == pytest.approx(exact, rel=1e-10)
 
 
 def test_hypergeom_tail_matches_exact_integer_arithmetic_at_a_middle_scale():
@@ -69,7 +69,7 @@ def test_hypergeom_tail_matches_exact_integer_arithmetic_at_a_middle_scale():
     for x in (120, 147, 180, 230):
         exact = Fraction(sum(math.comb(n_c, i) * math.comb(n - n_c, k - i) for i in range(x, k + 1)),
                          math.comb(n, k))
-        assert controls.hypergeom_sf(x, k, n, n_c) == pytest.approx(float(exact), rel=1e-11)
+        assert stats.hypergeom_sf(x, k, n, n_c) == pytest.approx(float(exact), rel=1e-11)
 
 
 def test_bh_qvalues_match_a_list_worked_by_hand():
@@ -77,26 +77,26 @@ def test_bh_qvalues_match_a_list_worked_by_hand():
     # p * m / rank: 0.01*5/1 = 0.05, 0.03*5/2 = 0.075, 0.04*5/3 = 0.0667, 0.20*5/4 = 0.25, 0.90*5/5 = 0.90.
     # Step-up minimum from the largest rank down: 0.90, 0.25, 0.0667, min(0.075, 0.0667) = 0.0667, 0.05.
     # Back in the given order [0.01, 0.04, 0.03, 0.20, 0.90] -> [0.05, 0.0667, 0.0667, 0.25, 0.90].
-    q = controls.bh_qvalues([0.01, 0.04, 0.03, 0.20, 0.90])
+    q = stats.bh_qvalues([0.01, 0.04, 0.03, 0.20, 0.90])
     np.testing.assert_allclose(q, [0.05, 0.2 / 3, 0.2 / 3, 0.25, 0.90], rtol=1e-12)
 
 
 def test_bh_qvalues_leave_nan_out_of_m_and_keep_ties_equal():
-    q = controls.bh_qvalues([0.01, np.nan, 0.04, 0.03, 0.20, 0.90])
+    q = stats.bh_qvalues([0.01, np.nan, 0.04, 0.03, 0.20, 0.90])
     assert np.isnan(q[1])
     np.testing.assert_allclose(np.delete(q, 1), [0.05, 0.2 / 3, 0.2 / 3, 0.25, 0.90], rtol=1e-12)
     # Two equal p of 0.5 and 0.6 among m = 3: 0.5*3/2 = 0.75 for both, 0.6*3/3 = 0.6 caps them.
-    np.testing.assert_allclose(controls.bh_qvalues([0.5, 0.6, 0.5]), [0.6, 0.6, 0.6])
-    assert np.all(controls.bh_qvalues(np.linspace(0.5, 1.0, 11)) <= 1.0)
+    np.testing.assert_allclose(stats.bh_qvalues([0.5, 0.6, 0.5]), [0.6, 0.6, 0.6])
+    assert np.all(stats.bh_qvalues(np.linspace(0.5, 1.0, 11)) <= 1.0)
     with pytest.raises(ValueError):
-        controls.bh_qvalues([0.2, 1.5])
+        stats.bh_qvalues([0.2, 1.5])
 
 
 def test_auroc_matches_a_pairwise_count_with_ties():
     rng = np.random.default_rng(3)
     values = rng.integers(0, 4, size=(40, 6)).astype(np.float32)  # four levels: ties everywhere
     labels = rng.random(40) < 0.3
-    got = controls.auroc(values, labels)
+    got = stats.auroc(values, labels)
     for unit in range(values.shape[1]):
         cat, rest = values[labels, unit], values[~labels, unit]
         wins = (cat[:, None] > rest[None, :]).sum() + 0.5 * (cat[:, None] == rest[None, :]).sum()
@@ -106,8 +106,8 @@ def test_auroc_matches_a_pairwise_count_with_ties():
 def test_auroc_extremes_and_empty_groups():
     labels = np.array([True, True, False, False, False])
     values = np.array([[5, 0, 1], [4, 0, 1], [1, 0, 2], [2, 0, 3], [3, 0, 4]], dtype=np.float32)
-    np.testing.assert_allclose(controls.auroc(values, labels), [1.0, 0.5, 0.0])
-    assert np.isnan(controls.auroc(values, np.ones(5, bool))).all()
+    np.testing.assert_allclose(stats.auroc(values, labels), [1.0, 0.5, 0.0])
+    assert np.isnan(stats.auroc(values, np.ones(5, bool))).all()
 
 
 def test_si_matches_the_formula_worked_by_hand():
@@ -115,11 +115,11 @@ def test_si_matches_the_formula_worked_by_hand():
     # Unit 1 never varies: NaN. Unit 2: [1, 3, 1, 1] -> A_N [0, 1, 0, 0]: .5 / (.5 + 0) = 1.
     values = np.array([[0, 5, 1], [2, 5, 3], [4, 5, 1], [10, 5, 1]], dtype=np.float32)
     labels = np.array([True, True, False, False])
-    got = controls.si(values, labels)
+    got = stats.si(values, labels)
     assert got[0] == pytest.approx(0.125, abs=1e-12)
     assert np.isnan(got[1])
     assert got[2] == pytest.approx(1.0, abs=1e-12)
-    assert np.isnan(controls.si(values, np.zeros(4, bool))).all()
+    assert np.isnan(stats.si(values, np.zeros(4, bool))).all()
 
 
 def test_si_equals_the_products_sql():
@@ -139,7 +139,7 @@ def test_si_equals_the_products_sql():
     con.execute("INSERT INTO responses SELECT 1, 'mixed4c', unit, image_id, v, v, v FROM frame")
     rows = con.execute(metrics_sql.si_sql(), {"run_id": 1, "layer": "mixed4c", "category": "dog"}).fetchall()
     sql = {unit: si for unit, stat, si in rows if stat == "max"}
-    got = controls.si(values, labels)
+    got = stats.si(values, labels)
     for unit in range(u):
         if sql[unit] is None:
             assert np.isnan(got[unit])
@@ -153,10 +153,23 @@ def _bottom(values: np.ndarray, k: int) -> np.ndarray:
     return np.stack([np.lexsort((np.arange(n), values[:, unit]))[:k] for unit in range(values.shape[1])])
 
 
+def _naive_si(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """SI by its definition, one unit at a time in float64: A_N = (A - min) / (max - min) over all images,
+    SI = mean_C(A_N) / (mean_C(A_N) + mean_notC(A_N))."""
+    out = []
+    for column in values.T.astype(np.float64):
+        norm = (column - column.min()) / (column.max() - column.min())
+        c, rest = norm[labels].mean(), norm[~labels].mean()
+        out.append(c / (c + rest))
+    return np.array(out)
+
+
 def _naive_statistics(values, bottom, labels, threshold):
-    """The three statistics from si() and plain counting, one unit at a time."""
+    """The three statistics from SI by its definition and plain counting, one unit at a time."""
     n, k = len(labels), bottom.shape[1]
-    selective = controls.si(values, labels) >= threshold
+    si = _naive_si(values, labels)
+    assert np.abs(si - threshold).min() > 1e-9  # no unit so close to the threshold that rounding decides it
+    selective = si >= threshold
     in_bottom = np.array([labels[rows].sum() for rows in bottom])
     base_rate = k * labels.sum() / n
     gap = np.median(in_bottom[selective]) - np.median(in_bottom[~selective]) \
@@ -176,7 +189,7 @@ def independent():
 
 def test_observed_statistics_equal_a_naive_count(independent):
     values, bottom, labels = independent
-    result = controls.permutation_null(values, bottom, labels, threshold=0.52, permutations=20)
+    result = nulls.permutation_null(values, bottom, labels, threshold=0.52, permutations=20)
     selective, negative, gap = _naive_statistics(values, bottom, labels, 0.52)
     assert 0 < selective < values.shape[1]  # both groups exist, so the gap is defined
     assert result.selective.observed == selective
@@ -187,7 +200,7 @@ def test_observed_statistics_equal_a_naive_count(independent):
 
 def test_labels_independent_of_responses_give_no_small_p(independent):
     values, bottom, labels = independent
-    result = controls.permutation_null(values, bottom, labels, threshold=0.52, permutations=400, seed=1)
+    result = nulls.permutation_null(values, bottom, labels, threshold=0.52, permutations=400, seed=1)
     for stat in (result.selective, result.selective_negative, result.median_gap):
         assert stat.p_value > 0.05
         assert stat.valid == 400 == stat.null.size
@@ -207,7 +220,7 @@ def test_labels_that_determine_the_responses_give_the_smallest_p():
     values = rng.random((n, u), dtype=np.float32)
     values[labels] += 10
     values[np.flatnonzero(labels)[:3], ::2] = -1
-    result = controls.permutation_null(values, _bottom(values, 20), labels, threshold=0.7,
+    result = nulls.permutation_null(values, _bottom(values, 20), labels, threshold=0.7,
                                        permutations=permutations, seed=0)
     assert result.selective.observed == u
     assert result.selective.p_value == 1 / (permutations + 1)
@@ -222,7 +235,7 @@ def test_a_gap_with_an_empty_group_is_left_out():
     rng = np.random.default_rng(2)
     values = rng.random((50, 8), dtype=np.float32)
     labels = np.arange(50) < 10
-    result = controls.permutation_null(values, _bottom(values, 5), labels, threshold=0.0, permutations=30)
+    result = nulls.permutation_null(values, _bottom(values, 5), labels, threshold=0.0, permutations=30)
     gap = result.median_gap  # every unit is selective at threshold 0: no "rest" group
     assert gap.valid == 0 and np.isnan(gap.null).all() and np.isnan(gap.p_value) and np.isnan(gap.null_mean)
     assert result.selective.observed == 8 and result.selective.p_value == 1.0
@@ -230,12 +243,12 @@ def test_a_gap_with_an_empty_group_is_left_out():
 
 def test_the_null_is_seeded_and_independent_of_chunking(independent, monkeypatch):
     values, bottom, labels = independent
-    run = lambda seed: controls.permutation_null(values, bottom, labels, threshold=0.52,  # noqa: E731
+    run = lambda seed: nulls.permutation_null(values, bottom, labels, threshold=0.52,  # noqa: E731
                                                  permutations=50, seed=seed)
     first = run(4)
     np.testing.assert_array_equal(first.selective_negative.null, run(4).selective_negative.null)
     assert not np.array_equal(first.selective.null, run(5).selective.null)
-    monkeypatch.setattr(controls, "CHUNK_BYTES", 1)  # one permutation per chunk
+    monkeypatch.setattr(nulls, "CHUNK_BYTES", 1)  # one permutation per chunk
     chunked = run(4)
     for name in ("selective", "selective_negative", "median_gap"):
         np.testing.assert_array_equal(getattr(first, name).null, getattr(chunked, name).null)
@@ -244,61 +257,61 @@ def test_the_null_is_seeded_and_independent_of_chunking(independent, monkeypatch
 def test_permutation_null_refuses_bad_input(independent):
     values, bottom, labels = independent
     with pytest.raises(ValueError):
-        controls.permutation_null(values, bottom[:, :0], labels, threshold=0.5)
+        nulls.permutation_null(values, bottom[:, :0], labels, threshold=0.5)
     with pytest.raises(ValueError):
-        controls.permutation_null(values, bottom + 300, labels, threshold=0.5)
+        nulls.permutation_null(values, bottom + 300, labels, threshold=0.5)
     with pytest.raises(ValueError):
-        controls.permutation_null(values, bottom, np.zeros(300, bool), threshold=0.5)
+        nulls.permutation_null(values, bottom, np.zeros(300, bool), threshold=0.5)
     bad = values.copy()
     bad[3, 3] = np.nan
     with pytest.raises(ValueError):
-        controls.permutation_null(bad, bottom, labels, threshold=0.5)
+        nulls.permutation_null(bad, bottom, labels, threshold=0.5)
 
 
 def test_beats_category_median_by_hand():
     # Class means, descending: b 10 (category), c 7, a 3 (category), d .5. The category's median
     # class is the median of a's 3 and b's 10, 6.5 (each class once, whatever its size): only c beats it.
     profile = [
-        controls.ClassRow("b", 1, 10.0, 10.0, True, True),
-        controls.ClassRow("c", 3, 7.0, 5.0, False, False),
-        controls.ClassRow("a", 3, 3.0, 2.0, True, False),
-        controls.ClassRow("d", 2, 0.5, 0.5, False, True),
+        claim_rules.ClassRow("b", 1, 10.0, 10.0, True, True),
+        claim_rules.ClassRow("c", 3, 7.0, 5.0, False, False),
+        claim_rules.ClassRow("a", 3, 3.0, 2.0, True, False),
+        claim_rules.ClassRow("d", 2, 0.5, 0.5, False, True),
     ]
-    assert controls.category_median(profile) == 6.5
-    assert controls.beats_category_median(profile) == ["c"]
+    assert claim_rules.category_median(profile) == 6.5
+    assert claim_rules.beats_category_median(profile) == ["c"]
     # An odd number of category classes: the middle one's mean, 7; nothing else is in it, so nothing beats it.
     odd = [row._replace(is_category=row.key != "d") for row in profile]
-    assert controls.category_median(odd) == 7.0 and controls.beats_category_median(odd) == []
+    assert claim_rules.category_median(odd) == 7.0 and claim_rules.beats_category_median(odd) == []
     # Equal to the median is not above it; no category class at all: no median, nothing beats it.
     tied = [row._replace(mean=6.5) if row.key == "c" else row for row in profile]
-    assert controls.beats_category_median(tied) == []
+    assert claim_rules.beats_category_median(tied) == []
     none = [row._replace(is_category=False) for row in profile]
-    assert controls.category_median(none) is None and controls.beats_category_median(none) == []
+    assert claim_rules.category_median(none) is None and claim_rules.beats_category_median(none) == []
 
 
 def test_default_k_keeps_top_and_bottom_apart():
-    assert controls.default_k(6308) == (1000, "k = 1000, the study's")
-    assert controls.default_k(6000)[0] == 1000
-    k, reason = controls.default_k(5999)
+    assert claim_rules.default_k(6308) == (1000, "k = 1000, the study's")
+    assert claim_rules.default_k(6000)[0] == 1000
+    k, reason = claim_rules.default_k(5999)
     assert k == 999 and "5,999" in reason and "6,000" in reason
-    assert controls.default_k(3)[0] == 1
-    assert controls.default_k(600, study_k=50)[0] == 50
+    assert claim_rules.default_k(3)[0] == 1
+    assert claim_rules.default_k(600, study_k=50)[0] == 50
     with pytest.raises(ValueError):
-        controls.default_k(0)
+        claim_rules.default_k(0)
 
 
 def test_overlap_warning_only_when_the_sets_must_share_images():
-    assert controls.overlap_warning(1000, 6308) is None
-    assert controls.overlap_warning(1000, 2000) is None  # exactly disjoint is still possible
-    warning = controls.overlap_warning(1001, 2000)
+    assert claim_rules.overlap_warning(1000, 6308) is None
+    assert claim_rules.overlap_warning(1000, 2000) is None  # exactly disjoint is still possible
+    warning = claim_rules.overlap_warning(1001, 2000)
     assert warning is not None and "at least 2 images" in warning
 
 
 def test_the_dense_and_the_gathered_bottom_counts_agree(independent, monkeypatch):
     values, bottom, labels = independent
-    run = lambda: controls.permutation_null(values, bottom, labels, threshold=0.52, permutations=50, seed=3)  # noqa: E731
+    run = lambda: nulls.permutation_null(values, bottom, labels, threshold=0.52, permutations=50, seed=3)  # noqa: E731
     dense = run()
-    monkeypatch.setattr(controls, "DENSE_BOTTOM_BYTES", 0)  # the gather of u * k labels instead
+    monkeypatch.setattr(nulls, "DENSE_BOTTOM_BYTES", 0)  # the gather of u * k labels instead
     gathered = run()
     for name in ("selective", "selective_negative", "median_gap"):
         np.testing.assert_array_equal(getattr(dense, name).null, getattr(gathered, name).null)
@@ -308,7 +321,7 @@ def test_the_dense_and_the_gathered_bottom_counts_agree(independent, monkeypatch
 def test_group_gap_is_smallest_when_the_chosen_units_hold_the_highest_values():
     values = np.arange(40, dtype=float)
     chosen = values >= 35  # the five highest
-    result = controls.group_gap(values, chosen, permutations=200, seed=1)
+    result = nulls.group_gap(values, chosen, permutations=200, seed=1)
     assert result.observed == 37.0 - 17.0  # medians 37 (35..39) and 17 (0..34)
     assert result.p_value == 1 / 201 and result.valid == 200
 
@@ -318,19 +331,21 @@ def test_group_gap_of_a_random_group_is_not_small():
     values = rng.normal(size=500)
     chosen = np.zeros(500, bool)
     chosen[rng.choice(500, 40, replace=False)] = True
-    result = controls.group_gap(values, chosen, permutations=500, seed=3)
+    result = nulls.group_gap(values, chosen, permutations=500, seed=3)
     assert 0.05 < result.p_value < 0.95
     assert abs(result.null_mean) < 0.1
 
 
-def test_auroc_by_category_is_auroc_of_each_label_set():
+def test_auroc_by_category_is_the_pairwise_count_of_each_label_set():
     rng = np.random.default_rng(4)
     values = rng.integers(0, 5, size=(50, 7)).astype(np.float32)  # ties everywhere
     label_sets = [rng.random(50) < 0.3, rng.random(50) < 0.6, np.zeros(50, bool)]
-    got = controls.auroc_by_category(values, label_sets)
+    got = stats.auroc_by_category(values, label_sets)
     assert got.shape == (3, 7)
     for row, labels in zip(got[:2], label_sets):
-        np.testing.assert_array_equal(row, controls.auroc(values, labels))
+        # Every (category, other) pair of images, a win 1 and a tie 1/2: no ranks.
+        diff = values[labels][:, None, :] - values[~labels][None, :, :]
+        np.testing.assert_allclose(row, ((diff > 0) + 0.5 * (diff == 0)).mean(axis=(0, 1)), rtol=1e-12)
     assert np.isnan(got[2]).all()  # an empty category
 
 
@@ -338,18 +353,18 @@ def test_tail_shares_worked_by_hand():
     # The rest (0, 1, 2) has deciles 0.2 and 1.8; the category (4, 2, 0.1): one below 0.2, two above 1.8.
     values = np.array([[4.0], [0.0], [2.0], [2.0], [1.0], [0.1]], dtype=np.float32)
     labels = np.array([True, False, True, False, False, True])
-    assert controls.tail_shares(values, labels, upper=False)[0] == pytest.approx(1 / 3)
-    assert controls.tail_shares(values, labels, upper=True)[0] == pytest.approx(2 / 3)
-    assert np.isnan(controls.tail_shares(values, np.ones(6, bool), upper=True)).all()
+    assert stats.tail_shares(values, labels, upper=False)[0] == pytest.approx(1 / 3)
+    assert stats.tail_shares(values, labels, upper=True)[0] == pytest.approx(2 / 3)
+    assert np.isnan(stats.tail_shares(values, np.ones(6, bool), upper=True)).all()
 
 
 def test_nulls_at_several_thresholds_are_each_thresholds_own(independent):
     values, bottom, labels = independent
-    both = controls.permutation_nulls(values, bottom, labels, thresholds=(0.52, 0.55), permutations=50, seed=2)
+    both = nulls.permutation_nulls(values, bottom, labels, thresholds=(0.52, 0.55), permutations=50, seed=2)
     for result, threshold in zip(both, (0.52, 0.55)):
-        alone = controls.permutation_null(values, bottom, labels, threshold=threshold, permutations=50, seed=2)
+        alone = nulls.permutation_null(values, bottom, labels, threshold=threshold, permutations=50, seed=2)
         assert result.threshold == threshold
-        for name in controls.NULL_STATISTICS:
+        for name in nulls.NULL_STATISTICS:
             got, want = getattr(result, name), getattr(alone, name)
             np.testing.assert_array_equal(got.null, want.null)
             assert (got.observed, got.p_value, got.valid) == (want.observed, want.p_value, want.valid)

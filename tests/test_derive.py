@@ -6,10 +6,11 @@ from pathlib import Path
 
 import duckdb
 import pytest
-
 from fixtures import table_dump
 from hand_run import publish_hand_run
-from worker import cli, schema
+
+from unitscope import schema
+from worker import cli
 from worker.store import StoreError, WorkerStore
 
 

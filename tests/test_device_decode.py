@@ -16,7 +16,14 @@ from PIL import Image
 from torchvision.models import GoogLeNet_Weights
 
 from worker.device_decode import make_device_loader
-from worker.images import Batch, FileEntry, ImageDataset, list_image_files, make_loader, spread_subset
+from worker.images import (
+    Batch,
+    FileEntry,
+    ImageDataset,
+    list_image_files,
+    make_loader,
+    spread_subset,
+)
 from worker.models import CaffeTransform
 from worker.settings import WorkerSettings
 
@@ -134,8 +141,8 @@ def test_odd_files_fall_back_to_pil_or_are_skipped_with_its_reasons(tmp_path, im
 
 
 def test_decode_setting_flag_and_variable(monkeypatch):
+    from unitscope.flags import from_flags
     from worker import cli
-    from worker.flags import from_flags
 
     monkeypatch.delenv("UNITSCOPE_DECODE", raising=False)
     assert from_flags(WorkerSettings, cli.build_parser().parse_args(["run"])).decode == "pil"

@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from worker import schema
+from unitscope import schema
 from worker.lock import WriterLock
 
 REPO = Path(__file__).resolve().parent.parent

@@ -18,7 +18,13 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
-from worker.download import OFFICIAL_BASE_URL, Archive, DownloadError, default_archives, ensure_default_images
+from worker.download import (
+    OFFICIAL_BASE_URL,
+    Archive,
+    DownloadError,
+    default_archives,
+    ensure_default_images,
+)
 
 # Real photographs from scikit-image, filed under real ImageNet WNIDs.
 PHOTOS = {

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from model_helpers import block_outputs
 import torch
+from model_helpers import block_outputs
 from PIL import Image
 from skimage import data
 from torch import Tensor, nn

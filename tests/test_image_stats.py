@@ -10,7 +10,7 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from skimage import data
 
-from worker import schema
+from unitscope import schema
 from worker.image_stats import image_stats
 from worker.models import get_model
 

@@ -8,9 +8,9 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from fixtures import png_header_only
 from PIL import Image
 
-from fixtures import png_header_only
 from worker.categories import builtin_category
 from worker.images import (
     ImageDataset,

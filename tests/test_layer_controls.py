@@ -7,6 +7,8 @@ import csv
 import io
 import re
 from collections.abc import Iterator
+from fractions import Fraction
+from math import comb
 from pathlib import Path
 from statistics import median
 from urllib.parse import urlencode
@@ -14,12 +16,20 @@ from urllib.parse import urlencode
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from fixtures import (
+    HAND_K,
+    IMAGES,
+    LAYERS,
+    expected_base_rate,
+    expected_scores,
+    in_category,
+    make_settings,
+)
+from test_app_pages import Page
 
 from app.main import create_app
 from app.params import ScoreParams
-from worker import controls
-from fixtures import HAND_K, IMAGES, LAYERS, expected_base_rate, expected_scores, in_category, make_settings
-from test_app_pages import Page
+from unitscope import claim_rules
 
 N = len(IMAGES)
 PARAMS = [
@@ -69,16 +79,48 @@ def test_groups_match_the_units_and_the_raw_data(client: TestClient, layer: str,
         row["groups"]["selective"]["units"], row["groups"]["selective"]["with_bottom_at_base_rate"])
 
 
-def test_groups_by_hand_on_the_dog_units() -> None:
-    # k = 2, dogs 0-2 of 6: base rate 1. Unit 0 (SI .8) is the one selective unit: in_top 2, in_bottom 0.
-    # Units 1 (no SI; in_top 2, in_bottom 2) and 2 (SI 0; 0, 2) are the rest: both reach the base rate.
-    rows = expected_scores("mixed4c", k=2)
-    assert _groups(rows, 0.7, 1.0) == {
+def test_groups_by_hand_on_the_dog_units(client: TestClient) -> None:
+    # k = 2, dogs are images 0-2 of 6: base rate 2 x 3/6 = 1. Defaults: SI and in_top on max, in_bottom on min,
+    # threshold 0.7. From MIXED4C in fixtures.py:
+    # - unit 0: max (10, 8, 6, 0, 2, 4) normalises to (1, .8, .6, 0, .2, .4): dogs' mean .8, the rest's .2,
+    #   SI .8 / (.8 + .2) = .8, selective. Top 2 on max: images 0 (10), 1 (8), both dogs: in_top 2. Bottom 2 on
+    #   min (-1, -2, -3, -9, -8, -7): images 3 (-9), 4 (-8), no dog: in_bottom 0, under the base rate.
+    # - unit 1: max always 5, SI undefined (not selective). max and min all tied, ties to the smaller id: top 2
+    #   and bottom 2 are both images 0, 1: in_top 2, in_bottom 2.
+    # - unit 2: max (0, 0, 0, 3, 6, 9): every dog at the minimum, SI 0. Top 2 on max: images 5 (9), 4 (6):
+    #   in_top 0. Bottom 2 on min (-5, -6, -4, 1, 1, 1): images 1 (-6), 0 (-5): in_bottom 2.
+    # Selective {0}: in_top 2, in_bottom 0 (0 of 1 at the base rate). Rest {1, 2}: in_top (2, 0), median 1;
+    # in_bottom (2, 2), median 2, both at the base rate.
+    body = client.get("/api/layers/mixed4c?k=2").json()
+    assert [(u["unit"], u["in_top"], u["in_bottom"], u["selective"]) for u in body["units"]] == [
+        (0, 2, 0, True), (1, 2, 2, False), (2, 0, 2, False)]
+    assert body["units"][0]["si"] == pytest.approx(0.8) and body["units"][1]["si"] is None
+    assert body["units"][2]["si"] == 0.0
+    assert body["groups"] == {
         "selective": {"units": 1, "with_bottom_at_base_rate": 0, "share_with_bottom_at_base_rate": 0.0,
                       "median_in_top": 2, "median_in_bottom": 0},
         "rest": {"units": 2, "with_bottom_at_base_rate": 2, "share_with_bottom_at_base_rate": 1.0,
                  "median_in_top": 1, "median_in_bottom": 2},
     }
+
+
+def _hypergeom_tail(x: int, k: int, n: int, n_c: int) -> Fraction:
+    """P(X >= x) exactly: X the category images among k of n drawn without replacement, n_c in the category."""
+    return sum((Fraction(comb(n_c, i) * comb(n - n_c, k - i), comb(n, k)) for i in range(max(x, 0), k + 1)),
+               Fraction(0))
+
+
+def _bh(p: list[float]) -> list[float]:
+    """Benjamini-Hochberg by its definition: q_(i) = min over j >= i of p_(j) m / j, p sorted ascending."""
+    m = len(p)
+    order = sorted(range(m), key=lambda i: p[i])
+    q = [0.0] * m
+    running = 1.0
+    for rank in range(m, 0, -1):  # from the largest p down, keeping the running minimum
+        i = order[rank - 1]
+        running = min(running, p[i] * m / rank)
+        q[i] = running
+    return q
 
 
 @pytest.mark.parametrize(("layer", "params"), PARAMS)
@@ -89,11 +131,12 @@ def test_p_and_q_values_are_the_hypergeometric_tails_and_their_bh(client: TestCl
     n_c = int(in_category(p.category).sum())
     raw = expected_scores(layer, p.category, _k(p), p.pos_stat, p.neg_stat, p.si_stat)
     for side, column in (("top", 2), ("bottom", 3)):
-        want_p = [controls.hypergeom_sf(r[column], _k(p), N, n_c) for r in raw]
+        # A k past the run counts every image: in_top and in_bottom are over min(k, N) images.
+        want_p = [float(_hypergeom_tail(r[column], min(_k(p), N), N, n_c)) for r in raw]
         got_p = [u[f"p_{side}"] for u in body["units"]]
         assert got_p == pytest.approx(want_p, rel=1e-12)
         q = [u[f"q_{side}"] for u in body["units"]]
-        assert q == pytest.approx(controls.bh_qvalues(want_p).tolist(), rel=1e-12)
+        assert q == pytest.approx(_bh(want_p), rel=1e-12)
         assert [u[f"significant_{side}"] for u in body["units"]] == [x < 0.05 for x in q]
 
 
@@ -205,7 +248,7 @@ def test_an_explicit_k_that_overlaps_warns_in_json_and_on_the_page(client: TestC
         for ctx in body if isinstance(body, list) else [body]:
             assert (ctx["k"], ctx["k_source"]) == (k, "given")
             (warning,) = ctx["warnings"]
-            assert warning == controls.overlap_warning(k, N)
+            assert warning == claim_rules.overlap_warning(k, N)
         html = client.get(url).text
         assert 'class="note warning"' in html and f"share at least {2 * k - N:,} images" in html, url
     hrefs = Page(client.get(f"/layers/mixed4c?k={k}").text).hrefs()

@@ -15,7 +15,7 @@ from fixtures import make_settings
 from hand_run import publish_hand_run, publish_mixed4c_run
 
 from app.main import create_app
-from worker import controls, metrics_sql, schema
+from unitscope import claim_rules, metrics_sql, nulls, schema, stats
 from worker.categories import Category, builtin_category
 
 DOGS = ("n02085620", "n02085782", "n02085936")
@@ -80,7 +80,7 @@ def test_publication_stores_the_hand_worked_auroc_and_tails(tmp_path: Path):
     assert rows["dog", "max", 0][1:] == (0.0, 1.0)
     # The null for the defaults: dog, max, min, k = 1 (a sixth of 5 images, at least 1), at two thresholds.
     assert sorted(null) == [("dog", "max", "min", 1, t, schema.NULL_PERMUTATIONS, schema.NULL_SEED, 3)
-                            for t in sorted((schema.SELECTIVE_SI, schema.FIGURE_SI))]
+                            for t in sorted((claim_rules.SELECTIVE_SI, claim_rules.FIGURE_SI))]
 
 
 def test_stored_auroc_and_tails_are_the_statistics_of_the_published_responses(dbs):
@@ -93,15 +93,26 @@ def test_stored_auroc_and_tails_are_the_statistics_of_the_published_responses(db
                     f"SELECT auroc, tail_below, tail_above FROM {schema.UNIT_CONTROLS} "
                     "WHERE category = ? AND stat = ? ORDER BY unit", [category, stat]).fetchnumpy()
                 values = stats[:, :, column]
-                # AUROC by counting pairs, ties 1/2: nothing shared with controls.auroc's midranks.
+                # AUROC by counting pairs, ties 1/2: nothing shared with stats.auroc's midranks.
                 diff = values[is_cat][:, None, :] - values[~is_cat][None, :, :]
                 pairs = ((diff > 0) + 0.5 * (diff == 0)).mean(axis=(0, 1))
                 np.testing.assert_allclose(got["auroc"], pairs, rtol=1e-12)
-                rest = values[~is_cat]
-                below = (values[is_cat] < np.quantile(rest, 0.1, axis=0)).mean(axis=0)
-                above = (values[is_cat] > np.quantile(rest, 0.9, axis=0)).mean(axis=0)
-                np.testing.assert_array_equal(got["tail_below"], below)
-                np.testing.assert_array_equal(got["tail_above"], above)
+                # Tails: the share of the category beyond the rest's deciles, each decile interpolated by
+                # hand between order statistics (stats.tail_shares uses np.quantile).
+                for unit in range(UNITS):
+                    rest = sorted(float(v) for v in values[~is_cat, unit])
+                    cat = [float(v) for v in values[is_cat, unit]]
+                    lo, hi = _decile(rest, 0.1), _decile(rest, 0.9)
+                    assert got["tail_below"][unit] == sum(v < lo for v in cat) / len(cat), (category, stat, unit)
+                    assert got["tail_above"][unit] == sum(v > hi for v in cat) / len(cat), (category, stat, unit)
+
+
+def _decile(ordered: list[float], q: float) -> float:
+    """The q quantile of sorted values, linear between the order statistics at (m - 1) q (numpy's default)."""
+    h = (len(ordered) - 1) * q
+    i = int(h)
+    below, above = ordered[i], ordered[min(i + 1, len(ordered) - 1)]
+    return below + (h - i) * (above - below)
 
 
 @pytest.mark.parametrize("query", ["", "?threshold=0.65", "?category=fish", "?si_stat=mean&neg_stat=max"])
@@ -117,8 +128,9 @@ def test_the_default_pages_read_the_stored_rows(dbs, monkeypatch: pytest.MonkeyP
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("computed, not read")
 
-    for name in ("permutation_null", "permutation_nulls", "auroc", "auroc_by_category", "tail_shares"):
-        monkeypatch.setattr(controls, name, refuse)
+    for module, name in ((nulls, "permutation_null"), (nulls, "permutation_nulls"), (stats, "auroc"),
+                         (stats, "auroc_by_category"), (stats, "tail_shares")):
+        monkeypatch.setattr(module, name, refuse)
     monkeypatch.setattr(metrics_sql, "split_half_si_sql", refuse)
     for url, body in expected.items():
         assert _get(dbs, "stored", url) == body
@@ -128,14 +140,14 @@ def test_the_default_pages_read_the_stored_rows(dbs, monkeypatch: pytest.MonkeyP
 
 def test_other_parameters_compute_the_null_and_read_the_rest(dbs, monkeypatch: pytest.MonkeyPatch):
     calls: list[dict] = []
-    real = controls.permutation_null
+    real = nulls.permutation_null
 
-    def counted(*args: object, **kwargs: object) -> controls.NullResult:
+    def counted(*args: object, **kwargs: object) -> nulls.NullResult:
         calls.append(kwargs)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(controls, "permutation_null", counted)
-    monkeypatch.setattr(controls, "auroc", lambda *a, **k: pytest.fail("AUROC is stored for every stat"))
+    monkeypatch.setattr(nulls, "permutation_null", counted)
+    monkeypatch.setattr(stats, "auroc", lambda *a, **k: pytest.fail("AUROC is stored for every stat"))
     for query, computes in (("", False), ("?threshold=0.65", False), ("?si_stat=mean", True), ("?k=20", True),
                             ("?threshold=0.6", True),
                             ("?category=fish", True)):
@@ -146,9 +158,9 @@ def test_other_parameters_compute_the_null_and_read_the_rest(dbs, monkeypatch: p
 
 
 def test_the_server_names_the_stored_statistics():
-    from app.layer_controls import NULL_STATS
+    from app.data.layer_tests import NULL_STATS
 
-    assert tuple(NULL_STATS) == controls.NULL_STATISTICS
+    assert tuple(NULL_STATS) == nulls.NULL_STATISTICS
 
 
 def test_a_constant_unit_reads_back_as_the_server_computes_it(tmp_path: Path):

@@ -1,4 +1,4 @@
-"""Is a unit low-level? Cliff's delta, Mann–Whitney and r2_cv (app.low_level) against hand-worked cases,
+"""Is a unit low-level? Cliff's delta, Mann–Whitney and r2_cv (unitscope.stats) against hand-worked cases,
 image_stats through the store, publication and a real worker run, and the `low_level` fields of the API."""
 
 from __future__ import annotations
@@ -13,14 +13,16 @@ import numpy as np
 import pytest
 import torch
 from fastapi.testclient import TestClient
+from fixtures import REPO, Page, make_settings
+from hand_run import BEAGLE, TENCH, image, spec_for
 from PIL import Image
 from scipy import stats as scipy_stats
 
-from app.low_level import MIN_IMAGES, R2_THRESHOLD, cliffs_delta, mann_whitney_p, r2_cv
 from app.main import create_app
-from fixtures import REPO, make_settings
-from hand_run import BEAGLE, TENCH, image, spec_for
-from worker import schema
+from unitscope import schema
+from unitscope.claim_rules import MIN_R2_IMAGES as MIN_IMAGES
+from unitscope.claim_rules import R2_THRESHOLD
+from unitscope.stats import cliffs_delta, mann_whitney_p, r2_cv
 from worker.image_stats import image_stats
 from worker.store import WorkerStore
 
@@ -190,16 +192,22 @@ def test_the_layer_twin_gives_r2_cv_over_its_selective_units(synthetic_client: T
 
 
 def test_pages_show_the_low_level_section(synthetic_client: TestClient) -> None:
-    unit = synthetic_client.get(f"/layers/conv1/units/0?run=1&k={K}").text
-    assert 'id="low-level"' in unit and 'id="low-level-table"' in unit and "hf_energy" in unit
-    layer = synthetic_client.get(f"/layers/conv1?run=1&k={K}").text
-    assert 'id="low-level"' in layer and "does not hold" in layer
+    unit = Page(synthetic_client.get(f"/layers/conv1/units/0?run=1&k={K}").text)
+    section = unit.one("section", cls="low-level")
+    assert section.by_id("low-level").get("data-figure") == "low-level-data" and "low-level-data" in unit.figures
+    section.by_id("low-level-table")
+    assert "hf_energy" in [row[0] for row in unit.rows["low-level-table"][1:]]
+    layer = Page(synthetic_client.get(f"/layers/conv1?run=1&k={K}").text)
+    section = layer.one("section", cls="low-level")
+    assert section.by_id("low-level").get("data-figure") == "low-level-data" and "low-level-data" in layer.figures
+    assert section.one("p", cls="summary").find_all("b")[-1].text == "does not hold"  # the verdict
 
 
 def test_a_run_without_image_stats_has_null_low_level(client: TestClient) -> None:
     assert client.get("/api/layers/mixed4c/units/0").json()["low_level"] is None
     assert client.get("/api/layers/mixed4c").json()["low_level"] is None
-    assert "no image statistics" in client.get("/layers/mixed4c/units/0").text
+    section = Page(client.get("/layers/mixed4c/units/0").text).one("section", cls="low-level")
+    assert "no image statistics" in section.one("p", cls="note").text and not section.find_all("table")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The metric SQL in worker.metrics_sql against a brute-force numpy reference, on tie-heavy data."""
+"""The metric SQL in unitscope.metrics_sql against a brute-force numpy reference, on tie-heavy data."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import duckdb
 import numpy as np
 import pytest
 
-from worker import metrics_sql, schema
-from worker.metrics_sql import insert_ranks
+from unitscope import metrics_sql, schema
+from unitscope.metrics_sql import insert_ranks
 
 N_IMAGES, N_UNITS = 300, 7
 DOG, FISH = "n02085620", "n01440764"

@@ -14,20 +14,20 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pytest
-from model_helpers import block_outputs
 import torch
 import torchvision
+from fixtures import REPO
+from model_helpers import block_outputs
 from PIL import Image
 from skimage import data
 from torch import Tensor
 
 import worker.model_names
-from fixtures import REPO
 from worker import cli
 from worker.extract import Extractor
 from worker.models import (
-    MODEL_NAMES,
     DEFAULT,
+    MODEL_NAMES,
     SQUEEZENET1_1,
     SQUEEZENET_LAYERS,
     CaffeTransform,
@@ -126,10 +126,10 @@ def test_documented_layer_sets() -> None:
 
 
 def readme_tables() -> dict[str, list[tuple[str, str, int]]]:
-    """{model: [(layer, module, units)]} from the README's per-model layer tables."""
+    """{model: [(layer, module, units)]} from the per-model layer tables of docs/models.md."""
     tables: dict[str, list[tuple[str, str, int]]] = {}
     current = None
-    for line in (REPO / "README.md").read_text("utf-8").splitlines():
+    for line in (REPO / "docs" / "models.md").read_text("utf-8").splitlines():
         heading = re.fullmatch(r"#### `([\w-]+)`.*", line)
         if heading:
             current = heading.group(1)

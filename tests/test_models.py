@@ -239,7 +239,7 @@ def test_module_names(bvlc_random, tv_random) -> None:
 
 
 def test_documented_mapping_matches_the_models(bvlc_random, tv_random) -> None:
-    # The layer table in worker/models/layers.py's docstring (copied to the README) is the real one.
+    # The layer table in worker/models/layers.py's docstring (copied to docs/models.md) is the real one.
     bvlc, tv = bvlc_random, tv_random
     rows = [
         [cell.strip() for cell in line.strip().strip("|").split("|")]

@@ -8,7 +8,7 @@ import duckdb
 import pytest
 from hand_run import UNIT0_MAX, publish_hand_run
 
-from worker import metrics_sql, schema
+from unitscope import metrics_sql, schema
 
 
 def test_si_and_in_top_in_bottom_match_a_hand_computed_example(tmp_path):

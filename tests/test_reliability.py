@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fixtures import LAYERS, Page, in_category
 from scipy import stats
 
-from app import correlation
-from fixtures import LAYERS, in_category
+from unitscope import stats as correlation
 
 _STAT = {"mean": 0, "max": 1, "min": 2}
 
@@ -27,8 +27,9 @@ def half_si(layer: str, unit: int, stat: str, parity: int) -> float | None:
 def test_spearman_and_pearson_by_hand():
     # No ties: rho = 1 - 6 sum(d^2) / (n (n^2 - 1)); ranks of y are 1 3 2 4 5, so sum(d^2) = 2.
     assert correlation.spearman([1, 2, 3, 4, 5], [10, 30, 20, 40, 50]) == pytest.approx(1 - 6 * 2 / (5 * 24))
-    # Ties share their mean rank: y's ranks are 1, 2.5, 2.5, 4.
-    assert correlation.midranks(np.array([3.0, 7.0, 7.0, 9.0])).tolist() == [1.0, 2.5, 2.5, 4.0]
+    # Ties share their mean rank: x ranks 1, 2.5, 2.5, 4 and y 1..4, so rho is the Pearson r of those ranks.
+    assert correlation.spearman([3.0, 7.0, 7.0, 9.0], [1, 2, 3, 4]) == pytest.approx(
+        float(np.corrcoef([1, 2.5, 2.5, 4], [1, 2, 3, 4])[0, 1]))
     x, y = [0.1, 0.5, 0.2, 0.9, 0.4, 0.4], [0.2, 0.6, 0.6, 0.8, 0.1, 0.3]
     assert correlation.spearman(x, y) == pytest.approx(stats.spearmanr(x, y).statistic)
     assert correlation.pearson(x, y) == pytest.approx(stats.pearsonr(x, y).statistic)
@@ -67,8 +68,12 @@ def test_the_unit_json_and_the_pages_show_the_halves(client):
     for u in layer["units"]:
         unit = client.get(f"/api/layers/mixed4c/units/{u['unit']}?si_stat=mean").json()
         assert (unit["si_half_a"], unit["si_half_b"]) == (u["si_half_a"], u["si_half_b"])
-    html = client.get("/layers/mixed4c?si_stat=mean").text
+    summary = Page(client.get("/layers/mixed4c?si_stat=mean").text).by_id("split-half")
     half = layer["split_half"]
-    assert f"Spearman <b>{half['spearman']:.3f}</b>" in html and f"Pearson <b>{half['pearson']:.3f}</b>" in html
+    assert f"Spearman {half['spearman']:.3f}, Pearson {half['pearson']:.3f}" in summary.text
+    assert [x.text for x in summary.find_all("b")] == [f"{half['spearman']:.3f}", f"{half['pearson']:.3f}"]
     a, b = layer["units"][0]["si_half_a"], layer["units"][0]["si_half_b"]
-    assert f"SI halves <b>{a:.3f}</b> / <b>{b:.3f}</b>" in client.get("/layers/mixed4c/units/0?si_stat=mean").text
+    unit = Page(client.get("/layers/mixed4c/units/0?si_stat=mean").text)
+    (chip,) = [c for c in unit.find_all("span", cls="chip") if c.text.startswith("SI halves")]
+    assert chip.text == f"SI halves {a:.3f} / {b:.3f}"
+    assert [x.text for x in chip.find_all("b")] == [f"{a:.3f}", f"{b:.3f}"]

@@ -169,6 +169,14 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     assert subprocess.run(["bash", "-n", str(REPO / ".ci" / "run")]).returncode == 0
 
 
+def test_both_commands_are_on_the_readmes_first_screen() -> None:
+    # The README is the entry point: Command 1 (set up and run) and Command 2 (the tests) in its first 60 lines.
+    first_screen = "\n".join(README.read_text().splitlines()[:60])
+    for name in ("run", "test"):
+        block = f"<!-- command: {name} -->\n```bash\n{readme_command(name)}\n```"
+        assert block in first_screen, f"README command {name!r} is not within its first 60 lines"
+
+
 def test_docker_build_context_leaves_out_local_state() -> None:
     # The context is sent whole to the engine: a multi-GB .venv or a database in it would ship too.
     ignored = {line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()}

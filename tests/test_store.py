@@ -6,7 +6,9 @@ import duckdb
 import pytest
 from hand_run import hand_stats, image, publish_hand_run, spec_for
 
-from worker.store import RunSpec, StoreError, WorkerStore
+from worker.run_rows import RunSpec
+from worker.store import StoreError, WorkerStore
+
 
 def test_unfinished_run_resumes_from_its_stored_batches(tmp_path):
     db = tmp_path / "resume.duckdb"

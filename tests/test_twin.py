@@ -7,11 +7,12 @@ from typing import Any
 import pytest
 from fastapi import APIRouter
 from fastapi.testclient import TestClient
+from fixtures import HAND_PAGES
 from pydantic import BaseModel
 
-from app import pages, render
+from app import render
+from app.pages import skipped
 from app.twin import twin
-from fixtures import HAND_PAGES
 
 PAGE_PATHS = {"/", "/claims", "/layers", "/layers/{layer}", "/layers/{layer}/units/{unit}",
               "/layers/{layer}/units/{unit}/classes", "/skipped", "/categories", "/compare"}
@@ -59,4 +60,4 @@ def test_a_builder_without_one_parameter_model_is_refused() -> None:
         return {"k": k}
 
     with pytest.raises(TypeError, match="exactly one query-parameter model"):
-        twin(APIRouter(), "/x", pages.SKIPPED, summary="x")(no_params)
+        twin(APIRouter(), "/x", skipped.PAGE, summary="x")(no_params)

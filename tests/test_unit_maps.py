@@ -12,18 +12,19 @@ import numpy as np
 import pytest
 import torch
 from fastapi.testclient import TestClient
-from PIL import Image
-
-from app.main import create_app
 from fixtures import LAYERS, make_settings
 from hand_run import WNIDS, hand_stats, image, spec_for
+from PIL import Image
 from test_app_pages import Page
-from worker import metrics_sql, schema
-from worker.map_store import SHOWN, MapRow, decode, encode, shown_images
+
+from app.main import create_app
+from unitscope import metrics_sql, schema
+from unitscope.crop import network_crop
+from unitscope.maps import SHOWN, decode, encode
+from worker.map_store import MapRow, shown_images
 from worker.models.bvlc import CaffeTransform
 from worker.models.tv_common import describe
 from worker.models.tv_googlenet import PUBLISHED
-from worker.network_crop import network_crop
 from worker.store import WorkerStore
 
 F16_RTOL = 2.0**-11  # float16 rounds to 11 significant bits

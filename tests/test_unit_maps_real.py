@@ -14,18 +14,18 @@ import numpy as np
 import pytest
 import torch
 from fastapi.testclient import TestClient
+from fixtures import REPO, make_settings
 from PIL import Image
+from test_worker_cli import clean_env
 from torch import nn
 
 from app.main import create_app
-from fixtures import REPO, make_settings
-from test_worker_cli import clean_env
-from worker import schema
+from unitscope import schema
+from unitscope.crop import network_crop
+from unitscope.maps import decode
 from worker.extract import Extractor
 from worker.images import decode as decode_file
-from worker.map_store import decode
 from worker.models import LoadedModel, get_model
-from worker.network_crop import network_crop
 
 F16_RTOL = 2.0**-11  # float16 rounds to 11 significant bits
 # Two passes over the same image in different batches agree to ~1e-6; float16 adds its rounding.
@@ -98,8 +98,8 @@ def maps_run(tmp_path_factory, imagenet_sample: Path, bvlc_weights: Path) -> Pat
 def test_stored_maps_are_exactly_the_images_unit_pages_show(maps_run: Path) -> None:
     """Every unit's first MAP_N images of each default ranking (ranking_sql, on the published
     responses) have a map, and no other map is stored."""
-    from worker import metrics_sql
-    from worker.map_store import SHOWN
+    from unitscope import metrics_sql
+    from unitscope.maps import SHOWN
 
     with duckdb.connect(str(maps_run), read_only=True) as con:
         for layer in LAYERS:

@@ -10,11 +10,11 @@ import duckdb
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-
-from app.main import create_app
 from fixtures import make_settings
 from hand_run import BEAGLE, FISH, OTHER, TENCH, image, spec_for
-from worker import metrics_sql, schema, unit_sql
+
+from app.main import create_app
+from unitscope import metrics_sql, schema, unit_sql
 from worker.store import WorkerStore
 
 UNITS = 3
@@ -143,13 +143,13 @@ def test_rankings_past_the_stored_ranks_are_computed(tmp_path: Path, monkeypatch
 
 def test_a_repeated_url_is_rendered_once_per_db_generation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The response cache (app.twin): the same URL again costs no context; a republished DB is read afresh."""
-    from app import contexts
+    from app.pages import unit as contexts
 
     db = tmp_path / "run.duckdb"
     publish(db, ranked_k=schema.RANKED_K)
     calls: list[int] = []
-    real = contexts.unit
-    monkeypatch.setattr(contexts, "unit", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = contexts.build
+    monkeypatch.setattr(contexts, "build", lambda *a, **k: calls.append(1) or real(*a, **k))
     with TestClient(create_app(make_settings(db, tmp_path))) as c:
         first = [c.get(url) for url in ("/api/layers/conv1/units/0", "/layers/conv1/units/0")]
         again = [c.get(url) for url in ("/api/layers/conv1/units/0", "/layers/conv1/units/0")]

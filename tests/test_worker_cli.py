@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from unitscope.flags import flag_name, from_flags
 from worker import cli
 from worker.categories import (
     BUILTIN_SYNSETS,
@@ -23,7 +24,6 @@ from worker.categories import (
     load_imagenet_classes,
     parse_category_arg,
 )
-from worker.flags import flag_name, from_flags
 from worker.settings import WorkerSettings
 
 REPO = Path(__file__).resolve().parent.parent

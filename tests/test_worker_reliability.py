@@ -16,14 +16,15 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
-from PIL import Image
 from fixtures import png_header_only
+from PIL import Image
 
-from worker import schema
+from unitscope import schema
+from unitscope.maps import decode
 from worker.categories import builtin_category
-from worker.map_store import decode
 from worker.models import GOOGLENET_LAYERS
-from worker.store import ImageRow, LayerSpec, RunSpec, WorkerStore
+from worker.run_rows import ImageRow, LayerSpec, RunSpec
+from worker.store import WorkerStore
 
 REPO = Path(__file__).resolve().parent.parent
 DOG = "n02088364"  # beagle, in the built-in dog category

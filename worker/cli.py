@@ -16,13 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from worker import schema
+from unitscope import schema
+from unitscope.flags import SettingsError, add_flags, from_flags
 from worker.categories import CategoryError, load_categories, load_imagenet_classes
-from worker.flags import SettingsError, add_flags, from_flags
 from worker.image_stats import image_stats
+from worker.publish import Published
+from worker.run_rows import ImageRow, LayerSpec, RunSpec
 from worker.settings import DeriveSettings, WorkerSettings
 from worker.shards import Rank, RankError, files_of, torchrun_rank
-from worker.store import ImageRow, LayerSpec, Published, RunSpec, StoreError, WorkerStore
+from worker.store import StoreError, WorkerStore
 
 if TYPE_CHECKING:
     from worker.images import FileEntry
@@ -117,7 +119,10 @@ def run(settings: WorkerSettings) -> int:
             subset = f" (--limit: using {len(files)}, spread evenly: about 1 file in {len(listed) / len(files):.0f})"
         _say(f"found {len(listed)} image files in {root}{subset}", rank)
 
-        from worker.models import DEFAULT, get_model  # torch loads here, after the cheap checks
+        from worker.models import (  # torch loads here, after the cheap checks
+            DEFAULT,
+            get_model,
+        )
 
         model_name = settings.resolved_model()
         seed = settings.init_seed()  # not None for --weights random: get_model's weights=None

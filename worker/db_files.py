@@ -11,7 +11,7 @@ from typing import Final
 
 import duckdb
 
-from worker import schema
+from unitscope import schema
 
 
 class StoreError(RuntimeError):

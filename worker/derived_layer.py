@@ -6,7 +6,7 @@ every response of a layer, stored once.
   category, si_stat and neg_stat, the run's default k, schema.NULL_PERMUTATIONS and NULL_SEED) at
   NULL_THRESHOLDS. The server computes it for any other parameters.
 
-The numbers come from the functions the server calls on the fly (worker.controls, worker.metrics_sql),
+The numbers come from the functions the server calls on the fly (unitscope.stats, unitscope.metrics_sql),
 fed the same matrices, so a stored value is the value the server would compute.
 """
 
@@ -19,12 +19,11 @@ from collections.abc import Sequence
 import duckdb
 import numpy as np
 
-from worker import controls, metrics_sql, schema
-
+from unitscope import claim_rules, metrics_sql, nulls, schema, stats
 
 # The figure's threshold (the pages' default) and Aparicio et al.'s: a second threshold costs only its
-# counts, as the shuffles and products are shared (worker.controls.permutation_nulls).
-NULL_THRESHOLDS = (schema.FIGURE_SI, schema.SELECTIVE_SI)
+# counts, as the shuffles and products are shared (unitscope.stats.permutation_nulls).
+NULL_THRESHOLDS = (claim_rules.FIGURE_SI, claim_rules.SELECTIVE_SI)
 
 
 def null_category(categories: Sequence[str]) -> str:
@@ -45,7 +44,7 @@ def _labels(con: duckdb.DuckDBPyConnection, run_id: int, category: str) -> tuple
 
 
 def _matrix(con: duckdb.DuckDBPyConnection, run_id: int, layer: str, stat: str, units: int, n: int) -> np.ndarray:
-    """The layer's (images x units) float32 responses on one stat, as app.queries.layer_matrix reads them."""
+    """The layer's (images x units) float32 responses on one stat, as unitscope.data.scores.layer_matrix reads them."""
     v = con.execute(metrics_sql.layer_matrix_sql(stat), {"run_id": run_id, "layer": layer}).fetchnumpy()["v"]
     if v.size != units * n:
         raise ValueError(f"{layer} of run {run_id} holds {v.size:,} responses, not {units} units x {n:,} images")
@@ -79,7 +78,7 @@ def write_layer_controls(con: duckdb.DuckDBPyConnection, run_id: int, layer: str
     halves = {c: _split_half(con, run_id, layer, c, units) for c in categories}
     for stat in schema.STATS:
         values = _matrix(con, run_id, layer, stat, units, len(image_ids))
-        auroc = controls.auroc_by_category(values, [labels[c][1] for c in categories])
+        auroc = stats.auroc_by_category(values, [labels[c][1] for c in categories])
         for row, category in enumerate(categories):
             is_cat = labels[category][1]
             con.execute(
@@ -88,8 +87,8 @@ def write_layer_controls(con: duckdb.DuckDBPyConnection, run_id: int, layer: str
                            unnest($above), unnest($a), unnest($b)""",
                 {**q, "category": category, "stat": stat, "unit": list(range(units)),
                  "auroc": _nullable(auroc[row]),
-                 "below": _nullable(controls.tail_shares(values, is_cat, upper=False)),
-                 "above": _nullable(controls.tail_shares(values, is_cat, upper=True)),
+                 "below": _nullable(stats.tail_shares(values, is_cat, upper=False)),
+                 "above": _nullable(stats.tail_shares(values, is_cat, upper=True)),
                  "a": _nullable(halves[category][stat, 0]), "b": _nullable(halves[category][stat, 1])},
             )
         if stat == schema.DEFAULT_SI_STAT:
@@ -100,7 +99,7 @@ def write_layer_controls(con: duckdb.DuckDBPyConnection, run_id: int, layer: str
 
 def _write_null(con: duckdb.DuckDBPyConnection, run_id: int, layer: str, values: np.ndarray,
                 image_ids: np.ndarray, category: str, is_cat: np.ndarray) -> None:
-    """The null for the server's defaults, from the stored bottom ranks (app.layer_controls' inputs).
+    """The null for the server's defaults, from the stored bottom ranks (app.data.layer_tests' inputs).
 
     Nothing is stored when the category or the rest is empty (the server's null is then None at no
     cost) or when the stored ranks do not reach the default k (a run published with a lower
@@ -109,17 +108,17 @@ def _write_null(con: duckdb.DuckDBPyConnection, run_id: int, layer: str, values:
     if is_cat.all() or not is_cat.any():
         return
     n, units = values.shape
-    k, _ = controls.default_k(n)
+    k, _ = claim_rules.default_k(n)
     depth = min(k, n)
     ids = con.execute(metrics_sql.stored_bottom_sql(), {"run_id": run_id, "layer": layer, "k": k,
                                                         "stat": schema.DEFAULT_NEG_STAT}).fetchnumpy()["image_id"]
     if ids.size != units * depth:
         return
     bottom = np.searchsorted(image_ids, ids).reshape(units, depth)
-    results = controls.permutation_nulls(values, bottom, is_cat, thresholds=NULL_THRESHOLDS,
+    results = nulls.permutation_nulls(values, bottom, is_cat, thresholds=NULL_THRESHOLDS,
                                          permutations=schema.NULL_PERMUTATIONS, seed=schema.NULL_SEED)
-    for result, name in itertools.product(results, controls.NULL_STATISTICS):
-        s: controls.NullStatistic = getattr(result, name)
+    for result, name in itertools.product(results, nulls.NULL_STATISTICS):
+        s: nulls.NullStatistic = getattr(result, name)
         con.execute(
             f"INSERT INTO {schema.LAYER_NULL} VALUES ($run_id, $layer, $category, $si_stat, $neg_stat, $k, "
             "$threshold, $permutations, $seed, $statistic, $observed, $null_mean, $null_p95, $p, $valid)",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import duckdb
 
-from worker import metrics_sql, schema, unit_sql
+from unitscope import metrics_sql, schema, unit_sql
 
 # Units per statement of the grouped queries: about this many responses at once, so that the
 # median's per-group buffers stay within the publishing connection's memory limit.

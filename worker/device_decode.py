@@ -28,7 +28,16 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 from torchvision.io import ImageReadMode, decode_jpeg
 
-from worker.images import Batch, Decoded, FileDataset, SkipImage, Transform, decode_file, pil_skip_reasons, read_checked
+from worker.images import (
+    Batch,
+    Decoded,
+    FileDataset,
+    SkipImage,
+    Transform,
+    decode_file,
+    pil_skip_reasons,
+    read_checked,
+)
 from worker.models import LoadedModel
 
 # What runs.preprocessing adds for a --decode gpu run (a pil run's description is unchanged, so

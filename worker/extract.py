@@ -10,8 +10,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
+from unitscope.schema import STATS
 from worker.models import LoadedModel
-from worker.schema import STATS
 
 # The last axis of every statistics tensor holds the stats in schema order.
 assert STATS == ("mean", "max", "min")

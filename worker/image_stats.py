@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Final
 
-from worker import schema
+from unitscope import schema
 
 if TYPE_CHECKING:
     import torch

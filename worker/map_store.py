@@ -1,33 +1,15 @@
-"""unit_maps: which pre-ReLU maps a run keeps, and how they are stored.
-
-Torch-free (numpy and duckdb), so the server decodes maps with the same code. A map is stored as
-its height x width values in little-endian float16, row-major: about 3 significant digits, fine for
-display (the study's numbers stay in `responses`, float32).
-
-Which maps: for every unit of every layer of a run, its first MAP_N images of each ranking that a
-unit page shows by default (positive by max, near zero by |mean|, negative by min), in the order
-of metrics_sql.ranking_sql, ties by image id.
-"""
+"""The worker's side of unit_maps: which maps a run still needs, and their insertion (codec: unitscope.maps)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
 
 import duckdb
 import numpy as np
 
-from worker import metrics_sql, schema
-
-MAP_DTYPE: Final = np.dtype("<f2")  # little-endian float16
-
-# The rankings a unit page shows by default, and the stat each ranks by.
-SHOWN: Final[tuple[tuple[metrics_sql.RankKind, str], ...]] = (
-    ("positive", schema.DEFAULT_POS_STAT),
-    ("near_zero", schema.DEFAULT_NEAR_STAT),
-    ("negative", schema.DEFAULT_NEG_STAT),
-)
+from unitscope import metrics_sql, schema
+from unitscope.maps import SHOWN, encode
 
 MapsTodo = dict[int, dict[str, list[int]]]  # image id -> layer -> units whose map is still needed
 
@@ -40,18 +22,6 @@ class MapRow:
     unit: int
     image_id: int
     values: np.ndarray  # height x width, float32
-
-
-def encode(values: np.ndarray) -> bytes:
-    """A 2-D map -> its float16 little-endian row-major bytes."""
-    if values.ndim != 2:
-        raise ValueError(f"a map is 2-D, got shape {values.shape}")
-    return np.ascontiguousarray(values, dtype=MAP_DTYPE).tobytes()
-
-
-def decode(blob: bytes, height: int, width: int) -> np.ndarray:
-    """Stored bytes -> the height x width map as float32."""
-    return np.frombuffer(blob, dtype=MAP_DTYPE).reshape(height, width).astype(np.float32)
 
 
 def shown_images(

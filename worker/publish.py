@@ -18,9 +18,18 @@ from pathlib import Path
 
 import duckdb
 
-from worker import derived, schema
-from worker.db_files import fsync, init_schema, open_read_only, remove, utc_now, wal_of, write_error
-from worker.metrics_sql import insert_ranks, si_sql
+from unitscope import schema
+from unitscope.metrics_sql import insert_ranks, si_sql
+from worker import derived
+from worker.db_files import (
+    fsync,
+    init_schema,
+    open_read_only,
+    remove,
+    utc_now,
+    wal_of,
+    write_error,
+)
 
 
 @dataclass(frozen=True)

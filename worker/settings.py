@@ -1,6 +1,6 @@
 """The worker's one settings object: CLI flags, else UNITSCOPE_* environment variables, else defaults.
 
-Each field is named once: `python -m worker run` builds its flags from these fields (worker.flags).
+Each field is named once: `python -m worker run` builds its flags from these fields (unitscope.flags).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationInfo, create_model, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from worker.flags import Flag
+from unitscope.flags import Flag
 from worker.model_names import MODEL_NAMES
 
 # `--weights random`: the architecture's own random init under `--seed`, the untrained control.
@@ -55,7 +55,7 @@ class WorkerSettings(BaseSettings):
     decode: Literal["pil", "gpu"] = Field("pil", description="pil: PIL decodes and resizes in the loader "
                                           "processes (exact, default); gpu: torchvision.io.decode_jpeg and the "
                                           "resize on the run's device (faster on a GPU; slightly different "
-                                          "numbers, see the README)")  # fmt: skip
+                                          "numbers, see docs/deployment.md)")  # fmt: skip
     batch_size: int | None = Field(None, ge=1, description="default 16 on a CPU, 256 on a GPU")
     limit: int | None = Field(None, ge=1, description="use at most N files, spread evenly over the sorted list")
     workers: int | None = Field(None, ge=0, description="decoding processes (default min(2, CPUs))")

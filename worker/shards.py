@@ -17,7 +17,7 @@ from pathlib import Path
 
 import duckdb
 
-from worker import schema
+from unitscope import schema
 from worker.db_files import StoreError, Transaction, first_line, remove, wal_of
 
 

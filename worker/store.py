@@ -4,7 +4,8 @@ Files beside the published DB `<db>`:
 - `<db>.lock`: held by the one worker allowed to write this DB (worker.lock).
 - `<db>.partial` (+ DuckDB's `.wal`): the run in progress: its runs row (status 'running'), images,
   their image_stats, skipped files and responses_staging rows. Each batch is one transaction, so after kill -9 the
-  file holds whole batches only, and rerunning the same command resumes from there.
+  file holds whole batches only, and rerunning the same command resumes from there. The rows
+  themselves and their inserts are worker.run_rows'.
 - `<db>.shard-<rank>-of-<world>`: under torchrun, the working file of each rank but 0, folded into
   `<db>.partial` by rank 0 (worker.shards).
 - `<db>.publishing`: built from both at the end of a run and renamed over `<db>` (worker.publish).
@@ -12,8 +13,6 @@ Files beside the published DB `<db>`:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,81 +22,24 @@ from types import TracebackType
 import duckdb
 import numpy as np
 
-from worker import schema
-from worker.categories import Category
+from unitscope import schema
 from worker.db_files import (
+    UPGRADABLE,
     StoreError,
     Transaction,
-    UPGRADABLE,
     check_version,
     first_line,
     init_schema,
     open_read_only,
     remove,
-    utc_now,
     wal_of,
     write_error,
 )
 from worker.lock import WriterLock
 from worker.map_store import MapRow, MapsTodo, insert_maps, maps_todo
 from worker.publish import Published, publish_run, rederive
+from worker.run_rows import ImageRow, RunSpec, insert_batch, insert_run
 from worker.shards import Rank, fold_shards, shard_files, shard_path
-
-
-@dataclass(frozen=True)
-class LayerSpec:
-    """A layer of the run as stored in `layers` and `units`."""
-
-    name: str
-    position: int  # depth order in the model, 0 = its first layer
-    units: int
-    module: str  # the model's own name for the layer
-    branches: tuple[str, ...]  # branch name of every unit, by unit index
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """What a run computes; everything in config_hash must match for a rerun to resume it."""
-
-    model: str
-    weights: str
-    weights_sha256: str
-    preprocessing: str  # canonical JSON
-    images_root: str  # absolute
-    files: tuple[str, ...]  # relative paths; position = image id / file id
-    layers: tuple[LayerSpec, ...]
-    categories: tuple[Category, ...]
-    device: str
-    dtype: str = "float32"
-
-    def config_hash(self) -> str:
-        """sha256 over everything that determines the stored values (not the device or batch size)."""
-        config = {
-            "schema_version": schema.SCHEMA_VERSION,
-            "images_root": self.images_root,
-            "files": list(self.files),
-            "model": self.model,
-            "weights_sha256": self.weights_sha256,
-            "preprocessing": self.preprocessing,
-            "layers": [layer.name for layer in self.layers],
-            "categories": {c.name: list(c.wnids) for c in self.categories},
-            "dtype": self.dtype,
-        }
-        return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class ImageRow:
-    """One decoded image, as stored in `images`."""
-
-    image_id: int
-    path: str
-    wnid: str
-    class_index: int | None
-    class_name: str
-    width: int
-    height: int
-    mode: str
 
 
 @dataclass(frozen=True)
@@ -255,46 +197,9 @@ class WorkerStore:
         return Progress(config_hash, frozenset(done), resumed=row is not None)
 
     def _create(self, spec: RunSpec, config_hash: str) -> None:
-        """Store the run's own rows (runs, layers, units, categories) in a new working file."""
-        con = self._work()
-        with self._transaction():
-            con.execute(
-                f"INSERT INTO {schema.RUNS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
-                [
-                    self._run_id, schema.RUN_RUNNING, config_hash, spec.model, spec.weights,
-                    spec.weights_sha256, spec.preprocessing, spec.images_root, len(spec.files),
-                    spec.device, spec.dtype, utc_now(),
-                ],
-            )  # fmt: skip
-            layers = {
-                "layer": np.array([layer.name for layer in spec.layers], dtype=object),
-                "position": np.array([layer.position for layer in spec.layers], dtype=np.int16),
-                "units": np.array([layer.units for layer in spec.layers], dtype=np.int16),
-                "module": np.array([layer.module for layer in spec.layers], dtype=object),
-            }
-            sql = f"INSERT INTO {schema.LAYERS_TABLE} SELECT $run_id, layer, position, units, module FROM {FRAME}"
-            _insert(con, sql, layers, {"run_id": self._run_id})
-            units = {
-                "layer": np.array([layer.name for layer in spec.layers for _ in layer.branches], dtype=object),
-                "unit": np.concatenate([np.arange(layer.units, dtype=np.int16) for layer in spec.layers]),
-                "branch": np.array([b for layer in spec.layers for b in layer.branches], dtype=object),
-            }
-            _insert(
-                con,
-                f"INSERT INTO {schema.UNITS} SELECT $run_id, layer, unit, branch FROM {FRAME}",
-                units,
-                {"run_id": self._run_id},
-            )
-            members = {
-                "category": np.array([c.name for c in spec.categories for _ in c.wnids], dtype=object),
-                "wnid": np.array([w for c in spec.categories for w in c.wnids], dtype=object),
-            }
-            _insert(
-                con,
-                f"INSERT INTO {schema.CATEGORIES} SELECT $run_id, category, wnid FROM {FRAME}",
-                members,
-                {"run_id": self._run_id},
-            )
+        """Store the run's own rows (runs, layers, units, categories) in a new working file (worker.run_rows)."""
+        with self._transaction() as con:
+            insert_run(con, self._run_id, spec, config_hash)
 
     def fold_shards(self) -> int:
         """Fold the shards of a distributed run into the run's working file (worker.shards); returns the files moved."""
@@ -311,61 +216,9 @@ class WorkerStore:
         """Store one batch in one transaction: its images, its skipped files (file id, path, reason),
         its responses ({layer: float32 [len(images), units, 3] (mean, max, min)}) and, when given,
         the images' low-level statistics (float32 [len(images), 5] in schema.IMAGE_STAT_COLUMNS order)."""
-        con = self._work()
         skipped = list(skipped)
-        with self._transaction():
-            if images:
-                rows = {
-                    "image_id": np.array([r.image_id for r in images], dtype=np.int32),
-                    "path": np.array([r.path for r in images], dtype=object),
-                    "wnid": np.array([r.wnid for r in images], dtype=object),
-                    "class_index": np.array([r.class_index for r in images], dtype=object),
-                    "class_name": np.array([r.class_name for r in images], dtype=object),
-                    "width": np.array([r.width for r in images], dtype=np.int32),
-                    "height": np.array([r.height for r in images], dtype=np.int32),
-                    "mode": np.array([r.mode for r in images], dtype=object),
-                }
-                _insert(
-                    con,
-                    f"INSERT INTO {schema.IMAGES} SELECT $run_id, image_id, path, wnid, class_index, "
-                    f"class_name, width, height, mode FROM {FRAME}",
-                    rows,
-                    {"run_id": self._run_id},
-                )
-                ids = rows["image_id"]
-                if image_stats is not None:
-                    _insert_image_stats(con, self._run_id, ids, image_stats)
-                for layer, stats in responses.items():
-                    n, units, _ = stats.shape
-                    if n != len(ids):
-                        raise ValueError(f"{layer}: {n} response rows for {len(ids)} images")
-                    flat = np.ascontiguousarray(stats, dtype=np.float32).reshape(n * units, 3)
-                    frame = {
-                        "unit": np.tile(np.arange(units, dtype=np.int16), n),
-                        "image_id": np.repeat(ids, units),
-                        "act_mean": flat[:, 0],
-                        "act_max": flat[:, 1],
-                        "act_min": flat[:, 2],
-                    }
-                    _insert(
-                        con,
-                        f"INSERT INTO {schema.STAGING} SELECT $run_id, $layer, unit, image_id, "
-                        f"act_mean, act_max, act_min FROM {FRAME}",
-                        frame,
-                        {"run_id": self._run_id, "layer": layer},
-                    )
-            if skipped:
-                bad = {
-                    "file_id": np.array([s[0] for s in skipped], dtype=np.int32),
-                    "path": np.array([s[1] for s in skipped], dtype=object),
-                    "reason": np.array([s[2] for s in skipped], dtype=object),
-                }
-                _insert(
-                    con,
-                    f"INSERT INTO {schema.SKIPPED} SELECT $run_id, file_id, path, reason FROM {FRAME}",
-                    bad,
-                    {"run_id": self._run_id},
-                )
+        with self._transaction() as con:
+            insert_batch(con, self._run_id, images, skipped, responses, image_stats)
 
     def maps_todo(self) -> MapsTodo:
         """The second pass's work left: image id -> layer -> units (worker.map_store.maps_todo)."""
@@ -406,31 +259,3 @@ class WorkerStore:
         self.close_work()
         return publish_run(self.db, self.partial, self.publishing, config=self._config, ranked_k=ranked_k)
 
-
-FRAME = "_unitscope_frame"  # name a batch of numpy columns is registered under for one INSERT
-
-
-def _insert_image_stats(con: duckdb.DuckDBPyConnection, run_id: int, ids: np.ndarray, stats: np.ndarray) -> None:
-    """Insert one batch's rows of image_stats: `stats[i]` belongs to image `ids[i]`."""
-    columns = schema.IMAGE_STAT_COLUMNS
-    if stats.shape != (len(ids), len(columns)):
-        raise ValueError(f"image_stats: shape {stats.shape} for {len(ids)} images and {len(columns)} statistics")
-    values = np.ascontiguousarray(stats, dtype=np.float32)
-    frame = {"image_id": ids, **{name: values[:, i] for i, name in enumerate(columns)}}
-    _insert(
-        con,
-        f"INSERT INTO {schema.IMAGE_STATS} SELECT $run_id, image_id, {', '.join(columns)} FROM {FRAME}",
-        frame,
-        {"run_id": run_id},
-    )
-
-
-def _insert(
-    con: duckdb.DuckDBPyConnection, sql: str, frame: Mapping[str, np.ndarray], params: Mapping[str, object]
-) -> None:
-    """Run `sql`, which reads the numpy columns `frame` as the relation FRAME, in one bulk insert."""
-    con.register(FRAME, dict(frame))
-    try:
-        con.execute(sql, dict(params))
-    finally:
-        con.unregister(FRAME)

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.routes import categories, claims, classes, compare, docs, health, images, index, layers, skipped, units
+from app.routes import (
+    categories,
+    claims,
+    classes,
+    compare,
+    docs,
+    health,
+    images,
+    index,
+    layers,
+    skipped,
+    units,
+)
 
 # Order matters once: layers registers /api/layers/{layer}.csv before /api/layers/{layer}.
 ROUTERS: tuple[APIRouter, ...] = (

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app import category_shares, pages
-from app.category_shares import CategoriesContext
 from app.deps import CategoriesQuery, DbDep
 from app.errors import ERROR_RESPONSES
+from app.pages import categories as page
+from app.pages.categories import CategoriesContext
 from app.twin import twin
 
 router = APIRouter(responses=ERROR_RESPONSES)
 
 
-@twin(router, "/categories", pages.CATEGORIES, summary="Every category, layer by layer")
+@twin(router, "/categories", page.PAGE, summary="Every category, layer by layer")
 def categories(p: CategoriesQuery, db: DbDep) -> CategoriesContext:
     """For each category of the run: per layer, selective units, and in_bottom >= base rate among them and the rest."""
-    return category_shares.categories(db, p)
+    return page.build(db, p)

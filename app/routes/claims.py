@@ -6,9 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from app import claims, pages, render
+from app import render
 from app.deps import DbDep, SettingsDep
 from app.errors import ERROR_RESPONSES
+from app.pages import claims
 from app.twin import twin
 
 router = APIRouter(responses=ERROR_RESPONSES)
@@ -16,10 +17,10 @@ router = APIRouter(responses=ERROR_RESPONSES)
 ClaimsQuery = Annotated[claims.ClaimsParams, Query()]
 
 
-@twin(router, "/claims", pages.CLAIMS, summary="The study's claims")
+@twin(router, "/claims", claims.PAGE, summary="The study's claims")
 def claims_page(
     request: Request, p: ClaimsQuery, db: DbDep, settings: SettingsDep
 ) -> claims.ClaimsContext:
     """Each claim: its test on this DB, the control, a verdict and a link to the evidence."""
-    return claims.context(db, p, render.urls_for(request, p), permutations=settings.null_permutations,
+    return claims.build(db, p, render.urls_for(request, p), permutations=settings.null_permutations,
                           seed=settings.null_seed)

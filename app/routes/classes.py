@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from app import class_profile, pages
-from app.class_profile import ClassParams, ClassProfileContext
 from app.deps import DbDep, LayerName, UnitId
 from app.errors import ERROR_RESPONSES
+from app.pages import classes as page
+from app.pages.classes import ClassParams, ClassProfileContext
 from app.twin import twin
 
 router = APIRouter(responses=ERROR_RESPONSES)
@@ -17,7 +17,7 @@ router = APIRouter(responses=ERROR_RESPONSES)
 ClassQuery = Annotated[ClassParams, Query()]
 
 
-@twin(router, "/layers/{layer}/units/{unit}/classes", pages.CLASSES, summary="A unit's class profile")
+@twin(router, "/layers/{layer}/units/{unit}/classes", page.PAGE, summary="A unit's class profile")
 def classes(layer: LayerName, unit: UnitId, p: ClassQuery, db: DbDep) -> ClassProfileContext:
     """Every class's mean and median response, highest mean first, with the classes that beat the category."""
-    return class_profile.context(db, layer, unit, p)
+    return page.build(db, layer, unit, p)

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
 
-from app import queries
-from app.db import Database
+from app.data.db import Database
 from app.errors import ERROR_RESPONSES
-from app.models import Health
-from worker import schema
+from unitscope import schema
+from unitscope.data.runs import runs
 
 router = APIRouter()
+
+
+class Health(BaseModel):
+    """`/healthz`: the database can be opened."""
+
+    status: str
+    runs: int = Field(description="complete runs in the database")
+    schema_version: int
 
 
 @router.get("/healthz", response_model=Health, tags=["health"], summary="Health",
@@ -19,5 +27,5 @@ def healthz(request: Request) -> Health:
     """200 when the database can be opened and read, 503 (error shape) otherwise."""
     db: Database = request.app.state.db
     with db.reader() as reader:
-        runs = queries.complete_run_count(reader)
-    return Health(status="ok", runs=runs, schema_version=schema.SCHEMA_VERSION)
+        complete = len(runs(reader))
+    return Health(status="ok", runs=complete, schema_version=schema.SCHEMA_VERSION)

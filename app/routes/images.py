@@ -8,10 +8,12 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, Response
 
-from app import image_files, queries
+from app import image_files
 from app.config import Settings
 from app.deps import DbDep, ImageId, ImageQuery
 from app.errors import ERROR_RESPONSES
+from unitscope.data.images import image_path
+from unitscope.data.runs import require_run
 
 router = APIRouter(responses=ERROR_RESPONSES)
 
@@ -28,8 +30,8 @@ _READ_WHOLE = 32 * 2**20  # bytes; larger files are streamed
 def image(request: Request, image_id: ImageId, p: ImageQuery, db: DbDep) -> Response:
     """The image file of `image_id` in the run, or a JPEG thumbnail at most `size` px on a side."""
     settings: Settings = request.app.state.settings
-    run = queries.require_run(db, p.run)
-    relative = queries.image_path(db, run, image_id)
+    run = require_run(db, p.run)
+    relative = image_path(db, run.run_id, image_id)
     root = settings.images_root if settings.images_root is not None else Path(run.images_root)
     found = image_files.resolve(root, relative)
     headers = {"Cache-Control": _CACHE_CONTROL, "X-Content-Type-Options": "nosniff"}

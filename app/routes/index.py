@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app import contexts, pages
 from app.deps import DbDep, RunQuery
 from app.errors import ERROR_RESPONSES
-from app.models import IndexContext
+from app.pages import index as page
+from app.pages.index import IndexContext
 from app.twin import twin
 
 router = APIRouter(responses=ERROR_RESPONSES)
 
 
-@twin(router, "/", pages.INDEX, summary="Runs and layers")
+@twin(router, "/", page.PAGE, summary="Runs and layers")
 def index(p: RunQuery, db: DbDep) -> IndexContext:
     """The complete runs (newest first) and the layers of the latest one, or of ?run=."""
-    return contexts.index(db, p)
+    return page.build(db, p)

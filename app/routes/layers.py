@@ -8,12 +8,14 @@ import io
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from app import contexts, pages
 from app.config import Settings
-from app.db import Reader
+from app.data.db import Reader
 from app.deps import DbDep, LayerName, ScoreQuery, SettingsDep
 from app.errors import ERROR_RESPONSES
-from app.models import LayerContext, LayerSummary
+from app.pages import layer as layer_page
+from app.pages import layers as layers_page
+from app.pages.layer import LayerContext
+from app.pages.layers import LayerSummary
 from app.params import ScoreParams
 from app.twin import twin
 
@@ -23,10 +25,10 @@ CSV_COLUMNS = ("unit", "si", "in_top", "in_bottom", "selective", "p_top", "p_bot
                "significant_top", "significant_bottom", "auroc")
 
 
-@twin(router, "/layers", pages.LAYERS, summary="All layers")
+@twin(router, "/layers", layers_page.PAGE, summary="All layers")
 def layers(p: ScoreQuery, db: DbDep) -> list[LayerSummary]:
     """Every layer: units, selective units, and selective units with in_bottom >= the base rate."""
-    return contexts.layers(db, p)
+    return layers_page.build(db, p)
 
 
 # Before the layer's twin: /api/layers/{layer} would otherwise take "<layer>.csv" for a layer name.
@@ -50,11 +52,11 @@ def layer_csv(layer: LayerName, p: ScoreQuery, db: DbDep, settings: SettingsDep)
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
-@twin(router, "/layers/{layer}", pages.LAYER, summary="A layer's units")
+@twin(router, "/layers/{layer}", layer_page.PAGE, summary="A layer's units")
 def layer(layer: LayerName, p: ScoreQuery, db: DbDep, settings: SettingsDep) -> LayerContext:
     """(si, in_top, in_bottom) of every unit of the layer, with the base rate, chance levels, AUROC and the null."""
     return _layer(layer, p, db, settings)
 
 
 def _layer(layer: str, p: ScoreParams, db: Reader, settings: Settings) -> LayerContext:
-    return contexts.layer(db, layer, p, permutations=settings.null_permutations, seed=settings.null_seed)
+    return layer_page.build(db, layer, p, permutations=settings.null_permutations, seed=settings.null_seed)

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app import contexts, pages
 from app.deps import DbDep, RunQuery
 from app.errors import ERROR_RESPONSES
-from app.models import SkippedContext
+from app.pages import skipped as page
+from app.pages.skipped import SkippedContext
 from app.twin import twin
 
 router = APIRouter(responses=ERROR_RESPONSES)
 
 
-@twin(router, "/skipped", pages.SKIPPED, summary="Skipped files")
+@twin(router, "/skipped", page.PAGE, summary="Skipped files")
 def skipped(p: RunQuery, db: DbDep) -> SkippedContext:
     """The run's skipped files with the reason each was skipped."""
-    return contexts.skipped(db, p)
+    return page.build(db, p)

@@ -16,8 +16,21 @@ entries that carry their transforms and metadata, and each model's documented la
 
 from typing import Final
 
-from worker.models._api import DEFAULT, WeightsArg, WeightsError, get_model, list_models, state_dict_sha256
-from worker.models.bvlc import BVLC_GOOGLENET, BVLCGoogLeNet, CaffeInception, CaffeLRN, CaffeTransform
+from worker.models._api import (
+    DEFAULT,
+    WeightsArg,
+    WeightsError,
+    get_model,
+    list_models,
+    state_dict_sha256,
+)
+from worker.models.bvlc import (
+    BVLC_GOOGLENET,
+    BVLCGoogLeNet,
+    CaffeInception,
+    CaffeLRN,
+    CaffeTransform,
+)
 from worker.models.layers import GOOGLENET_LAYERS
 from worker.models.squeezenet import SQUEEZENET1_1, SQUEEZENET_LAYERS
 from worker.models.taps import Branch, LayerTap, LoadedModel

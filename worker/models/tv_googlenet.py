@@ -15,7 +15,13 @@ from torchvision.models import GoogLeNet_Weights, GoogLeNetOutputs
 from worker.models._api import WeightsArg, register_model
 from worker.models.layers import GOOGLENET_LAYERS, MIXED
 from worker.models.taps import Branch, LayerTap, LoadedModel, Stage, build_taps
-from worker.models.tv_common import InputRenormalisation, State, load_state, torchvision_model, torchvision_weights
+from worker.models.tv_common import (
+    InputRenormalisation,
+    State,
+    load_state,
+    torchvision_model,
+    torchvision_weights,
+)
 
 PUBLISHED: Final = GoogLeNet_Weights.IMAGENET1K_V1
 

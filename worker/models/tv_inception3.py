@@ -34,11 +34,23 @@ from typing import Final
 import torch
 from torch import Tensor, nn
 from torchvision.models import Inception3, Inception_V3_Weights, InceptionOutputs
-from torchvision.models.inception import InceptionA, InceptionB, InceptionC, InceptionD, InceptionE
+from torchvision.models.inception import (
+    InceptionA,
+    InceptionB,
+    InceptionC,
+    InceptionD,
+    InceptionE,
+)
 
 from worker.models._api import WeightsArg, register_model
 from worker.models.taps import Branch, LayerTap, LoadedModel, Stage, build_taps
-from worker.models.tv_common import InputRenormalisation, State, load_state, torchvision_model, torchvision_weights
+from worker.models.tv_common import (
+    InputRenormalisation,
+    State,
+    load_state,
+    torchvision_model,
+    torchvision_weights,
+)
 
 PUBLISHED: Final = Inception_V3_Weights.IMAGENET1K_V1
 

@@ -26,7 +26,12 @@ from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from worker.models._api import WeightsArg, register_model
 from worker.models.taps import Branch, LayerTap, LoadedModel, Stage, build_taps
-from worker.models.tv_common import State, load_state, torchvision_model, torchvision_weights
+from worker.models.tv_common import (
+    State,
+    load_state,
+    torchvision_model,
+    torchvision_weights,
+)
 
 
 class ResidualAdd(nn.Module):

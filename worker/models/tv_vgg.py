@@ -22,7 +22,12 @@ from torchvision.models import WeightsEnum, get_model_weights
 
 from worker.models._api import WeightsArg, register_model
 from worker.models.taps import Branch, LayerTap, LoadedModel, Stage, build_taps
-from worker.models.tv_common import State, load_state, torchvision_model, torchvision_weights
+from worker.models.tv_common import (
+    State,
+    load_state,
+    torchvision_model,
+    torchvision_weights,
+)
 
 VGG_NAMES = tuple(f"vgg{depth}{bn}" for depth in (11, 13, 16, 19) for bn in ("", "_bn"))
 

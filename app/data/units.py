@@ -1,0 +1,73 @@
+"""What the unit and classes pages read beyond the scores and rankings: a unit's histogram, its stored
+maps, its class profile, and the run's skipped files."""
+
+from __future__ import annotations
+
+from unitscope import claim_rules, schema, unit_sql
+from unitscope.claim_rules import ClassRow
+from unitscope.data.runs import Run, table_names
+from unitscope.data.source import Source, stored_or_computed
+
+
+def histogram(source: Source, run: Run, layer: str, unit: int, stat: str, category: str) -> unit_sql.Histogram | None:
+    """A unit's responses on `stat` in HIST_BINS equal bins over its range, category vs rest; None without any.
+
+    The stored bins when publication wrote them, else binned in SQL so the page carries counts,
+    not one value per image.
+    """
+    q = {"run_id": run.run_id, "layer": layer, "unit": unit, "category": category}
+
+    def stored() -> unit_sql.Histogram | None:
+        rows = source.rows(unit_sql.stored_histogram_sql(), {**q, "stat": stat})
+        if not rows:
+            return None
+        [(lo, hi, cat, rest)] = rows
+        return unit_sql.Histogram(lo=lo, hi=hi, category=list(cat), rest=list(rest))
+
+    return stored_or_computed(stored, lambda: unit_sql.histograms(
+        source.rows(unit_sql.histogram_sql(stat, one_unit=True), q)).get(unit))[0]
+
+
+def unit_maps(source: Source, run: Run, layer: str, unit: int,
+              image_ids: list[int]) -> dict[int, tuple[int, int, bytes]]:
+    """A unit's stored maps for these images: image id -> (height, width, float16 bytes)."""
+    rows = source.rows(
+        f"""SELECT image_id, height, width, values_f16 FROM {schema.UNIT_MAPS}
+            WHERE run_id = $run_id AND layer = $layer AND unit = $unit AND list_contains($ids, image_id)""",
+        {"run_id": run.run_id, "layer": layer, "unit": unit, "ids": image_ids},
+    )
+    return {image_id: (height, width, bytes(blob)) for image_id, height, width, blob in rows}
+
+
+Profile = tuple[list[ClassRow], dict[str, str]]  # rows mean descending, each WNID's class name
+
+
+def class_profile(source: Source, run: Run, layer: str, unit: int, stat: str, category: str) -> Profile:
+    """The unit's class profile, mean descending, and each WNID's class name.
+
+    The stored profile when publication wrote it (category-free: the category's classes are marked
+    here), else one grouped query over the unit's responses (about 0.1 s at 286,000 images).
+    Cached, so the class page and the unit pages that share its stat and category reuse it;
+    callers must not change what it returns.
+    """
+    def read() -> Profile:
+        q = {"run_id": run.run_id, "layer": layer, "unit": unit, "category": category}
+        rows, _ = stored_or_computed(
+            lambda: source.rows(unit_sql.marked_profile_sql(unit_sql.stored_profile_sql()), {**q, "stat": stat}) or None,
+            lambda: source.rows(unit_sql.marked_profile_sql(unit_sql.profile_sql(stat, one_unit=True)), q),
+        )
+        return ([ClassRow(wnid, n, float(mean), float(median), bool(is_cat), n < claim_rules.FEW_IMAGES)
+                 for wnid, _, n, mean, median, is_cat in rows],
+                {wnid: name for wnid, name, *_ in rows})
+
+    return source.cached((run.run_id, "class_profile", layer, unit, stat, category), read)
+
+
+def skipped(source: Source, run: Run) -> list[tuple[int, str, str]]:
+    """The run's skipped files: (file_id, path, reason)."""
+    if schema.SKIPPED not in table_names(source):
+        return []
+    return source.rows(
+        f"SELECT file_id, path, reason FROM {schema.SKIPPED} WHERE run_id = $run_id ORDER BY file_id",
+        {"run_id": run.run_id},
+    )

@@ -1,0 +1,200 @@
+"""What several pages share: a run as a page shows it, the score parameters resolved once, and each layer's
+selective units against the rest (the study's claim, checked layer by layer)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from app.params import ScoreParams
+from unitscope import claim_rules
+from unitscope.data.runs import Run, require_category
+from unitscope.data.scores import ScoreRow, Scores, layer_scores
+from unitscope.data.source import Source
+
+
+class CategoryInfo(BaseModel):
+    """A category of a run and how many of the run's images belong to it."""
+
+    name: str
+    images: int
+
+
+class RunInfo(BaseModel):
+    """One complete run of the worker."""
+
+    run_id: int
+    model: str
+    weights: str
+    weights_sha256: str
+    preprocessing: str
+    device: str
+    dtype: str
+    images: int = Field(description="images recorded")
+    skipped: int = Field(description="files skipped (see /skipped)")
+    n_files: int
+    started_at: datetime
+    finished_at: datetime | None
+    categories: list[CategoryInfo]
+
+
+class ScoreInfo(BaseModel):
+    """The parameters a view was computed with and what follows from them."""
+
+    run_id: int
+    category: str
+    k: int
+    pos_stat: str
+    neg_stat: str
+    si_stat: str
+    threshold: float
+    n_images: int
+    n_category: int
+    base_rate: float = Field(description="min(k, n_images) x category share: the null expectation of in_top")
+    categories: list[str] = Field(description="the run's categories, the values ?category= takes")
+    k_source: str = Field(description="'given' (?k=) or 'default' (chosen from the run's size)")
+    k_reason: str = Field(description="how k was chosen, for the page")
+    warnings: list[str] = Field(description="what makes these numbers hard to read, e.g. overlapping top and bottom")
+
+
+class Group(BaseModel):
+    """The layer-level claim for one group of units: how many, how many reach the base rate at the bottom."""
+
+    units: int
+    with_bottom_at_base_rate: int = Field(description="units with in_bottom >= base_rate")
+    share_with_bottom_at_base_rate: float | None = Field(description="with_bottom_at_base_rate / units; "
+                                                         "null for an empty group")
+    median_in_top: float | None = Field(description="null for an empty group")
+    median_in_bottom: float | None = Field(description="null for an empty group")
+
+
+class Groups(BaseModel):
+    """The claim for the selective units beside the same numbers for the rest (its control)."""
+
+    selective: Group = Field(description="units with si >= threshold")
+    rest: Group = Field(description="every other unit, including those without an SI")
+
+
+class LayerShares(BaseModel):
+    """One layer of a run under one category: how many units are selective, and how two-sided."""
+
+    layer: str
+    position: int = Field(description="the model's own depth index of the layer")
+    depth: float = Field(description="relative depth, 0 (first layer of the run) to 1 (last): i / (layers - 1)")
+    units: int
+    selective: int = Field(description="units with si >= threshold")
+    selective_bottom: int = Field(description="selective units with in_bottom >= base rate")
+    rest_bottom: int = Field(description="the other units (si < threshold or undefined) with in_bottom >= base rate")
+    share_selective: float = Field(description="selective / units")
+    share_selective_bottom: float | None = Field(description="selective_bottom / selective; null without one")
+    share_rest_bottom: float | None = Field(description="rest_bottom / (units - selective); null without one")
+
+
+def run_info(run: Run) -> RunInfo:
+    """What a page shows of a run."""
+    return RunInfo(
+        run_id=run.run_id, model=run.model, weights=run.weights, weights_sha256=run.weights_sha256,
+        preprocessing=run.preprocessing, device=run.device, dtype=run.dtype, images=run.images,
+        skipped=run.skipped, n_files=run.n_files, started_at=run.started_at, finished_at=run.finished_at,
+        categories=[CategoryInfo(name=n, images=c) for n, c in run.categories.items()],
+    )
+
+
+def resolve_k(p: ScoreParams, n_images: int) -> tuple[int, str, str]:
+    """The k a view uses, where it came from ('given' or 'default') and why, for the page."""
+    if p.k is not None:
+        return p.k, "given", f"k = {p.k}, as given"
+    k, reason = claim_rules.default_k(max(n_images, 1))
+    return k, "default", reason
+
+
+def score_info(run: Run, p: ScoreParams) -> ScoreInfo:
+    """The view's parameters with k resolved once, and the warnings that follow from them."""
+    n_category = require_category(run, p.category)
+    k, k_source, k_reason = resolve_k(p, run.images)
+    overlap = claim_rules.overlap_warning(k, run.images)
+    return ScoreInfo(
+        run_id=run.run_id, category=p.category, k=k, pos_stat=p.pos_stat, neg_stat=p.neg_stat,
+        si_stat=p.si_stat, threshold=p.threshold, n_images=run.images, n_category=n_category,
+        base_rate=claim_rules.base_rate(k, run.images, n_category), categories=list(run.categories),
+        k_source=k_source, k_reason=k_reason, warnings=[] if overlap is None else [overlap],
+    )
+
+
+def scores(source: Source, run: Run, layer: str, p: ScoreParams, k: int) -> Scores:
+    """The layer's scores for a page's parameters (unitscope.data.scores.layer_scores, the API's too)."""
+    return layer_scores(source, run, layer, category=p.category, k=k, si_stat=p.si_stat, pos_stat=p.pos_stat,
+                        neg_stat=p.neg_stat)
+
+
+def _group(rows: list[ScoreRow], base_rate: float) -> Group:
+    top = np.array([r[2] for r in rows], dtype=np.float64)
+    bottom = np.array([r[3] for r in rows], dtype=np.float64)
+    at_base_rate = int((bottom >= base_rate).sum())
+    return Group(
+        units=len(rows), with_bottom_at_base_rate=at_base_rate,
+        share_with_bottom_at_base_rate=at_base_rate / len(rows) if rows else None,
+        median_in_top=float(np.median(top)) if rows else None,
+        median_in_bottom=float(np.median(bottom)) if rows else None,
+    )
+
+
+def groups(rows: tuple[ScoreRow, ...], threshold: float, base_rate: float) -> Groups:
+    """The selective units and the rest: counts, in_bottom >= base rate (count, share), median in_top and in_bottom."""
+    chosen = [claim_rules.selective(r[1], threshold) for r in rows]
+    return Groups(
+        selective=_group([r for r, c in zip(rows, chosen) if c], base_rate),
+        rest=_group([r for r, c in zip(rows, chosen) if not c], base_rate),
+    )
+
+
+@dataclass(frozen=True)
+class LayerGroups:
+    """One layer of a run, in depth order, with its groups under one parameter set."""
+
+    name: str
+    units: int
+    position: int
+    depth: float  # relative depth: 0 for the run's first layer, 1 for its last
+    groups: Groups
+
+
+def relative_depth(index: int, layers: int) -> float:
+    """index / (layers - 1), so the layers of networks of any depth share one axis; 0 for a lone layer."""
+    return index / (layers - 1) if layers > 1 else 0.0
+
+
+def layer_groups(source: Source, run: Run, p: ScoreParams) -> list[LayerGroups]:
+    """Every layer of the run, in depth order, its units grouped under the parameters (p.run is not read).
+
+    The one computation behind `/layers`, `/categories` and `/compare`.
+    """
+    k = resolve_k(p, run.images)[0]
+    rate = claim_rules.base_rate(k, run.images, require_category(run, p.category))
+    return [
+        LayerGroups(name, units, position, relative_depth(index, len(run.layers)),
+                    groups(scores(source, run, name, p, k).rows, p.threshold, rate))
+        for index, (name, (units, position, _)) in enumerate(run.layers.items())
+    ]
+
+
+def _share(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def layer_shares(source: Source, run: Run, p: ScoreParams) -> list[LayerShares]:
+    """Every layer's shares by relative depth (for `/categories` and `/compare`)."""
+    result = []
+    for lg in layer_groups(source, run, p):
+        selective, selective_bottom = lg.groups.selective.units, lg.groups.selective.with_bottom_at_base_rate
+        rest_bottom = lg.groups.rest.with_bottom_at_base_rate
+        result.append(LayerShares(
+            layer=lg.name, position=lg.position, depth=lg.depth, units=lg.units,
+            selective=selective, selective_bottom=selective_bottom, rest_bottom=rest_bottom,
+            share_selective=selective / lg.units, share_selective_bottom=_share(selective_bottom, selective),
+            share_rest_bottom=_share(rest_bottom, lg.units - selective),
+        ))
+    return result

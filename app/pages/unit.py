@@ -1,0 +1,258 @@
+"""`/layers/{layer}/units/{unit}`: the study's figure 1 for one unit: its strongest positive, near-zero and
+strongest negative images, with their maps, its scores, histogram, class profile and low-level test.
+
+The server never computes a map (it has no torch): the worker's second pass stored them, and this
+page only decodes them and aligns them. The page stretches a map's h x w cells uniformly over the
+crop square, cell (i, j) over rows i/h..(i+1)/h and columns j/w..(j+1)/w of it, and colours them on
+one scale per unit, ±map_scale: the largest |value| over the page's maps, so red (fires) and blue
+(inhibited) compare across the three rankings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from app.data import layer_tests
+from app.data.units import class_profile, histogram, unit_maps
+from app.figures import BLUE, GREY, RED, Figure, base_layout, dashed_line, titled_axis
+from app.pages import classes, low_level
+from app.pages.classes import ClassSummary
+from app.pages.common import ScoreInfo, score_info, scores
+from app.pages.low_level import UnitLowLevel
+from app.params import UnitParams
+from app.render import Page
+from app.urls import Urls
+from unitscope import claim_rules, metrics_sql
+from unitscope.crop import network_crop
+from unitscope.data.images import image_sizes
+from unitscope.data.rankings import rankings
+from unitscope.data.runs import Run, require_run, require_unit
+from unitscope.data.source import Source
+from unitscope.errors import NotFound
+from unitscope.maps import decode
+
+THUMBNAIL = 160  # px, the unit page's image size
+
+
+class UnitMap(BaseModel):
+    """A unit's pre-ReLU map for one image, as stored: float16, printed to 5 significant digits."""
+
+    shape: list[int] = Field(description="[h, w]: rows and columns of the map")
+    values: list[float] = Field(description="h x w values, row-major")
+
+
+class Crop(BaseModel):
+    """The centre crop the network saw, as fractions of the image's width (left, width) and height."""
+
+    left: float
+    top: float
+    width: float
+    height: float
+
+
+class ImageEntry(BaseModel):
+    """An image in one of a unit's rankings."""
+
+    image: int = Field(description="image id within the run")
+    wnid: str
+    class_name: str
+    is_category: bool
+    value: float
+    url: str = Field(description="the full image")
+    thumbnail: str
+    crop: Crop | None = Field(default=None, description="the network's crop of the image; null when unknown")
+    map: UnitMap | None = Field(
+        default=None,
+        description="the unit's pre-ReLU map over the crop, stretched uniformly; null when not stored "
+        "(maps are kept for the first 16 images of each default ranking)",
+    )
+
+
+class Histogram(BaseModel):
+    """A unit's responses on one stat, binned server-side: category vs the rest."""
+
+    stat: str
+    edges: list[float] = Field(description="bin edges, one more than the counts")
+    category: list[int]
+    rest: list[int]
+
+
+class UnitContext(ScoreInfo):
+    """`/layers/{layer}/units/{unit}`: the study's figure 1 for one unit."""
+
+    layer: str
+    unit: int
+    units: int = Field(description="units in the layer")
+    n: int
+    near_stat: str
+    si: float | None
+    in_top: int
+    in_bottom: int
+    selective: bool
+    si_half_a: float | None = Field(description="SI on the even image ids alone (split-half reliability)")
+    si_half_b: float | None = Field(description="SI on the odd image ids alone")
+    positive: list[ImageEntry]
+    near_zero: list[ImageEntry]
+    negative: list[ImageEntry]
+    histogram: Histogram
+    classes: ClassSummary = Field(description="the unit's class profile on si_stat, in brief")
+    map_scale: float | None = Field(
+        default=None, description="max |value| over the page's maps: the overlays' colour scale is ±map_scale"
+    )
+    low_level: UnitLowLevel | None = Field(description="null when the run has no image_stats")
+    prev_unit: int | None
+    next_unit: int | None
+
+
+def build(source: Source, layer_name: str, unit_id: int, p: UnitParams, urls: Urls) -> UnitContext:
+    """Three rankings of n images, the scores, and a histogram (the rendered page is cached by URL: app.twin)."""
+    run = require_run(source, p.run)
+    units = require_unit(run, layer_name, unit_id)
+    return _build(source, run, layer_name, unit_id, units, p, urls)
+
+
+def _build(
+    source: Source, run: Run, layer_name: str, unit_id: int, units: int, p: UnitParams, urls: Urls
+) -> UnitContext:
+    info = score_info(run, p)
+    score = scores(source, run, layer_name, p, info.k).by_unit.get(unit_id)
+    if score is None:
+        raise NotFound(f"no responses for unit {unit_id} of {layer_name}")
+    stats: dict[metrics_sql.RankKind, str] = {"positive": p.pos_stat, "near_zero": p.near_stat, "negative": p.neg_stat}
+    ranked = rankings(source, run, layer_name, unit_id, stats, p.category, p.n)
+    crops, maps = overlays(source, run, layer_name, unit_id, sorted({r[0] for rs in ranked.values() for r in rs}))
+    rows = {
+        kind: [
+            ImageEntry(
+                image=image_id, wnid=wnid, class_name=class_name, is_category=bool(is_cat), value=float(value),
+                url=urls.image(run.run_id, image_id), thumbnail=urls.image(run.run_id, image_id, THUMBNAIL),
+                crop=crops.get(image_id), map=maps.get(image_id),
+            )
+            for image_id, wnid, class_name, is_cat, value in ranked[kind]
+        ]
+        for kind in stats
+    }
+    binned = histogram(source, run, layer_name, unit_id, p.si_stat, p.category)
+    halves = layer_tests.split_half(source, run, layer_name, p.category, p.si_stat)
+    _, si, in_top, in_bottom = score
+    return UnitContext(
+        **info.model_dump(), layer=layer_name, unit=unit_id, units=units, n=p.n, near_stat=p.near_stat,
+        si=si, in_top=in_top, in_bottom=in_bottom, selective=claim_rules.selective(si, p.threshold),
+        si_half_a=halves.si_a.get(unit_id), si_half_b=halves.si_b.get(unit_id),
+        positive=rows["positive"], near_zero=rows["near_zero"], negative=rows["negative"],
+        histogram=Histogram(stat=p.si_stat, edges=binned.edges if binned else [],
+                            category=binned.category if binned else [], rest=binned.rest if binned else []),
+        classes=classes.summary(
+            *class_profile(source, run, layer_name, unit_id, p.si_stat, p.category), p.si_stat),
+        map_scale=map_scale(maps.values()),
+        low_level=low_level.for_unit(source, run, layer_name, unit_id, p, info.k),
+        prev_unit=unit_id - 1 if unit_id > 0 else None,
+        next_unit=unit_id + 1 if unit_id + 1 < units else None,
+    )
+
+
+def _printed(value: float) -> float:
+    # 5 significant digits identify a float16 exactly and keep the JSON short.
+    return float(f"{value:.5g}")
+
+
+def unit_map(height: int, width: int, blob: bytes) -> UnitMap:
+    """A stored map as the JSON twin gives it."""
+    values = decode(blob, height, width)
+    return UnitMap(shape=[height, width], values=[_printed(v) for v in values.ravel().tolist()])
+
+
+def map_scale(maps: Iterable[UnitMap]) -> float | None:
+    """max |value| over the maps (None without maps, or when every value is 0)."""
+    scale = max((abs(v) for m in maps for v in m.values), default=0.0)
+    return scale or None
+
+
+def overlays(
+    source: Source, run: Run, layer: str, unit: int, image_ids: list[int]
+) -> tuple[dict[int, Crop], dict[int, UnitMap]]:
+    """The network's crop of each image (when the run's preprocessing says it) and the unit's stored maps."""
+    crops = {}
+    for image_id, (width, height) in image_sizes(source, run.run_id, image_ids).items():
+        box = network_crop(run.preprocessing, width, height)
+        if box is not None:
+            crops[image_id] = Crop(left=box.left, top=box.top, width=box.width, height=box.height)
+    maps = {
+        image_id: unit_map(h, w, blob)
+        for image_id, (h, w, blob) in unit_maps(source, run, layer, unit, image_ids).items()
+    }
+    return crops, maps
+
+
+def unit_histogram(ctx: UnitContext) -> Figure:
+    """The unit's responses, category vs rest, as shares of each group (their sizes differ)."""
+    h = ctx.histogram
+    centers = [(a + b) / 2 for a, b in zip(h.edges, h.edges[1:])]
+    width = (h.edges[1] - h.edges[0]) if len(h.edges) > 1 else 1.0
+    data = []
+    for name, counts, color in ((ctx.category, h.category, RED), ("rest", h.rest, GREY)):
+        total = sum(counts) or 1
+        data.append({
+            "type": "bar",
+            "name": f"{name} ({sum(counts)})",
+            "x": centers,
+            "y": [c / total for c in counts],
+            "width": width,
+            "customdata": counts,
+            "hovertemplate": f"{name}<br>%{{x:.3g}}: %{{customdata}} images (%{{y:.1%}})<extra></extra>",
+            "marker": {"color": color, "opacity": 0.55},
+        })
+    layout = base_layout(
+        barmode="overlay",
+        bargap=0,
+        xaxis=titled_axis(f"response ({h.stat} of the pre-ReLU map)"),
+        yaxis=titled_axis("share of the group's images", tickformat=".0%"),
+        shapes=[dashed_line(0, 0, 0, 1, "x", "paper")] if h.edges and h.edges[0] < 0 < h.edges[-1] else [],
+        height=320,
+    )
+    return {"data": data, "layout": layout}
+
+
+def unit_low_level(ll: UnitLowLevel) -> Figure:
+    """Per low-level statistic, one small panel: box plots of the unit's positive and negative category images."""
+    n = len(ll.stats)
+    gap = 0.05
+    width = (1 - gap * (n - 1)) / n
+    data: list[dict[str, Any]] = []
+    layout = base_layout(height=300, showlegend=True, margin={"l": 45, "r": 10, "t": 30, "b": 60})
+    for i, stat in enumerate(ll.stats):
+        axis = "" if i == 0 else str(i + 1)
+        for group, box, median, color in (("positive", stat.positive, stat.median_positive, RED),
+                                          ("negative", stat.negative, stat.median_negative, BLUE)):  # fmt: skip
+            if box is None:
+                continue
+            data.append({
+                "type": "box", "name": f"{group} ({box.n})", "legendgroup": group, "showlegend": i == 0,
+                "x": [group], "q1": [box.q1], "median": [median], "q3": [box.q3],
+                "lowerfence": [box.min], "upperfence": [box.max],
+                "xaxis": f"x{axis}", "yaxis": f"y{axis}", "marker": {"color": color}, "line": {"color": color},
+            })
+        delta = "n/a" if stat.effect_size is None else f"{stat.effect_size:+.2f}"
+        layout[f"xaxis{axis}"] = {
+            "domain": [i * (width + gap), i * (width + gap) + width], "anchor": f"y{axis}",
+            "showticklabels": False, "title": {"text": f"{stat.name}<br>δ {delta}", "font": {"size": 12}},
+        }
+        layout[f"yaxis{axis}"] = {"anchor": f"x{axis}", "gridcolor": "#e6e6e6", "zeroline": False}
+    return {"data": data, "layout": layout}
+
+
+def _unit_extras(ctx: UnitContext, urls: Urls) -> dict[str, Any]:
+    """The histogram, both ends of the class profile, and the spread of the category's classes."""
+    c = ctx.classes
+    return {
+        "figure": unit_histogram(ctx),
+        "class_figure": classes.class_bars([c.top, c.bottom], c.stat, ctx.category, c.beats_category_median.median),
+        "spread_figure": classes.class_spread(c, ctx.category),
+        "low_level_figure": unit_low_level(ctx.low_level) if ctx.low_level else None,
+    }
+
+
+PAGE: Page[UnitContext] = Page("unit.html", lambda ctx, urls: urls.unit(ctx.layer, ctx.unit), _unit_extras)

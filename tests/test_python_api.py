@@ -1,0 +1,117 @@
+"""The Python API (unitscope.api): its numbers are the server's, the docs' worked example runs, and it needs no torch."""
+
+from __future__ import annotations
+
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from fixtures import IMAGES, LAYERS, REPO, expected_scores, in_category, ranked
+
+import unitscope
+from unitscope import NotFound, Unavailable
+
+
+def _same(a: float | None, b: float | None) -> bool:
+    if a is None or (isinstance(a, float) and math.isnan(a)):
+        return b is None or (isinstance(b, float) and math.isnan(b))
+    return b is not None and a == pytest.approx(b, rel=1e-12, abs=1e-15)
+
+
+def _api_rows(scores) -> list[dict]:
+    cols = scores.fetchnumpy()
+    out = []
+    for i in range(len(cols["unit"])):
+        row = {}
+        for name, values in cols.items():
+            value = values[i]
+            row[name] = None if np.ma.is_masked(value) else value.item() if hasattr(value, "item") else value
+        out.append(row)
+    return out
+
+
+@pytest.mark.parametrize("query", [{}, {"category": "fish", "k": 2, "si_stat": "mean"},
+                                   {"neg_stat": "mean", "pos_stat": "mean", "threshold": 0.5}])
+def test_scores_equal_the_layer_pages(hand_ro: dict[str, Path], client: TestClient, query: dict) -> None:
+    """layer.scores() equals /api/layers/mixed4c unit for unit, column for column, and the brute-force scores."""
+    body = client.get("/api/layers/mixed4c", params=query).json()
+    with unitscope.open(hand_ro["db"]) as db:
+        rows = _api_rows(db.run().layer("mixed4c").scores(**query))
+    assert [r["unit"] for r in rows] == [u["unit"] for u in body["units"]] == list(range(len(LAYERS["mixed4c"])))
+    for row, page in zip(rows, body["units"]):
+        for column in ("si", "in_top", "in_bottom", "selective", "p_top", "p_bottom", "q_top", "q_bottom", "auroc"):
+            assert _same(row[column], page[column]), (row["unit"], column, row[column], page[column])
+    # And both equal the numbers worked out from the hand DB's raw values (tests/fixtures.py).
+    k = body["k"]
+    raw = expected_scores("mixed4c", query.get("category", "dog"), k, query.get("pos_stat", "max"),
+                          query.get("neg_stat", "min"), query.get("si_stat", "max"))
+    assert [(r["unit"], r["in_top"], r["in_bottom"]) for r in rows] == [(u, t, b) for u, _, t, b in raw]
+    assert all(_same(r["si"], si) for r, (_, si, _, _) in zip(rows, raw))
+
+
+def test_a_units_rows_and_responses(hand_ro: dict[str, Path]) -> None:
+    with unitscope.open(hand_ro["db"]) as db:
+        run = db.run()
+        unit = run.layer("mixed4c").unit(0)
+        top = unit.top(3).fetchnumpy()
+        bottom = unit.bottom(3, stat="min").fetchnumpy()
+        responses = unit.responses("max")
+        image_ids = run.images().fetchnumpy()["image_id"]
+    assert top["image_id"].tolist() == ranked("mixed4c", 0, "max", "top")[:3]
+    assert bottom["image_id"].tolist() == ranked("mixed4c", 0, "min", "bottom")[:3]
+    assert top["rank"].tolist() == [1, 2, 3]
+    assert list(top["is_category"]) == [bool(in_category("dog")[i]) for i in top["image_id"]]
+    assert all(p.endswith((".jpg", ".png", ".jpeg", ".JPEG")) for p in top["path"])
+    assert len(responses) == len(image_ids) == len(IMAGES)
+    assert responses[top["image_id"][0]] == pytest.approx(top["value"][0])
+    assert responses.max() == pytest.approx(top["value"][0])
+
+
+def test_bad_input_is_named(hand_ro: dict[str, Path], tmp_path: Path) -> None:
+    with unitscope.open(hand_ro["db"]) as db:
+        run = db.run()
+        with pytest.raises(NotFound, match="unknown layer 'nope'; run 1 has conv1, mixed4c"):
+            run.layer("nope")
+        with pytest.raises(NotFound, match="unit 99 is not in conv1"):
+            run.layer("conv1").unit(99)
+        with pytest.raises(NotFound, match="unknown category 'cats'"):
+            run.layer("conv1").scores(category="cats")
+        with pytest.raises(ValueError, match="unknown stat 'median'"):
+            run.layer("conv1").scores(si_stat="median")
+        with pytest.raises(NotFound, match="no complete run 9"):
+            db.run(9)
+    other = tmp_path / "other.duckdb"
+    import duckdb
+    duckdb.connect(str(other)).execute("CREATE TABLE t (x INT)").close()
+    with pytest.raises(Unavailable, match="not a unitscope database"):
+        unitscope.open(other)
+
+
+def test_the_docs_example_runs_on_a_real_db(real_db: Path) -> None:
+    """docs/python-api.md's worked example, run as written on the real-worker DB."""
+    text = (REPO / "docs" / "python-api.md").read_text()
+    (code,) = re.findall(r"## A worked example.*?```python\n(.*?)```", text, flags=re.S)
+    exec(compile(code, "docs/python-api.md", "exec"), {"DB": str(real_db)})  # noqa: S102
+
+
+def test_the_api_runs_without_torch(hand_ro: dict[str, Path]) -> None:
+    """unitscope and its API import and answer with torch made unimportable (the server's dependencies only)."""
+    code = (
+        "import sys\n"
+        "class NoTorch:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'torchvision'):\n"
+        "            raise ModuleNotFoundError(name)\n"
+        "sys.meta_path.insert(0, NoTorch())\n"
+        "import unitscope\n"
+        f"db = unitscope.open({str(hand_ro['db'])!r})\n"
+        "print(db.run().layer('mixed4c').scores().aggregate('count(*)').fetchall()[0][0])\n"
+        "assert not any(m.split('.')[0] in ('torch', 'torchvision', 'worker', 'app') for m in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=REPO)
+    assert out.stdout.strip() == str(len(LAYERS["mixed4c"]))

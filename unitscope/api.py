@@ -1,0 +1,204 @@
+"""The Python API: a published unitscope DB in a notebook, with the numbers the server's pages show.
+
+    db = unitscope.open("unitscope.duckdb")   # read-only
+    layer = db.run().layer("mixed4c")
+    scores = layer.scores(category="dog", k=1000)
+    unit = layer.unit(447)
+
+Tables come back as DuckDB relations (pick `.fetchnumpy()`, `.df()`, `.pl()` or `.arrow()`; pandas,
+polars and pyarrow are the user's, not dependencies), single series as numpy arrays. Every number
+is read through unitscope.data, the readers the server's pages use, so it equals the page's. No
+torch: the server's dependencies are enough.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+import duckdb
+import numpy as np
+
+from unitscope import claim_rules, schema
+from unitscope.data import images, rankings, runs, scores
+from unitscope.data.source import ALIAS, ConnectionSource, open_read_only
+
+_names = itertools.count()  # each relation registers its arrays under a name of its own
+
+
+class Database:
+    """A unitscope DB opened read-only."""
+
+    def __init__(self, path: str | Path, *, memory_limit: str = "4GB", threads: int = 2) -> None:
+        self.path = Path(path)
+        self.connection = open_read_only(self.path, memory_limit=memory_limit, threads=threads)
+        self.source = ConnectionSource(self.connection)
+        # The relations handed out live on a cursor of their own, so a half-read one never blocks a query.
+        self._tables = self.connection.cursor()
+        self._tables.execute(f"USE {ALIAS}")
+
+    def runs(self) -> list[int]:
+        """The complete runs' ids, newest first."""
+        return [r.run_id for r in runs.runs(self.source)]
+
+    def run(self, run_id: int | None = None) -> Run:
+        """A complete run: the latest, or the one with this id."""
+        return Run(self, runs.require_run(self.source, run_id))
+
+    def relation(self, columns: Mapping[str, np.ndarray]) -> duckdb.DuckDBPyRelation:
+        """Numpy columns as a DuckDB relation of this connection (it lives as long as the Database)."""
+        name = f"unitscope_api_{next(_names)}"
+        self._tables.register(name, dict(columns))
+        return self._tables.sql(f"SELECT * FROM {name}")
+
+    def sql(self, query: str) -> duckdb.DuckDBPyRelation:
+        """Any read-only SQL over the DB's tables (unitscope/schema.py), as a relation."""
+        return self._tables.sql(query)
+
+    def close(self) -> None:
+        """Close the connection; relations made from it stop working."""
+        self.connection.close()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"unitscope.open({str(self.path)!r})"
+
+
+class Run:
+    """One complete run of the worker: a model over a folder of images."""
+
+    def __init__(self, db: Database, run: runs.Run) -> None:
+        self.db, self.info = db, run
+
+    @property
+    def run_id(self) -> int:
+        return self.info.run_id
+
+    @property
+    def layers(self) -> list[str]:
+        """The run's layers, in depth order."""
+        return list(self.info.layers)
+
+    @property
+    def categories(self) -> dict[str, int]:
+        """Each category of the run and its images."""
+        return dict(self.info.categories)
+
+    def layer(self, name: str) -> Layer:
+        """A layer of the run, by its name (NotFound lists the valid ones)."""
+        runs.require_layer(self.info, name)
+        return Layer(self, name)
+
+    def images(self) -> duckdb.DuckDBPyRelation:
+        """Every image of the run: image_id, path (relative to images_root), wnid, class_name, width, height."""
+        return self.db.sql(
+            f"SELECT image_id, path, wnid, class_name, width, height FROM {schema.IMAGES} "
+            f"WHERE run_id = {int(self.run_id)} ORDER BY image_id")
+
+    def __repr__(self) -> str:
+        return f"<run {self.run_id}: {self.info.model}, {self.info.weights}, {self.info.images:,} images>"
+
+
+class Layer:
+    """A layer of a run: its units' scores, and each unit."""
+
+    def __init__(self, run: Run, name: str) -> None:
+        self.run, self.name = run, name
+        self.units: int = run.info.layers[name][0]
+
+    def scores(self, category: str = schema.DEFAULT_CATEGORY, k: int | None = None, *,
+               pos_stat: str = schema.DEFAULT_POS_STAT, neg_stat: str = schema.DEFAULT_NEG_STAT,
+               si_stat: str = schema.DEFAULT_SI_STAT, threshold: float = claim_rules.FIGURE_SI,
+               ) -> duckdb.DuckDBPyRelation:
+        """Per unit: unit, si, in_top, in_bottom, selective, p_top, p_bottom, q_top, q_bottom, auroc.
+
+        k None: the pages' default for the run's size (claim_rules.default_k). SI is NULL for a unit
+        whose response never varies; AUROC NULL when the category or the rest is empty.
+        """
+        run, source = self.run.info, self.run.db.source
+        for stat in (pos_stat, neg_stat, si_stat):
+            schema.stat_column(stat)  # ValueError naming the valid stats
+        n_category = runs.require_category(run, category)
+        k = claim_rules.default_k(max(run.images, 1))[0] if k is None else k
+        found = scores.layer_scores(source, run, self.name, category=category, k=k, si_stat=si_stat,
+                                    pos_stat=pos_stat, neg_stat=neg_stat)
+        p_q = scores.chance(found, k, run.images, n_category)
+        auroc = scores.auroc(source, run, self.name, category, si_stat)
+        si = np.array([math.nan if r[1] is None else r[1] for r in found.rows], dtype=np.float64)
+        columns = {
+            "unit": np.array([r[0] for r in found.rows], dtype=np.int64),
+            "si": np.ma.masked_invalid(si),
+            "in_top": np.array([r[2] for r in found.rows], dtype=np.int64),
+            "in_bottom": np.array([r[3] for r in found.rows], dtype=np.int64),
+            "selective": np.array([claim_rules.selective(r[1], threshold) for r in found.rows], dtype=bool),
+            **p_q,
+            "auroc": np.ma.masked_invalid(np.asarray(auroc, dtype=np.float64)),
+        }
+        return self.run.db.relation(columns)
+
+    def unit(self, unit: int) -> Unit:
+        """A unit (channel) of the layer, 0-based."""
+        runs.require_unit(self.run.info, self.name, unit)
+        return Unit(self, unit)
+
+    def __repr__(self) -> str:
+        return f"<layer {self.name} of run {self.run.run_id}: {self.units} units>"
+
+
+class Unit:
+    """One unit: its ranked images and its responses."""
+
+    def __init__(self, layer: Layer, unit: int) -> None:
+        self.layer, self.unit = layer, unit
+
+    def _ranked(self, kind: str, stat: str, n: int, category: str) -> duckdb.DuckDBPyRelation:
+        run, source = self.layer.run.info, self.layer.run.db.source
+        rows = rankings.rankings(source, run, self.layer.name, self.unit, {kind: stat}, category, n)[kind]  # type: ignore[dict-item]
+        index = images.image_index(source, run.run_id)
+        paths = dict(source.rows(
+            f"SELECT image_id, path FROM {schema.IMAGES} WHERE run_id = $run_id AND list_contains($ids, image_id)",
+            {"run_id": run.run_id, "ids": [r[0] for r in rows]}))
+        return self.layer.run.db.relation({
+            "rank": np.arange(1, len(rows) + 1, dtype=np.int64),
+            "image_id": np.array([r[0] for r in rows], dtype=np.int64),
+            "value": np.array([r[4] for r in rows], dtype=np.float64),
+            "wnid": np.array([index.wnid(r[0]) for r in rows], dtype=object),
+            "class_name": np.array([index.class_name(r[0]) for r in rows], dtype=object),
+            "is_category": np.array([bool(r[3]) for r in rows], dtype=bool),
+            "path": np.array([paths[r[0]] for r in rows], dtype=object),
+        })
+
+    def top(self, n: int = schema.DEFAULT_N, stat: str = schema.DEFAULT_POS_STAT,
+            category: str = schema.DEFAULT_CATEGORY) -> duckdb.DuckDBPyRelation:
+        """The unit's n strongest positive images: rank, image_id, value, wnid, class_name, is_category, path."""
+        return self._ranked("positive", stat, n, category)
+
+    def bottom(self, n: int = schema.DEFAULT_N, stat: str = schema.DEFAULT_NEG_STAT,
+               category: str = schema.DEFAULT_CATEGORY) -> duckdb.DuckDBPyRelation:
+        """The unit's n strongest negative images (most negative first), with the same columns as top()."""
+        return self._ranked("negative", stat, n, category)
+
+    def near_zero(self, n: int = schema.DEFAULT_N, stat: str = schema.DEFAULT_NEAR_STAT,
+                  category: str = schema.DEFAULT_CATEGORY) -> duckdb.DuckDBPyRelation:
+        """The unit's n images nearest zero (by |value|), with the same columns as top()."""
+        return self._ranked("near_zero", stat, n, category)
+
+    def responses(self, stat: str = schema.DEFAULT_SI_STAT) -> np.ndarray:
+        """Every image's response on `stat` (float32), in image id order: index i is the i-th image of
+        Run.images()."""
+        return rankings.responses(self.layer.run.db.source, self.layer.run.info, self.layer.name, self.unit, stat)[1]
+
+    def __repr__(self) -> str:
+        return f"<unit {self.unit} of {self.layer.name}, run {self.layer.run.run_id}>"
+
+
+def open(path: str | Path, **options: object) -> Database:  # noqa: A001 (the API's name, as sqlite3.connect)
+    """Open a unitscope DB read-only; Unavailable when it is not one or of another schema version."""
+    return Database(path, **options)  # type: ignore[arg-type]

@@ -1,0 +1,154 @@
+"""Every decision rule and threshold behind the claims and the pages' flags, in one place.
+
+The statistics (unitscope.stats, unitscope.nulls) give numbers; these rules turn them into
+"selective", "significant", a default k or layer, and each claim's verdict. The claims page
+(app/pages/claims.py) words the verdicts; docs/claims.md gives each rule's source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from typing import Final, Literal, NamedTuple
+
+import numpy as np
+
+Verdict = Literal["holds", "holds_not_specific", "does_not_hold", "cannot_tell"]
+
+# Selectivity: SI >= threshold. The study's figure marks SI >= 0.7 (the pages' default); Aparicio
+# et al. (2016) use 0.65. Publication stores the null at both.
+FIGURE_SI: Final = 0.7
+SELECTIVE_SI: Final = 0.65
+FDR: Final = 0.05  # a unit's in_top/in_bottom is significant at BH q < FDR across the layer's units
+ALPHA: Final = 0.05  # a permutation p below this rejects chance
+MAJORITY: Final = 0.5  # "most selective units": more than this share of them
+TAIL: Final = 0.10  # the rest's lower and upper deciles bound "far below" and "far above"
+TWO_SIDED_LOW: Final = 0.05  # a unit is two-sided when at least this share of its category lies in the rest's lower decile
+MIN_CATEGORY: Final = 20  # fewer category images than this: too few to tell
+FEW_IMAGES: Final = 3  # a class with fewer images is flagged: its mean rests on one or two responses
+MIN_PAIRS: Final = 3  # below this a correlation says nothing
+# The claim "not explained by low-level statistics" holds when the median selective unit's r2_cv is
+# below 0.1: the five statistics predict under a tenth of its within-category variance, less than
+# Cohen's (1988) "medium" effect for a regression (R² = 0.13).
+R2_THRESHOLD: Final = 0.1
+R2_FOLDS: Final = 5
+R2_SEED: Final = 0  # the folds are a fixed permutation, so r2_cv is reproducible
+# Fewer category images than this and r2_cv is null: each training fold must hold many more images
+# than the model's 6 coefficients.
+MIN_R2_IMAGES: Final = 20
+# The study's layer, mixed4c, sits at 7/11 of GoogLeNet's depth: by default the claims are tested on
+# the deepest layer of the run at or below this relative depth, whatever the network.
+DEFAULT_DEPTH: Final = 2 / 3
+
+
+def selective(si: float | None, threshold: float) -> bool:
+    """A unit is selective at si >= threshold; one without an SI is not."""
+    return si is not None and si >= threshold
+
+
+def default_k(n_images: int, study_k: int = 1000) -> tuple[int, str]:
+    """A k whose top and bottom sets stay well apart, and why: (k, reason for the page).
+
+    The study's k when there are at least 6 * study_k images (k is then at most a sixth of them,
+    as 1000 is of the 6,308 shared photos); otherwise a sixth of the images, at least 1.
+    """
+    if n_images < 1:
+        raise ValueError(f"n_images must be at least 1, got {n_images}")
+    if n_images >= 6 * study_k:
+        return study_k, f"k = {study_k}, the study's"
+    k = max(1, n_images // 6)
+    return k, (f"k = {k}, a sixth of the {n_images:,} images: the study's {study_k} needs at least "
+               f"{6 * study_k:,} images to stay a sixth of them or less")
+
+
+def overlap_warning(k: int, n_images: int) -> str | None:
+    """A warning when a unit's top k and bottom k must share images (2k > n), else None."""
+    if 2 * k <= n_images:
+        return None
+    return (f"k = {k} is more than half of the {n_images:,} images: each unit's top and bottom {k} share "
+            f"at least {2 * k - n_images:,} images, so in_top and in_bottom partly count the same images, "
+            f"and a category image counted in both says nothing about two-sided tuning")
+
+
+def base_rate(k: int, n_images: int, n_category: int) -> float:
+    """The expected in_top/in_bottom of a unit blind to the category: min(k, N) x category share."""
+    if n_images == 0:
+        return 0.0
+    return min(k, n_images) * n_category / n_images
+
+
+def default_layer(layers: Sequence[str]) -> tuple[str, str]:
+    """The layer at the study's relative depth (the deepest at or below DEFAULT_DEPTH), and why."""
+    names = list(layers)
+    last = max(len(names) - 1, 1)
+    chosen = max((name for i, name in enumerate(names) if i / last <= DEFAULT_DEPTH), key=names.index)
+    depth = names.index(chosen) / last
+    return chosen, (f"{chosen}, the deepest layer at most 2/3 of the way through the network ({depth:.2f}), "
+                    "as mixed4c is in GoogLeNet")
+
+
+class ClassRow(NamedTuple):
+    """One class of a unit's class profile (grouped in SQL by unitscope.unit_sql)."""
+
+    key: Hashable  # the class key as given, e.g. a WNID
+    n: int  # its images
+    mean: float  # of the unit's responses to them
+    median: float
+    is_category: bool
+    few_images: bool  # n < FEW_IMAGES: its mean rests on too few images to rank it by
+
+
+def category_median(profile: list[ClassRow]) -> float | None:
+    """The category's median class: the median, over the category's classes, of their class means.
+
+    Each class counts once, whatever its size. None when no class is in the category.
+    """
+    category_means = [row.mean for row in profile if row.is_category]
+    return float(np.median(category_means)) if category_means else None
+
+
+def beats_category_median(profile: list[ClassRow]) -> list[Hashable]:
+    """Non-category classes whose mean exceeds the category's median class, in profile order.
+
+    Empty when no class is in the category.
+    """
+    median = category_median(profile)
+    if median is None:
+        return []
+    return [row.key for row in profile if not row.is_category and row.mean > median]
+
+
+def selective_verdict(p: float | None, selective_units: int, warned: bool) -> Verdict:
+    """`selective`: more selective units than random labels give (permutation p < ALPHA)."""
+    if p is None or warned:
+        return "cannot_tell"
+    return "holds" if p < ALPHA and selective_units > 0 else "does_not_hold"
+
+
+def negative_verdict(share: float | None, gap_p: float | None, warned: bool) -> Verdict:
+    """`negative`: most selective units reach the base rate in their bottom k, and more than random groups do."""
+    if share is None or gap_p is None or warned:
+        return "cannot_tell"
+    if share <= MAJORITY:
+        return "does_not_hold"
+    return "holds" if gap_p < ALPHA else "holds_not_specific"
+
+
+def two_sided_verdict(share: float | None, n_category: int) -> Verdict:
+    """`two_sided`: most selective units put at least TWO_SIDED_LOW of their category below the rest's lower decile."""
+    if share is None or n_category < MIN_CATEGORY:
+        return "cannot_tell"
+    return "holds" if share > MAJORITY else "does_not_hold"
+
+
+def other_classes_verdict(share: float | None, category_classes: int) -> Verdict:
+    """`other_classes`: for most selective units, some other class beats the category's median class."""
+    if share is None or category_classes < 2:
+        return "cannot_tell"
+    return "holds" if share > MAJORITY else "does_not_hold"
+
+
+def low_level_verdict(r2_cv_median: float | None) -> Verdict:
+    """`low_level`: the median selective unit's r2_cv is below R2_THRESHOLD."""
+    if r2_cv_median is None:
+        return "cannot_tell"
+    return "holds" if r2_cv_median < R2_THRESHOLD else "does_not_hold"

@@ -1,0 +1,45 @@
+"""A unit's images: its ranked rows (strongest positive, near zero, strongest negative) and every response."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from unitscope import metrics_sql, schema
+from unitscope.data.images import category_wnids, image_index
+from unitscope.data.runs import Run
+from unitscope.data.source import Source, stored_or_computed
+
+RankedImage = tuple[int, str, str, bool, float]  # image_id, wnid, class_name, is_cat, value
+
+
+def rankings(source: Source, run: Run, layer: str, unit: int, stats: dict[metrics_sql.RankKind, str],
+             category: str, n: int) -> dict[metrics_sql.RankKind, list[RankedImage]]:
+    """A unit's n images of each ranking in `stats` (kind -> stat).
+
+    From unit_rows (one lookup for all of them, the images' classes from the image index) where it
+    holds the first n, else ranked over the unit's responses.
+    """
+    params = {"run_id": run.run_id, "layer": layer, "unit": unit, "n": n}
+    index = image_index(source, run.run_id)
+    members = category_wnids(source, run.run_id, category)
+    found: dict[metrics_sql.RankKind, list[RankedImage]] = {kind: [] for kind in stats}
+    for kind, image_id, value in source.rows(metrics_sql.stored_rows_sql(stats), params):
+        wnid = index.wnid(image_id)
+        found[kind].append((image_id, wnid, index.class_name(image_id), wnid in members, value))
+    for kind, stat in stats.items():
+        rows = found[kind]
+        found[kind], _ = stored_or_computed(
+            lambda: rows if len(rows) == min(n, run.images) else None,
+            lambda: source.rows(metrics_sql.ranking_sql(kind, stat), {**params, "category": category}),
+        )
+    return found
+
+
+def responses(source: Source, run: Run, layer: str, unit: int, stat: str) -> tuple[np.ndarray, np.ndarray]:
+    """(image_ids, values): every image's response of the unit on `stat`, in image id order."""
+    cols = source.arrays(
+        f"""SELECT image_id, {schema.stat_column(stat)} AS v FROM {schema.RESPONSES}
+            WHERE run_id = $run_id AND layer = $layer AND unit = $unit ORDER BY image_id""",
+        {"run_id": run.run_id, "layer": layer, "unit": unit},
+    )
+    return cols["image_id"].astype(np.int64), cols["v"].astype(np.float32)

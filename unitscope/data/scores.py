@@ -1,0 +1,164 @@
+"""A layer's scores per unit (SI, in_top, in_bottom, their chance p and q, AUROC) and the matrices behind them.
+
+The Python API's Layer.scores() and the server's layer page both read through layer_scores(), so a
+number on a page is the API's. Publication stores SI, the ranks and AUROC for its parameters
+(unitscope.schema); other parameters are computed with the same SQL and statistics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from unitscope import metrics_sql, schema, stats
+from unitscope.data.runs import Run, require_category, require_layer, table_names
+from unitscope.data.source import Source, stored_or_computed
+from unitscope.errors import Unavailable
+
+ScoreRow = tuple[int, float | None, int, int]  # unit, si, in_top, in_bottom
+
+
+@dataclass(frozen=True)
+class Scores:
+    """One layer's scores for one parameter set."""
+
+    rows: tuple[ScoreRow, ...]
+    source: str  # "precomputed" when publication stored both SI and the counts, else "computed"
+    by_unit: dict[int, ScoreRow] = field(default_factory=dict, compare=False)
+
+
+def layer_scores(source: Source, run: Run, layer: str, *, category: str, k: int, si_stat: str, pos_stat: str,
+                 neg_stat: str) -> Scores:
+    """(unit, si, in_top, in_bottom) for each unit, from the stored tables when they hold it.
+
+    SI (per category and stat) and the counts (per category, k, pos_stat and neg_stat) are looked up
+    or computed separately, each cached with its own parameters, so changing only si_stat or only k
+    recomputes only the part that depends on it.
+    """
+    units = require_layer(run, layer)[0]
+    require_category(run, category)
+    base = (run.run_id, layer, category)
+    si, si_stored = source.cached((*base, "si", si_stat), lambda: _layer_si(source, run, layer, units, category,
+                                                                            si_stat))
+    counts, counts_stored = source.cached((*base, "counts", k, pos_stat, neg_stat), lambda: _layer_counts(
+        source, run, layer, units, category, k, pos_stat, neg_stat))
+    rows = tuple((unit, si[unit], top, bottom) for unit, top, bottom in counts)
+    return Scores(rows=rows, source="precomputed" if si_stored and counts_stored else "computed",
+                  by_unit={r[0]: r for r in rows})
+
+
+def _layer_si(source: Source, run: Run, layer: str, units: int, category: str,
+              stat: str) -> tuple[dict[int, float | None], bool]:
+    q = {"run_id": run.run_id, "layer": layer, "category": category}
+
+    def stored() -> list[Any] | None:
+        rows = source.rows(
+            f"""SELECT unit, si FROM {schema.UNIT_SI}
+                WHERE run_id = $run_id AND layer = $layer AND category = $category AND stat = $stat
+                ORDER BY unit""",
+            {**q, "stat": stat},
+        )
+        return rows if len(rows) == units else None
+
+    rows, was_stored = stored_or_computed(stored, lambda: [
+        (u, si) for u, row_stat, si in source.rows(metrics_sql.si_sql(), q) if row_stat == stat])
+    return {int(u): None if si is None else float(si) for u, si in rows}, was_stored
+
+
+def _layer_counts(source: Source, run: Run, layer: str, units: int, category: str, k: int, pos_stat: str,
+                  neg_stat: str) -> tuple[tuple[tuple[int, int, int], ...], bool]:
+    q = {"run_id": run.run_id, "layer": layer, "category": category, "k": k}
+
+    def stored() -> list[Any] | None:
+        if k > schema.RANKED_K:  # publication stored each unit's first RANKED_K on both sides
+            return None
+        rows = source.rows(metrics_sql.stored_counts_sql(), {**q, "pos_stat": pos_stat, "neg_stat": neg_stat})
+        return rows if len(rows) == units else None
+
+    rows, was_stored = stored_or_computed(stored, lambda: source.rows(metrics_sql.counts_sql(pos_stat, neg_stat), q))
+    return tuple((int(u), int(t), int(b)) for u, t, b in rows), was_stored
+
+
+def chance(scores: Scores, k: int, n_images: int, n_category: int) -> dict[str, np.ndarray]:
+    """Per unit, in row order: p_top, p_bottom (hypergeometric upper tails) and their BH q_top, q_bottom."""
+    out: dict[str, np.ndarray] = {}
+    for side, column in (("top", 2), ("bottom", 3)):
+        p = stats.hypergeom_sf_array([r[column] for r in scores.rows], k, n_images, n_category)
+        out[f"p_{side}"], out[f"q_{side}"] = p, stats.bh_qvalues(p)
+    return out
+
+
+UNIT_COLUMNS = ("auroc", "tail_below", "tail_above", "si_half_a", "si_half_b")  # the columns of unit_controls
+
+
+def stored_unit_column(source: Source, run: Run, layer: str, category: str, stat: str,
+                       column: str) -> np.ndarray | None:
+    """One column of publication's unit_controls for every unit of the layer, in unit order, NaN where
+    undefined; None when not stored."""
+    if column not in UNIT_COLUMNS:
+        raise ValueError(f"unknown unit_controls column {column!r}")  # it is spliced into SQL
+    if schema.UNIT_CONTROLS not in table_names(source):
+        return None
+    units = require_layer(run, layer)[0]
+    values = source.arrays(
+        # NaN, the statistics' own "undefined", for NULL: a plain float array, not a masked one.
+        f"""SELECT coalesce({column}, 'NaN'::DOUBLE) AS v FROM {schema.UNIT_CONTROLS}
+            WHERE run_id = $run_id AND layer = $layer AND category = $category AND stat = $stat ORDER BY unit""",
+        {"run_id": run.run_id, "layer": layer, "category": category, "stat": stat},
+    )["v"]
+    return values.astype(np.float64, copy=False) if values.size == units else None
+
+
+def auroc(source: Source, run: Run, layer: str, category: str, stat: str) -> np.ndarray:
+    """Per unit, the AUROC of the category against the rest on `stat` (NaN where undefined): stored, else
+    computed from the layer's responses (unitscope.stats.auroc)."""
+    def compute() -> np.ndarray:
+        return stats.auroc(layer_matrix(source, run, layer, stat), category_labels(source, run, category)[1])
+
+    return source.cached((run.run_id, layer, category, stat, "auroc"), lambda: stored_or_computed(
+        lambda: stored_unit_column(source, run, layer, category, stat, "auroc"), compute)[0])
+
+
+def category_labels(source: Source, run: Run, category: str) -> tuple[np.ndarray, np.ndarray]:
+    """(image_ids, is_cat) of every image of the run, in image id order: the row order of layer_matrix."""
+    cols = source.arrays(
+        f"SELECT image_id, is_cat FROM ({metrics_sql.membership_sql()}) ORDER BY image_id",
+        {"run_id": run.run_id, "category": category},
+    )
+    return cols["image_id"], cols["is_cat"].astype(bool)
+
+
+def layer_matrix(source: Source, run: Run, layer: str, stat: str) -> np.ndarray:
+    """Every response of a layer on one stat: (images, units) float32, rows in image id order.
+
+    Memory: 4 bytes x images x units (13 MB for mixed4c at 6,308 images, 590 MB at 286,000).
+    """
+    units = require_layer(run, layer)[0]
+    values = source.arrays(metrics_sql.layer_matrix_sql(stat), {"run_id": run.run_id, "layer": layer})["v"]
+    if values.size != units * run.images:
+        raise Unavailable(f"{layer} of run {run.run_id} holds {values.size:,} responses, not units x images")
+    return values.astype(np.float32, copy=False).reshape(units, run.images).T  # images x units
+
+
+def bottom_rows(source: Source, run: Run, layer: str, stat: str, k: int, image_ids: np.ndarray) -> np.ndarray:
+    """Each unit's first min(k, images) from the bottom of `stat`, as row indices into layer_matrix: (units, k).
+
+    The stored ranks when they cover k (k <= RANKED_K), else the same ranking SQL over the responses.
+    """
+    units = require_layer(run, layer)[0]
+    depth = min(k, run.images)
+    q = {"run_id": run.run_id, "layer": layer, "k": k}
+
+    def stored() -> np.ndarray | None:
+        if k > schema.RANKED_K:
+            return None
+        ids = source.arrays(metrics_sql.stored_bottom_sql(), {**q, "stat": stat})["image_id"]
+        return ids if ids.size == units * depth else None
+
+    ids, _ = stored_or_computed(stored, lambda: source.arrays(
+        f"SELECT image_id FROM ({metrics_sql.ranks_sql(stat, 'bottom')}) ORDER BY unit, rank", q)["image_id"])
+    return np.searchsorted(image_ids, ids).reshape(units, depth)
+
+

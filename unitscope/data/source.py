@@ -1,0 +1,106 @@
+"""What a reader reads through (a Source), and the one rule for "read what publication stored, else compute it".
+
+A Source is a read-only DuckDB cursor with a cache that lives as long as the DB file it reads: the
+server's is app.data.db.Reader (one per request, its cache shared across requests and keyed by the
+file's generation), the Python API's is ConnectionSource. Readers pass their own keys; the Source
+prefixes them with what identifies its DB, so no reader builds that into a key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Mapping
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import duckdb
+import numpy as np
+
+from unitscope import schema
+from unitscope.cache import LruCache
+from unitscope.errors import Unavailable
+
+T = TypeVar("T")
+
+
+class Source(Protocol):
+    """A read-only view of one version of a DB, with its cache."""
+
+    def rows(self, sql: str, params: Mapping[str, object] | None = None) -> list[tuple[Any, ...]]:
+        """Run one query with bound parameters and return all rows."""
+
+    def arrays(self, sql: str, params: Mapping[str, object] | None = None) -> dict[str, np.ndarray]:
+        """Run one query with bound parameters and return its columns as numpy arrays, by name."""
+
+    def cached(self, key: Hashable, compute: Callable[[], T], *, keep: bool = False) -> T:
+        """compute()'s value for this DB version, computed once across threads.
+
+        keep: small things kept for the life of the DB version (the runs, an image index); otherwise
+        a bounded least-recently-used store.
+        """
+
+
+def stored_or_computed(stored: Callable[[], T | None], compute: Callable[[], T]) -> tuple[T, bool]:
+    """(value, whether it was stored): what publication stored when it holds it, else compute()'s.
+
+    Every reader that has a stored table decides through this one function: `stored` returns None
+    when the DB lacks the rows (an older DB, or parameters other than the stored ones).
+    """
+    value = stored()
+    if value is not None:
+        return value, True
+    return compute(), False
+
+
+ALIAS = "unitscope"
+# The tables without which a file is no unitscope DB (older DBs may lack later ones: readers check).
+REQUIRED_TABLES = frozenset({schema.RUNS, schema.IMAGES, schema.RESPONSES, schema.LAYERS_TABLE})
+
+
+def open_read_only(path: Path, *, memory_limit: str = "1GB", threads: int = 2) -> duckdb.DuckDBPyConnection:
+    """A read-only connection to a unitscope DB, or Unavailable saying why not (not one, another schema version).
+
+    Why `ATTACH ... (READ_ONLY)` into a private in-memory instance instead of
+    `duckdb.connect(path, read_only=True)`: DuckDB caches database instances by path inside a
+    process, so a second connect to the same path while the old file is still open returns the
+    *old* file's data. A fresh in-memory instance never hits that cache.
+    """
+    con = duckdb.connect(":memory:", config={"memory_limit": memory_limit, "threads": threads})
+    try:
+        con.execute(f"ATTACH ? AS {ALIAS} (READ_ONLY)", [str(path)])
+        # Defence in depth: no SQL run here may touch another file or change the limits.
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+        con.execute(f"USE {ALIAS}")
+        tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = ?",
+                                            [ALIAS]).fetchall()}
+        missing = REQUIRED_TABLES - tables
+        if missing:
+            raise Unavailable(f"{Path(path).name} is not a unitscope database (missing {sorted(missing)})")
+        if schema.META in tables:
+            rows = con.execute(f"SELECT value FROM {schema.META} WHERE key = 'schema_version'").fetchall()
+            if rows and str(rows[0][0]) != str(schema.SCHEMA_VERSION):
+                raise Unavailable(f"database schema version {rows[0][0]}, this version reads {schema.SCHEMA_VERSION}")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+class ConnectionSource:
+    """A Source over one connection of open_read_only (the Python API's): its cache lives as long as the object."""
+
+    def __init__(self, connection: duckdb.DuckDBPyConnection, cache_size: int = 256) -> None:
+        self.connection = connection
+        self._cursor = connection.cursor()  # a cursor does not inherit the connection's USE
+        self._cursor.execute(f"USE {ALIAS}")
+        self._kept: LruCache[Any] = LruCache(None)
+        self._results: LruCache[Any] = LruCache(cache_size)
+
+    def rows(self, sql: str, params: Mapping[str, object] | None = None) -> list[tuple[Any, ...]]:
+        return self._cursor.execute(sql, dict(params or {})).fetchall()
+
+    def arrays(self, sql: str, params: Mapping[str, object] | None = None) -> dict[str, np.ndarray]:
+        return self._cursor.execute(sql, dict(params or {})).fetchnumpy()
+
+    def cached(self, key: Hashable, compute: Callable[[], T], *, keep: bool = False) -> T:
+        return (self._kept if keep else self._results).get_or_compute(key, compute)

@@ -1,0 +1,327 @@
+"""The SQL that derives the metrics from the stored responses: SI, in_top/in_bottom, rankings.
+
+Torch-free (stdlib and duckdb), so the server imports it. Each metric is defined here once: the
+worker runs this SQL at the end of a run (SI for every stat and category, each unit's first
+RANKED_K images on both sides of every stat), the server reads those or runs the same SQL on
+demand for other parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+import duckdb
+
+from unitscope import schema
+
+# Category membership of each image of a run, as a relation (image_id, is_cat).
+_MEMBERSHIP = f"""
+    SELECT i.image_id,
+           EXISTS (SELECT 1 FROM {schema.CATEGORIES} c
+                   WHERE c.run_id = i.run_id AND c.category = $category AND c.wnid = i.wnid) AS is_cat
+    FROM {schema.IMAGES} i WHERE i.run_id = $run_id
+"""
+
+
+def membership_sql() -> str:
+    """SQL giving (image_id, is_cat) for every image of a run. Parameters: $run_id, $category."""
+    return _MEMBERSHIP
+
+
+def _si(stat: str) -> str:
+    col = schema.stat_column(stat)
+    lo, cat, rest = f"min_{col}", f"cat_{col}", f"rest_{col}"
+    return f"""CASE WHEN max_{col} > {lo} AND ({cat} - {lo}) + ({rest} - {lo}) > 0
+                 THEN ({cat} - {lo}) / (({cat} - {lo}) + ({rest} - {lo})) END"""
+
+
+def _si_aggregates() -> str:
+    """Per group of rows: each stat's min, max, and mean over the category and over the rest (for _si)."""
+    return ",\n               ".join(
+        f"min({c}) AS min_{c}, max({c}) AS max_{c}, "
+        f"avg({c}) FILTER (WHERE m.is_cat) AS cat_{c}, avg({c}) FILTER (WHERE NOT m.is_cat) AS rest_{c}"
+        for c in schema.STAT_COLUMN.values()
+    )
+
+
+def si_sql() -> str:
+    """SQL giving (unit, stat, si) for every unit of one layer and every stat.
+
+    Parameters: $run_id, $layer, $category.
+
+    SI on a stat: each unit's responses are min-max normalised over all images of the run,
+    A_N = (A - min A) / (max A - min A); SI = mean_C(A_N) / (mean_C(A_N) + mean_notC(A_N)).
+    Because A_N is affine in A, mean_C(A_N) = (mean_C(A) - min A) / (max A - min A), so one
+    grouped scan gives all three stats. SI is NULL for a unit whose response never varies.
+    Cost: one scan of the layer's rows (images x units) joined to the run's category membership.
+    """
+    per_stat = "\n    UNION ALL ".join(
+        f"SELECT unit, '{stat}' AS stat, {_si(stat)} AS si FROM agg" for stat in schema.STATS
+    )
+    return f"""
+    WITH agg AS MATERIALIZED (
+        SELECT r.unit,
+               {_si_aggregates()}
+        FROM {schema.RESPONSES} r JOIN ({_MEMBERSHIP}) m USING (image_id)
+        WHERE r.run_id = $run_id AND r.layer = $layer
+        GROUP BY r.unit
+    )
+    {per_stat}
+    ORDER BY unit, stat
+    """
+
+
+def split_half_si_sql() -> str:
+    """SQL giving (unit, half, stat, si): SI on every stat over the even (half 0) and the odd (half 1) image ids.
+
+    Parameters: $run_id, $layer, $category.
+    The same formula as si_sql, each half on its own: min and max over the half's own images, so
+    a half is scored as if it were the whole run. Image ids follow the sorted file list, i.e. the
+    class folders, so each half holds about half of every class. Cost: one grouped scan of the
+    layer's rows, as si_sql, for all three stats.
+    """
+    per_stat = "\n    UNION ALL ".join(
+        f"SELECT unit, half, '{stat}' AS stat, {_si(stat)} AS si FROM agg" for stat in schema.STATS
+    )
+    return f"""
+    WITH agg AS MATERIALIZED (
+        SELECT r.unit, (r.image_id % 2)::INTEGER AS half,
+               {_si_aggregates()}
+        FROM {schema.RESPONSES} r JOIN ({_MEMBERSHIP}) m USING (image_id)
+        WHERE r.run_id = $run_id AND r.layer = $layer
+        GROUP BY r.unit, half
+    )
+    {per_stat}
+    ORDER BY unit, half, stat
+    """
+
+
+def layer_matrix_sql(stat: str) -> str:
+    """SQL giving (v): every response of one layer on `stat`, in (unit, image_id) order.
+
+    Parameters: $run_id, $layer. Reshaped to (units, images) and transposed, it is the layer's
+    (images x units) matrix with rows in image id order (the order of membership_sql's ids).
+    """
+    return f"""SELECT {schema.stat_column(stat)} AS v FROM {schema.RESPONSES}
+               WHERE run_id = $run_id AND layer = $layer ORDER BY unit, image_id"""
+
+
+def stored_bottom_sql() -> str:
+    """SQL giving (image_id): each unit's first $k stored images from the bottom of $stat, in (unit, rank) order.
+
+    Parameters: $run_id, $layer, $stat, $k (at most RANKED_K).
+    """
+    return f"""SELECT image_id FROM {schema.UNIT_RANKS}
+               WHERE run_id = $run_id AND layer = $layer AND stat = $stat AND side = 'bottom' AND rank <= $k
+               ORDER BY unit, rank"""
+
+
+def ranks_sql(stat: str, side: str) -> str:
+    """SQL giving (unit, rank, image_id): each unit's first $k images of one layer by `stat`.
+
+    Parameters: $run_id, $layer, $k. side 'top': largest first; 'bottom': smallest first.
+    Ties are broken by image_id (smaller first); rank is 1-based.
+
+    Cost: two scans of the layer's rows (images x units) and no full sort. The first finds each
+    unit's k-th value with DuckDB's top-n aggregate; the second keeps only the rows at or past it,
+    and only those are ordered.
+    """
+    col = schema.stat_column(stat)
+    try:
+        top_n, past, order = {"top": ("max", ">=", "DESC"), "bottom": ("min", "<=", "ASC")}[side]
+    except KeyError:
+        raise ValueError(f"unknown side {side!r}; choose one of {', '.join(schema.SIDES)}") from None
+    return f"""
+    WITH thresholds AS MATERIALIZED (
+        SELECT unit, list_last({top_n}({col}, $k)) AS t
+        FROM {schema.RESPONSES} WHERE run_id = $run_id AND layer = $layer
+        GROUP BY unit
+    ),
+    edge AS (
+        SELECT r.unit, r.image_id, r.{col} AS v
+        FROM {schema.RESPONSES} r JOIN thresholds USING (unit)
+        WHERE r.run_id = $run_id AND r.layer = $layer AND r.{col} {past} thresholds.t
+    )
+    SELECT unit, rank, image_id FROM (
+        SELECT unit, image_id, row_number() OVER (PARTITION BY unit ORDER BY v {order}, image_id) AS rank
+        FROM edge
+    )
+    WHERE rank <= $k
+    """
+
+
+def insert_ranks(con: duckdb.DuckDBPyConnection, run_id: int, layer: str, ranked_k: int) -> None:
+    """Store each unit's first `ranked_k` images of `layer` from both sides of every stat in unit_ranks."""
+    for stat in schema.STATS:
+        for side in schema.SIDES:
+            con.execute(
+                f"INSERT INTO {schema.UNIT_RANKS} SELECT $run_id, $layer, $stat, $side, unit, rank, image_id "
+                f"FROM ({ranks_sql(stat, side)}) ORDER BY unit, rank",
+                {"run_id": run_id, "layer": layer, "stat": stat, "side": side, "k": ranked_k},
+            )
+
+
+def counts_sql(pos_stat: str, neg_stat: str) -> str:
+    """SQL giving (unit, in_top, in_bottom) for every unit of one layer, from the responses.
+
+    Parameters: $run_id, $layer, $category, $k.
+    in_top: category images among the unit's k first by `pos_stat` from the top; in_bottom: among
+    its k first by `neg_stat` from the bottom (ranks_sql's order). For k <= RANKED_K,
+    stored_counts_sql gives the same from the stored ranks without scanning the responses.
+    """
+    return f"""
+    WITH members AS MATERIALIZED ({_MEMBERSHIP}),
+    top AS ({ranks_sql(pos_stat, "top")}),
+    bottom AS ({ranks_sql(neg_stat, "bottom")}),
+    top_counts AS (
+        SELECT t.unit, count(*) FILTER (WHERE m.is_cat) AS c FROM top t JOIN members m USING (image_id)
+        GROUP BY t.unit
+    ),
+    bottom_counts AS (
+        SELECT b.unit, count(*) FILTER (WHERE m.is_cat) AS c FROM bottom b JOIN members m USING (image_id)
+        GROUP BY b.unit
+    )
+    SELECT unit, t.c::INTEGER AS in_top, b.c::INTEGER AS in_bottom
+    FROM top_counts t JOIN bottom_counts b USING (unit)
+    ORDER BY unit
+    """
+
+
+def stored_counts_sql() -> str:
+    """SQL giving (unit, in_top, in_bottom) from the stored ranks; valid for $k <= RANKED_K.
+
+    Parameters: $run_id, $layer, $category, $k, $pos_stat, $neg_stat.
+    Cost: reads 2 x k rows per unit, whatever the number of images.
+    """
+    return f"""
+    SELECT r.unit,
+           (count(*) FILTER (WHERE r.side = 'top' AND m.is_cat))::INTEGER AS in_top,
+           (count(*) FILTER (WHERE r.side = 'bottom' AND m.is_cat))::INTEGER AS in_bottom
+    FROM {schema.UNIT_RANKS} r JOIN ({_MEMBERSHIP}) m USING (image_id)
+    WHERE r.run_id = $run_id AND r.layer = $layer AND r.rank <= $k
+      AND ((r.side = 'top' AND r.stat = $pos_stat) OR (r.side = 'bottom' AND r.stat = $neg_stat))
+    GROUP BY r.unit
+    ORDER BY r.unit
+    """
+
+
+RankKind = Literal["positive", "near_zero", "negative"]
+RANK_KINDS: Final[tuple[RankKind, ...]] = ("positive", "near_zero", "negative")
+# How each ranking orders a unit's images by `value`, the chosen stat; then by image_id.
+_RANKING_ORDER: Final[dict[str, str]] = {
+    "positive": "value DESC",
+    "negative": "value ASC",
+    "near_zero": "abs(value) ASC",
+}
+
+
+def ranking_sql(kind: RankKind, stat: str) -> str:
+    """SQL giving one unit's n images of a ranking: (image_id, wnid, class_name, is_cat, value).
+
+    Parameters: $run_id, $layer, $unit, $category, $n.
+    positive: largest `stat` first; negative: smallest first; near_zero: smallest |stat| first.
+    Ties are broken by image_id.
+
+    The n rows are picked from the unit's responses alone (a top-n over one unit's rows) and only
+    then joined to images and membership: joining first costs a hash join over every image of
+    the run, about 6x slower at 286k images.
+    """
+    col = schema.stat_column(stat)
+    order = _RANKING_ORDER[kind]
+    return f"""
+    WITH picked AS (
+        SELECT image_id, {col} AS value FROM {schema.RESPONSES}
+        WHERE run_id = $run_id AND layer = $layer AND unit = $unit
+        ORDER BY {order}, image_id
+        LIMIT $n
+    )
+    SELECT r.image_id, i.wnid, i.class_name, m.is_cat, r.value
+    FROM picked r
+    JOIN {schema.IMAGES} i ON i.run_id = $run_id AND i.image_id = r.image_id
+    JOIN ({_MEMBERSHIP}) m ON m.image_id = r.image_id
+    ORDER BY {order}, r.image_id
+    """
+
+
+def unit_rows_sql() -> str:
+    """SQL giving (kind, stat, unit, rank, image_id, value): every unit's first $n images of every
+    ranking and stat, with its response, for one layer (publication stores them in unit_rows).
+
+    Parameters: $run_id, $layer, $n. positive and negative: the stored unit_ranks' first $n (ranks_sql's
+    order is ranking_sql's); near zero: shown_sql's. Cost: shown_sql three times, and one scan of the
+    layer's rows for the values.
+    """
+    sides = " UNION ALL ".join(
+        f"""SELECT '{kind}' AS kind, stat, unit, rank, image_id FROM {schema.UNIT_RANKS}
+            WHERE run_id = $run_id AND layer = $layer AND side = '{side}' AND rank <= $n"""
+        for kind, side in (("positive", "top"), ("negative", "bottom"))
+    )
+    near = " UNION ALL ".join(
+        f"SELECT 'near_zero' AS kind, '{stat}' AS stat, unit, rank, image_id FROM ({shown_sql('near_zero', stat)})"
+        for stat in schema.STATS
+    )
+    value = " ".join(f"WHEN '{stat}' THEN r.{col}" for stat, col in schema.STAT_COLUMN.items())
+    return f"""
+    WITH picked AS ({sides} UNION ALL {near})
+    SELECT p.kind, p.stat, p.unit, p.rank, p.image_id, CASE p.stat {value} END AS value
+    FROM picked p
+    JOIN {schema.RESPONSES} r ON r.run_id = $run_id AND r.layer = $layer AND r.unit = p.unit
+                              AND r.image_id = p.image_id
+    """
+
+
+def stored_rows_sql(stats: dict[RankKind, str]) -> str:
+    """SQL giving (kind, image_id, value): ranking_sql's images and values of every kind in `stats`
+    (kind -> stat), from unit_rows, in rank order within each kind; a kind has fewer than
+    min($n, images) rows when unit_rows does not hold its first $n.
+
+    Parameters: $run_id, $layer, $unit, $n. Cost: a lookup of the unit's rows, whatever the number of images.
+    """
+    for stat in stats.values():
+        schema.stat_column(stat)  # refuses anything but a stat name: it is spliced into the SQL
+    which = " OR ".join(f"(kind = '{kind}' AND stat = '{stat}')" for kind, stat in stats.items())
+    return f"""
+    SELECT kind, image_id, value FROM {schema.UNIT_ROWS}
+    WHERE run_id = $run_id AND layer = $layer AND unit = $unit AND rank <= $n AND ({which})
+    ORDER BY kind, rank
+    """
+
+
+def shown_sql(kind: RankKind, stat: str, table: str = schema.RESPONSES) -> str:
+    """SQL giving (unit, image_id, rank): every unit's first $n images of one ranking, for one layer.
+
+    Parameters: $run_id, $layer, $n. The same order as ranking_sql, ties by image_id, for all the
+    layer's units at once: the worker uses it to find the images that unit pages show, and to store
+    the near-zero rows (rank 1-based). `table` is `responses` or, before publication, the worker's
+    staging table (same columns).
+
+    Cost: like ranks_sql, two scans of the layer's rows and no full sort (a top-n aggregate finds
+    each unit's n-th key, and only the rows at or past it are ordered).
+    """
+    if table not in (schema.RESPONSES, schema.STAGING):
+        raise ValueError(f"shown_sql reads {schema.RESPONSES} or {schema.STAGING}, not {table!r}")
+    col = schema.stat_column(stat)
+    key, top_n, past = {
+        "positive": ("value", "max", ">="),
+        "negative": ("value", "min", "<="),
+        "near_zero": ("abs(value)", "min", "<="),
+    }[kind]
+    return f"""
+    WITH layer_rows AS (
+        SELECT unit, image_id, {col} AS value FROM {table} WHERE run_id = $run_id AND layer = $layer
+    ),
+    thresholds AS MATERIALIZED (
+        SELECT unit, list_last({top_n}({key}, $n)) AS t FROM layer_rows GROUP BY unit
+    ),
+    edge AS (
+        SELECT r.unit, r.image_id, r.value FROM layer_rows r JOIN thresholds USING (unit)
+        WHERE {key} {past} thresholds.t
+    )
+    SELECT unit, image_id, rank FROM (
+        SELECT unit, image_id,
+               row_number() OVER (PARTITION BY unit ORDER BY {_RANKING_ORDER[kind]}, image_id) AS rank
+        FROM edge
+    )
+    WHERE rank <= $n
+    ORDER BY unit, rank
+    """
