@@ -22,6 +22,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY worker/__init__.py worker/
 COPY app/__init__.py app/
+COPY unitscope/__init__.py unitscope/
 
 # The dashboard: FastAPI, DuckDB, Plotly; no torch.
 FROM base AS server

@@ -432,3 +432,9 @@ class Page(HTMLParser):
     @property
     def h1(self) -> str:
         return self.one("h1").text
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment for a subprocess: no PYTHONPATH (which may point at the checkout), no UNITSCOPE_* variables."""
+    keep = {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("UNITSCOPE_")}
+    return {**keep, **extra}

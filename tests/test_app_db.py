@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 import pytest
 from fastapi.testclient import TestClient
-from fixtures import REPO, build_db, make_settings, table_dump
+from fixtures import REPO, Page, build_db, make_settings, table_dump
 
 from app.config import Settings
 from app.main import create_app
@@ -130,7 +130,10 @@ def test_database_without_a_complete_run(tmp_path: Path) -> None:
         assert c.get("/api/skipped").json() == {"run_id": None, "count": 0, "files": []}
         for url in ("/", "/layers", "/skipped", "/healthz"):
             assert c.get(url).status_code == 200, url
-        for url in ("/layers/mixed4c", "/api/layers/mixed4c/units/0", "/images/0"):
+        page = c.get("/layers/mixed4c")  # a page: the error page, in HTML
+        assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+        assert "no complete run" in Page(page.text).one("div", cls="error-box").find_all("p")[0].text
+        for url in ("/api/layers/mixed4c/units/0", "/images/0"):  # JSON
             r = c.get(url)
             assert r.status_code == 404 and "no complete run" in r.text, url
 

@@ -6,7 +6,6 @@ registry); only unitscope itself is installed from the wheel, so a file the whee
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import socket
@@ -21,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fixtures import make_hand
+from fixtures import clean_env, make_hand
 
 REPO = Path(__file__).resolve().parent.parent
 # What a source tree holds besides the project: never part of a build.
@@ -62,15 +61,9 @@ def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return venv
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    """The environment without PYTHONPATH (which may point at the checkout) or UNITSCOPE_* variables."""
-    keep = {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("UNITSCOPE_")}
-    return {**keep, **extra}
-
-
 def test_the_wheel_holds_every_module_and_the_pages(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
-    sources = {p.relative_to(REPO).as_posix() for package in ("app", "worker") for p in (REPO / package).rglob("*.py")}
+    sources = {p.relative_to(REPO).as_posix() for package in ("unitscope", "app", "worker") for p in (REPO / package).rglob("*.py")}
     assert sources <= names, sorted(sources - names)
     pages = {f"app/templates/{p.name}" for p in (REPO / "templates").glob("*.html")}
     assert pages and pages <= names
@@ -79,8 +72,8 @@ def test_the_wheel_holds_every_module_and_the_pages(wheel: Path) -> None:
                  "worker/categories/dog.txt", "worker/categories/imagenet1k.txt",
                  "worker/categories/imagenet1k_isa.tsv"):  # fmt: skip
         assert name in names, name
-    # Nothing at the top level of site-packages but the two packages and the metadata.
-    assert {n.split("/")[0] for n in names} == {"app", "worker", "unitscope-0.1.0.dist-info"}
+    # Nothing at the top level of site-packages but the three packages and the metadata.
+    assert {n.split("/")[0] for n in names} == {"unitscope", "app", "worker", "unitscope-0.1.0.dist-info"}
     entry_points = zipfile.ZipFile(wheel).read("unitscope-0.1.0.dist-info/entry_points.txt").decode()
     assert "unitscope-worker = worker.cli:main" in entry_points
     assert "unitscope-server = app.__main__:main" in entry_points

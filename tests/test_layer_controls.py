@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from collections.abc import Iterator
 from fractions import Fraction
 from math import comb
@@ -25,7 +24,7 @@ from fixtures import (
     in_category,
     make_settings,
 )
-from test_app_pages import Page
+from fixtures import Page
 
 from app.main import create_app
 from app.params import ScoreParams
@@ -202,8 +201,7 @@ def test_the_null_depends_on_the_seed_and_is_shown_on_the_page(null_client: Test
     seeded = null_client.get("/api" + url).json()["null"]
     assert [s["null_mean"] for s in seeded["stats"]] != [s["null_mean"] for s in default["stats"]]
     page = Page(null_client.get(url).text)
-    html = null_client.get(url).text
-    assert "1,200 permutations, seed 7" in html
+    assert page.by_id("null-table").one("caption").text.startswith("Against chance: 1,200 permutations, seed 7 ")
     table = page.rows["null-table"][1:]
     assert [r[1] for r in table] == [f"{s['observed']:.2f}" if s["observed"] is not None else "n/a"
                                     for s in seeded["stats"]]
@@ -220,7 +218,8 @@ def test_a_category_with_every_image_has_no_null(hand: dict[str, Path], tmp_path
         body = c.get("/api/layers/mixed4c?category=all").json()
         assert body["null"] is None and all(u["auroc"] is None for u in body["units"])
         assert all(u["p_top"] == 1.0 for u in body["units"])
-        assert "No permutation null" in c.get("/layers/mixed4c?category=all").text
+        notes = [p.text for p in Page(c.get("/layers/mixed4c?category=all").text).find_all("p", cls="note")]
+        assert "No permutation null: the category or the rest has no image." in notes
 
 
 def test_the_default_k_is_a_sixth_of_a_small_run_without_warning(client: TestClient) -> None:
@@ -232,13 +231,14 @@ def test_the_default_k_is_a_sixth_of_a_small_run_without_warning(client: TestCli
         assert "a sixth of the 6 images" in body["k_reason"]
     for row in client.get("/api/layers").json():
         assert (row["k"], row["k_source"], row["warnings"]) == (1, "default", [])
-    html = client.get("/layers/mixed4c").text
-    assert "k = 1, a sixth of the 6 images" in html and 'class="note warning"' not in html
+    page = Page(client.get("/layers/mixed4c").text)
+    assert page.one("p", cls="k-reason").text.startswith("k = 1, a sixth of the 6 images")
+    assert page.find_all("p", cls="warning") == []
     # The automatic k stays out of the links, so a shared link keeps meaning "the default".
-    hrefs = Page(html).hrefs()
+    hrefs = page.hrefs()
     unit_links = [h for h in hrefs if "/units/" in h]
     assert unit_links and not any("k=" in h for h in unit_links)
-    assert re.search(r'name="k"[^>]*value=""', html)  # the form leaves k to the default too
+    assert page.one("input", name="k").get("value") == ""  # the form leaves k to the default too
 
 
 @pytest.mark.parametrize("k", [4, 6, 1000])
@@ -249,8 +249,8 @@ def test_an_explicit_k_that_overlaps_warns_in_json_and_on_the_page(client: TestC
             assert (ctx["k"], ctx["k_source"]) == (k, "given")
             (warning,) = ctx["warnings"]
             assert warning == claim_rules.overlap_warning(k, N)
-        html = client.get(url).text
-        assert 'class="note warning"' in html and f"share at least {2 * k - N:,} images" in html, url
+        (shown,) = Page(client.get(url).text).find_all("p", cls="warning")
+        assert f"share at least {2 * k - N:,} images" in shown.text, url
     hrefs = Page(client.get(f"/layers/mixed4c?k={k}").text).hrefs()
     assert f"/layers/mixed4c/units/0?k={k}" in hrefs  # a given k is kept
 

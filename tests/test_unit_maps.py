@@ -12,10 +12,9 @@ import numpy as np
 import pytest
 import torch
 from fastapi.testclient import TestClient
-from fixtures import LAYERS, make_settings
+from fixtures import LAYERS, Page, make_settings
 from hand_run import WNIDS, hand_stats, image, spec_for
 from PIL import Image
-from test_app_pages import Page
 
 from app.main import create_app
 from unitscope import metrics_sql, schema
@@ -162,10 +161,12 @@ def test_unit_twin_gives_stored_maps_and_the_page_overlays_them(hand: dict[str, 
     assert first["crop"] == pytest.approx(box.__dict__)
     # The page: one canvas per stored map, with its values, over the cropped thumbnail, and the toggle.
     parsed = Page(page)
-    assert 'id="show-maps"' in page and 'data-map-scale="5.5"' in page
-    assert page.count('<canvas class="unit-map" width="4" height="3"') == sum(
-        e["image"] == 0 for kind in ("positive", "near_zero", "negative") for e in body[kind])
-    assert f'data-map="{json.dumps(values.ravel().tolist())}"' in page
+    controls = parsed.one("div", cls="map-controls")
+    assert controls.get("data-map-scale") == "5.5" and controls.by_id("show-maps").get("type") == "checkbox"
+    canvases = parsed.find_all("canvas", cls="unit-map")
+    assert len(canvases) == sum(e["image"] == 0 for kind in ("positive", "near_zero", "negative") for e in body[kind])
+    assert all((c.get("width"), c.get("height")) == ("4", "3") for c in canvases)
+    assert all(json.loads(str(c.get("data-map"))) == values.ravel().tolist() for c in canvases)
     assert all("cropped" in (img.get("class") or "") for img in parsed.images)
     # A unit without stored maps: no map, no scale, no canvas or toggle.
     assert bare["map_scale"] is None and all(e["map"] is None for e in bare["positive"])

@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 import torch
 from fastapi.testclient import TestClient
-from fixtures import REPO, make_settings
+from fixtures import REPO, clean_env, make_settings
 from PIL import Image
-from test_worker_cli import clean_env
 from torch import nn
 
 from app.main import create_app

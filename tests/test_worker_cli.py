@@ -13,6 +13,7 @@ import duckdb
 import numpy as np
 import pytest
 import torch
+from fixtures import clean_env
 
 from unitscope.flags import flag_name, from_flags
 from worker import cli
@@ -29,10 +30,6 @@ from worker.settings import WorkerSettings
 REPO = Path(__file__).resolve().parent.parent
 LAYERS = ("conv1", "mixed3a")
 LIMIT = 24
-
-
-def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("UNITSCOPE_")}
 
 
 @pytest.fixture(scope="module")

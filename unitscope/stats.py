@@ -88,9 +88,10 @@ def auroc(values: npt.ArrayLike, labels: npt.ArrayLike) -> np.ndarray:
 def auroc_by_category(values: npt.ArrayLike, labels: Sequence[npt.ArrayLike]) -> np.ndarray:
     """auroc() for each of C label arrays at once: (C, u).
 
-    Computed from midranks (Mann-Whitney U), in chunks of columns so memory stays near CHUNK_BYTES.
-    The midranks do not depend on the labels: each chunk is sorted once for every category (a
-    sort is most of the cost: publication stores every category's AUROC at the price of one).
+    Mann-Whitney U from average ranks (scipy.stats.rankdata), in chunks of columns so memory stays
+    near CHUNK_BYTES. The ranks do not depend on the labels: each chunk is ranked once for every
+    category (the ranking is most of the cost: publication stores every category's AUROC at the
+    price of one), and the rank sums of all categories are one matrix product.
     """
     values = _values(values)
     n, u = values.shape
@@ -100,23 +101,15 @@ def auroc_by_category(values: npt.ArrayLike, labels: Sequence[npt.ArrayLike]) ->
     live = [(i, m, int(m.sum())) for i, m in enumerate(masks) if 0 < m.sum() < n]
     if not live:
         return out
-    step = _chunk(48 * n, u, CHUNK_BYTES)
-    idx = np.arange(n)[:, None]
+    rows = [row for row, _, _ in live]
+    members = np.array([mask for _, mask, _ in live], dtype=np.float64)  # (C', n) 0/1
+    n_c = members.sum(axis=1)[:, None]
+    step = _chunk(24 * n, u, CHUNK_BYTES)
     for start in range(0, u, step):
-        block = values[:, start:start + step]
-        # Not a stable sort: ties share one midrank, so their order changes no term of the rank sum, and
-        # numpy's default (SIMD) argsort was 7x faster (0.15 against 1.05 s for 286,000 x 8 float32).
-        order = np.argsort(block, axis=0)
-        ranked = np.take_along_axis(block, order, axis=0)  # each column ascending
-        differs = ranked[1:] != ranked[:-1]
-        edge = np.ones_like(differs[:1])
-        # Each position's run of equal values: where it starts and where it ends.
-        first = np.maximum.accumulate(np.where(np.vstack([edge, differs]), idx, 0), axis=0)
-        last = np.minimum.accumulate(np.where(np.vstack([differs, edge]), idx, n - 1)[::-1], axis=0)[::-1]
-        midrank = (first + last) / 2 + 1  # 1-based rank shared by a run of ties
-        for row, mask, n_c in live:
-            rank_sum = (midrank * mask[order]).sum(axis=0)
-            out[row, start:start + step] = (rank_sum - n_c * (n_c + 1) / 2) / (n_c * (n - n_c))
+        # Average ranks of each column (ties share theirs), then every category's rank sum in one product.
+        ranks = sps.rankdata(values[:, start:start + step], axis=0)
+        rank_sum = members @ ranks  # (C', step)
+        out[rows, start:start + step] = (rank_sum - n_c * (n_c + 1) / 2) / (n_c * (n - n_c))
     return out
 
 

@@ -19,7 +19,7 @@ from unitscope.data.scores import (
     layer_matrix,
     stored_unit_column,
 )
-from unitscope.data.source import stored_or_computed
+from unitscope.data.source import Source, stored_or_computed
 
 NULL_STATS = {  # unitscope.nulls.NULL_STATISTICS, described
     "selective": "units with SI ≥ threshold",
@@ -123,12 +123,12 @@ def _by_unit(si: np.ndarray) -> SiByUnit:
     return {u: None if math.isnan(v) else v for u, v in enumerate(si.tolist())}
 
 
-def _stored_halves(reader: Reader, run: Run, layer: str, category: str, stat: str) -> tuple[SiByUnit, SiByUnit] | None:
+def _stored_halves(reader: Source, run: Run, layer: str, category: str, stat: str) -> tuple[SiByUnit, SiByUnit] | None:
     a, b = (stored_unit_column(reader, run, layer, category, stat, c) for c in ("si_half_a", "si_half_b"))
     return None if a is None or b is None else (_by_unit(a), _by_unit(b))
 
 
-def _computed_halves(reader: Reader, run: Run, layer: str, category: str, stat: str) -> tuple[SiByUnit, SiByUnit]:
+def _computed_halves(reader: Source, run: Run, layer: str, category: str, stat: str) -> tuple[SiByUnit, SiByUnit]:
     units = require_layer(run, layer)[0]
     halves: tuple[SiByUnit, SiByUnit] = ({}, {})
     for unit, half, row_stat, si in reader.rows(metrics_sql.split_half_si_sql(),
@@ -138,7 +138,7 @@ def _computed_halves(reader: Reader, run: Run, layer: str, category: str, stat: 
     return {u: halves[0].get(u) for u in range(units)}, {u: halves[1].get(u) for u in range(units)}
 
 
-def split_half(reader: Reader, run: Run, layer: str, category: str, stat: str) -> Halves:
+def split_half(reader: Source, run: Run, layer: str, category: str, stat: str) -> Halves:
     """Each unit's SI on the even and on the odd image ids, each half min-max normalised over its own
     images as if it were the whole run (unitscope.metrics_sql.split_half_si_sql)."""
     require_category(run, category)
