@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from app.errors import ErrorBody
 from app.params import K_MAX, N_MAX
 from app.urls import Urls
-from unitscope import schema
+from unitscope import claim_rules, schema
 
 
 def make_environment(templates_dir: Path) -> jinja2.Environment:
@@ -28,7 +28,7 @@ def make_environment(templates_dir: Path) -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["num"] = number
-    env.globals.update(K_MAX=K_MAX, N_MAX=N_MAX, STATS=schema.STATS)
+    env.globals.update(K_MAX=K_MAX, N_MAX=N_MAX, STATS=schema.STATS, FEW_IMAGES=claim_rules.FEW_IMAGES)
     return env
 
 

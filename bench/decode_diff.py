@@ -63,8 +63,8 @@ def unit_values(con: duckdb.DuckDBPyConnection, run_id: int, layer: str, args: a
         raise SystemExit(f"error: run {run_id} has no SI or ranks for {layer} / {args.category}")
     return UnitValues(
         np.array([np.nan if v is None else v for _, v in si], dtype=np.float64),
-        np.array([top for _, top, _ in counts], dtype=np.int64),
-        np.array([bottom for _, _, bottom in counts], dtype=np.int64),
+        np.array([row[1] for row in counts], dtype=np.int64),
+        np.array([row[2] for row in counts], dtype=np.int64),
     )
 
 

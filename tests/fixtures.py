@@ -219,6 +219,20 @@ def expected_scores(
     ]
 
 
+def expected_exclusive(
+    layer: str, category: str = "dog", k: int = schema.DEFAULT_K, pos_stat: str = schema.DEFAULT_POS_STAT,
+    neg_stat: str = schema.DEFAULT_NEG_STAT,
+) -> list[tuple[int, int, int]]:
+    """(unit, overlap, in_bottom_only): images in both its k first of each side, and category images of its
+    bottom k that are not in its top k."""
+    cat = in_category(category)
+    rows = []
+    for unit in LAYERS[layer]:
+        top, bottom = set(ranked(layer, unit, pos_stat, "top")[:k]), set(ranked(layer, unit, neg_stat, "bottom")[:k])
+        rows.append((unit, len(top & bottom), int(sum(cat[i] for i in bottom - top))))
+    return rows
+
+
 def expected_base_rate(category: str, k: int) -> float:
     """min(k, N) x the category's share of the N images."""
     cat = in_category(category)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from math import comb
+
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -40,6 +42,12 @@ def _responses(kind: str, seed: int = 0) -> np.ndarray:
     if kind == "one_sided":
         # ... and never far below: the whole map is raised by dogs, a half-normal tuning.
         stats[dog_rows[:, None], np.arange(SELECTIVE), 2] += 6.0
+    if kind == "centre_surround":
+        # The same 100 dogs excite the selective units in one place of the map and inhibit them in another: the
+        # strongest negatives are the strongest positives, and no other dog is below the rest.
+        same = dog_rows[: dog_rows.size // 2]
+        stats[same[:, None], np.arange(SELECTIVE), 1] += 16.0
+        stats[same[:, None], np.arange(SELECTIVE), 2] -= 6.0
     if kind == "everyone_negative":
         stats[dog_rows[:, None], np.arange(SELECTIVE), 1] += 12.0
         stats[dog_rows, :, 2] -= 6.0  # every unit, selective or not
@@ -138,3 +146,96 @@ def test_a_layer_that_is_not_in_the_run_is_404(claims_of, tmp_path):
     with TestClient(create_app(make_settings(tmp_path / "c.duckdb", tmp_path))) as c:
         r = c.get("/api/claims?layer=mixed9z")
         assert r.status_code == 404 and "mixed9z" in r.json()["error"]["detail"]
+
+
+def test_a_centre_surround_unit_fails_the_exclusive_test_that_the_studys_count_passes(claims_of):
+    """Its bottom 100 are its top 100: the study's in_bottom counts them, the exclusive test has nothing left."""
+    body = claims_of("centre_surround")
+    responses = _responses("centre_surround")
+    assert (stats.si(responses[:, :, 1].astype(np.float64), IS_DOG) >= 0.7).sum() == SELECTIVE
+    negative = _claim(body, "negative")
+    assert negative["study_value"] == 1.0  # every selective unit: in_bottom = 100 >= base rate 33.3
+    assert negative["value"] == 0.0 and negative["verdict"] == "does_not_hold"
+    assert "overlap included: 100.0% reach the base rate" in negative["reason"]
+
+
+def test_the_exclusive_counts_are_the_images_of_the_bottom_k_outside_the_top_k(tmp_path):
+    """overlap, bottom_only and in_bottom_only on the layer's twin, against sets taken from the raw responses."""
+    responses = _responses("two_sided")
+    publish_mixed4c_run(tmp_path / "c.duckdb", responses, WNIDS, (builtin_category("dog"),))
+    with TestClient(create_app(make_settings(tmp_path / "c.duckdb", tmp_path))) as c:
+        body = c.get("/api/layers/mixed4c").json()
+    k, ids = body["k"], np.arange(len(WNIDS))
+    for u in body["units"]:
+        top = set(np.lexsort((ids, -responses[:, u["unit"], 1]))[:k].tolist())
+        bottom = set(np.lexsort((ids, responses[:, u["unit"], 2]))[:k].tolist())
+        only = bottom - top
+        assert (u["overlap"], u["bottom_only"], u["in_bottom_only"]) == (
+            len(top & bottom), len(only), int(IS_DOG[sorted(only)].sum()))
+    # Enriched: more dogs among the bottom-only images than in as many drawn from outside the top k, by the exact
+    # hypergeometric tail (math.comb, not the product's scipy).
+    n, n_c = len(WNIDS), int(IS_DOG.sum())
+    for group, chosen in (("selective", True), ("rest", False)):
+        enriched = 0
+        for u in (u for u in body["units"] if u["selective"] == chosen):
+            pool, pool_c, draws = n - k, n_c - u["in_top"], u["bottom_only"]
+            tail = sum(comb(pool_c, i) * comb(pool - pool_c, draws - i) for i in range(u["in_bottom_only"], draws + 1))
+            enriched += tail / comb(pool, draws) < 0.05
+        assert body["groups"][group]["with_bottom_only_enriched"] == enriched
+
+
+def test_two_sided_is_not_specific_when_the_other_units_are_as_two_sided(claims_of):
+    """Every unit has the dogs far below the rest: the selective units are two-sided, but no more than the rest."""
+    two_sided = _claim(claims_of("everyone_negative"), "two_sided")
+    assert two_sided["verdict"] == "holds_not_specific" and two_sided["value"] > 0.1
+
+
+
+def test_the_classes_that_beat_the_dogs_are_ranked_and_named(tmp_path):
+    """On 50 images a class every class is ranked: the car class, driven harder than every dog, beats the dogs'
+    median class on the unit and class pages, and the claim names it."""
+    responses = _responses("two_sided")
+    publish_mixed4c_run(tmp_path / "c.duckdb", responses, WNIDS, (builtin_category("dog"),))
+    with TestClient(create_app(make_settings(tmp_path / "c.duckdb", tmp_path))) as c:
+        body = c.get("/api/layers/mixed4c/units/0/classes?stat=max").json()
+        page = Page(c.get("/layers/mixed4c/units/0?si_stat=max").text)
+        claim = _claim(c.get("/api/claims").json(), "other_classes")
+    wnids = np.array(WNIDS)
+    means = {w: float(responses[wnids == w, 0, 1].astype(np.float64).mean()) for w in DOGS + OTHERS}
+    dog_median = float(np.median([means[w] for w in DOGS]))
+    beaten = [w for w in sorted(OTHERS, key=lambda w: -means[w]) if means[w] > dog_median]
+    assert beaten == [CAR]
+    beats = body["beats_category_median"]
+    assert beats["median"] == pytest.approx(dog_median) and [b["wnid"] for b in beats["classes"]] == beaten
+    details = page.by_id("beats-category-median")
+    assert details.one("summary").find_all("b")[0].text == "1"
+    listing = details.text.removeprefix(details.one("summary").text).strip()  # "name (mean)"
+    assert listing.rsplit(" (", 1)[0] == beats["classes"][0]["class_name"]
+    assert beats["classes"][0]["class_name"] in claim["control"] and "0 classes of the run have fewer" in claim["control"]
+
+
+def test_each_claim_gives_its_verdict_under_every_specification(claims_of):
+    """robustness: 16 cells (top by max or mean, bottom by min or mean, SI on max or mean, threshold 0.65 or 0.7),
+    robust only when all agree with the verdict asked for, and a cell is what /api/claims says for its parameters."""
+    body = claims_of("two_sided")
+    grid = {(pos, neg, si, t) for pos in ("max", "mean") for neg in ("min", "mean") for si in ("max", "mean")
+            for t in (0.65, 0.7)}
+    for claim in body["claims"]:
+        cells = claim["robustness"]["cells"]
+        assert {(c["pos_stat"], c["neg_stat"], c["si_stat"], c["threshold"]) for c in cells} == grid
+        assert claim["robustness"]["robust"] == all(c["verdict"] == claim["verdict"] for c in cells)
+        asked = next(c for c in cells if (c["pos_stat"], c["neg_stat"], c["si_stat"], c["threshold"]) ==
+                     ("max", "min", "max", 0.7))
+        assert asked["verdict"] == claim["verdict"] and asked["url"] == "/claims"
+    spec = {"pos_stat": "mean", "neg_stat": "mean", "si_stat": "mean", "threshold": 0.65}
+    there = claims_of("two_sided", "?pos_stat=mean&neg_stat=mean&si_stat=mean&threshold=0.65")
+    for claim, other in zip(body["claims"], there["claims"]):
+        (cell,) = [c for c in claim["robustness"]["cells"] if all(c[k] == v for k, v in spec.items())]
+        assert cell["verdict"] == other["verdict"], claim["id"]
+        assert cell["url"] == "/claims?pos_stat=mean&neg_stat=mean&si_stat=mean&threshold=0.65"
+    # The page shows each claim's grid: 16 links, one per cell, marked with the cell's verdict.
+    page = Page(body["_page"].text)
+    for claim in body["claims"]:
+        cells = page.by_id(f'grid-{claim["id"]}').find_all("td", cls="cell")
+        assert [td.one("a").get("href") for td in cells] == [c["url"] for c in claim["robustness"]["cells"]]
+        assert [td.classes[1] for td in cells] == [c["verdict"] for c in claim["robustness"]["cells"]]

@@ -269,16 +269,23 @@ def test_permutation_null_refuses_bad_input(independent):
 
 
 def test_beats_category_median_by_hand():
-    # Class means, descending: b 10 (category), c 7, a 3 (category), d .5. The category's median
+    # Class means, descending: b 10 (category), c 7, a 3 (category), e 1, d .5. The category's median
     # class is the median of a's 3 and b's 10, 6.5 (each class once, whatever its size): only c beats it.
     profile = [
-        claim_rules.ClassRow("b", 1, 10.0, 10.0, True, True),
-        claim_rules.ClassRow("c", 3, 7.0, 5.0, False, False),
-        claim_rules.ClassRow("a", 3, 3.0, 2.0, True, False),
-        claim_rules.ClassRow("d", 2, 0.5, 0.5, False, True),
+        claim_rules.ClassRow("b", 6, 10.0, 10.0, True, False),
+        claim_rules.ClassRow("c", 5, 7.0, 5.0, False, False),
+        claim_rules.ClassRow("a", 9, 3.0, 2.0, True, False),
+        claim_rules.ClassRow("e", 7, 1.0, 1.0, False, False),
+        claim_rules.ClassRow("d", 5, 0.5, 0.5, False, False),
     ]
     assert claim_rules.category_median(profile) == 6.5
     assert claim_rules.beats_category_median(profile) == ["c"]
+    # A class of fewer than FEW_IMAGES images is flagged and not ranked, on either side: a one-image "x" at 20
+    # beats nothing, and a one-image category class at 9 leaves the category's median class at 6.5.
+    flagged = [claim_rules.ClassRow("x", 1, 20.0, 20.0, False, True), *profile,
+               claim_rules.ClassRow("y", 1, 9.0, 9.0, True, True)]
+    assert claim_rules.category_median(flagged) == 6.5 and claim_rules.beats_category_median(flagged) == ["c"]
+    profile = [row for row in profile if row.key != "e"]
     # An odd number of category classes: the middle one's mean, 7; nothing else is in it, so nothing beats it.
     odd = [row._replace(is_category=row.key != "d") for row in profile]
     assert claim_rules.category_median(odd) == 7.0 and claim_rules.beats_category_median(odd) == []

@@ -20,6 +20,7 @@ from fixtures import (
     IMAGES,
     LAYERS,
     expected_base_rate,
+    expected_exclusive,
     expected_scores,
     in_category,
     make_settings,
@@ -45,21 +46,34 @@ def _k(p: ScoreParams) -> int:
     return HAND_K if p.k is None else p.k
 
 
-def _group(rows: list[tuple], base_rate: float) -> dict:
-    """G by hand from (unit, si, in_top, in_bottom) rows."""
+def _enriched(in_top: int, overlap: int, in_bottom_only: int, k: int, n_c: int) -> bool:
+    """The bottom-only images hold more of the category than as many drawn from outside the top k, exactly."""
+    depth = min(k, N)
+    pool, pool_c, draws = N - depth, n_c - in_top, depth - overlap
+    tail = sum(comb(pool_c, i) * comb(pool - pool_c, draws - i) for i in range(in_bottom_only, draws + 1))
+    return Fraction(tail, comb(pool, draws)) < Fraction(1, 20)
+
+
+def _group(rows: list[tuple], base_rate: float, k: int, n_c: int) -> dict:
+    """G by hand from (unit, si, in_top, in_bottom, overlap, in_bottom_only) rows."""
     at = sum(1 for r in rows if r[3] >= base_rate)
+    exclusive = sum(1 for r in rows if _enriched(r[2], r[4], r[5], k, n_c))
     return {
         "units": len(rows), "with_bottom_at_base_rate": at,
         "share_with_bottom_at_base_rate": at / len(rows) if rows else None,
         "median_in_top": median(r[2] for r in rows) if rows else None,
         "median_in_bottom": median(r[3] for r in rows) if rows else None,
+        "median_overlap": median(r[4] for r in rows) if rows else None,
+        "median_in_bottom_only": median(r[5] for r in rows) if rows else None,
+        "with_bottom_only_enriched": exclusive,
+        "share_with_bottom_only_enriched": exclusive / len(rows) if rows else None,
     }
 
 
-def _groups(rows: list[tuple], threshold: float, base_rate: float) -> dict:
+def _groups(rows: list[tuple], threshold: float, base_rate: float, k: int, n_c: int) -> dict:
     chosen = [r[1] is not None and r[1] >= threshold for r in rows]
-    return {"selective": _group([r for r, c in zip(rows, chosen) if c], base_rate),
-            "rest": _group([r for r, c in zip(rows, chosen) if not c], base_rate)}
+    return {"selective": _group([r for r, c in zip(rows, chosen) if c], base_rate, k, n_c),
+            "rest": _group([r for r, c in zip(rows, chosen) if not c], base_rate, k, n_c)}
 
 
 @pytest.mark.parametrize(("layer", "params"), PARAMS)
@@ -67,9 +81,14 @@ def test_groups_match_the_units_and_the_raw_data(client: TestClient, layer: str,
     body = client.get(f"/api/layers/{layer}?{urlencode(params)}").json()
     p = ScoreParams(**params)
     base = expected_base_rate(p.category, _k(p))
-    from_api = [(u["unit"], u["si"], u["in_top"], u["in_bottom"]) for u in body["units"]]
-    raw = expected_scores(layer, p.category, _k(p), p.pos_stat, p.neg_stat, p.si_stat)
-    assert body["groups"] == _groups(from_api, p.threshold, base) == _groups(raw, p.threshold, base)
+    from_api = [(u["unit"], u["si"], u["in_top"], u["in_bottom"], u["overlap"], u["in_bottom_only"])
+                for u in body["units"]]
+    raw = [(*scores, overlap, only) for scores, (_, overlap, only) in zip(
+        expected_scores(layer, p.category, _k(p), p.pos_stat, p.neg_stat, p.si_stat),
+        expected_exclusive(layer, p.category, _k(p), p.pos_stat, p.neg_stat))]
+    n_c = int(in_category(p.category).sum())
+    assert body["groups"] == _groups(from_api, p.threshold, base, _k(p), n_c) == _groups(
+        raw, p.threshold, base, _k(p), n_c)
     assert body["groups"]["selective"]["units"] + body["groups"]["rest"]["units"] == len(LAYERS[layer])
     # /api/layers carries the same groups in its row for the layer.
     (row,) = [x for x in client.get(f"/api/layers?{urlencode(params)}").json() if x["name"] == layer]
@@ -90,16 +109,25 @@ def test_groups_by_hand_on_the_dog_units(client: TestClient) -> None:
     #   in_top 0. Bottom 2 on min (-5, -6, -4, 1, 1, 1): images 1 (-6), 0 (-5): in_bottom 2.
     # Selective {0}: in_top 2, in_bottom 0 (0 of 1 at the base rate). Rest {1, 2}: in_top (2, 0), median 1;
     # in_bottom (2, 2), median 2, both at the base rate.
+    # The exclusive test: unit 0's top {0, 1} and bottom {3, 4} share nothing: overlap 0, in_bottom_only 0.
+    # Unit 1's top and bottom are both {0, 1}: overlap 2, nothing left, in_bottom_only 0 (its in_bottom 2 is all
+    # shared). Unit 2's top {4, 5} and bottom {0, 1}: overlap 0, in_bottom_only 2 of 2, but drawing 2 from the 4
+    # images outside its top (3 of them dogs) gives 2 dogs with P = C(3,2) C(1,0) / C(4,2) = 1/2: not enriched.
+    # Rest: overlap (2, 0) and in_bottom_only (0, 2), medians 1 and 1, none enriched.
     body = client.get("/api/layers/mixed4c?k=2").json()
     assert [(u["unit"], u["in_top"], u["in_bottom"], u["selective"]) for u in body["units"]] == [
         (0, 2, 0, True), (1, 2, 2, False), (2, 0, 2, False)]
+    assert [(u["overlap"], u["bottom_only"], u["in_bottom_only"]) for u in body["units"]] == [
+        (0, 2, 0), (2, 0, 0), (0, 2, 2)]
     assert body["units"][0]["si"] == pytest.approx(0.8) and body["units"][1]["si"] is None
     assert body["units"][2]["si"] == 0.0
     assert body["groups"] == {
         "selective": {"units": 1, "with_bottom_at_base_rate": 0, "share_with_bottom_at_base_rate": 0.0,
-                      "median_in_top": 2, "median_in_bottom": 0},
+                      "median_in_top": 2, "median_in_bottom": 0, "median_overlap": 0, "median_in_bottom_only": 0,
+                      "with_bottom_only_enriched": 0, "share_with_bottom_only_enriched": 0.0},
         "rest": {"units": 2, "with_bottom_at_base_rate": 2, "share_with_bottom_at_base_rate": 1.0,
-                 "median_in_top": 1, "median_in_bottom": 2},
+                 "median_in_top": 1, "median_in_bottom": 2, "median_overlap": 1, "median_in_bottom_only": 1,
+                 "with_bottom_only_enriched": 0, "share_with_bottom_only_enriched": 0.0},
     }
 
 
@@ -265,7 +293,8 @@ def test_the_table_csv_and_scatter_show_the_controls(client: TestClient) -> None
     body = client.get("/api" + url).json()
     page = Page(client.get(url).text)
     header, *table = page.rows["units-table"]
-    assert header == ["unit", "SI", "AUROC", "in_top", "p_top", "q_top", "in_bottom", "p_bottom", "q_bottom"]
+    assert header == ["unit", "SI", "AUROC", "in_top", "p_top", "q_top", "in_bottom", "p_bottom", "q_bottom", "overlap",
+                      "in_bottom_only"]
     for row, u in zip(table, body["units"], strict=True):
         assert int(row[0]) == u["unit"] and row[2] == f"{u['auroc']:.3f}"
         for side, column in (("top", 4), ("bottom", 7)):

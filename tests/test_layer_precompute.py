@@ -78,8 +78,10 @@ def test_publication_stores_the_hand_worked_auroc_and_tails(tmp_path: Path):
     assert rows["dog", "max", 1][0] == 0.5  # a constant unit: all ties
     # The rest's (0, 1, 2) deciles are 0.2 and 1.8: no dog below, both above.
     assert rows["dog", "max", 0][1:] == (0.0, 1.0)
-    # The null for the defaults: dog, max, min, k = 1 (a sixth of 5 images, at least 1), at two thresholds.
-    assert sorted(null) == [("dog", "max", "min", 1, t, schema.NULL_PERMUTATIONS, schema.NULL_SEED, 3)
+    # The null for the claims' grid: dog, SI on max or mean, negatives by min or mean, k = 1 (a sixth of 5 images,
+    # at least 1), at the two thresholds.
+    assert sorted(null) == [("dog", si, neg, 1, t, schema.NULL_PERMUTATIONS, schema.NULL_SEED, 3)
+                            for si in ("max", "mean") for neg in ("mean", "min")
                             for t in sorted((claim_rules.SELECTIVE_SI, claim_rules.FIGURE_SI))]
 
 
@@ -148,8 +150,11 @@ def test_other_parameters_compute_the_null_and_read_the_rest(dbs, monkeypatch: p
 
     monkeypatch.setattr(nulls, "permutation_null", counted)
     monkeypatch.setattr(stats, "auroc", lambda *a, **k: pytest.fail("AUROC is stored for every stat"))
-    for query, computes in (("", False), ("?threshold=0.65", False), ("?si_stat=mean", True), ("?k=20", True),
-                            ("?threshold=0.6", True),
+    # The claims' grid is stored (SI on max or mean, negatives by min or mean, thresholds 0.65 and 0.7); the rest
+    # is computed.
+    for query, computes in (("", False), ("?threshold=0.65", False), ("?si_stat=mean", False),
+                            ("?si_stat=mean&neg_stat=mean&threshold=0.65", False), ("?neg_stat=max", True),
+                            ("?si_stat=min", True), ("?k=20", True), ("?threshold=0.6", True),
                             ("?category=fish", True)):
         calls.clear()
         body = _get(dbs, "stored", f"/api/layers/mixed4c{query}")

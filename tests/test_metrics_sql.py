@@ -46,13 +46,15 @@ def test_counts_match_a_full_sort_with_ties_broken_by_image_id(db, k, pos_stat, 
     got = con.execute(
         metrics_sql.counts_sql(pos_stat, neg_stat), {"run_id": 1, "layer": "mixed4c", "category": "dog", "k": k}
     ).fetchall()
-    assert [u for u, _, _ in got] == list(range(N_UNITS))
+    assert [row[0] for row in got] == list(range(N_UNITS))
     p_i, q_i = schema.STATS.index(pos_stat), schema.STATS.index(neg_stat)
-    for unit, in_top, in_bottom in got:
+    for unit, in_top, in_bottom, overlap, in_bottom_only in got:
         p, q = values[unit, :, p_i], values[unit, :, q_i]
         top = np.lexsort((np.arange(N_IMAGES), -p))[:k]  # value descending, then image id
         bottom = np.lexsort((np.arange(N_IMAGES), q))[:k]
+        only = np.setdiff1d(bottom, top)  # the bottom images that are not also in the top
         assert (in_top, in_bottom) == (is_cat[top].sum(), is_cat[bottom].sum())
+        assert (overlap, in_bottom_only) == (len(np.intersect1d(top, bottom)), is_cat[only].sum())
 
 
 @pytest.mark.parametrize("ranked_k", [40, schema.RANKED_K])

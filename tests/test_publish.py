@@ -23,7 +23,7 @@ def test_si_and_in_top_in_bottom_match_a_hand_computed_example(tmp_path):
                 "AND stat = 'max'", q,
             ).fetchall())  # fmt: skip
             counts = con.execute(metrics_sql.stored_counts_sql(), {**q, "k": 2, "pos_stat": "max", "neg_stat": "min"})
-            for unit, in_top, in_bottom in counts.fetchall():
+            for unit, in_top, in_bottom, *_ in counts.fetchall():
                 scores[(category, unit)] = (si[unit], in_top, in_bottom)
         # Every stat on both sides: 2 units x ranked_k images.
         ranked = con.execute("SELECT stat, side, count(*) FROM unit_ranks GROUP BY ALL ORDER BY ALL").fetchall()

@@ -21,7 +21,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from unitscope import claim_rules, schema
+from unitscope import claim_rules, schema, stats
 from unitscope.data import images, rankings, runs, scores
 from unitscope.data.source import ALIAS, ConnectionSource, open_read_only
 
@@ -117,7 +117,8 @@ class Layer:
                pos_stat: str = schema.DEFAULT_POS_STAT, neg_stat: str = schema.DEFAULT_NEG_STAT,
                si_stat: str = schema.DEFAULT_SI_STAT, threshold: float = claim_rules.FIGURE_SI,
                ) -> duckdb.DuckDBPyRelation:
-        """Per unit: unit, si, in_top, in_bottom, selective, p_top, p_bottom, q_top, q_bottom, auroc.
+        """Per unit: unit, si, in_top, in_bottom, selective, overlap, bottom_only, in_bottom_only, p_bottom_only,
+        p_top, p_bottom, q_top, q_bottom, auroc (the columns of /api/layers/{layer}'s units).
 
         k None: the pages' default for the run's size (claim_rules.default_k). SI is NULL for a unit
         whose response never varies; AUROC NULL when the category or the rest is empty.
@@ -131,13 +132,20 @@ class Layer:
                                     pos_stat=pos_stat, neg_stat=neg_stat)
         p_q = scores.chance(found, k, run.images, n_category)
         auroc = scores.auroc(source, run, self.name, category, si_stat)
-        si = np.array([math.nan if r[1] is None else r[1] for r in found.rows], dtype=np.float64)
+        rows = found.rows
+        si = np.array([math.nan if r.si is None else r.si for r in rows], dtype=np.float64)
+        overlap = np.array([r.overlap for r in rows], dtype=np.int64)
         columns = {
-            "unit": np.array([r[0] for r in found.rows], dtype=np.int64),
+            "unit": np.array([r.unit for r in rows], dtype=np.int64),
             "si": np.ma.masked_invalid(si),
-            "in_top": np.array([r[2] for r in found.rows], dtype=np.int64),
-            "in_bottom": np.array([r[3] for r in found.rows], dtype=np.int64),
-            "selective": np.array([claim_rules.selective(r[1], threshold) for r in found.rows], dtype=bool),
+            "in_top": np.array([r.in_top for r in rows], dtype=np.int64),
+            "in_bottom": np.array([r.in_bottom for r in rows], dtype=np.int64),
+            "selective": np.array([claim_rules.selective(r.si, threshold) for r in rows], dtype=bool),
+            "overlap": overlap,
+            "bottom_only": min(k, run.images) - overlap,
+            "in_bottom_only": np.array([r.in_bottom_only for r in rows], dtype=np.int64),
+            "p_bottom_only": stats.exclusive_p([r.in_top for r in rows], overlap, [r.in_bottom_only for r in rows], k,
+                                               run.images, n_category),
             **p_q,
             "auroc": np.ma.masked_invalid(np.asarray(auroc, dtype=np.float64)),
         }

@@ -162,46 +162,60 @@ def insert_ranks(con: duckdb.DuckDBPyConnection, run_id: int, layer: str, ranked
 
 
 def counts_sql(pos_stat: str, neg_stat: str) -> str:
-    """SQL giving (unit, in_top, in_bottom) for every unit of one layer, from the responses.
+    """SQL giving (unit, in_top, in_bottom, overlap, in_bottom_only) for every unit of one layer, from the responses.
 
     Parameters: $run_id, $layer, $category, $k.
     in_top: category images among the unit's k first by `pos_stat` from the top; in_bottom: among
-    its k first by `neg_stat` from the bottom (ranks_sql's order). For k <= RANKED_K,
-    stored_counts_sql gives the same from the stored ranks without scanning the responses.
+    its k first by `neg_stat` from the bottom (ranks_sql's order); overlap: images in both sets;
+    in_bottom_only: category images of the bottom set that are not in the top set. For k <=
+    RANKED_K, stored_counts_sql gives the same from the stored ranks without scanning the responses.
     """
     return f"""
     WITH members AS MATERIALIZED ({_MEMBERSHIP}),
-    top AS ({ranks_sql(pos_stat, "top")}),
-    bottom AS ({ranks_sql(neg_stat, "bottom")}),
-    top_counts AS (
-        SELECT t.unit, count(*) FILTER (WHERE m.is_cat) AS c FROM top t JOIN members m USING (image_id)
-        GROUP BY t.unit
-    ),
-    bottom_counts AS (
-        SELECT b.unit, count(*) FILTER (WHERE m.is_cat) AS c FROM bottom b JOIN members m USING (image_id)
-        GROUP BY b.unit
+    ranked AS (
+        SELECT unit, 'top' AS side, image_id FROM ({ranks_sql(pos_stat, "top")})
+        UNION ALL
+        SELECT unit, 'bottom' AS side, image_id FROM ({ranks_sql(neg_stat, "bottom")})
     )
-    SELECT unit, t.c::INTEGER AS in_top, b.c::INTEGER AS in_bottom
-    FROM top_counts t JOIN bottom_counts b USING (unit)
-    ORDER BY unit
+    {_COUNTS}
     """
 
 
+# The counts from `ranked` (unit, side, image_id) and `members` (image_id, is_cat): an image of the bottom
+# set is also in the top set when the unit's top rows hold its id.
+_COUNTS = """,
+    marked AS (
+        SELECT r.unit, r.side, m.is_cat,
+               r.side = 'bottom' AND EXISTS (
+                   SELECT 1 FROM ranked t WHERE t.side = 'top' AND t.unit = r.unit AND t.image_id = r.image_id
+               ) AS both_sides
+        FROM ranked r JOIN members m USING (image_id)
+    )
+    SELECT unit,
+           (count(*) FILTER (WHERE side = 'top' AND is_cat))::INTEGER AS in_top,
+           (count(*) FILTER (WHERE side = 'bottom' AND is_cat))::INTEGER AS in_bottom,
+           (count(*) FILTER (WHERE both_sides))::INTEGER AS overlap,
+           (count(*) FILTER (WHERE side = 'bottom' AND is_cat AND NOT both_sides))::INTEGER AS in_bottom_only
+    FROM marked
+    GROUP BY unit
+    ORDER BY unit
+"""
+
+
 def stored_counts_sql() -> str:
-    """SQL giving (unit, in_top, in_bottom) from the stored ranks; valid for $k <= RANKED_K.
+    """counts_sql's (unit, in_top, in_bottom, overlap, in_bottom_only) from the stored ranks; valid for $k <= RANKED_K.
 
     Parameters: $run_id, $layer, $category, $k, $pos_stat, $neg_stat.
     Cost: reads 2 x k rows per unit, whatever the number of images.
     """
     return f"""
-    SELECT r.unit,
-           (count(*) FILTER (WHERE r.side = 'top' AND m.is_cat))::INTEGER AS in_top,
-           (count(*) FILTER (WHERE r.side = 'bottom' AND m.is_cat))::INTEGER AS in_bottom
-    FROM {schema.UNIT_RANKS} r JOIN ({_MEMBERSHIP}) m USING (image_id)
-    WHERE r.run_id = $run_id AND r.layer = $layer AND r.rank <= $k
-      AND ((r.side = 'top' AND r.stat = $pos_stat) OR (r.side = 'bottom' AND r.stat = $neg_stat))
-    GROUP BY r.unit
-    ORDER BY r.unit
+    WITH members AS MATERIALIZED ({_MEMBERSHIP}),
+    ranked AS (
+        SELECT unit, side, image_id FROM {schema.UNIT_RANKS}
+        WHERE run_id = $run_id AND layer = $layer AND rank <= $k
+          AND ((side = 'top' AND stat = $pos_stat) OR (side = 'bottom' AND stat = $neg_stat))
+    )
+    {_COUNTS}
     """
 
 

@@ -114,6 +114,19 @@ def auroc_by_category(values: npt.ArrayLike, labels: Sequence[npt.ArrayLike]) ->
 
 
 
+def exclusive_p(in_top: npt.ArrayLike, overlap: npt.ArrayLike, in_bottom_only: npt.ArrayLike, k: int, n: int,
+                n_c: int) -> np.ndarray:
+    """Per unit, P(X >= in_bottom_only): X the category images among bottom_only = min(k, n) - overlap images drawn
+    without replacement from the n - min(k, n) images outside the unit's top k, n_c - in_top of them in the category
+    (scipy.stats.hypergeom). Small when the images that inhibit the unit without exciting it are the category's more
+    often than chance; 1 when none is left (bottom_only = 0)."""
+    depth = min(k, n)
+    pool, pool_c = n - depth, n_c - np.asarray(in_top, dtype=np.int64)
+    draws = depth - np.asarray(overlap, dtype=np.int64)
+    x = np.asarray(in_bottom_only, dtype=np.float64)
+    return np.clip(sps.hypergeom.sf(x - 1, pool, pool_c, draws), 0.0, 1.0)
+
+
 def tail_shares(values: npt.ArrayLike, labels: npt.ArrayLike, *, upper: bool) -> np.ndarray:
     """Per unit, the share of the category's images beyond the rest's TAIL quantile: (u,).
 
@@ -198,8 +211,9 @@ def cliffs_delta(x: np.ndarray, y: np.ndarray) -> float | None:
     return float((below.sum() - above.sum()) / (len(x) * len(ys)))
 
 
-def mann_whitney_p(x: np.ndarray, y: np.ndarray) -> float | None:
-    """Two-sided Mann–Whitney U p-value (scipy.stats.mannwhitneyu, asymptotic, tie and continuity corrected).
+def mann_whitney_p(x: np.ndarray, y: np.ndarray, alternative: str = "two-sided") -> float | None:
+    """Mann–Whitney U p-value (scipy.stats.mannwhitneyu, asymptotic, tie and continuity corrected); `alternative`
+    "greater" tests x above y.
 
     The groups compared here hold tens to hundreds of images, where the normal approximation is close
     to the exact test. None if a group is empty; 1 when every value is equal (no evidence either way).
@@ -209,7 +223,7 @@ def mann_whitney_p(x: np.ndarray, y: np.ndarray) -> float | None:
         return None
     if np.ptp(np.concatenate([x, y])) == 0:
         return 1.0
-    return float(sps.mannwhitneyu(x, y, alternative="two-sided", method="asymptotic").pvalue)
+    return float(sps.mannwhitneyu(x, y, alternative=alternative, method="asymptotic").pvalue)
 
 
 def r2_cv(x: np.ndarray, y: np.ndarray, folds: int = R2_FOLDS, seed: int = R2_SEED) -> float | None:

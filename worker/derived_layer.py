@@ -2,9 +2,10 @@
 every response of a layer, stored once.
 
 - unit_controls: each unit's AUROC, tail shares and split-half SIs, for every category and stat;
-- layer_null: the layer's label-permutation null for the server's default parameters (the default
-  category, si_stat and neg_stat, the run's default k, schema.NULL_PERMUTATIONS and NULL_SEED) at
-  NULL_THRESHOLDS. The server computes it for any other parameters.
+- layer_null: the layer's label-permutation null for the claims' grid of specifications (the default
+  category, si_stat in claim_rules.GRID_SI_STATS, neg_stat in GRID_NEG_STATS, the run's default k,
+  schema.NULL_PERMUTATIONS and NULL_SEED) at NULL_THRESHOLDS. The server computes it for any other
+  parameters.
 
 The numbers come from the functions the server calls on the fly (unitscope.stats, unitscope.metrics_sql),
 fed the same matrices, so a stored value is the value the server would compute.
@@ -22,8 +23,8 @@ import numpy as np
 from unitscope import claim_rules, metrics_sql, nulls, schema, stats
 
 # The figure's threshold (the pages' default) and Aparicio et al.'s: a second threshold costs only its
-# counts, as the shuffles and products are shared (unitscope.stats.permutation_nulls).
-NULL_THRESHOLDS = (claim_rules.FIGURE_SI, claim_rules.SELECTIVE_SI)
+# counts, as the shuffles and products are shared (unitscope.nulls.permutation_nulls).
+NULL_THRESHOLDS = claim_rules.GRID_THRESHOLDS
 
 
 def null_category(categories: Sequence[str]) -> str:
@@ -91,15 +92,17 @@ def write_layer_controls(con: duckdb.DuckDBPyConnection, run_id: int, layer: str
                  "above": _nullable(stats.tail_shares(values, is_cat, upper=True)),
                  "a": _nullable(halves[category][stat, 0]), "b": _nullable(halves[category][stat, 1])},
             )
-        if stat == schema.DEFAULT_SI_STAT:
+        if stat in claim_rules.GRID_SI_STATS:  # the claims' grid of specifications, the default's among them
             category = null_category(categories)
-            _write_null(con, run_id, layer, values, image_ids, category, labels[category][1])
+            for neg_stat in claim_rules.GRID_NEG_STATS:
+                _write_null(con, run_id, layer, values, image_ids, category, labels[category][1], stat, neg_stat)
         del values  # the next stat's matrix takes its place, not its side
 
 
 def _write_null(con: duckdb.DuckDBPyConnection, run_id: int, layer: str, values: np.ndarray,
-                image_ids: np.ndarray, category: str, is_cat: np.ndarray) -> None:
-    """The null for the server's defaults, from the stored bottom ranks (app.data.layer_tests' inputs).
+                image_ids: np.ndarray, category: str, is_cat: np.ndarray, si_stat: str, neg_stat: str) -> None:
+    """The null for the server's default k, permutations and seed, SI on si_stat (`values`) and the bottom sets
+    by neg_stat, from the stored bottom ranks (app.data.layer_tests' inputs).
 
     Nothing is stored when the category or the rest is empty (the server's null is then None at no
     cost) or when the stored ranks do not reach the default k (a run published with a lower
@@ -111,7 +114,7 @@ def _write_null(con: duckdb.DuckDBPyConnection, run_id: int, layer: str, values:
     k, _ = claim_rules.default_k(n)
     depth = min(k, n)
     ids = con.execute(metrics_sql.stored_bottom_sql(), {"run_id": run_id, "layer": layer, "k": k,
-                                                        "stat": schema.DEFAULT_NEG_STAT}).fetchnumpy()["image_id"]
+                                                        "stat": neg_stat}).fetchnumpy()["image_id"]
     if ids.size != units * depth:
         return
     bottom = np.searchsorted(image_ids, ids).reshape(units, depth)
@@ -122,8 +125,8 @@ def _write_null(con: duckdb.DuckDBPyConnection, run_id: int, layer: str, values:
         con.execute(
             f"INSERT INTO {schema.LAYER_NULL} VALUES ($run_id, $layer, $category, $si_stat, $neg_stat, $k, "
             "$threshold, $permutations, $seed, $statistic, $observed, $null_mean, $null_p95, $p, $valid)",
-            {"run_id": run_id, "layer": layer, "category": category, "si_stat": schema.DEFAULT_SI_STAT,
-             "neg_stat": schema.DEFAULT_NEG_STAT, "k": k, "threshold": result.threshold,
+            {"run_id": run_id, "layer": layer, "category": category, "si_stat": si_stat,
+             "neg_stat": neg_stat, "k": k, "threshold": result.threshold,
              "permutations": result.permutations, "seed": result.seed, "statistic": name,
              **dict(zip(("observed", "null_mean", "null_p95", "p"),
                         _nullable(np.array([s.observed, s.null_mean, s.null_p95, s.p_value])))),

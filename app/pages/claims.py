@@ -8,6 +8,8 @@ unitscope.claim_rules'; this page words them.
 
 from __future__ import annotations
 
+import itertools
+
 from typing import Literal
 
 import numpy as np
@@ -22,8 +24,8 @@ from app.pages.layer import LayerContext, NullStat
 from app.params import NAME_MAX, ScoreParams
 from app.render import Page
 from app.urls import Urls
-from unitscope import claim_rules, nulls
-from unitscope.claim_rules import MIN_CATEGORY, TWO_SIDED_LOW, Verdict
+from unitscope import claim_rules, nulls, stats
+from unitscope.claim_rules import MIN_CATEGORY, Verdict
 from unitscope.data.runs import Run, require_layer, require_run
 
 LOW_LEVEL_CLAIM = "The selectivity is not explained by low-level image statistics."
@@ -36,6 +38,24 @@ class ClaimsParams(ScoreParams):
                               description="layer to test; default: the deepest at ≤ 2/3 of the network's depth")
 
 
+class Cell(BaseModel):
+    """A claim's verdict under one specification of the grid (k as asked)."""
+
+    pos_stat: str
+    neg_stat: str
+    si_stat: str
+    threshold: float
+    verdict: Verdict
+    url: str = Field(description="/claims with this specification")
+
+
+class Robustness(BaseModel):
+    """Whether a claim's verdict survives every reasonable specification (unitscope.claim_rules' grid)."""
+
+    robust: bool = Field(description="every cell's verdict equals the verdict asked for")
+    cells: list[Cell]
+
+
 class Claim(BaseModel):
     """One claim of the study, its test on this DB, the control it is read against, and the verdict."""
 
@@ -43,10 +63,13 @@ class Claim(BaseModel):
     claim: str
     test: str
     value: float | None = Field(description="the test's number on this DB")
+    study_value: float | None = Field(None, description="the study's own number where the test departs from it "
+                                      "(negative: the share counted with the images shared with the top k)")
     control: str = Field(description="what the value is compared with, and that comparison's numbers")
     verdict: Verdict
     reason: str = Field(description="why this verdict")
     evidence_url: str
+    robustness: Robustness | None = Field(None, description="the verdict under each specification of the grid")
 
 
 class ClaimsContext(BaseModel):
@@ -103,94 +126,128 @@ def _selective(ctx: LayerContext, urls: Urls) -> Claim:
 
 
 def _negative(ctx: LayerContext, urls: Urls, *, permutations: int, seed: int) -> Claim:
+    """The study's count, in_bottom >= base rate, also counts an image that is both among a unit's strongest
+    positives and its strongest negatives (excited in one place of its map, inhibited in another). The
+    verdict rests on the exclusive set: the bottom-k images not in the top k."""
     sel, rest = ctx.groups.selective, ctx.groups.rest
     chance = _null_stat(ctx, "selective_negative")
     chosen = [u.selective for u in ctx.units]
     gap = None
     if sel.units and rest.units:
-        result = nulls.group_gap([u.in_bottom for u in ctx.units], chosen, permutations=permutations, seed=seed)
-        gap = NullStat(name="median_gap", description="median in_bottom, selective units minus random groups "
-                       "of as many units", observed=result.observed, null_mean=result.null_mean,
+        result = nulls.group_gap([u.in_bottom_only for u in ctx.units], chosen, permutations=permutations, seed=seed)
+        gap = NullStat(name="median_gap", description="median in_bottom_only, selective units minus random "
+                       "groups of as many units", observed=result.observed, null_mean=result.null_mean,
                        null_p95=result.null_p95, p=result.p_value, valid=result.valid)
-    control = (f"the rest: {_pct(rest.share_with_bottom_at_base_rate)} of {rest.units} units; median in_bottom "
-               f"{_num(sel.median_in_bottom)} (selective) vs {_num(rest.median_in_bottom)} (rest), that gap against "
-               f"random groups of {sel.units} units {_p(gap)}; against random labels {_p(chance)}")
-    share = sel.share_with_bottom_at_base_rate
+    share = sel.share_with_bottom_only_enriched
+    study = sel.share_with_bottom_at_base_rate
+    control = (f"the rest: {_pct(rest.share_with_bottom_only_enriched)} of {rest.units} units; median "
+               f"in_bottom_only {_num(sel.median_in_bottom_only)} (selective) vs {_num(rest.median_in_bottom_only)} "
+               f"(rest), that gap against random groups of {sel.units} units {_p(gap)}. The study's count, with the "
+               f"images also in the top {ctx.k}: {_pct(study)} of the selective units and "
+               f"{_pct(rest.share_with_bottom_at_base_rate)} of the rest reach the base rate (median overlap "
+               f"{_num(sel.median_overlap)} of {ctx.k} images for the selective units, {_num(rest.median_overlap)} for "
+               f"the rest); against random labels {_p(chance)}")
     verdict = claim_rules.negative_verdict(share if sel.units else None, None if gap is None else gap.p,
                                            bool(ctx.warnings))
     if verdict == "cannot_tell":
         reason = "; ".join(ctx.warnings) or ("no selective unit" if not sel.units else "no unit outside the selective ones")
     elif verdict == "does_not_hold":
-        reason = f"only {_pct(share)} of the selective units reach the base rate among their bottom {ctx.k}"
+        reason = (f"only {_pct(share)} of the selective units have more {ctx.category} images than chance among the "
+                  f"bottom-{ctx.k} images that are not also in their top {ctx.k} (the study's count, overlap "
+                  f"included: {_pct(study)} reach the base rate)")
     elif verdict == "holds":
-        reason = (f"{_pct(share)} of the selective units reach the base rate, and their median in_bottom is above "
-                  f"the rest's by more than a random group of as many units shows ({_p(gap)})")
+        reason = (f"{_pct(share)} of the selective units have more {ctx.category} images than chance among their "
+                  f"bottom-only images, and their median in_bottom_only is above the rest's by more than a random group of as many "
+                  f"units shows ({_p(gap)})")
     else:
-        reason = (f"{_pct(share)} of the selective units reach the base rate, but so do "
-                  f"{_pct(rest.share_with_bottom_at_base_rate)} of the rest: their median in_bottom is no higher "
-                  f"than a random group of as many units shows ({_p(gap)})")
+        reason = (f"{_pct(share)} of the selective units have more {ctx.category} images than chance among their "
+                  f"bottom-only images, but so do {_pct(rest.share_with_bottom_only_enriched)} of the rest: their median "
+                  f"in_bottom_only is no higher than a random group of as many units shows ({_p(gap)})")
     return Claim(
         id="negative",
         claim="Most selective units have many category images among their strongest negative responses.",
-        test=f"share of selective units with in_bottom ({ctx.neg_stat}, k = {ctx.k}) ≥ base rate "
-             f"{ctx.base_rate:.1f}, against the rest and against random labels",
-        value=share, control=control, verdict=verdict, reason=reason, evidence_url=urls.layer(ctx.layer),
+        test=f"share of selective units whose bottom-only images (the bottom {ctx.k} by {ctx.neg_stat} less the top "
+             f"{ctx.k} by {ctx.pos_stat}) hold more of the category than as many images drawn from outside the top "
+             f"{ctx.k} (hypergeometric p < {claim_rules.ALPHA}); against the rest and random groups of as many units",
+        value=share, study_value=study, control=control, verdict=verdict, reason=reason,
+        evidence_url=urls.layer(ctx.layer),
     )
 
 
 def _two_sided(ctx: LayerContext, low: np.ndarray, high: np.ndarray, urls: Urls) -> Claim:
+    """Two-sided when the selective units put more of their category far below the rest than a unit blind to
+    the category does (TAIL), and more than the other units of the layer do (a rank test over units)."""
     chosen = np.array([u.selective for u in ctx.units], dtype=bool)
     tail = claim_rules.TAIL
-    sel_low = low[chosen]
-    share = float((sel_low >= TWO_SIDED_LOW).mean()) if chosen.any() else None
-    med = lambda a: float(np.nanmedian(a)) if a.size and not np.isnan(a).all() else None  # noqa: E731
-    rest_low, sel_high = med(low[~chosen]), med(high[chosen])
-    control = (f"a one-sided (half-normal) unit puts about 0% of its category below the rest's lower decile, a "
-               f"unit blind to it {100 * tail:.0f}%; selective units: median {_pct(med(sel_low))} below "
-               f"({ctx.neg_stat}), {_pct(sel_high)} above the upper decile ({ctx.pos_stat}); the rest: median "
-               f"{_pct(rest_low)} below")
-    verdict = claim_rules.two_sided_verdict(share, ctx.n_category)
+    defined = ~np.isnan(low)
+    sel_low, rest_low = low[chosen & defined], low[~chosen & defined]
+    median = float(np.median(sel_low)) if sel_low.size else None
+    rest_median = float(np.median(rest_low)) if rest_low.size else None
+    p = stats.mann_whitney_p(sel_low, rest_low, alternative="greater") if sel_low.size and rest_low.size else None
+    sel_high = high[chosen & ~np.isnan(high)]
+    control = (f"a unit blind to the category puts about {100 * tail:.0f}% of it below the rest's lower decile, a "
+               f"one-sided (half-normal) unit about 0%; the other units: median {_pct(rest_median)} below; "
+               f"selective above the rest's share, one-sided Mann–Whitney over units: "
+               f"{'n/a' if p is None else f'p = {p:.3g}'}; selective units' median above the upper decile "
+               f"({ctx.pos_stat}): {_pct(float(np.median(sel_high)) if sel_high.size else None)}")
+    verdict = claim_rules.two_sided_verdict(median, p, ctx.n_category)
     if verdict == "cannot_tell":
-        reason = "no selective unit" if share is None else f"fewer than {MIN_CATEGORY} category images"
+        reason = ("no selective unit" if not sel_low.size else "no other unit to compare with" if not rest_low.size
+                  else f"fewer than {MIN_CATEGORY} category images")
     elif verdict == "holds":
-        reason = (f"{_pct(share)} of the selective units have at least {100 * TWO_SIDED_LOW:.0f}% of their "
-                  "category images far below the rest as well as many far above")
+        reason = (f"the selective units' median {_pct(median)} of their category far below the rest is above the "
+                  f"{100 * tail:.0f}% of a blind unit and above the other units' {_pct(rest_median)} (p = {p:.3g})")
+    elif verdict == "holds_not_specific":
+        reason = (f"the selective units' median {_pct(median)} below is above the {100 * tail:.0f}% of a blind unit, "
+                  f"but no higher than the other units' {_pct(rest_median)} (p = {p:.3g})")
     else:
-        reason = (f"only {_pct(share)} of the selective units have {100 * TWO_SIDED_LOW:.0f}% of their "
-                  "category far below the rest: their tuning is one-sided")
+        reason = (f"the selective units' median {_pct(median)} of their category far below the rest is no more than "
+                  f"the {100 * tail:.0f}% of a unit blind to it: their tuning is one-sided")
     return Claim(
         id="two_sided",
         claim="Responses to the category are two-sided, unlike the half-normal tuning of IT neurons.",
-        test=f"per selective unit, the share of category images below the rest's lower decile of {ctx.neg_stat}; "
-             f"two-sided when ≥ {100 * TWO_SIDED_LOW:.0f}%; the value is the share of selective units that are",
-        value=share, control=control, verdict=verdict, reason=reason, evidence_url=urls.layer(ctx.layer),
+        test=f"per unit, the share of category images below the rest's lower decile of {ctx.neg_stat}; the value is "
+             f"the selective units' median, compared with a blind unit's {100 * tail:.0f}% and with the other units "
+             f"(one-sided Mann–Whitney over units)",
+        value=median, control=control, verdict=verdict, reason=reason, evidence_url=urls.layer(ctx.layer),
     )
 
 
 def _other_classes(reader: Reader, run: Run, ctx: LayerContext, urls: Urls) -> Claim:
+    """Classes are ranked only with at least FEW_IMAGES images: a class mean over one or two images is noise."""
     selective = sorted((u for u in ctx.units if u.selective), key=lambda u: -(u.si or 0.0))
-    counts, category_classes = [], 0
+    counts, category_classes, too_few, named = [], 0, 0, ""
     for u in selective:
-        rows, _ = class_profile(reader, run, ctx.layer, u.unit, ctx.si_stat, ctx.category)
-        counts.append(len(claim_rules.beats_category_median(rows)))
-        category_classes = sum(row.is_category for row in rows)  # the same for every unit of the run
+        rows, names = class_profile(reader, run, ctx.layer, u.unit, ctx.si_stat, ctx.category)
+        beaten = claim_rules.beats_category_median(rows)
+        counts.append(len(beaten))
+        # The same for every unit of the run: the category's rankable classes, and the classes left out.
+        category_classes = sum(row.is_category and not row.few_images for row in rows)
+        too_few = sum(row.few_images for row in rows)
+        if u is selective[0]:
+            named = ", ".join(names[key] for key in beaten[:5]) + (" …" if len(beaten) > 5 else "")
     share = float(np.mean([c > 0 for c in counts])) if counts else None
+    few = claim_rules.FEW_IMAGES
     control = ("a unit tuned to the category alone has 0 other classes above its category's median class"
-               + (f"; selective units: median {float(np.median(counts)):g} such classes" if counts else ""))
+               + (f"; selective units: median {float(np.median(counts)):g} such classes; unit {selective[0].unit} "
+                  f"(highest SI): {named or 'none'}" if counts else "")
+               + f"; {too_few} classes of the run have fewer than {few} images and are not ranked")
     evidence = urls.classes(ctx.layer, selective[0].unit, ctx.si_stat) if selective else urls.layer(ctx.layer)
     verdict = claim_rules.other_classes_verdict(share, category_classes)
     if verdict == "cannot_tell":
-        reason = "no selective unit" if not counts else "the category has fewer than 2 classes in this run"
+        reason = ("no selective unit" if not counts
+                  else f"the category has fewer than 2 classes with {few} or more images in this run")
     elif verdict == "holds":
-        reason = (f"for {_pct(share)} of the selective units, some other classes have a higher mean than the "
-                  "category's median class")
+        reason = (f"for {_pct(share)} of the selective units, some other classes (of {few} or more images) have a "
+                  "higher mean than the category's median class")
     else:
         reason = f"only {_pct(share)} of the selective units have another class above the category's median class"
     return Claim(
         id="other_classes",
         claim="Images of totally different categories drive a selective unit harder than other breeds of its own.",
         test=f"per selective unit, the non-category classes whose mean ({ctx.si_stat}) beats the category's median "
-             "class; the value is the share of selective units with at least one",
+             f"class, both over classes of at least {few} images; the value is the share of selective units with "
+             "at least one",
         value=share, control=control, verdict=verdict, reason=reason, evidence_url=evidence,
     )
 
@@ -227,18 +284,48 @@ def build(reader: Reader, p: ClaimsParams, urls: Urls, *, permutations: int, see
     else:
         require_layer(run, p.layer)
         layer, layer_reason = p.layer, f"{p.layer}, as asked"
-    ctx = layer_page.build(reader, layer, p, permutations=permutations, seed=seed)
-    low, high = layer_tests.tails(reader, run, layer, category=p.category, neg_stat=p.neg_stat, pos_stat=p.pos_stat)
-    claims = [
-        _selective(ctx, urls), _negative(ctx, urls, permutations=permutations, seed=seed), _two_sided(ctx, low, high, urls),
-        _other_classes(reader, run, ctx, urls), _low_level(ctx, urls),
-    ]
+    ctx, claims = _claims(reader, run, layer, p, urls, permutations, seed)
+    _add_robustness(claims, reader, run, layer, p, urls, permutations, seed)
     return ClaimsContext(
         run_id=run.run_id, layer=layer, layer_source="default" if p.layer is None else "given",
         layer_reason=layer_reason, layers=list(run.layers), category=ctx.category,
         categories=ctx.categories, k=ctx.k, k_reason=ctx.k_reason, threshold=ctx.threshold, si_stat=ctx.si_stat,
         warnings=ctx.warnings, permutations=ctx.null.permutations if ctx.null else None, claims=claims,
     )
+
+
+def _claims(reader: Reader, run: Run, layer: str, p: ClaimsParams, urls: Urls, permutations: int,
+            seed: int) -> tuple[LayerContext, list[Claim]]:
+    """The layer page's context for the parameters, and every claim tested on it."""
+    ctx = layer_page.build(reader, layer, p, permutations=permutations, seed=seed)
+    low, high = layer_tests.tails(reader, run, layer, category=p.category, neg_stat=p.neg_stat, pos_stat=p.pos_stat)
+    return ctx, [
+        _selective(ctx, urls), _negative(ctx, urls, permutations=permutations, seed=seed), _two_sided(ctx, low, high, urls),
+        _other_classes(reader, run, ctx, urls), _low_level(ctx, urls),
+    ]
+
+
+def _add_robustness(claims: list[Claim], reader: Reader, run: Run, layer: str, p: ClaimsParams, urls: Urls,
+                    permutations: int, seed: int) -> None:
+    """Each claim's verdict under every specification of the grid, each the verdict /api/claims gives for it."""
+    asked = (p.pos_stat, p.neg_stat, p.si_stat, p.threshold)
+    cells: list[tuple[tuple[str, str, str, float], list[Verdict]]] = []
+    for neg_stat, pos_stat, si_stat, threshold in itertools.product(
+            claim_rules.GRID_NEG_STATS, claim_rules.GRID_POS_STATS, claim_rules.GRID_SI_STATS,
+            claim_rules.GRID_THRESHOLDS):
+        spec = (pos_stat, neg_stat, si_stat, threshold)
+        if spec == asked:
+            verdicts = [c.verdict for c in claims]
+        else:
+            q = p.model_copy(update={"pos_stat": pos_stat, "neg_stat": neg_stat, "si_stat": si_stat,
+                                     "threshold": threshold})
+            verdicts = [c.verdict for c in _claims(reader, run, layer, q, urls, permutations, seed)[1]]
+        cells.append((spec, verdicts))
+    for i, claim in enumerate(claims):
+        row = [Cell(pos_stat=pos, neg_stat=neg, si_stat=si, threshold=t, verdict=verdicts[i],
+                    url=urls.with_params(pos_stat=pos, neg_stat=neg, si_stat=si, threshold=t).claims(p.layer))
+               for (pos, neg, si, t), verdicts in cells]
+        claim.robustness = Robustness(robust=claim_rules.robust(claim.verdict, [c.verdict for c in row]), cells=row)
 
 
 PAGE: Page[ClaimsContext] = Page(

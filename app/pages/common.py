@@ -10,7 +10,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from app.params import ScoreParams
-from unitscope import claim_rules
+from unitscope import claim_rules, stats
 from unitscope.data.runs import Run, require_category
 from unitscope.data.scores import ScoreRow, Scores, layer_scores
 from unitscope.data.source import Source
@@ -64,11 +64,19 @@ class Group(BaseModel):
     """The layer-level claim for one group of units: how many, how many reach the base rate at the bottom."""
 
     units: int
-    with_bottom_at_base_rate: int = Field(description="units with in_bottom >= base_rate")
+    with_bottom_at_base_rate: int = Field(description="units with in_bottom >= base_rate (the study's count)")
     share_with_bottom_at_base_rate: float | None = Field(description="with_bottom_at_base_rate / units; "
                                                          "null for an empty group")
     median_in_top: float | None = Field(description="null for an empty group")
     median_in_bottom: float | None = Field(description="null for an empty group")
+    median_overlap: float | None = Field(None, description="median of overlap (images in both the top k and the "
+                                         "bottom k); null for an empty group")
+    median_in_bottom_only: float | None = Field(None, description="median of in_bottom_only; null for an empty group")
+    with_bottom_only_enriched: int = Field(0, description="units whose bottom-only images (bottom k less the top "
+                                           "k: inhibiting without exciting) hold more of the category than chance "
+                                           "(p_bottom_only < 0.05)")
+    share_with_bottom_only_enriched: float | None = Field(None, description="with_bottom_only_enriched / "
+                                                              "units; null for an empty group")
 
 
 class Groups(BaseModel):
@@ -130,24 +138,33 @@ def scores(source: Source, run: Run, layer: str, p: ScoreParams, k: int) -> Scor
                         neg_stat=p.neg_stat)
 
 
-def _group(rows: list[ScoreRow], base_rate: float) -> Group:
-    top = np.array([r[2] for r in rows], dtype=np.float64)
-    bottom = np.array([r[3] for r in rows], dtype=np.float64)
-    at_base_rate = int((bottom >= base_rate).sum())
+def _median(values: list[int]) -> float | None:
+    return float(np.median(values)) if values else None
+
+
+def _group(rows: list[ScoreRow], info: ScoreInfo) -> Group:
+    at_base_rate = sum(r.in_bottom >= info.base_rate for r in rows)
+    p = stats.exclusive_p([r.in_top for r in rows], [r.overlap for r in rows], [r.in_bottom_only for r in rows],
+                          info.k, info.n_images, info.n_category) if rows else []
+    exclusive = sum(claim_rules.enriched_exclusively(float(x)) for x in p)
     return Group(
         units=len(rows), with_bottom_at_base_rate=at_base_rate,
         share_with_bottom_at_base_rate=at_base_rate / len(rows) if rows else None,
-        median_in_top=float(np.median(top)) if rows else None,
-        median_in_bottom=float(np.median(bottom)) if rows else None,
+        median_in_top=_median([r.in_top for r in rows]), median_in_bottom=_median([r.in_bottom for r in rows]),
+        median_overlap=_median([r.overlap for r in rows]),
+        median_in_bottom_only=_median([r.in_bottom_only for r in rows]),
+        with_bottom_only_enriched=exclusive,
+        share_with_bottom_only_enriched=exclusive / len(rows) if rows else None,
     )
 
 
-def groups(rows: tuple[ScoreRow, ...], threshold: float, base_rate: float) -> Groups:
-    """The selective units and the rest: counts, in_bottom >= base rate (count, share), median in_top and in_bottom."""
-    chosen = [claim_rules.selective(r[1], threshold) for r in rows]
+def groups(rows: tuple[ScoreRow, ...], info: ScoreInfo) -> Groups:
+    """The selective units and the rest (at info.threshold): counts, in_bottom >= base rate (count, share), median
+    in_top and in_bottom, and the same on the bottom-only images (the exclusive test)."""
+    chosen = [claim_rules.selective(r.si, info.threshold) for r in rows]
     return Groups(
-        selective=_group([r for r, c in zip(rows, chosen) if c], base_rate),
-        rest=_group([r for r, c in zip(rows, chosen) if not c], base_rate),
+        selective=_group([r for r, c in zip(rows, chosen) if c], info),
+        rest=_group([r for r, c in zip(rows, chosen) if not c], info),
     )
 
 
@@ -172,11 +189,10 @@ def layer_groups(source: Source, run: Run, p: ScoreParams) -> list[LayerGroups]:
 
     The one computation behind `/layers`, `/categories` and `/compare`.
     """
-    k = resolve_k(p, run.images)[0]
-    rate = claim_rules.base_rate(k, run.images, require_category(run, p.category))
+    info = score_info(run, p)
     return [
         LayerGroups(name, units, position, relative_depth(index, len(run.layers)),
-                    groups(scores(source, run, name, p, k).rows, p.threshold, rate))
+                    groups(scores(source, run, name, p, info.k).rows, info))
         for index, (name, (units, position, _)) in enumerate(run.layers.items())
     ]
 

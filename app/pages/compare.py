@@ -94,7 +94,7 @@ def _side(source: Source, run: Run, p: ScoreParams) -> CompareSide:
 
 
 def _pairs(source: Source, a: Run, b: Run, layer: str, p: CompareParams) -> UnitPairs:
-    si_a, si_b = ({unit: si for unit, si, _, _ in scores(
+    si_a, si_b = ({r.unit: r.si for r in scores(
         source, run, layer, _score(p, run), resolve_k(_score(p, run), run.images)[0]).rows} for run in (a, b))
     units = sorted(si_a)
     xs, ys = [si_a[u] for u in units], [si_b[u] for u in units]

@@ -42,6 +42,11 @@ class UnitScore(BaseModel):
     p_bottom: float = Field(description="P(in_bottom this high or higher) under random labels (hypergeometric)")
     q_top: float = Field(description="Benjamini-Hochberg q-value of p_top across the layer's units")
     q_bottom: float = Field(description="Benjamini-Hochberg q-value of p_bottom across the layer's units")
+    overlap: int = Field(0, description="images in both the unit's top k (pos_stat) and its bottom k (neg_stat)")
+    bottom_only: int = Field(0, description="images of its bottom k that are not in its top k: min(k, images) - overlap")
+    in_bottom_only: int = Field(0, description="category images among bottom_only: inhibited without being excited")
+    p_bottom_only: float = Field(1.0, description="P(in_bottom_only this high or higher) for bottom_only images drawn "
+                                 "at random from outside the top k (hypergeometric); < 0.05: enriched")
     significant_top: bool = Field(description="q_top < 0.05")
     significant_bottom: bool = Field(description="q_bottom < 0.05")
     auroc: float | None = Field(description="AUROC of category against rest on the SI stat (0.5: no preference); "
@@ -126,26 +131,30 @@ def build(reader: Reader, name: str, p: ScoreParams, *, permutations: int, seed:
     found = scores(reader, run, name, p, info.k)
     halves = layer_tests.split_half(reader, run, name, p.category, p.si_stat)
     p_q = chance(found, info.k, run.images, info.n_category)
+    p_only = stats.exclusive_p([r.in_top for r in found.rows], [r.overlap for r in found.rows],
+                               [r.in_bottom_only for r in found.rows], info.k, run.images, info.n_category).tolist()
     aurocs = auroc(reader, run, name, p.category, p.si_stat)
     null = layer_tests.null(reader, run, name, category=p.category, si_stat=p.si_stat, neg_stat=p.neg_stat,
                             k=info.k, threshold=p.threshold, permutations=permutations, seed=seed)
     fdr = claim_rules.FDR
+    depth = min(info.k, run.images)
     units = [
         UnitScore(
-            unit=u, si=si, in_top=t, in_bottom=b, selective=claim_rules.selective(si, p.threshold),
-            p_top=p_top, p_bottom=p_bottom, q_top=q_top, q_bottom=q_bottom,
-            significant_top=q_top < fdr, significant_bottom=q_bottom < fdr, auroc=_finite(aurocs[u]),
-            si_half_a=halves.si_a.get(u), si_half_b=halves.si_b.get(u),
+            unit=r.unit, si=r.si, in_top=r.in_top, in_bottom=r.in_bottom,
+            selective=claim_rules.selective(r.si, p.threshold), overlap=r.overlap, bottom_only=depth - r.overlap,
+            in_bottom_only=r.in_bottom_only, p_bottom_only=p_exclusive, p_top=p_top, p_bottom=p_bottom, q_top=q_top, q_bottom=q_bottom,
+            significant_top=q_top < fdr, significant_bottom=q_bottom < fdr, auroc=_finite(aurocs[r.unit]),
+            si_half_a=halves.si_a.get(r.unit), si_half_b=halves.si_b.get(r.unit),
         )
-        for (u, si, t, b), p_top, p_bottom, q_top, q_bottom, in zip(
-            found.rows, *(p_q[c].tolist() for c in ("p_top", "p_bottom", "q_top", "q_bottom"))
+        for r, p_top, p_bottom, q_top, q_bottom, p_exclusive in zip(
+            found.rows, *(p_q[c].tolist() for c in ("p_top", "p_bottom", "q_top", "q_bottom")), p_only
         )
     ]
     selective = [u.unit for u in units if u.selective]
     return LayerContext(
         **info.model_dump(), layer=name, units=units,
         selective=len(selective), source=found.source,
-        groups=groups(found.rows, p.threshold, info.base_rate), null=null_summary(null),
+        groups=groups(found.rows, info), null=null_summary(null),
         low_level=low_level.for_layer(reader, run, name, selective, p), split_half=split_half(halves, p.si_stat),
     )
 
@@ -239,6 +248,10 @@ def _group_rows(groups: Groups) -> list[tuple[str, str, str]]:
         ("share with in_bottom ≥ base rate", lambda g: percent(g.share_with_bottom_at_base_rate)),
         ("median in_top", lambda g: number(g.median_in_top, 1)),
         ("median in_bottom", lambda g: number(g.median_in_bottom, 1)),
+        ("median overlap (in both top and bottom k)", lambda g: number(g.median_overlap, 1)),
+        ("median in_bottom_only", lambda g: number(g.median_in_bottom_only, 1)),
+        ("share whose bottom-only images reach the category's share",
+         lambda g: percent(g.share_with_bottom_only_enriched)),
     ]
     return [(label, show(groups.selective), show(groups.rest)) for label, show in measures]
 
@@ -249,7 +262,7 @@ def _layer_extras(ctx: LayerContext, urls: Urls) -> dict[str, Any]:
     unit_urls = [urls.unit(ctx.layer, u.unit) for u in ctx.units]
     rows = [(u.unit, url, -1 if u.si is None else u.si, number(u.si), -1 if u.auroc is None else u.auroc,
              number(u.auroc), u.in_top, u.p_top, u.q_top, u.significant_top,
-             u.in_bottom, u.p_bottom, u.q_bottom, u.significant_bottom, u.selective)
+             u.in_bottom, u.p_bottom, u.q_bottom, u.significant_bottom, u.selective, u.overlap, u.in_bottom_only)
             for u, url in zip(ctx.units, unit_urls)]
     return {"rows": rows, "figure": layer_scatter(ctx, unit_urls), "group_rows": _group_rows(ctx.groups),
             "fdr": claim_rules.FDR,

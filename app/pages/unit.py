@@ -63,6 +63,8 @@ class ImageEntry(BaseModel):
     value: float
     url: str = Field(description="the full image")
     thumbnail: str
+    in_both: bool = Field(False, description="the image is in both the strongest positive and the strongest negative "
+                          "row shown: it excites the unit in one place of its map and inhibits it in another")
     crop: Crop | None = Field(default=None, description="the network's crop of the image; null when unknown")
     map: UnitMap | None = Field(
         default=None,
@@ -91,6 +93,8 @@ class UnitContext(ScoreInfo):
     si: float | None
     in_top: int
     in_bottom: int
+    overlap: int = Field(0, description="images in both the unit's top k and its bottom k")
+    in_bottom_only: int = Field(0, description="category images of its bottom k that are not in its top k")
     selective: bool
     si_half_a: float | None = Field(description="SI on the even image ids alone (split-half reliability)")
     si_half_b: float | None = Field(description="SI on the odd image ids alone")
@@ -123,13 +127,14 @@ def _build(
         raise NotFound(f"no responses for unit {unit_id} of {layer_name}")
     stats: dict[metrics_sql.RankKind, str] = {"positive": p.pos_stat, "near_zero": p.near_stat, "negative": p.neg_stat}
     ranked = rankings(source, run, layer_name, unit_id, stats, p.category, p.n)
+    both = {r[0] for r in ranked["positive"]} & {r[0] for r in ranked["negative"]}
     crops, maps = overlays(source, run, layer_name, unit_id, sorted({r[0] for rs in ranked.values() for r in rs}))
     rows = {
         kind: [
             ImageEntry(
                 image=image_id, wnid=wnid, class_name=class_name, is_category=bool(is_cat), value=float(value),
                 url=urls.image(run.run_id, image_id), thumbnail=urls.image(run.run_id, image_id, THUMBNAIL),
-                crop=crops.get(image_id), map=maps.get(image_id),
+                in_both=kind != "near_zero" and image_id in both, crop=crops.get(image_id), map=maps.get(image_id),
             )
             for image_id, wnid, class_name, is_cat, value in ranked[kind]
         ]
@@ -137,10 +142,18 @@ def _build(
     }
     binned = histogram(source, run, layer_name, unit_id, p.si_stat, p.category)
     halves = layer_tests.split_half(source, run, layer_name, p.category, p.si_stat)
-    _, si, in_top, in_bottom = score
+    depth = min(info.k, run.images)
+    # (When 2k > n the overlap warning of score_info already says that the two sets must share images.)
+    if not info.warnings and score.overlap >= claim_rules.OVERLAP_WARN_SHARE * depth:
+        info.warnings.append(
+            f"{score.overlap:,} of this unit's bottom {info.k:,} images ({score.overlap / depth:.0%}) are also among "
+            f"its top {info.k:,}: they excite it in one place of its map and inhibit it in another, so its strongest "
+            f"negatives are largely its strongest positives ({score.in_bottom_only:,} category images are among the "
+            f"{depth - score.overlap:,} bottom images that are not)")
     return UnitContext(
         **info.model_dump(), layer=layer_name, unit=unit_id, units=units, n=p.n, near_stat=p.near_stat,
-        si=si, in_top=in_top, in_bottom=in_bottom, selective=claim_rules.selective(si, p.threshold),
+        si=score.si, in_top=score.in_top, in_bottom=score.in_bottom, overlap=score.overlap,
+        in_bottom_only=score.in_bottom_only, selective=claim_rules.selective(score.si, p.threshold),
         si_half_a=halves.si_a.get(unit_id), si_half_b=halves.si_b.get(unit_id),
         positive=rows["positive"], near_zero=rows["near_zero"], negative=rows["negative"],
         histogram=Histogram(stat=p.si_stat, edges=binned.edges if binned else [],

@@ -8,7 +8,7 @@ number on a page is the API's. Publication stores SI, the ranks and AUROC for it
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -17,7 +17,17 @@ from unitscope.data.runs import Run, require_category, require_layer, table_name
 from unitscope.data.source import Source, stored_or_computed
 from unitscope.errors import Unavailable
 
-ScoreRow = tuple[int, float | None, int, int]  # unit, si, in_top, in_bottom
+
+
+class ScoreRow(NamedTuple):
+    """One unit's scores for one parameter set."""
+
+    unit: int
+    si: float | None
+    in_top: int  # category images among its top k (by pos_stat)
+    in_bottom: int  # category images among its bottom k (by neg_stat)
+    overlap: int  # images in both its top k and its bottom k
+    in_bottom_only: int  # category images of its bottom k that are not in its top k
 
 
 @dataclass(frozen=True)
@@ -44,7 +54,7 @@ def layer_scores(source: Source, run: Run, layer: str, *, category: str, k: int,
                                                                             si_stat))
     counts, counts_stored = source.cached((*base, "counts", k, pos_stat, neg_stat), lambda: _layer_counts(
         source, run, layer, units, category, k, pos_stat, neg_stat))
-    rows = tuple((unit, si[unit], top, bottom) for unit, top, bottom in counts)
+    rows = tuple(ScoreRow(unit, si[unit], *rest) for unit, *rest in counts)
     return Scores(rows=rows, source="precomputed" if si_stored and counts_stored else "computed",
                   by_unit={r[0]: r for r in rows})
 
@@ -68,7 +78,7 @@ def _layer_si(source: Source, run: Run, layer: str, units: int, category: str,
 
 
 def _layer_counts(source: Source, run: Run, layer: str, units: int, category: str, k: int, pos_stat: str,
-                  neg_stat: str) -> tuple[tuple[tuple[int, int, int], ...], bool]:
+                  neg_stat: str) -> tuple[tuple[tuple[int, ...], ...], bool]:
     q = {"run_id": run.run_id, "layer": layer, "category": category, "k": k}
 
     def stored() -> list[Any] | None:
@@ -78,7 +88,7 @@ def _layer_counts(source: Source, run: Run, layer: str, units: int, category: st
         return rows if len(rows) == units else None
 
     rows, was_stored = stored_or_computed(stored, lambda: source.rows(metrics_sql.counts_sql(pos_stat, neg_stat), q))
-    return tuple((int(u), int(t), int(b)) for u, t, b in rows), was_stored
+    return tuple(tuple(int(x) for x in row) for row in rows), was_stored
 
 
 def chance(scores: Scores, k: int, n_images: int, n_category: int) -> dict[str, np.ndarray]:
