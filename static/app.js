@@ -45,14 +45,15 @@
     });
   }
 
-  // A unit's map over its image: red where it fires, blue where it is inhibited, opacity |v| / scale,
-  // the same scale (data-map-scale, ±max|map| over the page) for every image of the page.
+  // A unit's map over its image: red where it fires, blue where it is inhibited, opacity |v| / scale, the
+  // scale of the canvas's row (data-map-scale on its section: ±max|map| over that row's maps).
   var MAP_ALPHA = 0.85;
   function drawMaps() {
-    var controls = document.querySelector("[data-map-scale]");
-    if (!controls) return;
-    var scale = parseFloat(controls.dataset.mapScale);
+    if (!document.getElementById("show-maps")) return;
     document.querySelectorAll("canvas.unit-map").forEach(function (canvas) {
+      var row = canvas.closest("[data-map-scale]");
+      if (!row) return;
+      var scale = parseFloat(row.dataset.mapScale);
       var values = JSON.parse(canvas.dataset.map);
       var ctx = canvas.getContext("2d");
       var image = ctx.createImageData(canvas.width, canvas.height);

@@ -248,7 +248,11 @@ def test_unit_page_shows_images_and_navigation(client: TestClient) -> None:
     assert {"/layers/mixed4c/units/0?k=2&n=2", "/layers/mixed4c/units/2?k=2&n=2", "/layers/mixed4c?k=2"} <= set(hrefs)
     assert all(e["url"] in hrefs for e in body["positive"])  # each image links to the full file
     hist = page.figures["histogram-data"]
-    assert [t["customdata"] for t in hist["data"]] == [body["histogram"]["category"], body["histogram"]["rest"]]
+    # Both sides: the positive row's stat (max), then the negative row's (min), each category then rest.
+    assert [h["stat"] for h in body["sides"]] == ["max", "min"] and body["sides"][0] == body["histogram"]
+    assert [t["customdata"] for t in hist["data"]] == [
+        counts for h in body["sides"] for counts in (h["category"], h["rest"])]
+    assert [t["xaxis"] for t in hist["data"]] == ["x", "x", "x2", "x2"]
 
 
 def test_layers_page_table_and_chart(client: TestClient) -> None:

@@ -153,16 +153,25 @@ def test_unit_twin_gives_stored_maps_and_the_page_overlays_them(hand: dict[str, 
         page = client.get("/layers/mixed4c/units/0?n=3").text
         bare = client.get("/api/layers/mixed4c/units/1?n=3").json()
     (first,) = [e for e in body["positive"] if e["image"] == 0]
-    assert first["map"] == {"shape": [3, 4], "values": values.ravel().tolist()}
+    # peak and trough: the cells of the largest (5.5, the last) and smallest (-5.5, the first) value.
+    assert first["map"] == {"shape": [3, 4], "values": values.ravel().tolist(), "peak": [2, 3], "trough": [0, 0]}
     others = [e for kind in ("positive", "near_zero", "negative") for e in body[kind] if e["image"] != 0]
     assert others and all(e["map"] is None for e in others)
     assert body["map_scale"] == 5.5
+    # Each row has its own scale: the largest |value| of the row's maps (image 0 is in the positive row only).
+    shown = {kind: [e["image"] for e in body[kind]] for kind in ("positive", "near_zero", "negative")}
+    assert body["map_scales"] == {kind: 5.5 if 0 in ids else None for kind, ids in shown.items()}
     box = network_crop(json.dumps(CaffeTransform().describe()), 64, 48)  # the hand images are 64 x 48
     assert first["crop"] == pytest.approx(box.__dict__)
     # The page: one canvas per stored map, with its values, over the cropped thumbnail, and the toggle.
     parsed = Page(page)
     controls = parsed.one("div", cls="map-controls")
-    assert controls.get("data-map-scale") == "5.5" and controls.by_id("show-maps").get("type") == "checkbox"
+    assert controls.by_id("show-maps").get("type") == "checkbox"
+    rows = parsed.find_all("section", cls="ranking")
+    assert [r.get("data-map-scale") for r in rows] == [
+        "5.5" if body["map_scales"][kind] else None for kind in ("positive", "near_zero", "negative")]
+    for row in rows:  # a row's canvases sit inside the row that carries their scale
+        assert all(row.get("data-map-scale") == "5.5" for _ in row.find_all("canvas", cls="unit-map"))
     canvases = parsed.find_all("canvas", cls="unit-map")
     assert len(canvases) == sum(e["image"] == 0 for kind in ("positive", "near_zero", "negative") for e in body[kind])
     assert all((c.get("width"), c.get("height")) == ("4", "3") for c in canvases)
@@ -170,3 +179,24 @@ def test_unit_twin_gives_stored_maps_and_the_page_overlays_them(hand: dict[str, 
     assert all("cropped" in (img.get("class") or "") for img in parsed.images)
     # A unit without stored maps: no map, no scale, no canvas or toggle.
     assert bare["map_scale"] is None and all(e["map"] is None for e in bare["positive"])
+
+
+def test_an_image_in_both_rows_shows_where_its_map_peaks_and_dips(hand: dict[str, Path], tmp_path: Path) -> None:
+    """Unit 1 of mixed4c shows images 0-2 in both its positive and negative rows (tests/test_overlap.py); with a
+    stored map, image 0's card rings the map's largest and smallest cells, in both rows."""
+    values = np.zeros((2, 5), dtype=np.float32)
+    values[1, 4], values[0, 2] = 7.0, -3.0  # peak at row 1, column 4; trough at row 0, column 2
+    with duckdb.connect(str(hand["db"])) as con:
+        con.execute("UPDATE runs SET preprocessing = ?", [json.dumps(CaffeTransform().describe())])
+        con.execute("INSERT INTO unit_maps VALUES (1, 'mixed4c', 1, 0, 2, 5, ?)", [encode(values)])
+    with TestClient(create_app(make_settings(hand["db"], tmp_path))) as client:
+        body = client.get("/api/layers/mixed4c/units/1?n=3&k=2").json()
+        page = Page(client.get("/layers/mixed4c/units/1?n=3&k=2").text)
+    for kind in ("positive", "negative"):
+        (entry,) = [e for e in body[kind] if e["image"] == 0]
+        assert entry["in_both"] and (entry["map"]["peak"], entry["map"]["trough"]) == ([1, 4], [0, 2])
+    peaks, troughs = page.find_all("span", cls="peak"), page.find_all("span", cls="trough")
+    assert len(peaks) == len(troughs) == 2  # image 0 in each of the two rows
+    assert all(p.get("style") == "left: 90.0%; top: 75.0%" for p in peaks)  # cell centre (4.5 / 5, 1.5 / 2)
+    assert all(t.get("style") == "left: 50.0%; top: 25.0%" for t in troughs)
+

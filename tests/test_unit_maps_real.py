@@ -147,6 +147,8 @@ def test_each_listed_value_is_its_maps_max_or_min(maps_run: Path, tmp_path: Path
             scale = max(abs(v) for kind in ("positive", "near_zero", "negative") for e in body[kind]
                         for v in e["map"]["values"])
             assert body["map_scale"] == scale
+            for kind in ("positive", "near_zero", "negative"):  # each row on its own scale
+                assert body["map_scales"][kind] == max(abs(v) for e in body[kind] for v in e["map"]["values"])
             # n beyond MAP_N: the images past it are shown without a map unless another ranking stores it.
             wider = client.get(f"/api/layers/{layer}/units/{unit}?n={schema.MAP_N + 4}").json()
             assert any(e["map"] is None for kind in ("positive", "negative") for e in wider[kind][schema.MAP_N:])

@@ -225,7 +225,7 @@ def _other_classes(reader: Reader, run: Run, ctx: LayerContext, urls: Urls) -> C
         category_classes = sum(row.is_category and not row.few_images for row in rows)
         too_few = sum(row.few_images for row in rows)
         if u is selective[0]:
-            named = ", ".join(names[key] for key in beaten[:5]) + (" …" if len(beaten) > 5 else "")
+            named = "; ".join(names[key] for key in beaten[:5]) + (" …" if len(beaten) > 5 else "")
     share = float(np.mean([c > 0 for c in counts])) if counts else None
     few = claim_rules.FEW_IMAGES
     control = ("a unit tuned to the category alone has 0 other classes above its category's median class"

@@ -4,8 +4,8 @@ strongest negative images, with their maps, its scores, histogram, class profile
 The server never computes a map (it has no torch): the worker's second pass stored them, and this
 page only decodes them and aligns them. The page stretches a map's h x w cells uniformly over the
 crop square, cell (i, j) over rows i/h..(i+1)/h and columns j/w..(j+1)/w of it, and colours them on
-one scale per unit, ±map_scale: the largest |value| over the page's maps, so red (fires) and blue
-(inhibited) compare across the three rankings.
+each row on its own scale, ±map_scales[row]: the largest |value| over that row's maps, so that an
+inhibition of -189 in the negative row shows even when the positive row reaches +623.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from app.pages.low_level import UnitLowLevel
 from app.params import UnitParams
 from app.render import Page
 from app.urls import Urls
-from unitscope import claim_rules, metrics_sql
+from unitscope import claim_rules, metrics_sql, unit_sql
 from unitscope.crop import network_crop
 from unitscope.data.images import image_sizes
 from unitscope.data.rankings import rankings
@@ -42,6 +42,8 @@ class UnitMap(BaseModel):
 
     shape: list[int] = Field(description="[h, w]: rows and columns of the map")
     values: list[float] = Field(description="h x w values, row-major")
+    peak: list[int] = Field([], description="[row, column] of the map's largest value (the first, row-major)")
+    trough: list[int] = Field([], description="[row, column] of the map's smallest value")
 
 
 class Crop(BaseModel):
@@ -101,11 +103,17 @@ class UnitContext(ScoreInfo):
     positive: list[ImageEntry]
     near_zero: list[ImageEntry]
     negative: list[ImageEntry]
-    histogram: Histogram
+    histogram: Histogram = Field(description="the responses on si_stat")
+    sides: list[Histogram] = Field([], description="the responses on pos_stat (the positive row's stat), then on "
+                                   "neg_stat (the negative row's), each category against the rest; one when they are "
+                                   "the same stat")
     classes: ClassSummary = Field(description="the unit's class profile on si_stat, in brief")
     map_scale: float | None = Field(
-        default=None, description="max |value| over the page's maps: the overlays' colour scale is ±map_scale"
+        default=None, description="max |value| over the page's maps (the largest of map_scales)"
     )
+    map_scales: dict[str, float | None] = Field(
+        {}, description="per row (positive, near_zero, negative): max |value| over its maps, its overlays' colour "
+        "scale; null for a row without a map")
     low_level: UnitLowLevel | None = Field(description="null when the run has no image_stats")
     prev_unit: int | None
     next_unit: int | None
@@ -147,8 +155,8 @@ def _build(
     if not info.warnings and score.overlap >= claim_rules.OVERLAP_WARN_SHARE * depth:
         info.warnings.append(
             f"{score.overlap:,} of this unit's bottom {info.k:,} images ({score.overlap / depth:.0%}) are also among "
-            f"its top {info.k:,}: they excite it in one place of its map and inhibit it in another, so its strongest "
-            f"negatives are largely its strongest positives ({score.in_bottom_only:,} category images are among the "
+            f"its top {info.k:,}: they excite it in one place of its map and inhibit it in another, so they say "
+            f"nothing of inhibition without excitation ({score.in_bottom_only:,} category images are among the "
             f"{depth - score.overlap:,} bottom images that are not)")
     return UnitContext(
         **info.model_dump(), layer=layer_name, unit=unit_id, units=units, n=p.n, near_stat=p.near_stat,
@@ -156,15 +164,22 @@ def _build(
         in_bottom_only=score.in_bottom_only, selective=claim_rules.selective(score.si, p.threshold),
         si_half_a=halves.si_a.get(unit_id), si_half_b=halves.si_b.get(unit_id),
         positive=rows["positive"], near_zero=rows["near_zero"], negative=rows["negative"],
-        histogram=Histogram(stat=p.si_stat, edges=binned.edges if binned else [],
-                            category=binned.category if binned else [], rest=binned.rest if binned else []),
+        histogram=_histogram(binned, p.si_stat),
+        sides=[_histogram(histogram(source, run, layer_name, unit_id, stat, p.category), stat)
+               for stat in dict.fromkeys((p.pos_stat, p.neg_stat))],
         classes=classes.summary(
             *class_profile(source, run, layer_name, unit_id, p.si_stat, p.category), p.si_stat),
         map_scale=map_scale(maps.values()),
+        map_scales={kind: map_scale([e.map for e in entries if e.map is not None]) for kind, entries in rows.items()},
         low_level=low_level.for_unit(source, run, layer_name, unit_id, p, info.k),
         prev_unit=unit_id - 1 if unit_id > 0 else None,
         next_unit=unit_id + 1 if unit_id + 1 < units else None,
     )
+
+
+def _histogram(binned: unit_sql.Histogram | None, stat: str) -> Histogram:
+    return Histogram(stat=stat, edges=binned.edges if binned else [], category=binned.category if binned else [],
+                     rest=binned.rest if binned else [])
 
 
 def _printed(value: float) -> float:
@@ -175,7 +190,9 @@ def _printed(value: float) -> float:
 def unit_map(height: int, width: int, blob: bytes) -> UnitMap:
     """A stored map as the JSON twin gives it."""
     values = decode(blob, height, width)
-    return UnitMap(shape=[height, width], values=[_printed(v) for v in values.ravel().tolist()])
+    peak, trough = (divmod(int(i), width) for i in (values.argmax(), values.argmin()))
+    return UnitMap(shape=[height, width], values=[_printed(v) for v in values.ravel().tolist()], peak=list(peak),
+                   trough=list(trough))
 
 
 def map_scale(maps: Iterable[UnitMap]) -> float | None:
@@ -201,32 +218,35 @@ def overlays(
 
 
 def unit_histogram(ctx: UnitContext) -> Figure:
-    """The unit's responses, category vs rest, as shares of each group (their sizes differ)."""
-    h = ctx.histogram
-    centers = [(a + b) / 2 for a, b in zip(h.edges, h.edges[1:])]
-    width = (h.edges[1] - h.edges[0]) if len(h.edges) > 1 else 1.0
-    data = []
-    for name, counts, color in ((ctx.category, h.category, RED), ("rest", h.rest, GREY)):
-        total = sum(counts) or 1
-        data.append({
-            "type": "bar",
-            "name": f"{name} ({sum(counts)})",
-            "x": centers,
-            "y": [c / total for c in counts],
-            "width": width,
-            "customdata": counts,
-            "hovertemplate": f"{name}<br>%{{x:.3g}}: %{{customdata}} images (%{{y:.1%}})<extra></extra>",
-            "marker": {"color": color, "opacity": 0.55},
-        })
-    layout = base_layout(
-        barmode="overlay",
-        bargap=0,
-        xaxis=titled_axis(f"response ({h.stat} of the pre-ReLU map)"),
-        yaxis=titled_axis("share of the group's images", tickformat=".0%"),
-        shapes=[dashed_line(0, 0, 0, 1, "x", "paper")] if h.edges and h.edges[0] < 0 < h.edges[-1] else [],
-        height=320,
-    )
-    return {"data": data, "layout": layout}
+    """The unit's responses on the positive row's stat and on the negative row's, side by side, category vs rest,
+    as shares of each group (their sizes differ)."""
+    panels = ctx.sides or [ctx.histogram]
+    role = {ctx.pos_stat: "positive row", ctx.neg_stat: "negative row"}
+    data: list[dict[str, Any]] = []
+    axes: dict[str, Any] = {}
+    gap = 0.06
+    width_each = (1 - gap * (len(panels) - 1)) / len(panels)
+    for i, h in enumerate(panels):
+        suffix = "" if i == 0 else str(i + 1)
+        centers = [(a + b) / 2 for a, b in zip(h.edges, h.edges[1:])]
+        width = (h.edges[1] - h.edges[0]) if len(h.edges) > 1 else 1.0
+        for name, counts, color in ((ctx.category, h.category, RED), ("rest", h.rest, GREY)):
+            total = sum(counts) or 1
+            data.append({
+                "type": "bar", "name": f"{name} ({sum(counts)})", "legendgroup": name, "showlegend": i == 0,
+                "x": centers, "y": [c / total for c in counts], "width": width, "customdata": counts,
+                "xaxis": f"x{suffix}", "yaxis": f"y{suffix}",
+                "hovertemplate": f"{name}<br>%{{x:.3g}}: %{{customdata}} images (%{{y:.1%}})<extra></extra>",
+                "marker": {"color": color, "opacity": 0.55},
+            })
+        start = i * (width_each + gap)
+        title = f"{h.stat} of the pre-ReLU map" + (f" ({role[h.stat]})" if len(panels) > 1 else "")
+        axes[f"xaxis{suffix}"] = titled_axis(title, domain=[start, start + width_each], anchor=f"y{suffix}")
+        axes[f"yaxis{suffix}"] = titled_axis("share of the group's images" if i == 0 else "", tickformat=".0%",
+                                             anchor=f"x{suffix}")
+    shapes = [dashed_line(0, 0, 0, 1, "x" + ("" if i == 0 else str(i + 1)), "paper")
+              for i, h in enumerate(panels) if h.edges and h.edges[0] < 0 < h.edges[-1]]
+    return {"data": data, "layout": base_layout(barmode="overlay", bargap=0, shapes=shapes, height=320, **axes)}
 
 
 def unit_low_level(ll: UnitLowLevel) -> Figure:
