@@ -92,7 +92,9 @@ def test_scatter_has_one_point_per_unit_and_a_click_opens_the_unit(page: object,
     t = max(i for i, tr in enumerate(traces) if tr["x"])
     i = len(traces[t]["x"]) - 1
     x, y = traces[t]["x"][i], traces[t]["y"][i]
-    box = page.locator("#scatter .scatterlayer .trace").nth(t).locator(".point").nth(i).bounding_box()  # type: ignore[attr-defined]
+    point = page.locator("#scatter .scatterlayer .trace").nth(t).locator(".point").nth(i)  # type: ignore[attr-defined]
+    point.scroll_into_view_if_needed()  # the mouse hovers only what the viewport shows
+    box = point.bounding_box()
     cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
     page.mouse.move(cx, cy)  # type: ignore[attr-defined]
     page.wait_for_selector("#scatter .hoverlayer .hovertext")  # type: ignore[attr-defined]
