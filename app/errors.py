@@ -1,6 +1,6 @@
 """Every failure, as one JSON shape {"error": {"status", "title", "detail"}} or an HTML page with the same status.
 
-The data layer raises the domain errors of app/problems.py; this module alone knows their HTTP status.
+The data layer raises the domain errors of unitscope/errors.py; this module alone knows their HTTP status.
 """
 
 from __future__ import annotations

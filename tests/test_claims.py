@@ -173,14 +173,23 @@ def test_the_exclusive_counts_are_the_images_of_the_bottom_k_outside_the_top_k(t
         assert (u["overlap"], u["bottom_only"], u["in_bottom_only"]) == (
             len(top & bottom), len(only), int(IS_DOG[sorted(only)].sum()))
     # Enriched: more dogs among the bottom-only images than in as many drawn from outside the top k, by the exact
-    # hypergeometric tail (math.comb, not the product's scipy).
+    # hypergeometric tail (math.comb, not the product's scipy), Benjamini-Hochberg across the layer's units by hand.
     n, n_c = len(WNIDS), int(IS_DOG.sum())
+    p = []
+    for u in body["units"]:
+        pool, pool_c, draws = n - k, n_c - u["in_top"], u["bottom_only"]
+        tail = sum(comb(pool_c, i) * comb(pool - pool_c, draws - i) for i in range(u["in_bottom_only"], draws + 1))
+        p.append(tail / comb(pool, draws))
+    order = sorted(range(len(p)), key=lambda i: p[i])
+    q, running = [0.0] * len(p), 1.0
+    for rank in range(len(p), 0, -1):  # from the largest p down: q = min over j >= rank of p_(j) m / j
+        running = min(running, p[order[rank - 1]] * len(p) / rank)
+        q[order[rank - 1]] = running
+    for u, p_u, q_u in zip(body["units"], p, q):
+        assert u["p_bottom_only"] == pytest.approx(p_u, rel=1e-9, abs=1e-300)
+        assert u["q_bottom_only"] == pytest.approx(q_u, rel=1e-9, abs=1e-300)
     for group, chosen in (("selective", True), ("rest", False)):
-        enriched = 0
-        for u in (u for u in body["units"] if u["selective"] == chosen):
-            pool, pool_c, draws = n - k, n_c - u["in_top"], u["bottom_only"]
-            tail = sum(comb(pool_c, i) * comb(pool - pool_c, draws - i) for i in range(u["in_bottom_only"], draws + 1))
-            enriched += tail / comb(pool, draws) < 0.05
+        enriched = sum(q_u < 0.05 for u, q_u in zip(body["units"], q) if u["selective"] == chosen)
         assert body["groups"][group]["with_bottom_only_enriched"] == enriched
 
 

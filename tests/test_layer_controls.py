@@ -46,18 +46,20 @@ def _k(p: ScoreParams) -> int:
     return HAND_K if p.k is None else p.k
 
 
-def _enriched(in_top: int, overlap: int, in_bottom_only: int, k: int, n_c: int) -> bool:
-    """The bottom-only images hold more of the category than as many drawn from outside the top k, exactly."""
+def _exclusive_p(in_top: int, overlap: int, in_bottom_only: int, k: int, n_c: int) -> float:
+    """P(as many category images or more among the bottom-only images, drawn from outside the top k), exactly."""
     depth = min(k, N)
     pool, pool_c, draws = N - depth, n_c - in_top, depth - overlap
     tail = sum(comb(pool_c, i) * comb(pool - pool_c, draws - i) for i in range(in_bottom_only, draws + 1))
-    return Fraction(tail, comb(pool, draws)) < Fraction(1, 20)
+    return float(Fraction(tail, comb(pool, draws))) if pool else 1.0
 
 
-def _group(rows: list[tuple], base_rate: float, k: int, n_c: int) -> dict:
-    """G by hand from (unit, si, in_top, in_bottom, overlap, in_bottom_only) rows."""
+def _group(rows: list[tuple], base_rate: float, k: int, n_c: int, q: dict[int, float]) -> dict:
+    """G by hand from (unit, si, in_top, in_bottom, overlap, in_bottom_only) rows and each unit's exclusive q."""
     at = sum(1 for r in rows if r[3] >= base_rate)
-    exclusive = sum(1 for r in rows if _enriched(r[2], r[4], r[5], k, n_c))
+    exclusive = sum(1 for r in rows if q[r[0]] < 0.05)
+    depth = min(k, N)
+    shares = [r[5] / (depth - r[4]) if depth > r[4] else 0.0 for r in rows]
     return {
         "units": len(rows), "with_bottom_at_base_rate": at,
         "share_with_bottom_at_base_rate": at / len(rows) if rows else None,
@@ -65,6 +67,7 @@ def _group(rows: list[tuple], base_rate: float, k: int, n_c: int) -> dict:
         "median_in_bottom": median(r[3] for r in rows) if rows else None,
         "median_overlap": median(r[4] for r in rows) if rows else None,
         "median_in_bottom_only": median(r[5] for r in rows) if rows else None,
+        "median_bottom_only_share": median(shares) if rows else None,
         "with_bottom_only_enriched": exclusive,
         "share_with_bottom_only_enriched": exclusive / len(rows) if rows else None,
     }
@@ -72,8 +75,9 @@ def _group(rows: list[tuple], base_rate: float, k: int, n_c: int) -> dict:
 
 def _groups(rows: list[tuple], threshold: float, base_rate: float, k: int, n_c: int) -> dict:
     chosen = [r[1] is not None and r[1] >= threshold for r in rows]
-    return {"selective": _group([r for r, c in zip(rows, chosen) if c], base_rate, k, n_c),
-            "rest": _group([r for r, c in zip(rows, chosen) if not c], base_rate, k, n_c)}
+    q = dict(zip([r[0] for r in rows], _bh([_exclusive_p(r[2], r[4], r[5], k, n_c) for r in rows])))
+    return {"selective": _group([r for r, c in zip(rows, chosen) if c], base_rate, k, n_c, q),
+            "rest": _group([r for r, c in zip(rows, chosen) if not c], base_rate, k, n_c, q)}
 
 
 @pytest.mark.parametrize(("layer", "params"), PARAMS)
@@ -113,7 +117,8 @@ def test_groups_by_hand_on_the_dog_units(client: TestClient) -> None:
     # Unit 1's top and bottom are both {0, 1}: overlap 2, nothing left, in_bottom_only 0 (its in_bottom 2 is all
     # shared). Unit 2's top {4, 5} and bottom {0, 1}: overlap 0, in_bottom_only 2 of 2, but drawing 2 from the 4
     # images outside its top (3 of them dogs) gives 2 dogs with P = C(3,2) C(1,0) / C(4,2) = 1/2: not enriched.
-    # Rest: overlap (2, 0) and in_bottom_only (0, 2), medians 1 and 1, none enriched.
+    # Rest: overlap (2, 0) and in_bottom_only (0, 2), medians 1 and 1; dog shares of the bottom-only images 0 (none
+    # left) and 2/2, median 0.5; none enriched.
     body = client.get("/api/layers/mixed4c?k=2").json()
     assert [(u["unit"], u["in_top"], u["in_bottom"], u["selective"]) for u in body["units"]] == [
         (0, 2, 0, True), (1, 2, 2, False), (2, 0, 2, False)]
@@ -124,10 +129,10 @@ def test_groups_by_hand_on_the_dog_units(client: TestClient) -> None:
     assert body["groups"] == {
         "selective": {"units": 1, "with_bottom_at_base_rate": 0, "share_with_bottom_at_base_rate": 0.0,
                       "median_in_top": 2, "median_in_bottom": 0, "median_overlap": 0, "median_in_bottom_only": 0,
-                      "with_bottom_only_enriched": 0, "share_with_bottom_only_enriched": 0.0},
+                      "median_bottom_only_share": 0.0, "with_bottom_only_enriched": 0, "share_with_bottom_only_enriched": 0.0},
         "rest": {"units": 2, "with_bottom_at_base_rate": 2, "share_with_bottom_at_base_rate": 1.0,
                  "median_in_top": 1, "median_in_bottom": 2, "median_overlap": 1, "median_in_bottom_only": 1,
-                 "with_bottom_only_enriched": 0, "share_with_bottom_only_enriched": 0.0},
+                 "median_bottom_only_share": 0.5, "with_bottom_only_enriched": 0, "share_with_bottom_only_enriched": 0.0},
     }
 
 

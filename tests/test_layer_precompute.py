@@ -142,13 +142,14 @@ def test_the_default_pages_read_the_stored_rows(dbs, monkeypatch: pytest.MonkeyP
 
 def test_other_parameters_compute_the_null_and_read_the_rest(dbs, monkeypatch: pytest.MonkeyPatch):
     calls: list[dict] = []
-    real = nulls.permutation_null
+    real = nulls.permutation_nulls
 
-    def counted(*args: object, **kwargs: object) -> nulls.NullResult:
+    def counted(*args: object, **kwargs: object) -> tuple[nulls.NullResult, ...]:
         calls.append(kwargs)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(nulls, "permutation_null", counted)
+    # The server computes a null's thresholds together (its own and the grid's): one call per parameter set.
+    monkeypatch.setattr(nulls, "permutation_nulls", counted)
     monkeypatch.setattr(stats, "auroc", lambda *a, **k: pytest.fail("AUROC is stored for every stat"))
     # The claims' grid is stored (SI on max or mean, negatives by min or mean, thresholds 0.65 and 0.7); the rest
     # is computed.

@@ -44,7 +44,7 @@ def test_scores_equal_the_layer_pages(hand_ro: dict[str, Path], client: TestClie
         rows = _api_rows(db.run().layer("mixed4c").scores(**query))
     assert [r["unit"] for r in rows] == [u["unit"] for u in body["units"]] == list(range(len(LAYERS["mixed4c"])))
     for row, page in zip(rows, body["units"]):
-        for column in ("si", "in_top", "in_bottom", "selective", "overlap", "bottom_only", "in_bottom_only", "p_bottom_only", "p_top",
+        for column in ("si", "in_top", "in_bottom", "selective", "overlap", "bottom_only", "in_bottom_only", "bottom_only_share", "p_bottom_only", "q_bottom_only", "p_top",
                        "p_bottom", "q_top", "q_bottom", "auroc"):
             assert _same(row[column], page[column]), (row["unit"], column, row[column], page[column])
     # And both equal the numbers worked out from the hand DB's raw values (tests/fixtures.py).

@@ -21,7 +21,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from unitscope import claim_rules, schema, stats
+from unitscope import claim_rules, schema
 from unitscope.data import images, rankings, runs, scores
 from unitscope.data.source import ALIAS, ConnectionSource, open_read_only
 
@@ -48,9 +48,11 @@ class Database:
         return Run(self, runs.require_run(self.source, run_id))
 
     def relation(self, columns: Mapping[str, np.ndarray]) -> duckdb.DuckDBPyRelation:
-        """Numpy columns as a DuckDB relation of this connection (it lives as long as the Database)."""
+        """Numpy columns as a DuckDB relation of this connection; the arrays are kept until close()."""
         name = f"unitscope_api_{next(_names)}"
         self._tables.register(name, dict(columns))
+        # Registered until close(): a relation derived from this one (scores["si"], .filter(...)) reads the
+        # arrays by this name even once this relation object is gone.
         return self._tables.sql(f"SELECT * FROM {name}")
 
     def sql(self, query: str) -> duckdb.DuckDBPyRelation:
@@ -117,8 +119,9 @@ class Layer:
                pos_stat: str = schema.DEFAULT_POS_STAT, neg_stat: str = schema.DEFAULT_NEG_STAT,
                si_stat: str = schema.DEFAULT_SI_STAT, threshold: float = claim_rules.FIGURE_SI,
                ) -> duckdb.DuckDBPyRelation:
-        """Per unit: unit, si, in_top, in_bottom, selective, overlap, bottom_only, in_bottom_only, p_bottom_only,
-        p_top, p_bottom, q_top, q_bottom, auroc (the columns of /api/layers/{layer}'s units).
+        """Per unit: unit, si, in_top, in_bottom, selective, overlap, bottom_only, in_bottom_only, bottom_only_share,
+        p_bottom_only, q_bottom_only, p_top, p_bottom, q_top, q_bottom, auroc: the numbers of /api/layers/{layer}'s
+        units (docs/claims.md says how each is computed).
 
         k None: the pages' default for the run's size (claim_rules.default_k). SI is NULL for a unit
         whose response never varies; AUROC NULL when the category or the rest is empty.
@@ -126,6 +129,8 @@ class Layer:
         run, source = self.run.info, self.run.db.source
         for stat in (pos_stat, neg_stat, si_stat):
             schema.stat_column(stat)  # ValueError naming the valid stats
+        if k is not None and k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
         n_category = runs.require_category(run, category)
         k = claim_rules.default_k(max(run.images, 1))[0] if k is None else k
         found = scores.layer_scores(source, run, self.name, category=category, k=k, si_stat=si_stat,
@@ -134,19 +139,20 @@ class Layer:
         auroc = scores.auroc(source, run, self.name, category, si_stat)
         rows = found.rows
         si = np.array([math.nan if r.si is None else r.si for r in rows], dtype=np.float64)
-        overlap = np.array([r.overlap for r in rows], dtype=np.int64)
+        ex = scores.exclusive(found, k, run.images, n_category)
         columns = {
             "unit": np.array([r.unit for r in rows], dtype=np.int64),
             "si": np.ma.masked_invalid(si),
             "in_top": np.array([r.in_top for r in rows], dtype=np.int64),
             "in_bottom": np.array([r.in_bottom for r in rows], dtype=np.int64),
             "selective": np.array([claim_rules.selective(r.si, threshold) for r in rows], dtype=bool),
-            "overlap": overlap,
-            "bottom_only": min(k, run.images) - overlap,
+            "overlap": np.array([r.overlap for r in rows], dtype=np.int64),
+            "bottom_only": ex.bottom_only,
             "in_bottom_only": np.array([r.in_bottom_only for r in rows], dtype=np.int64),
-            "p_bottom_only": stats.exclusive_p([r.in_top for r in rows], overlap, [r.in_bottom_only for r in rows], k,
-                                               run.images, n_category),
-            **p_q,
+            "bottom_only_share": ex.share,
+            "p_bottom_only": ex.p,
+            "q_bottom_only": ex.q,
+            **{name: p_q[name] for name in ("p_top", "p_bottom", "q_top", "q_bottom")},
             "auroc": np.ma.masked_invalid(np.asarray(auroc, dtype=np.float64)),
         }
         return self.run.db.relation(columns)
@@ -168,6 +174,10 @@ class Unit:
 
     def _ranked(self, kind: str, stat: str, n: int, category: str) -> duckdb.DuckDBPyRelation:
         run, source = self.layer.run.info, self.layer.run.db.source
+        runs.require_category(run, category)  # NotFound naming the run's categories
+        schema.stat_column(stat)
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n}")
         rows = rankings.rankings(source, run, self.layer.name, self.unit, {kind: stat}, category, n)[kind]  # type: ignore[dict-item]
         index = images.image_index(source, run.run_id)
         paths = dict(source.rows(

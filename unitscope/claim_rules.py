@@ -88,12 +88,12 @@ def base_rate(k: int, n_images: int, n_category: int) -> float:
     return min(k, n_images) * n_category / n_images
 
 
-def enriched_exclusively(exclusive_p: float) -> bool:
+def enriched_exclusively(exclusive_q: float) -> bool:
     """The exclusive test of a unit: the images of its bottom k that are not in its top k (inhibiting it without
     exciting it) hold more of the category than as many images drawn at random from outside its top k would
-    (unitscope.stats.exclusive_p < ALPHA). A centre-surround unit, whose strongest negatives are its strongest
-    positives, has few such images or none, and does not pass."""
-    return exclusive_p < ALPHA
+    (unitscope.stats.exclusive_p, Benjamini-Hochberg across the layer's units: q < FDR). A centre-surround unit,
+    whose strongest negatives are its strongest positives, has few such images or none, and does not pass."""
+    return exclusive_q < FDR
 
 
 def default_layer(layers: Sequence[str]) -> tuple[str, str]:
@@ -150,7 +150,8 @@ def selective_verdict(p: float | None, selective_units: int, warned: bool) -> Ve
 
 
 def negative_verdict(share: float | None, gap_p: float | None, warned: bool) -> Verdict:
-    """`negative`: most selective units reach the base rate in their bottom k, and more than random groups do."""
+    """`negative`: most selective units pass the exclusive test (share), and the category's share of their bottom-only
+    images is above the rest's by more than random groups of as many units give (gap_p < ALPHA)."""
     if share is None or gap_p is None or warned:
         return "cannot_tell"
     if share <= MAJORITY:

@@ -172,7 +172,7 @@ def counts_sql(pos_stat: str, neg_stat: str) -> str:
     """
     return f"""
     WITH members AS MATERIALIZED ({_MEMBERSHIP}),
-    ranked AS (
+    ranked AS MATERIALIZED (
         SELECT unit, 'top' AS side, image_id FROM ({ranks_sql(pos_stat, "top")})
         UNION ALL
         SELECT unit, 'bottom' AS side, image_id FROM ({ranks_sql(neg_stat, "bottom")})
@@ -210,7 +210,7 @@ def stored_counts_sql() -> str:
     """
     return f"""
     WITH members AS MATERIALIZED ({_MEMBERSHIP}),
-    ranked AS (
+    ranked AS MATERIALIZED (
         SELECT unit, side, image_id FROM {schema.UNIT_RANKS}
         WHERE run_id = $run_id AND layer = $layer AND rank <= $k
           AND ((side = 'top' AND stat = $pos_stat) OR (side = 'bottom' AND stat = $neg_stat))

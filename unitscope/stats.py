@@ -124,7 +124,9 @@ def exclusive_p(in_top: npt.ArrayLike, overlap: npt.ArrayLike, in_bottom_only: n
     pool, pool_c = n - depth, n_c - np.asarray(in_top, dtype=np.int64)
     draws = depth - np.asarray(overlap, dtype=np.int64)
     x = np.asarray(in_bottom_only, dtype=np.float64)
-    return np.clip(sps.hypergeom.sf(x - 1, pool, pool_c, draws), 0.0, 1.0)
+    with np.errstate(invalid="ignore"):  # no image outside the top k (k >= n): nothing drawn, p = 1
+        p = sps.hypergeom.sf(x - 1, pool, pool_c, draws)
+    return np.where((draws <= 0) | (pool <= 0), 1.0, np.clip(np.nan_to_num(p, nan=1.0), 0.0, 1.0))
 
 
 def tail_shares(values: npt.ArrayLike, labels: npt.ArrayLike, *, upper: bool) -> np.ndarray:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from app.data.db import Reader
-from unitscope import metrics_sql, nulls, schema, stats
+from unitscope import claim_rules, metrics_sql, nulls, schema, stats
 from unitscope.data.runs import Run, require_category, require_layer, table_names
 from unitscope.data.scores import (
     bottom_rows,
@@ -60,30 +60,43 @@ def _stored_null(reader: Reader, run: Run, layer: str, category: str, si_stat: s
     return Null(permutations, seed, tuple(rows[name] for name in NULL_STATS))
 
 
-def _computed_null(reader: Reader, run: Run, layer: str, category: str, si_stat: str, neg_stat: str, k: int,
-                   threshold: float, permutations: int, seed: int) -> Null | None:
+def _computed_nulls(reader: Reader, run: Run, layer: str, category: str, si_stat: str, neg_stat: str, k: int,
+                    thresholds: tuple[float, ...], permutations: int, seed: int) -> dict[float, Null]:
+    """The null at each threshold from one set of shuffles (nulls.permutation_nulls); empty when the category
+    or the rest has no image."""
     image_ids, labels = category_labels(reader, run, category)
     if labels.all() or not labels.any():  # nothing to shuffle
-        return None
+        return {}
     bottom = bottom_rows(reader, run, layer, neg_stat, k, image_ids)
-    result = nulls.permutation_null(matrix(reader, run, layer, si_stat), bottom, labels, threshold=threshold,
-                                    permutations=permutations, seed=seed)
-    found = [getattr(result, name) for name in NULL_STATS]
-    return Null(result.permutations, result.seed,
-                tuple((s.observed, s.null_mean, s.null_p95, s.p_value, s.valid) for s in found))
+    results = nulls.permutation_nulls(matrix(reader, run, layer, si_stat), bottom, labels, thresholds=thresholds,
+                                      permutations=permutations, seed=seed)
+    out = {}
+    for result in results:
+        found = [getattr(result, name) for name in NULL_STATS]
+        out[result.threshold] = Null(result.permutations, result.seed,
+                                     tuple((s.observed, s.null_mean, s.null_p95, s.p_value, s.valid) for s in found))
+    return out
 
 
 def null(reader: Reader, run: Run, layer: str, *, category: str, si_stat: str, neg_stat: str, k: int,
          threshold: float, permutations: int, seed: int) -> Null | None:
     """The label-permutation null of the layer's claims (None when the category or the rest is empty).
 
-    Stored at publication for the default parameters: a lookup then. Otherwise P shuffles and P
-    matrix products over the layer's responses on the SI stat (about 2-3 s for 512 units, 6,308
-    images, P = 1000 on two shared cores; 30-45 s at 286,000 images), cached.
+    Stored at publication for the claims' grid (unitscope.claim_rules.GRID_*) at the default k: a lookup
+    then. Otherwise P shuffles and P matrix products over the layer's responses on the SI stat (about
+    2-3 s for 512 units, 6,308 images, P = 1000 on two shared cores; 30-45 s at 286,000 images), for
+    this threshold and the grid's together (the shuffles are shared), each cached.
     """
-    args = (reader, run, layer, category, si_stat, neg_stat, k, threshold, permutations, seed)
-    return reader.cached((run.run_id, layer, category, si_stat, "null", neg_stat, k, threshold, permutations, seed),
-                         lambda: stored_or_computed(lambda: _stored_null(*args), lambda: _computed_null(*args))[0])
+    thresholds = tuple(sorted({threshold, *claim_rules.GRID_THRESHOLDS}))
+    base = (run.run_id, layer, category, si_stat, neg_stat, k, permutations, seed)
+
+    def computed() -> Null | None:
+        return reader.cached((*base, "nulls", thresholds), lambda: _computed_nulls(
+            reader, run, layer, category, si_stat, neg_stat, k, thresholds, permutations, seed)).get(threshold)
+
+    return reader.cached((*base, "null", threshold), lambda: stored_or_computed(
+        lambda: _stored_null(reader, run, layer, category, si_stat, neg_stat, k, threshold, permutations, seed),
+        computed)[0])
 
 
 def tails(reader: Reader, run: Run, layer: str, *, category: str, neg_stat: str,

@@ -134,41 +134,46 @@ def _negative(ctx: LayerContext, urls: Urls, *, permutations: int, seed: int) ->
     chosen = [u.selective for u in ctx.units]
     gap = None
     if sel.units and rest.units:
-        result = nulls.group_gap([u.in_bottom_only for u in ctx.units], chosen, permutations=permutations, seed=seed)
-        gap = NullStat(name="median_gap", description="median in_bottom_only, selective units minus random "
-                       "groups of as many units", observed=result.observed, null_mean=result.null_mean,
+        # The category's share among each unit's bottom-only images, not their count: a selective unit shares more
+        # of its bottom k with its top k, so it has fewer bottom-only images to count.
+        result = nulls.group_gap([u.bottom_only_share for u in ctx.units], chosen, permutations=permutations,
+                                 seed=seed)
+        gap = NullStat(name="median_share_gap", description="median bottom_only_share, selective units minus "
+                       "random groups of as many units", observed=result.observed, null_mean=result.null_mean,
                        null_p95=result.null_p95, p=result.p_value, valid=result.valid)
     share = sel.share_with_bottom_only_enriched
     study = sel.share_with_bottom_at_base_rate
-    control = (f"the rest: {_pct(rest.share_with_bottom_only_enriched)} of {rest.units} units; median "
-               f"in_bottom_only {_num(sel.median_in_bottom_only)} (selective) vs {_num(rest.median_in_bottom_only)} "
-               f"(rest), that gap against random groups of {sel.units} units {_p(gap)}. The study's count, with the "
-               f"images also in the top {ctx.k}: {_pct(study)} of the selective units and "
+    control = (f"the rest: {_pct(rest.share_with_bottom_only_enriched)} of {rest.units} units; the category's "
+               f"median share of the bottom-only images {_pct(sel.median_bottom_only_share)} (selective, of a median "
+               f"{_num(sel.median_in_bottom_only)} category images) vs {_pct(rest.median_bottom_only_share)} (rest, of "
+               f"{_num(rest.median_in_bottom_only)}), that gap against random groups of {sel.units} units {_p(gap)}; "
+               f"the category is {ctx.n_category / ctx.n_images:.1%} of the run. The study's count, with the images "
+               f"also in the top {ctx.k}: {_pct(study)} of the selective units and "
                f"{_pct(rest.share_with_bottom_at_base_rate)} of the rest reach the base rate (median overlap "
                f"{_num(sel.median_overlap)} of {ctx.k} images for the selective units, {_num(rest.median_overlap)} for "
                f"the rest); against random labels {_p(chance)}")
     verdict = claim_rules.negative_verdict(share if sel.units else None, None if gap is None else gap.p,
                                            bool(ctx.warnings))
+    enriched = f"have more {ctx.category} images than chance among their bottom-only images"
     if verdict == "cannot_tell":
         reason = "; ".join(ctx.warnings) or ("no selective unit" if not sel.units else "no unit outside the selective ones")
     elif verdict == "does_not_hold":
-        reason = (f"only {_pct(share)} of the selective units have more {ctx.category} images than chance among the "
-                  f"bottom-{ctx.k} images that are not also in their top {ctx.k} (the study's count, overlap "
-                  f"included: {_pct(study)} reach the base rate)")
+        reason = (f"only {_pct(share)} of the selective units {enriched} (the bottom {ctx.k} less their top "
+                  f"{ctx.k}; the study's count, overlap included: {_pct(study)} reach the base rate)")
     elif verdict == "holds":
-        reason = (f"{_pct(share)} of the selective units have more {ctx.category} images than chance among their "
-                  f"bottom-only images, and their median in_bottom_only is above the rest's by more than a random group of as many "
-                  f"units shows ({_p(gap)})")
+        reason = (f"{_pct(share)} of the selective units {enriched}, and the category's median share of those "
+                  f"images is above the rest's by more than a random group of as many units shows ({_p(gap)})")
     else:
-        reason = (f"{_pct(share)} of the selective units have more {ctx.category} images than chance among their "
-                  f"bottom-only images, but so do {_pct(rest.share_with_bottom_only_enriched)} of the rest: their median "
-                  f"in_bottom_only is no higher than a random group of as many units shows ({_p(gap)})")
+        reason = (f"{_pct(share)} of the selective units {enriched}, but so do "
+                  f"{_pct(rest.share_with_bottom_only_enriched)} of the rest, and the category's median share of "
+                  f"those images is no higher than a random group of as many units shows ({_p(gap)})")
     return Claim(
         id="negative",
         claim="Most selective units have many category images among their strongest negative responses.",
         test=f"share of selective units whose bottom-only images (the bottom {ctx.k} by {ctx.neg_stat} less the top "
              f"{ctx.k} by {ctx.pos_stat}) hold more of the category than as many images drawn from outside the top "
-             f"{ctx.k} (hypergeometric p < {claim_rules.ALPHA}); against the rest and random groups of as many units",
+             f"{ctx.k} (hypergeometric, BH q < {claim_rules.FDR} across the layer's units); against the rest and "
+             f"random groups of as many units",
         value=share, study_value=study, control=control, verdict=verdict, reason=reason,
         evidence_url=urls.layer(ctx.layer),
     )
@@ -231,7 +236,7 @@ def _other_classes(reader: Reader, run: Run, ctx: LayerContext, urls: Urls) -> C
     control = ("a unit tuned to the category alone has 0 other classes above its category's median class"
                + (f"; selective units: median {float(np.median(counts)):g} such classes; unit {selective[0].unit} "
                   f"(highest SI): {named or 'none'}" if counts else "")
-               + f"; {too_few} classes of the run have fewer than {few} images and are not ranked")
+               + (f"; {too_few} classes of the run have fewer than {few} images and are not ranked" if counts else ""))
     evidence = urls.classes(ctx.layer, selective[0].unit, ctx.si_stat) if selective else urls.layer(ctx.layer)
     verdict = claim_rules.other_classes_verdict(share, category_classes)
     if verdict == "cannot_tell":
@@ -284,7 +289,8 @@ def build(reader: Reader, p: ClaimsParams, urls: Urls, *, permutations: int, see
     else:
         require_layer(run, p.layer)
         layer, layer_reason = p.layer, f"{p.layer}, as asked"
-    ctx, claims = _claims(reader, run, layer, p, urls, permutations, seed)
+    ctx, cached = _claims(reader, run, layer, p, urls, permutations, seed)
+    claims = [claim.model_copy() for claim in cached]  # the cached claims stay as computed: robustness is added here
     _add_robustness(claims, reader, run, layer, p, urls, permutations, seed)
     return ClaimsContext(
         run_id=run.run_id, layer=layer, layer_source="default" if p.layer is None else "given",
@@ -296,13 +302,21 @@ def build(reader: Reader, p: ClaimsParams, urls: Urls, *, permutations: int, see
 
 def _claims(reader: Reader, run: Run, layer: str, p: ClaimsParams, urls: Urls, permutations: int,
             seed: int) -> tuple[LayerContext, list[Claim]]:
-    """The layer page's context for the parameters, and every claim tested on it."""
-    ctx = layer_page.build(reader, layer, p, permutations=permutations, seed=seed)
-    low, high = layer_tests.tails(reader, run, layer, category=p.category, neg_stat=p.neg_stat, pos_stat=p.pos_stat)
-    return ctx, [
-        _selective(ctx, urls), _negative(ctx, urls, permutations=permutations, seed=seed), _two_sided(ctx, low, high, urls),
-        _other_classes(reader, run, ctx, urls), _low_level(ctx, urls),
-    ]
+    """The layer page's context for the parameters, and every claim tested on it; cached, as the claims page of
+    any specification of the grid needs those of all the others."""
+    def compute() -> tuple[LayerContext, list[Claim]]:
+        ctx = layer_page.build(reader, layer, p, permutations=permutations, seed=seed)
+        low, high = layer_tests.tails(reader, run, layer, category=p.category, neg_stat=p.neg_stat,
+                                      pos_stat=p.pos_stat)
+        return ctx, [
+            _selective(ctx, urls), _negative(ctx, urls, permutations=permutations, seed=seed),
+            _two_sided(ctx, low, high, urls), _other_classes(reader, run, ctx, urls), _low_level(ctx, urls),
+        ]
+
+    # The claims' evidence links carry the view's parameters: those are in the key too.
+    key = (run.run_id, layer, "claims", urls.root, tuple(sorted(urls.params.items())), permutations, seed,
+           *sorted(p.model_dump().items()))
+    return reader.cached(key, compute)
 
 
 def _add_robustness(claims: list[Claim], reader: Reader, run: Run, layer: str, p: ClaimsParams, urls: Urls,
@@ -317,9 +331,11 @@ def _add_robustness(claims: list[Claim], reader: Reader, run: Run, layer: str, p
         if spec == asked:
             verdicts = [c.verdict for c in claims]
         else:
-            q = p.model_copy(update={"pos_stat": pos_stat, "neg_stat": neg_stat, "si_stat": si_stat,
-                                     "threshold": threshold})
-            verdicts = [c.verdict for c in _claims(reader, run, layer, q, urls, permutations, seed)[1]]
+            change = {"pos_stat": pos_stat, "neg_stat": neg_stat, "si_stat": si_stat, "threshold": threshold}
+            q = p.model_copy(update=change)
+            # With the URLs of that view, so the cached claims are those its own request gets.
+            verdicts = [c.verdict for c in _claims(reader, run, layer, q, urls.with_params(**change), permutations,
+                                                   seed)[1]]
         cells.append((spec, verdicts))
     for i, claim in enumerate(claims):
         row = [Cell(pos_stat=pos, neg_stat=neg, si_stat=si, threshold=t, verdict=verdicts[i],

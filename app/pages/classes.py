@@ -145,8 +145,11 @@ def summary(rows: list[ClassRow], names: dict[str, str], stat: str) -> ClassSumm
         classes=len(rows),
         top=[_entry(row, names) for row in rows[:SUMMARY_CLASSES]],
         bottom=[_entry(row, names) for row in rows[max(SUMMARY_CLASSES, len(rows) - SUMMARY_CLASSES):]],
-        category=CategorySpread(**_spread([m.mean for m in members], claim_rules.category_median(rows)).model_dump(),
-                                members=members),
+        # The box of every category class (its median too); the median class ranked against is
+        # beats_category_median's, over the classes of FEW_IMAGES or more.
+        category=CategorySpread(**_spread([m.mean for m in members],
+                                          float(np.median([m.mean for m in members])) if members else None
+                                          ).model_dump(), members=members),
         rest=_spread(rest, float(np.median(rest)) if rest else None),
         beats_category_median=_beats(rows, names),
     )

@@ -10,9 +10,9 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from app.params import ScoreParams
-from unitscope import claim_rules, stats
+from unitscope import claim_rules
 from unitscope.data.runs import Run, require_category
-from unitscope.data.scores import ScoreRow, Scores, layer_scores
+from unitscope.data.scores import ScoreRow, Scores, exclusive, layer_scores
 from unitscope.data.source import Source
 
 
@@ -72,9 +72,12 @@ class Group(BaseModel):
     median_overlap: float | None = Field(None, description="median of overlap (images in both the top k and the "
                                          "bottom k); null for an empty group")
     median_in_bottom_only: float | None = Field(None, description="median of in_bottom_only; null for an empty group")
+    median_bottom_only_share: float | None = Field(None, description="median of bottom_only_share, the category's "
+                                                   "share among a unit's bottom-only images (0 without any); null "
+                                                   "for an empty group")
     with_bottom_only_enriched: int = Field(0, description="units whose bottom-only images (bottom k less the top "
                                            "k: inhibiting without exciting) hold more of the category than chance "
-                                           "(p_bottom_only < 0.05)")
+                                           "(q_bottom_only < 0.05)")
     share_with_bottom_only_enriched: float | None = Field(None, description="with_bottom_only_enriched / "
                                                               "units; null for an empty group")
 
@@ -138,34 +141,37 @@ def scores(source: Source, run: Run, layer: str, p: ScoreParams, k: int) -> Scor
                         neg_stat=p.neg_stat)
 
 
-def _median(values: list[int]) -> float | None:
+def _median(values: list[int] | list[float]) -> float | None:
     return float(np.median(values)) if values else None
 
 
-def _group(rows: list[ScoreRow], info: ScoreInfo) -> Group:
+def _group(rows: list[ScoreRow], shares: list[float], qs: list[float], info: ScoreInfo) -> Group:
     at_base_rate = sum(r.in_bottom >= info.base_rate for r in rows)
-    p = stats.exclusive_p([r.in_top for r in rows], [r.overlap for r in rows], [r.in_bottom_only for r in rows],
-                          info.k, info.n_images, info.n_category) if rows else []
-    exclusive = sum(claim_rules.enriched_exclusively(float(x)) for x in p)
+    enriched = sum(claim_rules.enriched_exclusively(q) for q in qs)
     return Group(
         units=len(rows), with_bottom_at_base_rate=at_base_rate,
         share_with_bottom_at_base_rate=at_base_rate / len(rows) if rows else None,
         median_in_top=_median([r.in_top for r in rows]), median_in_bottom=_median([r.in_bottom for r in rows]),
         median_overlap=_median([r.overlap for r in rows]),
         median_in_bottom_only=_median([r.in_bottom_only for r in rows]),
-        with_bottom_only_enriched=exclusive,
-        share_with_bottom_only_enriched=exclusive / len(rows) if rows else None,
+        median_bottom_only_share=_median(shares),
+        with_bottom_only_enriched=enriched,
+        share_with_bottom_only_enriched=enriched / len(rows) if rows else None,
     )
 
 
-def groups(rows: tuple[ScoreRow, ...], info: ScoreInfo) -> Groups:
+def groups(found: Scores, info: ScoreInfo) -> Groups:
     """The selective units and the rest (at info.threshold): counts, in_bottom >= base rate (count, share), median
-    in_top and in_bottom, and the same on the bottom-only images (the exclusive test)."""
+    in_top and in_bottom, and the exclusive test on the bottom-only images (unitscope.data.scores.exclusive)."""
+    rows = found.rows
+    ex = exclusive(found, info.k, info.n_images, info.n_category)
     chosen = [claim_rules.selective(r.si, info.threshold) for r in rows]
-    return Groups(
-        selective=_group([r for r, c in zip(rows, chosen) if c], info),
-        rest=_group([r for r, c in zip(rows, chosen) if not c], info),
-    )
+    parts = {side: [i for i, c in enumerate(chosen) if c == side] for side in (True, False)}
+    return Groups(**{
+        name: _group([rows[i] for i in parts[side]], [float(ex.share[i]) for i in parts[side]],
+                     [float(ex.q[i]) for i in parts[side]], info)
+        for name, side in (("selective", True), ("rest", False))
+    })
 
 
 @dataclass(frozen=True)
@@ -192,7 +198,7 @@ def layer_groups(source: Source, run: Run, p: ScoreParams) -> list[LayerGroups]:
     info = score_info(run, p)
     return [
         LayerGroups(name, units, position, relative_depth(index, len(run.layers)),
-                    groups(scores(source, run, name, p, info.k).rows, info))
+                    groups(scores(source, run, name, p, info.k), info))
         for index, (name, (units, position, _)) in enumerate(run.layers.items())
     ]
 

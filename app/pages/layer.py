@@ -27,7 +27,7 @@ from app.render import Page, number
 from app.urls import Urls
 from unitscope import claim_rules, stats
 from unitscope.data.runs import require_layer, require_run
-from unitscope.data.scores import auroc, chance
+from unitscope.data.scores import auroc, chance, exclusive
 
 
 class UnitScore(BaseModel):
@@ -45,8 +45,12 @@ class UnitScore(BaseModel):
     overlap: int = Field(0, description="images in both the unit's top k (pos_stat) and its bottom k (neg_stat)")
     bottom_only: int = Field(0, description="images of its bottom k that are not in its top k: min(k, images) - overlap")
     in_bottom_only: int = Field(0, description="category images among bottom_only: inhibited without being excited")
+    bottom_only_share: float = Field(0.0, description="in_bottom_only / bottom_only: the category's share among the "
+                                     "bottom-only images; 0 without any")
     p_bottom_only: float = Field(1.0, description="P(in_bottom_only this high or higher) for bottom_only images drawn "
-                                 "at random from outside the top k (hypergeometric); < 0.05: enriched")
+                                 "at random from outside the top k (hypergeometric)")
+    q_bottom_only: float = Field(1.0, description="Benjamini-Hochberg q-value of p_bottom_only across the layer's "
+                                 "units; < 0.05: the bottom-only images are enriched in the category")
     significant_top: bool = Field(description="q_top < 0.05")
     significant_bottom: bool = Field(description="q_bottom < 0.05")
     auroc: float | None = Field(description="AUROC of category against rest on the SI stat (0.5: no preference); "
@@ -131,30 +135,30 @@ def build(reader: Reader, name: str, p: ScoreParams, *, permutations: int, seed:
     found = scores(reader, run, name, p, info.k)
     halves = layer_tests.split_half(reader, run, name, p.category, p.si_stat)
     p_q = chance(found, info.k, run.images, info.n_category)
-    p_only = stats.exclusive_p([r.in_top for r in found.rows], [r.overlap for r in found.rows],
-                               [r.in_bottom_only for r in found.rows], info.k, run.images, info.n_category).tolist()
+    ex = exclusive(found, info.k, run.images, info.n_category)
     aurocs = auroc(reader, run, name, p.category, p.si_stat)
     null = layer_tests.null(reader, run, name, category=p.category, si_stat=p.si_stat, neg_stat=p.neg_stat,
                             k=info.k, threshold=p.threshold, permutations=permutations, seed=seed)
     fdr = claim_rules.FDR
-    depth = min(info.k, run.images)
     units = [
         UnitScore(
             unit=r.unit, si=r.si, in_top=r.in_top, in_bottom=r.in_bottom,
-            selective=claim_rules.selective(r.si, p.threshold), overlap=r.overlap, bottom_only=depth - r.overlap,
-            in_bottom_only=r.in_bottom_only, p_bottom_only=p_exclusive, p_top=p_top, p_bottom=p_bottom, q_top=q_top, q_bottom=q_bottom,
+            selective=claim_rules.selective(r.si, p.threshold), overlap=r.overlap, bottom_only=bottom_only,
+            in_bottom_only=r.in_bottom_only, bottom_only_share=share, p_bottom_only=p_only, q_bottom_only=q_only,
+            p_top=p_top, p_bottom=p_bottom, q_top=q_top, q_bottom=q_bottom,
             significant_top=q_top < fdr, significant_bottom=q_bottom < fdr, auroc=_finite(aurocs[r.unit]),
             si_half_a=halves.si_a.get(r.unit), si_half_b=halves.si_b.get(r.unit),
         )
-        for r, p_top, p_bottom, q_top, q_bottom, p_exclusive in zip(
-            found.rows, *(p_q[c].tolist() for c in ("p_top", "p_bottom", "q_top", "q_bottom")), p_only
+        for r, p_top, p_bottom, q_top, q_bottom, bottom_only, share, p_only, q_only in zip(
+            found.rows, *(p_q[c].tolist() for c in ("p_top", "p_bottom", "q_top", "q_bottom")),
+            ex.bottom_only.tolist(), ex.share.tolist(), ex.p.tolist(), ex.q.tolist()
         )
     ]
     selective = [u.unit for u in units if u.selective]
     return LayerContext(
         **info.model_dump(), layer=name, units=units,
         selective=len(selective), source=found.source,
-        groups=groups(found.rows, info), null=null_summary(null),
+        groups=groups(found, info), null=null_summary(null),
         low_level=low_level.for_layer(reader, run, name, selective, p), split_half=split_half(halves, p.si_stat),
     )
 
@@ -250,8 +254,8 @@ def _group_rows(groups: Groups) -> list[tuple[str, str, str]]:
         ("median in_bottom", lambda g: number(g.median_in_bottom, 1)),
         ("median overlap (in both top and bottom k)", lambda g: number(g.median_overlap, 1)),
         ("median in_bottom_only", lambda g: number(g.median_in_bottom_only, 1)),
-        ("share whose bottom-only images reach the category's share",
-         lambda g: percent(g.share_with_bottom_only_enriched)),
+        ("median category share of the bottom-only images", lambda g: percent(g.median_bottom_only_share)),
+        ("share with bottom-only images enriched (q < 0.05)", lambda g: percent(g.share_with_bottom_only_enriched)),
     ]
     return [(label, show(groups.selective), show(groups.rest)) for label, show in measures]
 

@@ -1,4 +1,5 @@
-"""A layer's scores per unit (SI, in_top, in_bottom, their chance p and q, AUROC) and the matrices behind them.
+"""A layer's scores per unit (SI, in_top, in_bottom, overlap, in_bottom_only, their chance p and q, AUROC) and the
+matrices behind them.
 
 The Python API's Layer.scores() and the server's layer page both read through layer_scores(), so a
 number on a page is the API's. Publication stores SI, the ranks and AUROC for its parameters
@@ -41,7 +42,7 @@ class Scores:
 
 def layer_scores(source: Source, run: Run, layer: str, *, category: str, k: int, si_stat: str, pos_stat: str,
                  neg_stat: str) -> Scores:
-    """(unit, si, in_top, in_bottom) for each unit, from the stored tables when they hold it.
+    """(unit, si, in_top, in_bottom, overlap, in_bottom_only) for each unit, from the stored tables when they hold it.
 
     SI (per category and stat) and the counts (per category, k, pos_stat and neg_stat) are looked up
     or computed separately, each cached with its own parameters, so changing only si_stat or only k
@@ -82,13 +83,41 @@ def _layer_counts(source: Source, run: Run, layer: str, units: int, category: st
     q = {"run_id": run.run_id, "layer": layer, "category": category, "k": k}
 
     def stored() -> list[Any] | None:
-        if k > schema.RANKED_K:  # publication stored each unit's first RANKED_K on both sides
+        if min(k, run.images) > stored_rank_depth(source, run, layer):  # the stored ranks must reach k
             return None
         rows = source.rows(metrics_sql.stored_counts_sql(), {**q, "pos_stat": pos_stat, "neg_stat": neg_stat})
         return rows if len(rows) == units else None
 
     rows, was_stored = stored_or_computed(stored, lambda: source.rows(metrics_sql.counts_sql(pos_stat, neg_stat), q))
     return tuple(tuple(int(x) for x in row) for row in rows), was_stored
+
+
+def stored_rank_depth(source: Source, run: Run, layer: str) -> int:
+    """How many images of each side publication ranked for the layer's units (RANKED_K, or fewer for a small run
+    or a DB published with a lower ranked_k); 0 when none."""
+    return source.cached((run.run_id, layer, "rank_depth"), lambda: int(source.rows(
+        f"SELECT coalesce(max(rank), 0) FROM {schema.UNIT_RANKS} WHERE run_id = $run_id AND layer = $layer",
+        {"run_id": run.run_id, "layer": layer})[0][0]), keep=True)
+
+
+@dataclass(frozen=True)
+class Exclusive:
+    """Per unit, in row order, the exclusive test: its bottom-k images that are not in its top k."""
+
+    bottom_only: np.ndarray  # min(k, images) - overlap
+    share: np.ndarray  # in_bottom_only / bottom_only: the category's share among them; 0 when there is none
+    p: np.ndarray  # unitscope.stats.exclusive_p: more of the category than a draw from outside the top k?
+    q: np.ndarray  # p's Benjamini-Hochberg q-values across the layer's units
+
+
+def exclusive(scores: Scores, k: int, n_images: int, n_category: int) -> Exclusive:
+    """The exclusive test of every unit of a layer (the layer page, the claims and the API all take it from here)."""
+    overlap = np.array([r.overlap for r in scores.rows], dtype=np.int64)
+    in_bottom_only = np.array([r.in_bottom_only for r in scores.rows], dtype=np.int64)
+    bottom_only = min(k, n_images) - overlap
+    share = np.divide(in_bottom_only, bottom_only, out=np.zeros(len(overlap)), where=bottom_only > 0)
+    p = stats.exclusive_p([r.in_top for r in scores.rows], overlap, in_bottom_only, k, n_images, n_category)
+    return Exclusive(bottom_only=bottom_only, share=share, p=p, q=stats.bh_qvalues(p))
 
 
 def chance(scores: Scores, k: int, n_images: int, n_category: int) -> dict[str, np.ndarray]:

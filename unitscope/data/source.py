@@ -2,12 +2,13 @@
 
 A Source is a read-only DuckDB cursor with a cache that lives as long as the DB file it reads: the
 server's is app.data.db.Reader (one per request, its cache shared across requests and keyed by the
-file's generation), the Python API's is ConnectionSource. Readers pass their own keys; the Source
-prefixes them with what identifies its DB, so no reader builds that into a key.
+file's generation), the Python API's is ConnectionSource (its cache is its own, so one DB). Readers
+pass their own keys and never build the DB's identity into them.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -93,14 +94,17 @@ class ConnectionSource:
         self.connection = connection
         self._cursor = connection.cursor()  # a cursor does not inherit the connection's USE
         self._cursor.execute(f"USE {ALIAS}")
+        self._lock = threading.Lock()  # one cursor: a query and its fetch must not interleave with another's
         self._kept: LruCache[Any] = LruCache(None)
         self._results: LruCache[Any] = LruCache(cache_size)
 
     def rows(self, sql: str, params: Mapping[str, object] | None = None) -> list[tuple[Any, ...]]:
-        return self._cursor.execute(sql, dict(params or {})).fetchall()
+        with self._lock:
+            return self._cursor.execute(sql, dict(params or {})).fetchall()
 
     def arrays(self, sql: str, params: Mapping[str, object] | None = None) -> dict[str, np.ndarray]:
-        return self._cursor.execute(sql, dict(params or {})).fetchnumpy()
+        with self._lock:
+            return self._cursor.execute(sql, dict(params or {})).fetchnumpy()
 
     def cached(self, key: Hashable, compute: Callable[[], T], *, keep: bool = False) -> T:
         return (self._kept if keep else self._results).get_or_compute(key, compute)
