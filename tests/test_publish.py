@@ -5,9 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pytest
-from hand_run import UNIT0_MAX, publish_hand_run
+from fastapi.testclient import TestClient
+from fixtures import make_settings
+from hand_run import UNIT0_MAX, UNIT0_MIN, WNIDS, publish_hand_run
 
+from app.main import create_app
 from unitscope import metrics_sql, schema
 
 
@@ -68,3 +72,21 @@ def test_a_second_publication_keeps_the_older_runs(tmp_path):
         assert con.execute("SELECT run_id, max(rank) FROM unit_ranks GROUP BY 1 ORDER BY 1").fetchall() == [
             (1, 2), (2, 3)
         ]  # fmt: skip
+
+
+def test_counts_past_the_stored_ranks_are_computed_not_truncated(tmp_path: Path) -> None:
+    """A run published with ranked_k = 2: k = 3 and 4 are counted over the responses, not over the 2 stored ranks."""
+    db = tmp_path / "hand.duckdb"
+    publish_hand_run(db, ranked_k=2)
+    dog = np.array([w == "n02088364" for w in WNIDS])  # the beagles, images 0 and 2
+    with TestClient(create_app(make_settings(db, tmp_path))) as client:
+        for k in (2, 3, 4):
+            body = client.get(f"/api/layers/conv1?k={k}").json()
+            # Unit 0 by hand: max (4, 0, 2, 2, 1), top k by value then id; min (-1, -3, 0, -2, -3), bottom k likewise.
+            top = sorted(range(5), key=lambda i: (-UNIT0_MAX[i], i))[:k]
+            bottom = sorted(range(5), key=lambda i: (UNIT0_MIN[i], i))[:k]
+            unit0 = body["units"][0]
+            assert (unit0["in_top"], unit0["in_bottom"], unit0["overlap"], unit0["in_bottom_only"]) == (
+                int(dog[top].sum()), int(dog[bottom].sum()), len(set(top) & set(bottom)),
+                int(sum(dog[i] for i in set(bottom) - set(top)))), k
+            assert body["source"] == ("precomputed" if k <= 2 else "computed"), k
