@@ -131,15 +131,15 @@ class Layer:
             schema.stat_column(stat)  # ValueError naming the valid stats
         if k is not None and k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
-        n_category = runs.require_category(run, category)
+        runs.require_category(run, category)  # NotFound naming the run's categories
         k = claim_rules.default_k(max(run.images, 1))[0] if k is None else k
         found = scores.layer_scores(source, run, self.name, category=category, k=k, si_stat=si_stat,
                                     pos_stat=pos_stat, neg_stat=neg_stat)
-        p_q = scores.chance(found, k, run.images, n_category)
+        p_q = found.chance
         auroc = scores.auroc(source, run, self.name, category, si_stat)
         rows = found.rows
         si = np.array([math.nan if r.si is None else r.si for r in rows], dtype=np.float64)
-        ex = scores.exclusive(found, k, run.images, n_category)
+        ex = found.exclusive
         columns = {
             "unit": np.array([r.unit for r in rows], dtype=np.int64),
             "si": np.ma.masked_invalid(si),

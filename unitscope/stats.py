@@ -2,9 +2,10 @@
 
 numpy and scipy, no torch: the worker's publication and the server's pages compute with the same
 functions, and the Python API returns what they return. scipy.stats does what it can
-(hypergeometric tails, Benjamini-Hochberg, ranks, Mann-Whitney); the hand-written ones are the
-vectorised per-unit forms that scipy has not (AUROC over hundreds of columns, SI, the tails) and
-those scipy lacks (Cliff's delta, cross-validated R^2). Definitions follow unitscope/schema.py: SI
+(Benjamini-Hochberg, ranks, Mann-Whitney, the exclusive test's hypergeometric tails); the hand-written
+ones are those where a vectorised need was measured (the hypergeometric tail of a whole layer at once),
+the per-unit forms scipy has not (SI, the tails) and those scipy lacks (Cliff's delta, cross-validated
+R^2). Definitions follow unitscope/schema.py: SI
 min-max normalises each unit's responses over all images of the run. The permutation nulls are in
 unitscope.nulls; the thresholds that turn these numbers into verdicts in unitscope.claim_rules.
 """
@@ -26,15 +27,31 @@ CHUNK_BYTES = 128 * 2**20
 def hypergeom_sf_array(x: npt.ArrayLike, k: int, n: int, n_c: int) -> np.ndarray:
     """P(X >= x) for each x, X the category images among k drawn without replacement from n, n_c in it.
 
-    This is in_top's (or in_bottom's) upper-tail p-value under random labels (scipy.stats.hypergeom).
-    x need not be an integer (P(X >= x) = P(X >= ceil x)), e.g. a base rate. k > n is taken as k = n.
+    This is in_top's (or in_bottom's) upper-tail p-value under random labels, for every unit of a layer
+    at once. Hand-written, not scipy.stats.hypergeom.sf: for 512 units at n = 60,000, k = 1000 scipy
+    took 56 ms and this 0.26 ms, the same to 4e-13 (2026-12-03), and the claims page evaluates it for
+    every specification of its grid. The pmf is computed once for the whole support, then indexed. Exact
+    up to rounding: the log-pmf from the ratio of consecutive terms, normalised to sum to 1, then summed
+    from the upper end with a cumulative log-sum-exp, so tails far below 1e-300 keep their
+    relative accuracy (about 1e-12). Log-binomials from math.lgamma were 2e-10 off at n = 286,000
+    (lgamma there is ~3e6, whose float64 spacing is 5e-10), hence the ratios. x need not be an
+    integer (P(X >= x) = P(X >= ceil x)), e.g. a base rate. k > n is taken as k = n.
     """
     if not 0 <= n_c <= n or k < 0:
         raise ValueError(f"need 0 <= n_c <= n and k >= 0, got n={n}, n_c={n_c}, k={k}")
     k = min(k, n)
+    lo, hi = max(0, k - (n - n_c)), min(k, n_c)  # the support of X
     x = np.ceil(np.asarray(x, dtype=np.float64))
-    # sf(x - 1) = P(X > x - 1) = P(X >= x); clipped, as rounding can put a sum a few ulps above 1.
-    return np.clip(sps.hypergeom.sf(x - 1, n, n_c, k), 0.0, 1.0)
+    i = np.arange(lo, hi, dtype=np.float64)
+    # pmf(i + 1) / pmf(i) = (n_c - i)(k - i) / ((i + 1)(n - n_c - k + i + 1))
+    log_ratio = np.log((n_c - i) * (k - i)) - np.log((i + 1) * (n - n_c - k + i + 1))
+    log_pmf = np.concatenate([[0.0], np.cumsum(log_ratio)])
+    log_pmf -= np.logaddexp.reduce(log_pmf)
+    log_tail = np.logaddexp.accumulate(log_pmf[::-1])[::-1]  # log P(X >= lo + j)
+    inside = np.clip(x, lo, hi).astype(np.int64) - lo
+    # Rounding can put a sum a few ulps above 1; a probability it stays.
+    tail = np.minimum(np.exp(log_tail[inside]), 1.0)
+    return np.where(x <= lo, 1.0, np.where(x > hi, 0.0, tail))
 
 
 def hypergeom_sf(x: float, k: int, n: int, n_c: int) -> float:

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from app.params import ScoreParams
 from unitscope import claim_rules
 from unitscope.data.runs import Run, require_category
-from unitscope.data.scores import ScoreRow, Scores, exclusive, layer_scores
+from unitscope.data.scores import ScoreRow, Scores, layer_scores
 from unitscope.data.source import Source
 
 
@@ -164,7 +164,7 @@ def groups(found: Scores, info: ScoreInfo) -> Groups:
     """The selective units and the rest (at info.threshold): counts, in_bottom >= base rate (count, share), median
     in_top and in_bottom, and the exclusive test on the bottom-only images (unitscope.data.scores.exclusive)."""
     rows = found.rows
-    ex = exclusive(found, info.k, info.n_images, info.n_category)
+    ex = found.exclusive
     chosen = [claim_rules.selective(r.si, info.threshold) for r in rows]
     parts = {side: [i for i, c in enumerate(chosen) if c == side] for side in (True, False)}
     return Groups(**{

@@ -27,7 +27,7 @@ from app.render import Page, number
 from app.urls import Urls
 from unitscope import claim_rules, stats
 from unitscope.data.runs import require_layer, require_run
-from unitscope.data.scores import auroc, chance, exclusive
+from unitscope.data.scores import auroc
 
 
 class UnitScore(BaseModel):
@@ -134,8 +134,7 @@ def build(reader: Reader, name: str, p: ScoreParams, *, permutations: int, seed:
     info = score_info(run, p)
     found = scores(reader, run, name, p, info.k)
     halves = layer_tests.split_half(reader, run, name, p.category, p.si_stat)
-    p_q = chance(found, info.k, run.images, info.n_category)
-    ex = exclusive(found, info.k, run.images, info.n_category)
+    p_q, ex = found.chance, found.exclusive
     aurocs = auroc(reader, run, name, p.category, p.si_stat)
     null = layer_tests.null(reader, run, name, category=p.category, si_stat=p.si_stat, neg_stat=p.neg_stat,
                             k=info.k, threshold=p.threshold, permutations=permutations, seed=seed)

@@ -32,11 +32,23 @@ class ScoreRow(NamedTuple):
 
 
 @dataclass(frozen=True)
+class Exclusive:
+    """Per unit, in row order, the exclusive test: its bottom-k images that are not in its top k."""
+
+    bottom_only: np.ndarray  # min(k, images) - overlap
+    share: np.ndarray  # in_bottom_only / bottom_only: the category's share among them; 0 when there is none
+    p: np.ndarray  # unitscope.stats.exclusive_p: more of the category than a draw from outside the top k?
+    q: np.ndarray  # p's Benjamini-Hochberg q-values across the layer's units
+
+
+@dataclass(frozen=True)
 class Scores:
-    """One layer's scores for one parameter set."""
+    """One layer's scores for one parameter set, with the tests of its counts (which do not depend on SI)."""
 
     rows: tuple[ScoreRow, ...]
     source: str  # "precomputed" when publication stored both SI and the counts, else "computed"
+    chance: dict[str, np.ndarray]  # p_top, p_bottom, q_top, q_bottom in row order (see chance())
+    exclusive: Exclusive
     by_unit: dict[int, ScoreRow] = field(default_factory=dict, compare=False)
 
 
@@ -55,9 +67,13 @@ def layer_scores(source: Source, run: Run, layer: str, *, category: str, k: int,
                                                                             si_stat))
     counts, counts_stored = source.cached((*base, "counts", k, pos_stat, neg_stat), lambda: _layer_counts(
         source, run, layer, units, category, k, pos_stat, neg_stat))
+    n_category = run.categories[category]
+    # The counts' tests, once per counts: the claims page asks for the same counts under every SI stat and threshold.
+    p_q, ex = source.cached((*base, "count_tests", k, pos_stat, neg_stat), lambda: (
+        chance(counts, k, run.images, n_category), exclusive(counts, k, run.images, n_category)))
     rows = tuple(ScoreRow(unit, si[unit], *rest) for unit, *rest in counts)
-    return Scores(rows=rows, source="precomputed" if si_stored and counts_stored else "computed",
-                  by_unit={r[0]: r for r in rows})
+    return Scores(rows=rows, source="precomputed" if si_stored and counts_stored else "computed", chance=p_q,
+                  exclusive=ex, by_unit={r[0]: r for r in rows})
 
 
 def _layer_si(source: Source, run: Run, layer: str, units: int, category: str,
@@ -100,31 +116,23 @@ def stored_rank_depth(source: Source, run: Run, layer: str) -> int:
         {"run_id": run.run_id, "layer": layer})[0][0]), keep=True)
 
 
-@dataclass(frozen=True)
-class Exclusive:
-    """Per unit, in row order, the exclusive test: its bottom-k images that are not in its top k."""
-
-    bottom_only: np.ndarray  # min(k, images) - overlap
-    share: np.ndarray  # in_bottom_only / bottom_only: the category's share among them; 0 when there is none
-    p: np.ndarray  # unitscope.stats.exclusive_p: more of the category than a draw from outside the top k?
-    q: np.ndarray  # p's Benjamini-Hochberg q-values across the layer's units
-
-
-def exclusive(scores: Scores, k: int, n_images: int, n_category: int) -> Exclusive:
-    """The exclusive test of every unit of a layer (the layer page, the claims and the API all take it from here)."""
-    overlap = np.array([r.overlap for r in scores.rows], dtype=np.int64)
-    in_bottom_only = np.array([r.in_bottom_only for r in scores.rows], dtype=np.int64)
+def exclusive(counts: tuple[tuple[int, ...], ...], k: int, n_images: int, n_category: int) -> Exclusive:
+    """The exclusive test of every unit of a layer from its (unit, in_top, in_bottom, overlap, in_bottom_only) rows."""
+    in_top = np.array([c[1] for c in counts], dtype=np.int64)
+    overlap = np.array([c[3] for c in counts], dtype=np.int64)
+    in_bottom_only = np.array([c[4] for c in counts], dtype=np.int64)
     bottom_only = min(k, n_images) - overlap
     share = np.divide(in_bottom_only, bottom_only, out=np.zeros(len(overlap)), where=bottom_only > 0)
-    p = stats.exclusive_p([r.in_top for r in scores.rows], overlap, in_bottom_only, k, n_images, n_category)
+    p = stats.exclusive_p(in_top, overlap, in_bottom_only, k, n_images, n_category)
     return Exclusive(bottom_only=bottom_only, share=share, p=p, q=stats.bh_qvalues(p))
 
 
-def chance(scores: Scores, k: int, n_images: int, n_category: int) -> dict[str, np.ndarray]:
-    """Per unit, in row order: p_top, p_bottom (hypergeometric upper tails) and their BH q_top, q_bottom."""
+def chance(counts: tuple[tuple[int, ...], ...], k: int, n_images: int, n_category: int) -> dict[str, np.ndarray]:
+    """Per unit, in row order: p_top, p_bottom (hypergeometric upper tails of in_top, in_bottom) and their BH q_top,
+    q_bottom across the layer's units."""
     out: dict[str, np.ndarray] = {}
-    for side, column in (("top", 2), ("bottom", 3)):
-        p = stats.hypergeom_sf_array([r[column] for r in scores.rows], k, n_images, n_category)
+    for side, column in (("top", 1), ("bottom", 2)):
+        p = stats.hypergeom_sf_array([c[column] for c in counts], k, n_images, n_category)
         out[f"p_{side}"], out[f"q_{side}"] = p, stats.bh_qvalues(p)
     return out
 
