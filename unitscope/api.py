@@ -22,7 +22,7 @@ import duckdb
 import numpy as np
 
 from unitscope import claim_rules, schema
-from unitscope.data import images, rankings, runs, scores
+from unitscope.data import rankings, runs, scores
 from unitscope.data.source import ALIAS, ConnectionSource, open_read_only
 
 _names = itertools.count()  # each relation registers its arrays under a name of its own
@@ -179,7 +179,6 @@ class Unit:
         if n < 1:
             raise ValueError(f"n must be at least 1, got {n}")
         rows = rankings.rankings(source, run, self.layer.name, self.unit, {kind: stat}, category, n)[kind]  # type: ignore[dict-item]
-        index = images.image_index(source, run.run_id)
         paths = dict(source.rows(
             f"SELECT image_id, path FROM {schema.IMAGES} WHERE run_id = $run_id AND list_contains($ids, image_id)",
             {"run_id": run.run_id, "ids": [r[0] for r in rows]}))
@@ -187,8 +186,8 @@ class Unit:
             "rank": np.arange(1, len(rows) + 1, dtype=np.int64),
             "image_id": np.array([r[0] for r in rows], dtype=np.int64),
             "value": np.array([r[4] for r in rows], dtype=np.float64),
-            "wnid": np.array([index.wnid(r[0]) for r in rows], dtype=object),
-            "class_name": np.array([index.class_name(r[0]) for r in rows], dtype=object),
+            "wnid": np.array([r[1] for r in rows], dtype=object),
+            "class_name": np.array([r[2] for r in rows], dtype=object),
             "is_category": np.array([bool(r[3]) for r in rows], dtype=bool),
             "path": np.array([paths[r[0]] for r in rows], dtype=object),
         })

@@ -1,6 +1,7 @@
 """A layer's tests that read every response of the layer: the label-permutation null, the category's
 tails, and split-half SI. Each is publication's stored value when the parameters are the stored
-ones, else computed with unitscope's statistics over the layer's matrices (read once per request).
+ones, else computed with unitscope's statistics over the layer's matrices (each read once per
+request: Source.matrix).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.data.db import Reader
 from unitscope import claim_rules, metrics_sql, nulls, schema, stats
 from unitscope.data.runs import Run, require_category, require_layer, table_names
 from unitscope.data.scores import (
@@ -38,12 +38,7 @@ class Null:
     rows: tuple[NullRow, ...]
 
 
-def matrix(reader: Reader, run: Run, layer: str, stat: str) -> np.ndarray:
-    """The layer's (images x units) responses on a stat, read at most once per request."""
-    return reader.matrix((run.run_id, layer, stat), lambda: layer_matrix(reader, run, layer, stat))
-
-
-def _stored_null(reader: Reader, run: Run, layer: str, category: str, si_stat: str, neg_stat: str, k: int,
+def _stored_null(reader: Source, run: Run, layer: str, category: str, si_stat: str, neg_stat: str, k: int,
                  threshold: float, permutations: int, seed: int) -> Null | None:
     if schema.LAYER_NULL not in table_names(reader):
         return None
@@ -60,7 +55,7 @@ def _stored_null(reader: Reader, run: Run, layer: str, category: str, si_stat: s
     return Null(permutations, seed, tuple(rows[name] for name in NULL_STATS))
 
 
-def _computed_nulls(reader: Reader, run: Run, layer: str, category: str, si_stat: str, neg_stat: str, k: int,
+def _computed_nulls(reader: Source, run: Run, layer: str, category: str, si_stat: str, neg_stat: str, k: int,
                     thresholds: tuple[float, ...], permutations: int, seed: int) -> dict[float, Null]:
     """The null at each threshold from one set of shuffles (nulls.permutation_nulls); empty when the category
     or the rest has no image."""
@@ -68,7 +63,7 @@ def _computed_nulls(reader: Reader, run: Run, layer: str, category: str, si_stat
     if labels.all() or not labels.any():  # nothing to shuffle
         return {}
     bottom = bottom_rows(reader, run, layer, neg_stat, k, image_ids)
-    results = nulls.permutation_nulls(matrix(reader, run, layer, si_stat), bottom, labels, thresholds=thresholds,
+    results = nulls.permutation_nulls(layer_matrix(reader, run, layer, si_stat), bottom, labels, thresholds=thresholds,
                                       permutations=permutations, seed=seed)
     out = {}
     for result in results:
@@ -78,7 +73,7 @@ def _computed_nulls(reader: Reader, run: Run, layer: str, category: str, si_stat
     return out
 
 
-def null(reader: Reader, run: Run, layer: str, *, category: str, si_stat: str, neg_stat: str, k: int,
+def null(reader: Source, run: Run, layer: str, *, category: str, si_stat: str, neg_stat: str, k: int,
          threshold: float, permutations: int, seed: int) -> Null | None:
     """The label-permutation null of the layer's claims (None when the category or the rest is empty).
 
@@ -99,7 +94,7 @@ def null(reader: Reader, run: Run, layer: str, *, category: str, si_stat: str, n
         computed)[0])
 
 
-def tails(reader: Reader, run: Run, layer: str, *, category: str, neg_stat: str,
+def tails(reader: Source, run: Run, layer: str, *, category: str, neg_stat: str,
           pos_stat: str) -> tuple[np.ndarray, np.ndarray]:
     """Per unit, (below, above): the shares of the category's images far below and far above the rest.
 
@@ -111,7 +106,7 @@ def tails(reader: Reader, run: Run, layer: str, *, category: str, neg_stat: str,
         column = "tail_above" if upper else "tail_below"
         return stored_or_computed(
             lambda: stored_unit_column(reader, run, layer, category, stat, column),
-            lambda: stats.tail_shares(matrix(reader, run, layer, stat), category_labels(reader, run, category)[1],
+            lambda: stats.tail_shares(layer_matrix(reader, run, layer, stat), category_labels(reader, run, category)[1],
                                       upper=upper),
         )[0]
 

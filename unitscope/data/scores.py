@@ -183,23 +183,28 @@ def layer_matrix(source: Source, run: Run, layer: str, stat: str) -> np.ndarray:
     Memory: 4 bytes x images x units (13 MB for mixed4c at 6,308 images, 590 MB at 286,000).
     """
     units = require_layer(run, layer)[0]
-    values = source.arrays(metrics_sql.layer_matrix_sql(stat), {"run_id": run.run_id, "layer": layer})["v"]
-    if values.size != units * run.images:
-        raise Unavailable(f"{layer} of run {run.run_id} holds {values.size:,} responses, not units x images")
-    return values.astype(np.float32, copy=False).reshape(units, run.images).T  # images x units
+
+    def read() -> np.ndarray:
+        values = source.arrays(metrics_sql.layer_matrix_sql(stat), {"run_id": run.run_id, "layer": layer})["v"]
+        if values.size != units * run.images:
+            raise Unavailable(f"{layer} of run {run.run_id} holds {values.size:,} responses, not units x images")
+        return values.astype(np.float32, copy=False).reshape(units, run.images).T  # images x units
+
+    # Once per request: AUROC, the null and the tails of one page read the same matrix.
+    return source.matrix((run.run_id, layer, stat), read)
 
 
 def bottom_rows(source: Source, run: Run, layer: str, stat: str, k: int, image_ids: np.ndarray) -> np.ndarray:
     """Each unit's first min(k, images) from the bottom of `stat`, as row indices into layer_matrix: (units, k).
 
-    The stored ranks when they cover k (k <= RANKED_K), else the same ranking SQL over the responses.
+    The stored ranks when they reach min(k, images), else the same ranking SQL over the responses.
     """
     units = require_layer(run, layer)[0]
     depth = min(k, run.images)
     q = {"run_id": run.run_id, "layer": layer, "k": k}
 
     def stored() -> np.ndarray | None:
-        if k > schema.RANKED_K:
+        if depth > stored_rank_depth(source, run, layer):  # the stored ranks must reach k, as for the counts
             return None
         ids = source.arrays(metrics_sql.stored_bottom_sql(), {**q, "stat": stat})["image_id"]
         return ids if ids.size == units * depth else None

@@ -39,6 +39,10 @@ class Source(Protocol):
         a bounded least-recently-used store.
         """
 
+    def matrix(self, key: Hashable, read: Callable[[], np.ndarray]) -> np.ndarray:
+        """A large array (a layer's responses) read at most once while this Source answers one request, and
+        not kept beyond it."""
+
 
 def stored_or_computed(stored: Callable[[], T | None], compute: Callable[[], T]) -> tuple[T, bool]:
     """(value, whether it was stored): what publication stored when it holds it, else compute()'s.
@@ -108,3 +112,6 @@ class ConnectionSource:
 
     def cached(self, key: Hashable, compute: Callable[[], T], *, keep: bool = False) -> T:
         return (self._kept if keep else self._results).get_or_compute(key, compute)
+
+    def matrix(self, key: Hashable, read: Callable[[], np.ndarray]) -> np.ndarray:
+        return read()  # a notebook keeps what it wants; the API holds no layer's matrix
