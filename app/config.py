@@ -9,14 +9,25 @@ import argparse
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from unitscope import schema
-from unitscope.flags import add_flags, from_flags
+from unitscope.flags import Flag, add_flags, from_flags
 
 LOOPBACK = "127.0.0.1"
+# The names a browser on this machine reaches a loopback server by; any other Host header is refused, so that a
+# web page cannot reach the server through DNS rebinding.
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def _default_image_roots() -> tuple[Path, ...]:
+    """The worker's image folder (UNITSCOPE_IMAGES, as the worker reads it) and its download cache."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    given = os.environ.get("UNITSCOPE_IMAGES")
+    return (*((Path(given),) if given else ()), Path(base) / "unitscope")
 
 
 def _default_thumbnail_dir() -> Path:
@@ -41,6 +52,14 @@ class Settings(BaseSettings):
     # When the DB was written on another machine or in a container, runs.images_root may not
     # exist here; this folder then replaces it.
     images_root: Path | None = Field(None, description="image folder, if not the run's images_root")
+    # A DB is data, not configuration: it names the folder its images are in, and the server serves files only
+    # when that folder is under one of these (or images_root replaces it).
+    image_roots: Annotated[tuple[Path, ...], NoDecode, Flag(nargs="+", metavar="DIR")] = Field(
+        default_factory=_default_image_roots, description="folders image files may be served from (default: "
+        "$UNITSCOPE_IMAGES and the worker's download cache, ~/.cache/unitscope)")
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode, Flag(nargs="+", metavar="HOST")] = Field(
+        LOOPBACK_HOSTS, description="Host header names the server answers (default: 127.0.0.1 localhost ::1; "
+        "add the name others use when serving beyond loopback)")
     memory_limit: str = Field("1GB", description="DuckDB memory limit (default 1GB)")
     db_threads: int = Field(2, ge=1, le=256, description="DuckDB threads (default 2)")
     result_cache_size: int = Field(1024, ge=1, description="computed results kept in memory (layer scores, nulls, "
@@ -51,6 +70,17 @@ class Settings(BaseSettings):
     request_threads: int = Field(4, ge=1, le=256, description="requests served at once; more wait their turn "
                                  "(default 4)")  # fmt: skip
     null_seed: int = Field(schema.NULL_SEED, ge=0, description="seed of those permutations (default 0)")
+
+
+    @field_validator("image_roots", "allowed_hosts", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        return tuple(value.replace(",", " ").split()) if isinstance(value, str) else value
+
+    def serves_images_from(self, folder: Path) -> bool:
+        """Whether image files under `folder` (a run's images_root) may be served."""
+        real = folder.resolve()
+        return any(real.is_relative_to(root.resolve()) for root in self.image_roots)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Settings:

@@ -18,7 +18,7 @@ from app.params import (
     RunParams,
     ScoreParams,
     UnitParams,
-    Whole,
+    whole,
 )
 
 
@@ -41,8 +41,8 @@ def get_settings(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 LayerName = Annotated[str, Path(max_length=NAME_MAX, description="a layer name of the run, as listed by /api/layers")]
-UnitId = Annotated[Whole, Path(ge=0, le=ID_MAX, description="0-based unit (channel) index")]
-ImageId = Annotated[Whole, Path(ge=0, le=ID_MAX, description="image id within the run")]
+UnitId = Annotated[whole(0, ID_MAX), Path(description="0-based unit (channel) index")]
+ImageId = Annotated[whole(0, ID_MAX), Path(description="image id within the run")]
 
 RunQuery = Annotated[RunParams, Query()]
 ScoreQuery = Annotated[ScoreParams, Query()]

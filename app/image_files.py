@@ -12,6 +12,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from app.params import THUMB_SIZES
 from unitscope.errors import NotFound
 
 log = logging.getLogger("app.image_files")
@@ -63,6 +64,11 @@ def _encode_thumbnail(source: Path, size: int) -> bytes:
     out = io.BytesIO()
     rgb.save(out, format="JPEG", quality=85)
     return out.getvalue()
+
+
+def thumbnail_size(asked: int) -> int:
+    """The fixed edge a thumbnail of `asked` px is made at: the next of THUMB_SIZES up (the largest past it)."""
+    return next((size for size in THUMB_SIZES if size >= asked), THUMB_SIZES[-1])
 
 
 def _thumbnail_key(image: ImageFile, size: int) -> str:

@@ -11,7 +11,7 @@ from anyio import to_thread
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from app import render
+from app import middleware, render
 from app.config import Settings
 from app.data.db import Database
 from app.errors import install_error_handlers
@@ -61,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.templates = render.make_environment(TEMPLATES)
     app.state.render_error = render.error_page
     install_error_handlers(app)
+    middleware.install(app, settings.allowed_hosts)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     for router in ROUTERS:
         app.include_router(router)

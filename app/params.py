@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
@@ -14,6 +14,9 @@ K_MAX = 10_000  # images per unit ranking for in_top/in_bottom (the study: 1000 
 N_MAX = schema.UNIT_ROW_MAX  # images per row on a unit page
 ID_MAX = 2**31 - 1  # ids are INTEGER in the DB
 THUMB_MIN, THUMB_MAX = 16, 512  # thumbnail edge in pixels
+# The edges thumbnails are made at: a request is served at the next one up, so the disk cache holds at most
+# this many files per image, whatever sizes clients ask for.
+THUMB_SIZES = (64, 128, 256, 512)
 NAME_MAX = 100  # layer and category names
 
 StatName = Literal["mean", "max", "min"]
@@ -29,7 +32,11 @@ def _whole_number(value: object) -> object:
     return value
 
 
-Whole = Annotated[int, BeforeValidator(_whole_number)]
+def whole(lo: int, hi: int) -> Any:
+    """A whole number in [lo, hi]. The bounds sit inside the type, before the validator: given as Field(ge, le) on
+    the field, pydantic publishes them in the OpenAPI schema as `ge`/`le`, which no client reads, instead of
+    `minimum`/`maximum`."""
+    return Annotated[int, Field(ge=lo, le=hi), BeforeValidator(_whole_number)]
 
 
 def _blank_is_none(value: object) -> object:
@@ -37,7 +44,9 @@ def _blank_is_none(value: object) -> object:
     return None if value == "" else value
 
 
-OptionalWhole = Annotated[Whole | None, BeforeValidator(_blank_is_none)]
+def optional_whole(lo: int, hi: int) -> Any:
+    """whole(lo, hi) or None, an empty form field counting as None."""
+    return Annotated[whole(lo, hi) | None, BeforeValidator(_blank_is_none)]
 
 
 class RunParams(BaseModel):
@@ -45,7 +54,7 @@ class RunParams(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    run: Whole | None = Field(None, ge=0, le=ID_MAX, description="run id; default: the latest complete run")
+    run: whole(0, ID_MAX) | None = Field(None, description="run id; default: the latest complete run")
 
 
 class ScoreParams(RunParams):
@@ -53,7 +62,7 @@ class ScoreParams(RunParams):
 
     category: str = Field(schema.DEFAULT_CATEGORY, min_length=1, max_length=NAME_MAX)
     # None: chosen from the run's size (unitscope.claim_rules.default_k), resolved once per view in app.pages.common.score_info.
-    k: OptionalWhole = Field(None, ge=1, le=K_MAX, description=f"images in each unit's top/bottom (≤ {K_MAX}); "
+    k: optional_whole(1, K_MAX) = Field(None, description=f"images in each unit's top/bottom (≤ {K_MAX}); "
                              f"default: the study's {schema.DEFAULT_K}, or a sixth of the images for a smaller run")
     pos_stat: StatName = Field(schema.DEFAULT_POS_STAT, description="stat ranking the strongest positive")
     neg_stat: StatName = Field(schema.DEFAULT_NEG_STAT, description="stat ranking the strongest negative")
@@ -64,15 +73,14 @@ class ScoreParams(RunParams):
 class UnitParams(ScoreParams):
     """A unit page adds the row length and the near-zero stat."""
 
-    n: Whole = Field(schema.DEFAULT_N, ge=1, le=N_MAX, description=f"images per row (≤ {N_MAX})")
+    n: whole(1, N_MAX) = Field(schema.DEFAULT_N, description=f"images per row (≤ {N_MAX})")
     near_stat: StatName = Field(schema.DEFAULT_NEAR_STAT, description="stat whose |value| ranks near-zero images")
 
 
 class CategoriesParams(ScoreParams):
     """Every category at once: k within the stored ranks, as each k past them costs a scan per category and layer."""
 
-    k: OptionalWhole = Field(None, ge=1, le=schema.RANKED_K,
-                             description=f"images in each unit's top/bottom (≤ {schema.RANKED_K}, the stored ranks); "
+    k: optional_whole(1, schema.RANKED_K) = Field(None, description=f"images in each unit's top/bottom (≤ {schema.RANKED_K}, the stored ranks); "
                              "default: chosen from the run's size")
 
 
@@ -86,8 +94,8 @@ _ScoreFields = create_model(
 class CompareParams(_ScoreFields):  # type: ignore[misc, valid-type]
     """Two runs side by side (a and b), scored alike, and the layer whose units are paired."""
 
-    a: Whole | None = Field(None, ge=0, le=ID_MAX, description="run id; default: the latest complete run")
-    b: Whole | None = Field(None, ge=0, le=ID_MAX, description="run id; default: the complete run before a")
+    a: whole(0, ID_MAX) | None = Field(None, description="run id; default: the latest complete run")
+    b: whole(0, ID_MAX) | None = Field(None, description="run id; default: the complete run before a")
     layer: str | None = Field(None, min_length=1, max_length=NAME_MAX,
                               description="layer whose units' SI are paired (same model only); default: the "
                               "middle one of the layers both runs have")
@@ -96,7 +104,9 @@ class CompareParams(_ScoreFields):  # type: ignore[misc, valid-type]
 class ImageParams(RunParams):
     """An image's run and optional thumbnail size."""
 
-    size: Whole | None = Field(None, ge=THUMB_MIN, le=THUMB_MAX, description="thumbnail edge in px; omit for the file")
+    size: whole(THUMB_MIN, THUMB_MAX) | None = Field(None, description="thumbnail edge in px, served at the next "
+                                                     f"of the sizes {', '.join(map(str, THUMB_SIZES))}; omit "
+                                                     "for the file")
 
 
 # Defaults, to keep shared URLs short: links carry only the parameters that differ.

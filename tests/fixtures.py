@@ -25,7 +25,7 @@ import numpy as np
 import uvicorn
 from PIL import Image
 
-from app.config import Settings
+from app.config import LOOPBACK_HOSTS, Settings
 from unitscope import metrics_sql, schema
 from unitscope.metrics_sql import insert_ranks
 
@@ -148,7 +148,15 @@ def build_db(path: Path, images_root: Path, run_id: int = 1, with_running: bool 
 
 
 def make_settings(db: Path, tmp: Path, **extra: object) -> Settings:
-    """Settings for a test server: its own thumbnail cache, templates and static from the repo."""
+    """Settings for a test server: its own thumbnail cache; the image folders of the DB's runs allowed, as an
+    operator allows them; TestClient's host name among the allowed hosts."""
+    roots: tuple[Path, ...] = ()
+    try:
+        with duckdb.connect(str(db), read_only=True) as con:
+            roots = tuple(Path(r[0]) for r in con.execute("SELECT DISTINCT images_root FROM runs").fetchall())
+    except duckdb.Error:
+        pass  # no DB, or not one: the test is about that
+    extra = {"image_roots": roots, "allowed_hosts": (*LOOPBACK_HOSTS, "testserver"), **extra}
     return Settings(db=db, thumbnail_dir=tmp / "thumbs", **extra)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from unitscope.schema import basis_staging_layer
 from worker.categories import Category, builtin_category
 from worker.run_rows import ImageRow, LayerSpec, RunSpec
 from worker.store import WorkerStore
@@ -57,18 +58,21 @@ def publish_hand_run(db: Path, ranked_k: int) -> int:
         return store.publish(ranked_k=ranked_k).run_id
 
 
-def publish_mixed4c_run(db: Path, stats: np.ndarray, wnids: tuple[str, ...], categories: tuple[Category, ...]) -> None:
-    """Publish a one-batch run of `stats` [images, units, (mean, max, min)] as layer mixed4c, image i of class wnids[i]."""
+def publish_mixed4c_run(db: Path, stats: np.ndarray, wnids: tuple[str, ...], categories: tuple[Category, ...],
+                        bases: tuple[np.ndarray, ...] = ()) -> None:
+    """Publish a one-batch run of `stats` [images, units, (mean, max, min)] as layer mixed4c, image i of class wnids[i];
+    bases[b], of the same shape, as its random basis b's directions, staged as the worker stages them."""
     files = tuple(f"{w}/{i}.JPEG" for i, w in enumerate(wnids))
     units = stats.shape[1]
     spec = RunSpec(
         model="bvlc-googlenet", weights="synthetic", weights_sha256="none", preprocessing=json.dumps({"x": 1}),
         images_root=str(db.parent), files=files,
         layers=(LayerSpec(name="mixed4c", position=0, units=units, module="m", branches=("conv",) * units),),
-        categories=categories, device="cpu",
+        categories=categories, device="cpu", bases=len(bases),
     )  # fmt: skip
+    staged = {basis_staging_layer("mixed4c", b): values for b, values in enumerate(bases)}
     with WorkerStore.open(db) as store:
         store.begin(spec)
         store.write_batch([ImageRow(i, f, w, None, w, 8, 8, "RGB") for i, (f, w) in enumerate(zip(files, wnids))],
-                          [], {"mixed4c": stats})  # fmt: skip
+                          [], {"mixed4c": stats, **staged})  # fmt: skip
         store.publish()

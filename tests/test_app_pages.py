@@ -220,7 +220,7 @@ def test_layer_page_shows_the_json_data(client: TestClient) -> None:
     page = Page(client.get(url).text)
     body = client.get(twin(url)).json()
     table = page.rows["units-table"][1:]
-    assert [(int(r[0]), r[1], int(r[3]), int(r[6])) for r in table] == [  # unit, SI, AUROC, in_top, p, q, in_bottom
+    assert [(int(r[0]), r[1], int(r[4]), int(r[7])) for r in table] == [  # unit, SI, AUROC, d', in_top, p, q, in_bottom
         (u["unit"], "n/a" if u["si"] is None else f"{u['si']:.3f}", u["in_top"], u["in_bottom"]) for u in body["units"]
     ]
     fig = page.figures["scatter-data"]
@@ -322,7 +322,7 @@ def test_real_worker_db_pages_and_twins(real_client: TestClient) -> None:
     # The units whose in_top beats chance after BH are marked in the table, and there are some.
     table = {int(r[0]): r for r in Page(real_client.get("/layers/mixed4c?k=20").text).rows["units-table"][1:]}
     significant = [u["unit"] for u in body["units"] if u["significant_top"]]
-    assert significant and [u for u, r in table.items() if r[5].endswith("✱")] == significant
+    assert significant and [u for u, r in table.items() if r[6].endswith("✱")] == significant
     unit = real_client.get("/api/layers/mixed4c/units/5?n=8&k=20").json()
     assert (unit["si"], unit["in_top"], unit["in_bottom"]) == (
         body["units"][5]["si"], body["units"][5]["in_top"], body["units"][5]["in_bottom"])

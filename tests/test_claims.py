@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from math import comb
 
+import duckdb
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -81,7 +82,8 @@ def test_the_contract_and_the_defaults(claims_of):
     body = claims_of("two_sided")
     assert {"run_id", "layer", "category", "k", "claims"} <= body.keys()
     assert (body["layer"], body["category"], body["k"]) == ("mixed4c", "dog", 100)  # 600 // 6
-    assert [c["id"] for c in body["claims"]] == ["selective", "negative", "two_sided", "other_classes", "low_level"]
+    assert [c["id"] for c in body["claims"]] == ["selective", "negative", "two_sided", "other_classes", "low_level",
+                                                 "axis_aligned"]
     for c in body["claims"]:
         assert {"id", "claim", "test", "value", "control", "verdict", "evidence_url"} <= c.keys()
         assert c["evidence_url"].startswith("/layers/mixed4c")
@@ -92,8 +94,10 @@ def test_two_sided_selective_units_make_every_claim_hold(claims_of):
     body = claims_of("two_sided")
     verdicts = {c["id"]: c["verdict"] for c in body["claims"]}
     assert verdicts == {"selective": "holds", "negative": "holds", "two_sided": "holds", "other_classes": "holds",
-                        "low_level": "cannot_tell"}  # a run written without image_stats
+                        "low_level": "cannot_tell",  # a run written without image_stats
+                        "axis_aligned": "cannot_tell"}  # ... and without random bases
     assert "no image_stats" in _claim(body, "low_level")["reason"]
+    assert "no random bases" in _claim(body, "axis_aligned")["reason"]
     responses = _responses("two_sided")
     si = stats.si(responses[:, :, 1].astype(np.float64), IS_DOG)
     assert _claim(body, "selective")["value"] == (si >= 0.7).sum() == SELECTIVE
@@ -248,3 +252,40 @@ def test_each_claim_gives_its_verdict_under_every_specification(claims_of):
         cells = page.by_id(f'grid-{claim["id"]}').find_all("td", cls="cell")
         assert [td.one("a").get("href") for td in cells] == [c["url"] for c in claim["robustness"]["cells"]]
         assert [td.classes[1] for td in cells] == [c["verdict"] for c in claim["robustness"]["cells"]]
+
+
+def _bases_run(tmp_path, bases: tuple[np.ndarray, ...]) -> dict:
+    publish_mixed4c_run(tmp_path / "c.duckdb", _responses("two_sided"), WNIDS, (builtin_category("dog"),), bases)
+    with TestClient(create_app(make_settings(tmp_path / "c.duckdb", tmp_path))) as c:
+        return _claim(c.get("/api/claims").json(), "axis_aligned")
+
+
+def test_units_selective_more_often_than_random_directions_are_axis_aligned(tmp_path):
+    """Two bases whose 40 directions carry no dog signal: 8 selective units against none of 80 directions, Fisher's
+    one-sided p = C(40, 8) / C(120, 8) (every selective one a unit); the stored SI is the directions' own."""
+    rng = np.random.default_rng(5)
+    bases = tuple(rng.normal(0, 1, (len(WNIDS), UNITS, 3)).astype(np.float32) for _ in range(2))
+    claim = _bases_run(tmp_path, bases)
+    assert claim["verdict"] == "holds" and claim["value"] == SELECTIVE
+    with duckdb.connect(str(tmp_path / "c.duckdb"), read_only=True) as con:
+        stored = con.sql("SELECT basis, unit, si FROM basis_si WHERE category = 'dog' AND stat = 'min' "
+                         "ORDER BY basis, unit").fetchall()
+    expected = [stats.si(b[:, :, 2].astype(np.float64), IS_DOG) for b in bases]
+    assert [(b, u) for b, u, _ in stored] == [(b, u) for b in range(2) for u in range(UNITS)]
+    np.testing.assert_allclose([si for _, _, si in stored], np.concatenate(expected), rtol=1e-9)
+    assert f"p = {comb(UNITS, SELECTIVE) / comb(3 * UNITS, SELECTIVE):.3g}" in claim["reason"]
+    per_basis = [int((stats.si(b[:, :, 1].astype(np.float64), IS_DOG) >= 0.7).sum()) for b in bases]
+    assert per_basis == [0, 0] and "of 40 directions: 0, 0 selective" in claim["control"]
+    medians = np.median(np.concatenate([stats.si(b[:, :, 1].astype(np.float64), IS_DOG) for b in bases]))
+    assert f"{medians:.3g} for the directions" in claim["control"]
+
+
+def test_random_directions_as_selective_as_the_units_are_not_axis_aligned(tmp_path):
+    """Each basis holds the units' own responses, shuffled over directions: as many selective directions per basis as
+    selective units, so the units are not selective more often."""
+    rng = np.random.default_rng(6)
+    responses = _responses("two_sided")
+    bases = tuple(responses[:, rng.permutation(UNITS)] for _ in range(2))
+    claim = _bases_run(tmp_path, bases)
+    assert claim["verdict"] == "does_not_hold"
+    assert "8, 8 selective" in claim["control"] and "random directions are selective as often" in claim["reason"]

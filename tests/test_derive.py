@@ -48,3 +48,20 @@ def test_derive_refuses_an_unknown_version_and_a_missing_db(tmp_path: Path, caps
     assert db.read_bytes() == before
     assert cli.main(["derive", "--db", str(tmp_path / "none.duckdb")]) == cli.EXIT_ERROR
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_derive_upgrades_a_schema_3_db_without_random_bases(tmp_path: Path) -> None:
+    """Version 3 had no random-basis tables: the upgrade creates them empty and keeps everything else."""
+    db = tmp_path / "hand.duckdb"
+    publish_hand_run(db, ranked_k=3)
+    published = table_dump(db)
+    with duckdb.connect(str(db)) as con:
+        con.execute(f"UPDATE {schema.META} SET value = '3' WHERE key = 'schema_version'")
+        for table in (schema.BASES, schema.BASIS_RESPONSES, schema.BASIS_SI):
+            con.execute(f"DROP TABLE {table}")
+    with pytest.raises(StoreError, match="worker derive"):
+        WorkerStore.open(db).close()
+    assert cli.main(["derive", "--db", str(db)]) == cli.EXIT_OK
+    assert table_dump(db) == published
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute(f"SELECT count(*) FROM {schema.BASES}").fetchall() == [(0,)]

@@ -298,11 +298,12 @@ def test_the_table_csv_and_scatter_show_the_controls(client: TestClient) -> None
     body = client.get("/api" + url).json()
     page = Page(client.get(url).text)
     header, *table = page.rows["units-table"]
-    assert header == ["unit", "SI", "AUROC", "in_top", "p_top", "q_top", "in_bottom", "p_bottom", "q_bottom", "overlap",
-                      "in_bottom_only"]
+    assert header == ["unit", "SI", "AUROC", "d′", "in_top", "p_top", "q_top", "in_bottom", "p_bottom", "q_bottom",
+                      "overlap", "in_bottom_only"]
     for row, u in zip(table, body["units"], strict=True):
         assert int(row[0]) == u["unit"] and row[2] == f"{u['auroc']:.3f}"
-        for side, column in (("top", 4), ("bottom", 7)):
+        assert row[3] == ("n/a" if u["d_prime"] is None else f"{u['d_prime']:.3f}")
+        for side, column in (("top", 5), ("bottom", 8)):
             mark = " ✱" if u[f"significant_{side}"] else ""
             assert row[column:column + 2] == [f"{u[f'p_{side}']:.2g}", f"{u[f'q_{side}']:.2g}{mark}"]
     groups = page.rows["groups-table"]
@@ -310,8 +311,8 @@ def test_the_table_csv_and_scatter_show_the_controls(client: TestClient) -> None
     # The CSV carries the same values.
     rows = list(csv.DictReader(io.StringIO(client.get("/api/layers/mixed4c.csv?k=2&threshold=0.5").text)))
     for row, u in zip(rows, body["units"], strict=True):
-        for name in ("p_top", "p_bottom", "q_top", "q_bottom", "auroc"):
-            assert float(row[name]) == u[name]
+        for name in ("p_top", "p_bottom", "q_top", "q_bottom", "auroc", "d_prime", "sparseness", "kurtosis"):
+            assert (float(row[name]) if row[name] else None) == u[name]
         assert row["significant_top"] == str(int(u["significant_top"]))
     # The scatter's marginal: one histogram of in_bottom per group, on the scatter's y axis.
     fig = page.figures["scatter-data"]

@@ -22,7 +22,7 @@ import duckdb
 import numpy as np
 
 from unitscope import claim_rules, schema
-from unitscope.data import rankings, runs, scores
+from unitscope.data import measures, rankings, runs, scores
 from unitscope.data.source import ALIAS, ConnectionSource, open_read_only
 
 _names = itertools.count()  # each relation registers its arrays under a name of its own
@@ -120,8 +120,9 @@ class Layer:
                si_stat: str = schema.DEFAULT_SI_STAT, threshold: float = claim_rules.FIGURE_SI,
                ) -> duckdb.DuckDBPyRelation:
         """Per unit: unit, si, in_top, in_bottom, selective, overlap, bottom_only, in_bottom_only, bottom_only_share,
-        p_bottom_only, q_bottom_only, p_top, p_bottom, q_top, q_bottom, auroc: the numbers of /api/layers/{layer}'s
-        units (docs/claims.md says how each is computed).
+        p_bottom_only, q_bottom_only, p_top, p_bottom, q_top, q_bottom, auroc, d_prime, csi, beats_every_class and
+        the tuning shape (sparseness, kurtosis, half_peak_share, each also _pre): the numbers of
+        /api/layers/{layer}'s units (docs/claims.md says how each is computed).
 
         k None: the pages' default for the run's size (claim_rules.default_k). SI is NULL for a unit
         whose response never varies; AUROC NULL when the category or the rest is empty.
@@ -137,6 +138,7 @@ class Layer:
                                     pos_stat=pos_stat, neg_stat=neg_stat)
         p_q = found.chance
         auroc = scores.auroc(source, run, self.name, category, si_stat)
+        found_measures = measures.unit_measures(source, run, self.name, category, si_stat)
         rows = found.rows
         si = np.array([math.nan if r.si is None else r.si for r in rows], dtype=np.float64)
         ex = found.exclusive
@@ -154,6 +156,10 @@ class Layer:
             "q_bottom_only": ex.q,
             **{name: p_q[name] for name in ("p_top", "p_bottom", "q_top", "q_bottom")},
             "auroc": np.ma.masked_invalid(np.asarray(auroc, dtype=np.float64)),
+            "d_prime": np.ma.masked_invalid(found_measures.d_prime),
+            "csi": np.ma.masked_invalid(found_measures.csi),
+            "beats_every_class": np.ma.masked_invalid(found_measures.beats_every_class).astype(bool),
+            **{name: np.ma.masked_invalid(found_measures.tuning[name]) for name in measures.TUNING},
         }
         return self.run.db.relation(columns)
 

@@ -47,6 +47,21 @@ GRID_THRESHOLDS: Final = (SELECTIVE_SI, FIGURE_SI)
 # A unit page warns when at least this share of a unit's bottom k are also among its top k: its two
 # rows then largely show the same images, excited in one place and inhibited in another.
 OVERLAP_WARN_SHARE: Final = 0.25
+# The field's other selectivity measures, each with the cut-off its own literature uses to call a unit selective
+# (docs/claims.md). d' >= 1: the category's mean a pooled standard deviation above the rest's. AUROC at the
+# same separation for two equal-variance normal distributions, Phi(1 / sqrt 2) = 0.760, so the two cut-offs
+# agree where the responses are Gaussian. CSI >= 1/3: the preferred class's mean twice the other classes'
+# (Tsao et al. 2006's face-selectivity cut-off, the same ratio), with a category class preferred. Baek et al.
+# (2021): the category beats every other class in a one-sided rank-sum test at p < 0.001.
+D_PRIME_SELECTIVE: Final = 1.0
+AUROC_SELECTIVE: Final = 0.7602499389065233  # scipy.stats.norm.cdf(1 / sqrt(2))
+CSI_SELECTIVE: Final = 1 / 3
+BAEK_ALPHA: Final = 0.001
+# The random-basis control (Bau et al. 2017, who count interpretable units against interpretable directions of
+# a random rotation): the units are "axis aligned" when more of them are selective than of the directions of the
+# layer's random orthonormal bases (one-sided Fisher exact test, p < ALPHA). A rotation mixes channels, which
+# narrows the SI distribution: the directions' median SI can exceed the units' while few are selective, so
+# the test is on the upper tail, the selective share, and the whole distributions are shown beside it.
 # The study's layer, mixed4c, sits at 7/11 of GoogLeNet's depth: by default the claims are tested on
 # the deepest layer of the run at or below this relative depth, whatever the network.
 DEFAULT_DEPTH: Final = 2 / 3
@@ -174,6 +189,14 @@ def other_classes_verdict(share: float | None, category_classes: int) -> Verdict
     if share is None or category_classes < 2:
         return "cannot_tell"
     return "holds" if share > MAJORITY else "does_not_hold"
+
+
+def axis_aligned_verdict(p: float | None) -> Verdict:
+    """`axis_aligned`: a layer's units are selective more often than the directions of its random bases (one-sided
+    Fisher exact p < ALPHA)."""
+    if p is None:
+        return "cannot_tell"
+    return "holds" if p < ALPHA else "does_not_hold"
 
 
 def low_level_verdict(r2_cv_median: float | None) -> Verdict:

@@ -55,6 +55,16 @@ def si_sql() -> str:
     grouped scan gives all three stats. SI is NULL for a unit whose response never varies.
     Cost: one scan of the layer's rows (images x units) joined to the run's category membership.
     """
+    return _si_query(schema.RESPONSES, "")
+
+
+def basis_si_sql() -> str:
+    """SQL giving (unit, stat, si) for every direction of one random basis of a layer: si_sql's SI over
+    basis_responses. Parameters: $run_id, $layer, $basis, $category."""
+    return _si_query(schema.BASIS_RESPONSES, "AND r.basis = $basis")
+
+
+def _si_query(table: str, where: str) -> str:
     per_stat = "\n    UNION ALL ".join(
         f"SELECT unit, '{stat}' AS stat, {_si(stat)} AS si FROM agg" for stat in schema.STATS
     )
@@ -62,8 +72,8 @@ def si_sql() -> str:
     WITH agg AS MATERIALIZED (
         SELECT r.unit,
                {_si_aggregates()}
-        FROM {schema.RESPONSES} r JOIN ({_MEMBERSHIP}) m USING (image_id)
-        WHERE r.run_id = $run_id AND r.layer = $layer
+        FROM {table} r JOIN ({_MEMBERSHIP}) m USING (image_id)
+        WHERE r.run_id = $run_id AND r.layer = $layer {where}
         GROUP BY r.unit
     )
     {per_stat}

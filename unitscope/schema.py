@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Final, Literal
 
-SCHEMA_VERSION: Final = 3  # 2: unit_maps, image_stats; 3: the derived tables (worker.derived)
+SCHEMA_VERSION: Final = 4  # 2: unit_maps, image_stats; 3: the derived tables (worker.derived); 4: random bases
 
 Stat = Literal["mean", "max", "min"]
 STATS: Final[tuple[Stat, ...]] = ("mean", "max", "min")
@@ -54,6 +54,12 @@ UNIT_SI: Final = "unit_si"
 UNIT_RANKS: Final = "unit_ranks"
 UNIT_MAPS: Final = "unit_maps"
 IMAGE_STATS: Final = "image_stats"
+# The random-basis control (Bau et al. 2017): the three stats of each direction of a few seeded random
+# orthonormal rotations of a layer's channels, recorded in the forward pass (max and min do not commute
+# with a rotation, so they cannot be derived afterwards); worker.basis makes the rotations.
+BASES: Final = "bases"
+BASIS_RESPONSES: Final = "basis_responses"
+BASIS_SI: Final = "basis_si"
 # Tables publication derives from a layer's published responses so that the server reads, rather
 # than computes, what its pages need for the stored parameters (worker.derived), in DDL order.
 UNIT_CONTROLS: Final = "unit_controls"
@@ -61,7 +67,9 @@ LAYER_NULL: Final = "layer_null"
 UNIT_HISTOGRAMS: Final = "unit_histograms"
 UNIT_ROWS: Final = "unit_rows"
 UNIT_CLASSES: Final = "unit_classes"
-DERIVED_TABLES: Final[tuple[str, ...]] = (UNIT_CONTROLS, LAYER_NULL, UNIT_HISTOGRAMS, UNIT_ROWS, UNIT_CLASSES)
+UNIT_MEASURES: Final = "unit_measures"
+DERIVED_TABLES: Final[tuple[str, ...]] = (UNIT_CONTROLS, LAYER_NULL, UNIT_HISTOGRAMS, UNIT_ROWS, UNIT_CLASSES,
+                                          UNIT_MEASURES, BASIS_SI)
 
 # Low-level statistics of each image as the network saw it (worker.image_stats), in column order.
 IMAGE_STAT_COLUMNS: Final = ("luminance", "contrast", "saturation", "colourfulness", "hf_energy")
@@ -260,7 +268,64 @@ DDL: Final[tuple[str, ...]] = (
         mean       DOUBLE   NOT NULL,
         median     DOUBLE   NOT NULL
     )""",
+    # The field's other selectivity measures and the tuning shape of each unit, for every category and stat
+    # (unitscope.data.measures.measures_of; docs/claims.md); NULL where undefined.
+    f"""CREATE TABLE IF NOT EXISTS {UNIT_MEASURES} (
+        run_id              INTEGER  NOT NULL,
+        layer               VARCHAR  NOT NULL,
+        category            VARCHAR  NOT NULL,
+        stat                VARCHAR  NOT NULL,
+        unit                SMALLINT NOT NULL,
+        d_prime             DOUBLE,
+        csi                 DOUBLE,
+        csi_wnid            VARCHAR,          -- the class of the highest post-ReLU mean
+        beats_every_class   BOOLEAN,          -- Baek et al.'s criterion; NULL when it cannot be tested
+        sparseness          DOUBLE,
+        kurtosis            DOUBLE,
+        half_peak_share     DOUBLE,
+        sparseness_pre      DOUBLE,
+        kurtosis_pre        DOUBLE,
+        half_peak_share_pre DOUBLE,
+        PRIMARY KEY (run_id, layer, category, stat, unit)
+    )""",
+    # The random bases a run recorded for each layer: basis b is the rotation worker.basis.rotation(units, seed).
+    f"""CREATE TABLE IF NOT EXISTS {BASES} (
+        run_id INTEGER  NOT NULL,
+        layer  VARCHAR  NOT NULL,
+        basis  SMALLINT NOT NULL,             -- 0-based
+        seed   BIGINT   NOT NULL,
+        PRIMARY KEY (run_id, layer, basis)
+    )""",
+    # The three stats of every direction of every basis, as `responses` holds the units': the pre-ReLU maps
+    # rotated (direction d = sum over channels c of Q[d, c] * map c), then mean, max and min over each map.
+    f"""CREATE TABLE IF NOT EXISTS {BASIS_RESPONSES} (
+        run_id    INTEGER  NOT NULL,
+        layer     VARCHAR  NOT NULL,
+        basis     SMALLINT NOT NULL,
+        unit      SMALLINT NOT NULL,          -- the direction: row of the rotation
+        image_id  INTEGER  NOT NULL,
+        act_mean  FLOAT    NOT NULL,
+        act_max   FLOAT    NOT NULL,
+        act_min   FLOAT    NOT NULL
+    )""",
+    # SI of every direction of every basis, for every category and stat (metrics_sql.basis_si_sql).
+    f"""CREATE TABLE IF NOT EXISTS {BASIS_SI} (
+        run_id   INTEGER  NOT NULL,
+        layer    VARCHAR  NOT NULL,
+        basis    SMALLINT NOT NULL,
+        category VARCHAR  NOT NULL,
+        stat     VARCHAR  NOT NULL,
+        unit     SMALLINT NOT NULL,
+        si       DOUBLE,
+        PRIMARY KEY (run_id, layer, basis, category, stat, unit)
+    )""",
 )
+
+
+def basis_staging_layer(layer: str, basis: int) -> str:
+    """The `layer` of responses_staging rows that hold a random basis's directions, until publication moves them
+    to basis_responses ('#' is in no layer's name)."""
+    return f"{layer}#basis{basis}"
 
 
 def stat_column(stat: str) -> str:

@@ -245,6 +245,15 @@ def mann_whitney_p(x: np.ndarray, y: np.ndarray, alternative: str = "two-sided")
     return float(sps.mannwhitneyu(x, y, alternative=alternative, method="asymptotic").pvalue)
 
 
+def more_often_p(hits_a: int, n_a: int, hits_b: int, n_b: int) -> float | None:
+    """One-sided Fisher exact p that group a's hit rate is above group b's (scipy.stats.fisher_exact on
+    [[hits_a, misses_a], [hits_b, misses_b]]); None if a group is empty."""
+    if n_a == 0 or n_b == 0:
+        return None
+    table = [[hits_a, n_a - hits_a], [hits_b, n_b - hits_b]]
+    return float(sps.fisher_exact(table, alternative="greater").pvalue)
+
+
 def r2_cv(x: np.ndarray, y: np.ndarray, folds: int = R2_FOLDS, seed: int = R2_SEED) -> float | None:
     """Cross-validated R² of y on the columns of x: ordinary least squares with an intercept on
     predictors standardised by each training fold, `folds` folds of a fixed random permutation.

@@ -131,6 +131,7 @@ def run(settings: WorkerSettings) -> int:
         else:
             model = get_model(model_name, weights=DEFAULT if settings.weights is None else settings.weights)
         layers = model.select_layers(settings.layers)
+        basis_layers = settings.resolved_basis_layers(layers)  # a ValueError names the unknown ones
         from worker.device_decode import preprocessing_json
         from worker.extract import Extractor, resolve_device
 
@@ -155,6 +156,8 @@ def run(settings: WorkerSettings) -> int:
             ),
             categories=tuple(categories),
             device=str(device),
+            bases=settings.bases,
+            basis_layers=basis_layers,
         )
         config_hash = spec.config_hash()
         plan = _plan(settings, store, spec) if rank is None or rank.is_main else None
@@ -175,7 +178,7 @@ def run(settings: WorkerSettings) -> int:
         todo = [i for i in mine if i not in plan.done]
         if plan.resumed and (rank is None or rank.is_main):
             _say(f"resuming: {len(plan.done)} of {len(files)} files already stored in {store.partial}", rank)
-        with Extractor(model, layers, device) as extractor:
+        with Extractor(model, layers, device, bases=settings.bases, basis_layers=basis_layers) as extractor:
             counts = _process(settings, store, root, files, todo, model.transform, extractor, device.type, rank)
             if rank is not None:
                 store.close_work()  # closed before rank 0 folds it; rank 0 keeps its lock

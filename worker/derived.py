@@ -13,12 +13,13 @@ from collections.abc import Callable
 
 import duckdb
 
+from worker.derived_basis import write_basis_si
 from worker.derived_layer import write_layer_controls
 from worker.derived_unit import write_unit_pages
 
 Writer = Callable[[duckdb.DuckDBPyConnection, int, str], None]
 
-WRITERS: tuple[Writer, ...] = (write_layer_controls, write_unit_pages)
+WRITERS: tuple[Writer, ...] = (write_layer_controls, write_unit_pages, write_basis_si)
 
 
 def write_layer(con: duckdb.DuckDBPyConnection, run_id: int, layer: str) -> None:

@@ -2,6 +2,7 @@
 every response of a layer, stored once.
 
 - unit_controls: each unit's AUROC, tail shares and split-half SIs, for every category and stat;
+- unit_measures: each unit's d′, CSI, Baek's criterion and tuning shape, for every category and stat;
 - layer_null: the layer's label-permutation null for the claims' grid of specifications (the default
   category, si_stat in claim_rules.GRID_SI_STATS, neg_stat in GRID_NEG_STATS, the run's default k,
   schema.NULL_PERMUTATIONS and NULL_SEED) at NULL_THRESHOLDS. The server computes it for any other
@@ -21,6 +22,7 @@ import duckdb
 import numpy as np
 
 from unitscope import claim_rules, metrics_sql, nulls, schema, stats
+from unitscope.data.measures import TUNING, Measures, measures_of
 
 # The figure's threshold (the pages' default) and Aparicio et al.'s: a second threshold costs only its
 # counts, as the shuffles and products are shared (unitscope.nulls.permutation_nulls).
@@ -52,6 +54,29 @@ def _matrix(con: duckdb.DuckDBPyConnection, run_id: int, layer: str, stat: str, 
     return v.astype(np.float32, copy=False).reshape(units, n).T
 
 
+def _classes(con: duckdb.DuckDBPyConnection, run_id: int) -> tuple[np.ndarray, list[str]]:
+    """Each image's class code in image id order, and the WNIDs the codes index (coded in SQL, as the server's
+    image index is: numpy's unique over 286,000 strings takes seconds)."""
+    q = {"run_id": run_id}
+    wnids = [r[0] for r in con.execute(
+        f"SELECT DISTINCT wnid FROM {schema.IMAGES} WHERE run_id = $run_id ORDER BY wnid", q).fetchall()]
+    codes = con.execute(f"SELECT dense_rank() OVER (ORDER BY wnid) - 1 AS code FROM {schema.IMAGES} "
+                        "WHERE run_id = $run_id ORDER BY image_id", q).fetchnumpy()["code"]
+    return codes.astype(np.int64), wnids
+
+
+def _write_measures(con: duckdb.DuckDBPyConnection, q: dict[str, object], m: Measures) -> None:
+    """unit_measures' rows of one category and stat."""
+    beats = [None if math.isnan(b) else bool(b) for b in m.beats_every_class.tolist()]
+    con.execute(
+        f"""INSERT INTO {schema.UNIT_MEASURES}
+            SELECT $run_id, $layer, $category, $stat, unnest($unit), unnest($d_prime), unnest($csi), unnest($wnid),
+                   unnest($beats), {", ".join(f"unnest(${name})" for name in TUNING)}""",
+        {**q, "unit": list(range(len(beats))), "d_prime": _nullable(m.d_prime), "csi": _nullable(m.csi),
+         "wnid": m.csi_wnid, "beats": beats, **{name: _nullable(m.tuning[name]) for name in TUNING}},
+    )
+
+
 def _split_half(con: duckdb.DuckDBPyConnection, run_id: int, layer: str, category: str,
                 units: int) -> dict[tuple[str, int], np.ndarray]:
     """(si_half_a, si_half_b) per unit for each stat, NaN where undefined: {(stat, half): (units,)}."""
@@ -65,7 +90,7 @@ def _split_half(con: duckdb.DuckDBPyConnection, run_id: int, layer: str, categor
 
 
 def write_layer_controls(con: duckdb.DuckDBPyConnection, run_id: int, layer: str) -> None:
-    """Store unit_controls and layer_null for one published layer of run_id."""
+    """Store unit_controls, unit_measures and layer_null for one published layer of run_id."""
     q = {"run_id": run_id, "layer": layer}
     (units,) = con.execute(f"SELECT units FROM {schema.LAYERS_TABLE} WHERE run_id = $run_id AND layer = $layer",
                            q).fetchone()
@@ -77,11 +102,17 @@ def write_layer_controls(con: duckdb.DuckDBPyConnection, run_id: int, layer: str
     labels = {c: _labels(con, run_id, c) for c in categories}
     image_ids = labels[categories[0]][0]
     halves = {c: _split_half(con, run_id, layer, c, units) for c in categories}
+    classes, wnids = _classes(con, run_id)
+    members = {c: {r[0] for r in con.execute(
+        f"SELECT wnid FROM {schema.CATEGORIES} WHERE run_id = $run_id AND category = $category",
+        {"run_id": run_id, "category": c}).fetchall()} for c in categories}
     for stat in schema.STATS:
         values = _matrix(con, run_id, layer, stat, units, len(image_ids))
         auroc = stats.auroc_by_category(values, [labels[c][1] for c in categories])
+        found = measures_of(values, [(labels[c][1], members[c]) for c in categories], classes, wnids)
         for row, category in enumerate(categories):
             is_cat = labels[category][1]
+            _write_measures(con, {**q, "category": category, "stat": stat}, found[row])
             con.execute(
                 f"""INSERT INTO {schema.UNIT_CONTROLS}
                     SELECT $run_id, $layer, $category, $stat, unnest($unit), unnest($auroc), unnest($below),

@@ -62,6 +62,8 @@ _PUBLISHED_TABLES = (
     schema.UNIT_SI,
     schema.UNIT_RANKS,
     schema.UNIT_MAPS,
+    schema.BASES,
+    schema.BASIS_RESPONSES,
     *schema.DERIVED_TABLES,
 )
 
@@ -110,7 +112,7 @@ def _build(db: Path, work: Path, publishing: Path, config: Mapping[str, str], ra
         for table, order in ((schema.LAYERS_TABLE, "position"), (schema.UNITS, "layer, unit"),
                              (schema.CATEGORIES, "category, wnid"), (schema.IMAGES, "image_id"),
                              (schema.IMAGE_STATS, "image_id"), (schema.SKIPPED, "file_id"),
-                             (schema.UNIT_MAPS, "layer, unit, image_id")):  # fmt: skip
+                             (schema.UNIT_MAPS, "layer, unit, image_id"), (schema.BASES, "layer, basis")):  # fmt: skip
             pub.execute(
                 f"INSERT INTO {table} BY NAME SELECT * REPLACE ($new AS run_id) FROM work.{table} ORDER BY {order}",
                 p,
@@ -128,6 +130,14 @@ def _build(db: Path, work: Path, publishing: Path, config: Mapping[str, str], ra
                 f"INSERT INTO {schema.RESPONSES} SELECT $new, layer, unit, image_id, act_mean, act_max, act_min "
                 f"FROM work.{schema.STAGING} WHERE layer = $layer ORDER BY unit, image_id",
                 {**p, "layer": layer},
+            )
+            pub.execute("CHECKPOINT")
+        for layer, basis in pub.execute(
+                f"SELECT layer, basis FROM {schema.BASES} WHERE run_id = $new ORDER BY layer, basis", p).fetchall():
+            pub.execute(
+                f"INSERT INTO {schema.BASIS_RESPONSES} SELECT $new, $layer, $basis, unit, image_id, act_mean, act_max, "
+                f"act_min FROM work.{schema.STAGING} WHERE layer = $staged ORDER BY unit, image_id",
+                {**p, "layer": layer, "basis": basis, "staged": schema.basis_staging_layer(layer, basis)},
             )
             pub.execute("CHECKPOINT")
         pub.execute("DETACH work")
@@ -186,10 +196,13 @@ def _replace(db: Path, publishing: Path, build: Callable[[], int]) -> int:
 
 
 def _copy_published(pub: duckdb.DuckDBPyConnection, db: Path, tables: tuple[str, ...]) -> None:
-    """Copy the published tables of `db` into the fresh file `pub`."""
+    """Copy the published tables of `db` into the fresh file `pub`; a table an older version lacks stays empty."""
     pub.execute(f"ATTACH '{_sql_str(db)}' AS old (READ_ONLY)")
+    present = {r[0] for r in pub.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = 'old'").fetchall()}
     for table in tables:
-        pub.execute(f"INSERT INTO {table} BY NAME SELECT * FROM old.{table}")
+        if table in present:
+            pub.execute(f"INSERT INTO {table} BY NAME SELECT * FROM old.{table}")
     pub.execute("DETACH old")
     pub.execute("CHECKPOINT")
 

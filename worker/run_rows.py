@@ -46,6 +46,8 @@ class RunSpec:
     categories: tuple[Category, ...]
     device: str
     dtype: str = "float32"
+    bases: int = 0  # random orthonormal bases recorded for each of basis_layers (worker.basis); basis b has seed b
+    basis_layers: tuple[str, ...] = ()
 
     def config_hash(self) -> str:
         """sha256 over everything that determines the stored values (not the device or batch size)."""
@@ -59,6 +61,8 @@ class RunSpec:
             "layers": [layer.name for layer in self.layers],
             "categories": {c.name: list(c.wnids) for c in self.categories},
             "dtype": self.dtype,
+            "bases": self.bases,
+            "basis_layers": list(self.basis_layers),
         }
         return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
 
@@ -106,6 +110,13 @@ def insert_run(con: duckdb.DuckDBPyConnection, run_id: int, spec: RunSpec, confi
         units,
         {"run_id": run_id},
     )
+    if spec.bases and spec.basis_layers:
+        bases = {
+            "layer": np.array([layer for layer in spec.basis_layers for _ in range(spec.bases)], dtype=object),
+            "basis": np.tile(np.arange(spec.bases, dtype=np.int16), len(spec.basis_layers)),
+        }
+        _insert(con, f"INSERT INTO {schema.BASES} SELECT $run_id, layer, basis, basis FROM {FRAME}", bases,
+                {"run_id": run_id})
     members = {
         "category": np.array([c.name for c in spec.categories for _ in c.wnids], dtype=object),
         "wnid": np.array([w for c in spec.categories for w in c.wnids], dtype=object),

@@ -6,12 +6,14 @@ Each field is named once: `python -m worker run` builds its flags from these fie
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, ValidationInfo, create_model, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from unitscope import claim_rules
 from unitscope.flags import Flag
 from worker.model_names import MODEL_NAMES
 
@@ -51,6 +53,12 @@ class WorkerSettings(BaseSettings):
         (), description="add a category: every ImageNet-1k class under a WordNet synset (bird=n01503061) or "
         "a WNID list file (NAME=FILE); repeatable; built in: dog, bird, feline, reptile, vehicle, musical-instrument"
     )
+    bases: int = Field(2, ge=0, le=16, description="seeded random orthonormal bases of a layer's channels whose "
+                       "directions are recorded beside the units, for the random-basis control (default 2; 0: none)")
+    basis_layers: Annotated[tuple[str, ...], NoDecode, Flag(nargs="+", metavar="LAYER")] = Field(
+        (), description="layers whose random bases are recorded (default: the claims page's default layer, the "
+        "deepest at <= 2/3 of the network's depth, e.g. mixed4c; 'all': every layer recorded, about 1.9x the "
+        "CPU time of the forward pass for GoogLeNet's 12)")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="default auto: cuda when torch sees a GPU")
     decode: Literal["pil", "gpu"] = Field("pil", description="pil: PIL decodes and resizes in the loader "
                                           "processes (exact, default); gpu: torchvision.io.decode_jpeg and the "
@@ -69,7 +77,7 @@ class WorkerSettings(BaseSettings):
                           "identical run is published")  # fmt: skip
     debug: bool = Field(False, description="show tracebacks")
 
-    @field_validator("layers", mode="before")
+    @field_validator("layers", "basis_layers", mode="before")
     @classmethod
     def _split_layers(cls, value: object) -> object:
         """UNITSCOPE_LAYERS: names separated by spaces or commas."""
@@ -103,6 +111,19 @@ class WorkerSettings(BaseSettings):
         if self.weights != RANDOM_WEIGHTS:
             return None
         return 0 if self.seed is None else self.seed
+
+    def resolved_basis_layers(self, layers: Sequence[str]) -> tuple[str, ...]:
+        """The layers (of those run, in depth order) whose random bases are recorded; none without bases."""
+        if not self.bases:
+            return ()
+        if not self.basis_layers:
+            return (claim_rules.default_layer(list(layers))[0],)
+        if self.basis_layers == ("all",):
+            return tuple(layers)
+        unknown = [name for name in self.basis_layers if name not in layers]
+        if unknown:
+            raise ValueError(f"--basis-layers {' '.join(unknown)}: not among the layers run ({', '.join(layers)})")
+        return tuple(name for name in layers if name in self.basis_layers)
 
     def resolved_model(self) -> str:
         """The model to run: `auto` picks bvlc-googlenet for a weights folder, googlenet otherwise."""

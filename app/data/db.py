@@ -33,10 +33,21 @@ T = TypeVar("T")
 log = logging.getLogger("app.data.db")
 
 Identity = tuple[int, int, int, int]
-# Failures that mean "the database cannot answer now", not a bug in a query.
 # Rendered responses kept (app.twin): a layer page is ~0.5 MB, a unit page ~0.1 MB.
 BODY_CACHE_SIZE = 256
-_UNAVAILABLE = (duckdb.OutOfMemoryException, duckdb.IOException, duckdb.InterruptException)
+# Failures that mean "the database cannot answer now", not a bug in a query, and leave the file as good as it was.
+_TRANSIENT = (duckdb.OutOfMemoryException, duckdb.InterruptException)
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _without_path(text: str, path: Path) -> str:
+    """`text` with the DB's folder left out: an error a client sees names the file, not where it lives."""
+    for form in {str(path.resolve()), str(path.absolute()), str(path)}:
+        text = text.replace(form, path.name)
+    return text
 
 
 def _identity(path: Path) -> Identity | None:
@@ -58,6 +69,8 @@ class Generation:
     _retired: bool = False
     # What is kept for the life of this file (runs, image index): small, and gone with the generation.
     kept: LruCache[Any] = field(default_factory=lambda: LruCache(None))
+    # Why the file cannot be read (a corrupted block, an I/O error), once a query met it; /healthz reports it.
+    broken: str | None = None
 
     def try_acquire(self) -> bool:
         """Count a request using this generation; False if it was retired (and maybe closed)."""
@@ -140,9 +153,17 @@ class Reader:
     def _answering(self) -> Iterator[None]:
         try:
             yield
-        except _UNAVAILABLE as exc:
+        except duckdb.ProgrammingError:
+            raise  # a query of ours is wrong (binder, parser, catalog): a bug, answered 500
+        except _TRANSIENT as exc:
             log.warning("query failed: %s", exc)
             raise Unavailable(f"the database could not answer: {type(exc).__name__}") from exc
+        except duckdb.Error as exc:
+            # DuckDB checks every block's checksum as it reads it: a file damaged in place fails here, and stays
+            # damaged until the worker publishes a new one.
+            log.error("the database file cannot be read: %s", exc)
+            self.generation.broken = f"{type(exc).__name__}: {_first_line(exc)}"
+            raise Unavailable("the database file cannot be read (damaged?); publish it again") from exc
 
 
 class Database:
@@ -180,7 +201,8 @@ class Database:
                 fresh = self._open(identity)
             except (duckdb.Error, Unavailable) as exc:
                 self._failed = identity
-                detail = str(exc) if isinstance(exc, Unavailable) else f"{type(exc).__name__}: {exc}"
+                detail = _without_path(str(exc) if isinstance(exc, Unavailable) else f"{type(exc).__name__}: "
+                                                                                     f"{_first_line(exc)}", self.path)
                 if current is not None:
                     log.warning("keeping the previous database: cannot open the new one: %s", detail)
                     return current

@@ -26,9 +26,11 @@ from app.render import Page
 from app.urls import Urls
 from unitscope import claim_rules, nulls, stats
 from unitscope.claim_rules import MIN_CATEGORY, Verdict
+from unitscope.data.basis import basis_si
 from unitscope.data.runs import Run, require_layer, require_run
 
 LOW_LEVEL_CLAIM = "The selectivity is not explained by low-level image statistics."
+AXIS_CLAIM = "The units are more selective than random directions of the same layer's space."
 
 
 class ClaimsParams(ScoreParams):
@@ -281,6 +283,35 @@ def _low_level(ctx: LayerContext, urls: Urls) -> Claim:
                  verdict=verdict, reason=reason, evidence_url=urls.layer(ctx.layer))
 
 
+def _axis_aligned(reader: Reader, run: Run, ctx: LayerContext, urls: Urls) -> Claim:
+    """The random-basis control (Bau et al. 2017): a layer's selectivity could lie in its space, not its units."""
+    directions = basis_si(reader, run, ctx.layer, ctx.category, ctx.si_stat)
+    test = (f"units with SI ({ctx.si_stat}) ≥ {ctx.threshold:g} against directions of random orthonormal bases of the "
+            f"layer's {len(ctx.units)} channels with it (one-sided Fisher exact test)")
+    if directions is None:
+        return Claim(id="axis_aligned", claim=AXIS_CLAIM, test=test, value=None, verdict="cannot_tell",
+                     control="no random bases: the run recorded none (python -m worker run --bases N)",
+                     reason="this run has no random bases", evidence_url=urls.layer(ctx.layer))
+    si = np.array([np.nan if u.si is None else u.si for u in ctx.units])
+    units, rotated = si[~np.isnan(si)], directions[~np.isnan(directions)]
+    per_basis = (np.nan_to_num(directions, nan=-1.0) >= ctx.threshold).sum(axis=1)
+    sel = ctx.groups.selective.units
+    p = stats.more_often_p(sel, units.size, int(per_basis.sum()), rotated.size) if units.size else None
+    whole = stats.mann_whitney_p(units, rotated, alternative="greater") if units.size and rotated.size else None
+    control = (f"{len(per_basis)} random bases (seeds 0–{len(per_basis) - 1}) of {directions.shape[1]} directions: "
+               f"{', '.join(str(int(n)) for n in per_basis)} selective; the whole SI distributions: median "
+               f"{_num(float(np.median(units)) if units.size else None)} for the units against "
+               f"{_num(float(np.median(rotated)) if rotated.size else None)} for the directions (units higher, "
+               f"one-sided Mann–Whitney {'n/a' if whole is None else f'p = {whole:.3g}'})")
+    verdict = claim_rules.axis_aligned_verdict(p)
+    rate = f"{sel} selective units against {per_basis.mean():.1f} selective directions per random basis"
+    reason = {"cannot_tell": "no unit with an SI",
+              "holds": f"{rate} (p = {_num(p)})",
+              "does_not_hold": f"{rate} (p = {_num(p)}): random directions are selective as often"}[verdict]
+    return Claim(id="axis_aligned", claim=AXIS_CLAIM, test=test, value=float(sel), control=control, verdict=verdict,
+                 reason=reason, evidence_url=urls.layer(ctx.layer))
+
+
 def build(reader: Reader, p: ClaimsParams, urls: Urls, *, permutations: int, seed: int) -> ClaimsContext:
     """Every claim on the chosen layer, with the layer page's own numbers as evidence."""
     run = require_run(reader, p.run)
@@ -305,12 +336,13 @@ def _claims(reader: Reader, run: Run, layer: str, p: ClaimsParams, urls: Urls, p
     """The layer page's context for the parameters, and every claim tested on it; cached, as the claims page of
     any specification of the grid needs those of all the others."""
     def compute() -> tuple[LayerContext, list[Claim]]:
-        ctx = layer_page.build(reader, layer, p, permutations=permutations, seed=seed)
+        ctx = layer_page.build(reader, layer, p, permutations=permutations, seed=seed, measures=False)
         low, high = layer_tests.tails(reader, run, layer, category=p.category, neg_stat=p.neg_stat,
                                       pos_stat=p.pos_stat)
         return ctx, [
             _selective(ctx, urls), _negative(ctx, urls, permutations=permutations, seed=seed),
             _two_sided(ctx, low, high, urls), _other_classes(reader, run, ctx, urls), _low_level(ctx, urls),
+            _axis_aligned(reader, run, ctx, urls),
         ]
 
     # The claims' evidence links carry the view's parameters: those are in the key too.

@@ -6,6 +6,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, Field
 
 from app.data import layer_tests
@@ -22,16 +23,18 @@ from app.figures import (
 from app.pages import low_level
 from app.pages.common import Group, Groups, ScoreInfo, groups, score_info, scores
 from app.pages.low_level import LayerLowLevel
+from app.pages.measures import LayerMeasures, UnitMeasures, for_layer, unit_fields
 from app.params import ScoreParams
 from app.render import Page, number
 from app.urls import Urls
 from unitscope import claim_rules, stats
+from unitscope.data.measures import unit_measures
 from unitscope.data.runs import require_layer, require_run
 from unitscope.data.scores import auroc
 
 
-class UnitScore(BaseModel):
-    """One unit's point of the scatter, with its chance levels and a second selectivity measure."""
+class UnitScore(UnitMeasures):
+    """One unit's point of the scatter, with its chance levels and the field's other selectivity measures."""
 
     unit: int
     si: float | None = Field(description="selectivity index; null when the unit's response never varies")
@@ -102,6 +105,8 @@ class LayerContext(ScoreInfo):
                                      "rest has no image")
     low_level: LayerLowLevel | None = Field(description="null when the run has no image_stats")
     split_half: SplitHalf = Field(description="the units' SI on even against odd image ids")
+    measures: LayerMeasures | None = Field(None, description="the field's selectivity measures side by side, and the "
+                                           "units' tuning shape against published IT values")
 
 
 def _finite(value: float | None) -> float | None:
@@ -127,8 +132,13 @@ def split_half(halves: layer_tests.Halves, stat: str) -> SplitHalf:
                      pearson=stats.pearson(a, b))
 
 
-def build(reader: Reader, name: str, p: ScoreParams, *, permutations: int, seed: int) -> LayerContext:
-    """Every unit's (si, in_top, in_bottom) for the parameters, with the layer's controls."""
+def build(reader: Reader, name: str, p: ScoreParams, *, permutations: int, seed: int,
+          measures: bool = True) -> LayerContext:
+    """Every unit's (si, in_top, in_bottom) for the parameters, with the layer's controls.
+
+    measures: also the field's other measures and the tuning shapes (stored by publication; a DB without them
+    computes them from the layer's responses, so the claims page, which needs none, leaves them out).
+    """
     run = require_run(reader, p.run)
     require_layer(run, name)
     info = score_info(run, p)
@@ -136,6 +146,8 @@ def build(reader: Reader, name: str, p: ScoreParams, *, permutations: int, seed:
     halves = layer_tests.split_half(reader, run, name, p.category, p.si_stat)
     p_q, ex = found.chance, found.exclusive
     aurocs = auroc(reader, run, name, p.category, p.si_stat)
+    found_measures = unit_measures(reader, run, name, p.category, p.si_stat) if measures else None
+    per_unit = unit_fields(found_measures) if found_measures else [{}] * len(found.rows)
     null = layer_tests.null(reader, run, name, category=p.category, si_stat=p.si_stat, neg_stat=p.neg_stat,
                             k=info.k, threshold=p.threshold, permutations=permutations, seed=seed)
     fdr = claim_rules.FDR
@@ -146,7 +158,7 @@ def build(reader: Reader, name: str, p: ScoreParams, *, permutations: int, seed:
             in_bottom_only=r.in_bottom_only, bottom_only_share=share, p_bottom_only=p_only, q_bottom_only=q_only,
             p_top=p_top, p_bottom=p_bottom, q_top=q_top, q_bottom=q_bottom,
             significant_top=q_top < fdr, significant_bottom=q_bottom < fdr, auroc=_finite(aurocs[r.unit]),
-            si_half_a=halves.si_a.get(r.unit), si_half_b=halves.si_b.get(r.unit),
+            si_half_a=halves.si_a.get(r.unit), si_half_b=halves.si_b.get(r.unit), **per_unit[r.unit],
         )
         for r, p_top, p_bottom, q_top, q_bottom, bottom_only, share, p_only, q_only in zip(
             found.rows, *(p_q[c].tolist() for c in ("p_top", "p_bottom", "q_top", "q_bottom")),
@@ -159,6 +171,9 @@ def build(reader: Reader, name: str, p: ScoreParams, *, permutations: int, seed:
         selective=len(selective), source=found.source,
         groups=groups(found, info), null=null_summary(null),
         low_level=low_level.for_layer(reader, run, name, selective, p), split_half=split_half(halves, p.si_stat),
+        measures=None if found_measures is None else for_layer(
+            np.array([math.nan if r.si is None else r.si for r in found.rows]), aurocs, found_measures, p.threshold,
+            p.si_stat),
     )
 
 
@@ -264,7 +279,7 @@ def _layer_extras(ctx: LayerContext, urls: Urls) -> dict[str, Any]:
     # Rows as plain tuples: up to 1,024 of them, and Jinja is slow at attribute lookups.
     unit_urls = [urls.unit(ctx.layer, u.unit) for u in ctx.units]
     rows = [(u.unit, url, -1 if u.si is None else u.si, number(u.si), -1 if u.auroc is None else u.auroc,
-             number(u.auroc), u.in_top, u.p_top, u.q_top, u.significant_top,
+             number(u.auroc), -99 if u.d_prime is None else u.d_prime, number(u.d_prime), u.in_top, u.p_top, u.q_top, u.significant_top,
              u.in_bottom, u.p_bottom, u.q_bottom, u.significant_bottom, u.selective, u.overlap, u.in_bottom_only)
             for u, url in zip(ctx.units, unit_urls)]
     return {"rows": rows, "figure": layer_scatter(ctx, unit_urls), "group_rows": _group_rows(ctx.groups),

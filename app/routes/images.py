@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import mimetypes
 from pathlib import Path
 
@@ -14,8 +15,10 @@ from app.deps import DbDep, ImageId, ImageQuery
 from app.errors import ERROR_RESPONSES
 from unitscope.data.images import image_path
 from unitscope.data.runs import require_run
+from unitscope.errors import NotFound
 
 router = APIRouter(responses=ERROR_RESPONSES)
+log = logging.getLogger("app.routes.images")
 
 # Ids name an image within a run, and a new DB may reuse them: revalidate after an hour.
 _CACHE_CONTROL = "public, max-age=3600"
@@ -28,18 +31,25 @@ _READ_WHOLE = 32 * 2**20  # bytes; larger files are streamed
                304: {"description": "not modified"}},
 )
 def image(request: Request, image_id: ImageId, p: ImageQuery, db: DbDep) -> Response:
-    """The image file of `image_id` in the run, or a JPEG thumbnail at most `size` px on a side."""
+    """The image file of `image_id` in the run, or a JPEG thumbnail at most `size` px on a side, made at the next of
+    the fixed thumbnail sizes up."""
     settings: Settings = request.app.state.settings
     run = require_run(db, p.run)
     relative = image_path(db, run.run_id, image_id)
     root = settings.images_root if settings.images_root is not None else Path(run.images_root)
+    if settings.images_root is None and not settings.serves_images_from(root):
+        # The DB names the folder; only the operator's settings may let the server read it.
+        log.warning("refused images of run %s: %s is not under --image-roots", run.run_id, root)
+        raise NotFound(f"run {run.run_id}'s image folder is not among the server's image roots "
+                       "(--image-roots, UNITSCOPE_IMAGE_ROOTS)")
     found = image_files.resolve(root, relative)
+    size = None if p.size is None else image_files.thumbnail_size(p.size)
     headers = {"Cache-Control": _CACHE_CONTROL, "X-Content-Type-Options": "nosniff"}
-    headers["ETag"] = found.etag if p.size is None else image_files.thumbnail_etag(found, p.size)
+    headers["ETag"] = found.etag if size is None else image_files.thumbnail_etag(found, size)
     if headers["ETag"] in request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers=headers)
-    if p.size is not None:
-        data = image_files.thumbnail(found, p.size, settings.thumbnail_dir)
+    if size is not None:
+        data = image_files.thumbnail(found, size, settings.thumbnail_dir)
         return Response(data, media_type="image/jpeg", headers=headers)
     media_type = mimetypes.guess_type(found.path.name)[0] or ""
     if not media_type.startswith("image/"):

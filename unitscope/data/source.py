@@ -58,7 +58,7 @@ def stored_or_computed(stored: Callable[[], T | None], compute: Callable[[], T])
 
 ALIAS = "unitscope"
 # The tables without which a file is no unitscope DB (older DBs may lack later ones: readers check).
-REQUIRED_TABLES = frozenset({schema.RUNS, schema.IMAGES, schema.RESPONSES, schema.LAYERS_TABLE})
+REQUIRED_TABLES = frozenset({schema.META, schema.RUNS, schema.IMAGES, schema.RESPONSES, schema.LAYERS_TABLE})
 
 
 def open_read_only(path: Path, *, memory_limit: str = "1GB", threads: int = 2) -> duckdb.DuckDBPyConnection:
@@ -81,10 +81,12 @@ def open_read_only(path: Path, *, memory_limit: str = "1GB", threads: int = 2) -
         missing = REQUIRED_TABLES - tables
         if missing:
             raise Unavailable(f"{Path(path).name} is not a unitscope database (missing {sorted(missing)})")
-        if schema.META in tables:
-            rows = con.execute(f"SELECT value FROM {schema.META} WHERE key = 'schema_version'").fetchall()
-            if rows and str(rows[0][0]) != str(schema.SCHEMA_VERSION):
-                raise Unavailable(f"database schema version {rows[0][0]}, this version reads {schema.SCHEMA_VERSION}")
+        # Every DB the worker writes stamps its version: a file without one is no DB of ours, whatever tables it has.
+        rows = con.execute(f"SELECT value FROM {schema.META} WHERE key = 'schema_version'").fetchall()
+        if not rows:
+            raise Unavailable(f"{Path(path).name} has no schema version: not a database written by the worker")
+        if str(rows[0][0]) != str(schema.SCHEMA_VERSION):
+            raise Unavailable(f"database schema version {rows[0][0]}, this version reads {schema.SCHEMA_VERSION}")
     except BaseException:
         con.close()
         raise

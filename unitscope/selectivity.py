@@ -1,0 +1,244 @@
+"""The field's selectivity measures beside the study's SI: d′, Morcos et al.'s CSI, Baek et al.'s rank-sum criterion,
+and the shape of each unit's tuning curve (sparseness, kurtosis, share above half its peak) as IT papers report it.
+
+numpy and scipy, vectorised over a layer's units: values are (n images, u units), labels (n,) bool for the
+category, classes (n,) int class codes. Every function returns one value per unit, NaN where undefined.
+The rules that call a unit selective by each measure are in unitscope.claim_rules; docs/claims.md gives
+each definition's source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+from scipy import special
+
+from unitscope.claim_rules import BAEK_ALPHA, FEW_IMAGES
+
+
+class Reference(NamedTuple):
+    """A published value of a tuning statistic for IT neurons, or the value a reference distribution has."""
+
+    statistic: str  # sparseness, kurtosis or half_peak_share
+    value: float
+    spread: str | None
+    source: str
+
+
+# What the units' tuning shapes are compared with (docs/claims.md, "Tuning shape"). Sparseness and the
+# half-peak share of single IT neurons as the papers report them; the half-normal and exponential
+# distributions' own values, the shapes the IT literature contrasts (kurtosis is excess kurtosis).
+IT_REFERENCE: tuple[Reference, ...] = (
+    Reference("sparseness", 0.65, None, "Rolls & Tovee 1995, J Neurophysiol 73:713: mean over face-selective IT "
+              "neurons, 68 images (23 faces, 45 scenes), raw rates"),
+    Reference("sparseness", 0.77, None, "Franco, Rolls, Aggelopoulos & Jerez 2007, Biol Cybern 96:547: mean over "
+              "IT neurons, 20 objects and faces"),
+    Reference("sparseness", 0.66, "± 0.16 (SD)", "Kreiman et al. 2006, Neuron 49:433: IT single units, 77 pictures, "
+              "each neuron's minimum response subtracted"),
+    Reference("sparseness", 2 / np.pi, None, "a half-normal distribution of rates: 2/π"),
+    Reference("sparseness", 0.5, None, "an exponential distribution of rates"),
+    Reference("kurtosis", 0.8691773036059736, None, "a half-normal distribution: 8(π - 3) / (π - 2)²"),
+    Reference("kurtosis", 6.0, None, "an exponential distribution (Baddeley et al. 1997, Proc R Soc B 264:1775, "
+              "found IT spike counts roughly exponential)"),
+    Reference("half_peak_share", 0.10, "about", "Rust & DiCarlo 2012, J Neurosci 32:10170: the average V4 or IT "
+              "neuron responds above half its peak to about 10% of natural images"),
+    Reference("half_peak_share", 0.21, "± 0.13 (SD)", "Kreiman et al. 2006, Neuron 49:433: IT single units, "
+              "77 pictures"),
+)
+
+
+# Units processed at once: each step works on float64 copies of this many columns, so memory stays near
+# images x CHUNK_UNITS x 8 bytes (150 MB at 286,000 images) rather than a copy of the whole layer.
+CHUNK_UNITS = 64
+
+
+def _blocks(values: npt.ArrayLike) -> Iterator[tuple[slice, np.ndarray]]:
+    """(columns, float64 copy of those columns) of an (n, u) array, CHUNK_UNITS columns at a time."""
+    values = np.asarray(values)
+    if values.ndim != 2:
+        raise ValueError(f"values must be (images, units), got shape {values.shape}")
+    for start in range(0, values.shape[1], CHUNK_UNITS):
+        columns = slice(start, start + CHUNK_UNITS)
+        yield columns, values[:, columns].astype(np.float64)
+
+
+def _labels(labels: npt.ArrayLike, n: int) -> np.ndarray:
+    labels = np.asarray(labels, dtype=bool)
+    if labels.shape != (n,):
+        raise ValueError(f"labels must be ({n},), got {labels.shape}")
+    return labels
+
+
+def d_prime(values: npt.ArrayLike, labels: npt.ArrayLike) -> np.ndarray:
+    """(mean_C - mean_rest) / sqrt((var_C + var_rest) / 2), sample variances (ddof 1).
+
+    NaN when either group has fewer than two images or both variances are 0.
+    """
+    values = np.asarray(values)
+    labels = _labels(labels, values.shape[0])
+    out = np.full(values.shape[1], np.nan)
+    if labels.sum() < 2 or (~labels).sum() < 2:
+        return out
+    for columns, block in _blocks(values):
+        cat, rest = block[labels], block[~labels]
+        pooled = np.sqrt((cat.var(axis=0, ddof=1) + rest.var(axis=0, ddof=1)) / 2)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[columns] = np.where(pooled > 0, (cat.mean(axis=0) - rest.mean(axis=0)) / pooled, np.nan)
+    return out
+
+
+def class_means(values: npt.ArrayLike, classes: npt.ArrayLike, min_images: int = FEW_IMAGES) -> tuple[
+        np.ndarray, np.ndarray]:
+    """(codes, means): the classes of min_images or more images, and each one's mean response per unit (c, u)."""
+    values = np.asarray(values)
+    classes = np.asarray(classes)
+    order = np.argsort(classes, kind="stable")
+    codes, starts, counts = np.unique(classes[order], return_index=True, return_counts=True)
+    kept = counts >= min_images
+    means = np.empty((int(kept.sum()), values.shape[1]))
+    for columns, block in _blocks(values):
+        # Rows grouped by class, then one sum per group (np.add.at is unbuffered: ~10x slower at 286,000 rows).
+        means[:, columns] = np.add.reduceat(block[order], starts, axis=0)[kept] / counts[kept, None]
+    return codes[kept], means
+
+
+def csi(values: npt.ArrayLike, classes: npt.ArrayLike, min_images: int = FEW_IMAGES) -> tuple[np.ndarray, np.ndarray]:
+    """Morcos et al. (2018)'s class selectivity index on post-ReLU responses, and each unit's preferred class.
+
+    The response is max(value, 0), as after the ReLU. Over the classes of min_images or more images:
+    CSI = (mu_max - mu_rest) / (mu_max + mu_rest), mu_max the highest class mean and mu_rest the mean of
+    the other classes' means. 0: no class preferred; 1: only one class drives the unit. Returns (csi,
+    preferred class code); NaN and -1 when the unit is silent on every image or fewer than two classes count.
+    """
+    codes, means = class_means(np.maximum(np.asarray(values), 0), classes, min_images)
+    u = np.shape(values)[1]
+    if len(codes) < 2:
+        return np.full(u, np.nan), np.full(u, -1)
+    best = means.argmax(axis=0)
+    top = means.max(axis=0)
+    rest = (means.sum(axis=0) - top) / (len(codes) - 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        index = np.where(top + rest > 0, (top - rest) / (top + rest), np.nan)
+    return index, np.where(np.isnan(index), -1, codes[best])
+
+
+def rank_sum_p_by_class(values: npt.ArrayLike, label_sets: Sequence[npt.ArrayLike], classes: npt.ArrayLike,
+                        min_images: int = FEW_IMAGES) -> list[tuple[np.ndarray, np.ndarray]]:
+    """For each label set (a category): (codes, p), the classes outside it with min_images or more images, and per
+    class and unit (c, u) the one-sided Mann–Whitney p that the category's responses exceed the class's.
+
+    U counts the pairs where the category's value is larger, ties 1/2; p is its normal approximation with a
+    continuity correction and no tie correction (scipy.stats.mannwhitneyu's asymptotic method, the same for
+    continuous responses, which rarely tie). Each unit's responses are sorted once for every category: an
+    image's count of category values below it, and at or below it, is then a cumulative sum along that order,
+    and a class's U the sum over its images.
+    """
+    values = np.asarray(values)
+    classes = np.asarray(classes)
+    n, u = values.shape
+    masks = [_labels(m, n) for m in label_sets]
+    plans = []  # per category: (codes, class sizes, each image's row among the codes or -1, category size)
+    for mask in masks:
+        codes, counts = np.unique(classes[~mask], return_counts=True)
+        codes, n2 = codes[counts >= min_images], counts[counts >= min_images].astype(np.float64)
+        row = np.full(n, -1)
+        tested = ~mask & np.isin(classes, codes)
+        row[tested] = np.searchsorted(codes, classes[tested])
+        plans.append((codes, n2, row, int(mask.sum())))
+    u_stats = [np.zeros((len(codes), u)) for codes, *_ in plans]
+    if n:
+        for unit in range(u):
+            column = values[:, unit]
+            order = np.argsort(column, kind="stable")
+            ordered = column[order]
+            first = np.empty(n, dtype=bool)
+            first[0] = True
+            np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+            starts = np.flatnonzero(first)
+            group = np.cumsum(first) - 1
+            lo, hi = starts[group], np.append(starts[1:], n)[group]  # each position's run of equal values
+            for mask, (codes, _, row, n1), u_stat in zip(masks, plans, u_stats):
+                below = np.zeros(n + 1)
+                np.cumsum(mask[order], out=below[1:])
+                wins = (n1 - below[hi]) + 0.5 * (below[hi] - below[lo])  # category values above, ties 1/2
+                rows = row[order]
+                tested = rows >= 0
+                u_stat[:, unit] = np.bincount(rows[tested], weights=wins[tested], minlength=len(codes))
+    out = []
+    for (codes, n2, _, n1), u_stat in zip(plans, u_stats):
+        mean, sd = n1 * n2 / 2, np.sqrt(n1 * n2 * (n1 + n2 + 1) / 12)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out.append((codes, special.ndtr(-(u_stat - mean[:, None] - 0.5) / sd[:, None])))
+    return out
+
+
+def beats_every_class(values: npt.ArrayLike, label_sets: Sequence[npt.ArrayLike], classes: npt.ArrayLike,
+                      min_images: int = FEW_IMAGES, alpha: float = BAEK_ALPHA) -> np.ndarray:
+    """Baek et al. (2021)'s criterion for each label set (a category, as the preferred class): its responses
+    exceed those of every class outside it (of min_images or more images) in a one-sided rank-sum test at
+    p < alpha.
+
+    (categories, u) float: 1.0 or 0.0, NaN when the category or every other class is too small to test.
+    """
+    found = rank_sum_p_by_class(values, label_sets, classes, min_images)
+    out = np.full((len(found), np.shape(values)[1]), np.nan)
+    for i, (mask, (codes, p)) in enumerate(zip(label_sets, found)):
+        if np.asarray(mask, dtype=bool).sum() >= min_images and len(codes):
+            out[i] = (p < alpha).all(axis=0)
+    return out
+
+
+def sparseness(rates: npt.ArrayLike) -> np.ndarray:
+    """Rolls & Tovee (1995)'s sparseness a = (mean r)^2 / mean(r^2) of non-negative rates (n, u) per unit.
+
+    1: every image drives the unit equally; 1/n: a single image drives it. NaN for a silent unit.
+    """
+    rates = np.asarray(rates, dtype=np.float64)
+    if (rates < 0).any():
+        raise ValueError("sparseness needs non-negative rates")
+    square = np.einsum("ij,ij->j", rates, rates) / len(rates)  # no (n, u) temporary
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(square > 0, rates.mean(axis=0) ** 2 / square, np.nan)
+
+
+def kurtosis(values: npt.ArrayLike) -> np.ndarray:
+    """Excess kurtosis (Fisher: 0 for a normal distribution, 3 for an exponential one) per unit, of (n, u) values;
+    NaN for a constant unit."""
+    values = np.asarray(values, dtype=np.float64)
+    centred = values - values.mean(axis=0)
+    centred *= centred  # squares by multiplication: ** on a float array is several times slower
+    m2 = centred.mean(axis=0)
+    m4 = np.einsum("ij,ij->j", centred, centred) / len(centred)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(m2 > 0, m4 / m2**2 - 3.0, np.nan)
+
+
+def half_peak_share(rates: npt.ArrayLike) -> np.ndarray:
+    """The share of images whose rate is above half the unit's peak rate, of non-negative rates (n, u); NaN when
+    the unit is silent."""
+    rates = np.asarray(rates, dtype=np.float64)
+    peak = rates.max(axis=0)
+    share = (rates > peak / 2).mean(axis=0)
+    return np.where(peak > 0, share, np.nan)
+
+
+def tuning_shape(values: npt.ArrayLike) -> dict[str, np.ndarray]:
+    """Sparseness, kurtosis and half-peak share of each unit's responses (n, u), post-ReLU and pre-ReLU.
+
+    Post-ReLU, the rate is max(value, 0), as a firing rate is. Pre-ReLU, the rate is value - min(value): the
+    unit's response above its own floor, as a baseline-subtracted rate is (kurtosis does not depend on it).
+    """
+    u = np.shape(values)[1]
+    out = {name: np.empty(u) for name in ("sparseness", "kurtosis", "half_peak_share", "sparseness_pre",
+                                          "kurtosis_pre", "half_peak_share_pre")}
+    for columns, block in _blocks(values):
+        post = np.maximum(block, 0.0)
+        pre = block - block.min(axis=0)
+        for name, value in (("sparseness", sparseness(post)), ("kurtosis", kurtosis(post)),
+                            ("half_peak_share", half_peak_share(post)), ("sparseness_pre", sparseness(pre)),
+                            ("kurtosis_pre", kurtosis(block)), ("half_peak_share_pre", half_peak_share(pre))):
+            out[name][columns] = value
+    return out
