@@ -68,7 +68,7 @@ def publish_mixed4c_run(db: Path, stats: np.ndarray, wnids: tuple[str, ...], cat
         model="bvlc-googlenet", weights="synthetic", weights_sha256="none", preprocessing=json.dumps({"x": 1}),
         images_root=str(db.parent), files=files,
         layers=(LayerSpec(name="mixed4c", position=0, units=units, module="m", branches=("conv",) * units),),
-        categories=categories, device="cpu", bases=len(bases),
+        categories=categories, device="cpu", bases=len(bases), basis_layers=("mixed4c",) if bases else (),
     )  # fmt: skip
     staged = {basis_staging_layer("mixed4c", b): values for b, values in enumerate(bases)}
     with WorkerStore.open(db) as store:

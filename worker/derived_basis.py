@@ -6,6 +6,7 @@ import duckdb
 
 from unitscope import schema
 from unitscope.metrics_sql import basis_si_sql
+from worker.run_rows import run_categories
 
 
 def write_basis_si(con: duckdb.DuckDBPyConnection, run_id: int, layer: str) -> None:
@@ -13,9 +14,7 @@ def write_basis_si(con: duckdb.DuckDBPyConnection, run_id: int, layer: str) -> N
     q = {"run_id": run_id, "layer": layer}
     bases = [r[0] for r in con.execute(
         f"SELECT basis FROM {schema.BASES} WHERE run_id = $run_id AND layer = $layer ORDER BY basis", q).fetchall()]
-    categories = [r[0] for r in con.execute(
-        f"SELECT DISTINCT category FROM {schema.CATEGORIES} WHERE run_id = $run_id ORDER BY 1",
-        {"run_id": run_id}).fetchall()]
+    categories = run_categories(con, run_id)
     for basis in bases:
         for category in categories:
             con.execute(

@@ -23,6 +23,7 @@ import numpy as np
 
 from unitscope import claim_rules, metrics_sql, nulls, schema, stats
 from unitscope.data.measures import TUNING, Measures, measures_of
+from worker.run_rows import run_categories
 
 # The figure's threshold (the pages' default) and Aparicio et al.'s: a second threshold costs only its
 # counts, as the shuffles and products are shared (unitscope.nulls.permutation_nulls).
@@ -94,9 +95,7 @@ def write_layer_controls(con: duckdb.DuckDBPyConnection, run_id: int, layer: str
     q = {"run_id": run_id, "layer": layer}
     (units,) = con.execute(f"SELECT units FROM {schema.LAYERS_TABLE} WHERE run_id = $run_id AND layer = $layer",
                            q).fetchone()
-    categories = [r[0] for r in con.execute(
-        f"SELECT DISTINCT category FROM {schema.CATEGORIES} WHERE run_id = $run_id ORDER BY 1",
-        {"run_id": run_id}).fetchall()]
+    categories = run_categories(con, run_id)
     if not categories:
         return
     labels = {c: _labels(con, run_id, c) for c in categories}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import duckdb
 
 from unitscope import metrics_sql, schema, unit_sql
+from worker.run_rows import run_categories
 
 # Units per statement of the grouped queries: about this many responses at once, so that the
 # median's per-group buffers stay within the publishing connection's memory limit.
@@ -24,9 +25,7 @@ def write_unit_pages(con: duckdb.DuckDBPyConnection, run_id: int, layer: str) ->
         f"SELECT (SELECT units FROM {schema.LAYERS_TABLE} WHERE run_id = $run_id AND layer = $layer), "
         f"(SELECT count(*) FROM {schema.IMAGES} WHERE run_id = $run_id)", p,
     ).fetchone()  # fmt: skip
-    categories = [r[0] for r in con.execute(
-        f"SELECT DISTINCT category FROM {schema.CATEGORIES} WHERE run_id = $run_id ORDER BY 1", {"run_id": run_id}
-    ).fetchall()]  # fmt: skip
+    categories = run_categories(con, run_id)
     step = max(1, _CHUNK_RESPONSES // max(images, 1))
     chunks = [{**p, "first": first, "last": min(first + step, units) - 1} for first in range(0, units, step)]
     con.execute(

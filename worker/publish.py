@@ -30,6 +30,7 @@ from worker.db_files import (
     wal_of,
     write_error,
 )
+from worker.run_rows import run_categories
 
 
 @dataclass(frozen=True)
@@ -120,9 +121,7 @@ def _build(db: Path, work: Path, publishing: Path, config: Mapping[str, str], ra
         layers = [r[0] for r in pub.execute(
             f"SELECT layer FROM {schema.LAYERS_TABLE} WHERE run_id = $new ORDER BY position", p
         ).fetchall()]  # fmt: skip
-        categories = [r[0] for r in pub.execute(
-            f"SELECT DISTINCT category FROM {schema.CATEGORIES} WHERE run_id = $new ORDER BY 1", p
-        ).fetchall()]  # fmt: skip
+        categories = run_categories(pub, run_id)
         for layer in layers:
             # One layer at a time keeps each sort small (the study's 286k images would be 1.7
             # billion rows at once); the table ends up in (layer, unit, image_id) order.

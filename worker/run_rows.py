@@ -129,6 +129,13 @@ def insert_run(con: duckdb.DuckDBPyConnection, run_id: int, spec: RunSpec, confi
     )
 
 
+def run_categories(con: duckdb.DuckDBPyConnection, run_id: int) -> list[str]:
+    """The categories of a stored run, by name."""
+    return [r[0] for r in con.execute(
+        f"SELECT DISTINCT category FROM {schema.CATEGORIES} WHERE run_id = $run_id ORDER BY 1", {"run_id": run_id}
+    ).fetchall()]
+
+
 def insert_batch(
     con: duckdb.DuckDBPyConnection,
     run_id: int,
