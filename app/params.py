@@ -16,7 +16,7 @@ ID_MAX = 2**31 - 1  # ids are INTEGER in the DB
 THUMB_MIN, THUMB_MAX = 16, 512  # thumbnail edge in pixels
 # The edges thumbnails are made at: a request is served at the next one up, so the disk cache holds at most
 # this many files per image, whatever sizes clients ask for.
-THUMB_SIZES = (64, 128, 256, 512)
+THUMB_SIZES = (64, 160, 320, 512)  # 160: the unit page's cards
 NAME_MAX = 100  # layer and category names
 
 StatName = Literal["mean", "max", "min"]

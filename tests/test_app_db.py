@@ -123,6 +123,7 @@ def test_database_without_a_complete_run(tmp_path: Path) -> None:
     con = duckdb.connect(str(db))
     for ddl in schema.DDL:
         con.execute(ddl)
+    con.execute(f"INSERT INTO {schema.META} VALUES ('schema_version', ?)", [str(schema.SCHEMA_VERSION)])
     con.close()
     with TestClient(create_app(make_settings(db, tmp_path))) as c:
         assert c.get("/api/").json() == {"run": None, "runs": [], "layers": []}

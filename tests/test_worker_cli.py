@@ -84,6 +84,11 @@ def test_real_run_publishes_a_complete_run(real_run, imagenet_sample, bvlc_weigh
             "SELECT image_id, unit, act_mean, act_max, act_min FROM responses WHERE layer = 'mixed3a' "
             "ORDER BY image_id, unit"
         ).fetchnumpy()
+        # Two random bases of the claims' default layer (of conv1 and mixed3a: conv1, at <= 2/3 of the depth).
+        assert con.execute("SELECT layer, basis, seed FROM bases ORDER BY 2").fetchall() == [
+            ("conv1", 0, 0), ("conv1", 1, 1)]
+        assert con.execute("SELECT count(*), count(DISTINCT (basis, unit, image_id)) FROM basis_responses"
+                           ).fetchall() == [(2 * 64 * LIMIT, 2 * 64 * LIMIT)]
     assert [r[0] for r in images] == list(range(LIMIT))
     manifest = {row["path"]: row for row in csv.DictReader(open(imagenet_sample / "manifest.csv"))}
     classes = load_imagenet_classes()
@@ -241,6 +246,17 @@ def test_every_setting_has_one_flag_and_one_variable_in_the_help(capsys):
         assert flag_name(name, field) in text, name
     assert "--category NAME=WNID|FILE" in text and "--layers LAYER [LAYER ...]" in text
     assert "default: all layers of the model" in text
+
+
+def test_basis_layers_default_to_the_claims_layer(no_env):
+    layers = ["conv1", "conv2", "conv3", "mixed3a", "mixed3b", "mixed4a", "mixed4b", "mixed4c", "mixed4d", "mixed4e",
+              "mixed5a", "mixed5b"]
+    assert WorkerSettings().resolved_basis_layers(layers) == ("mixed4c",)
+    assert WorkerSettings(basis_layers="all").resolved_basis_layers(layers[:3]) == ("conv1", "conv2", "conv3")
+    assert WorkerSettings(basis_layers="mixed5b, conv1").resolved_basis_layers(layers) == ("conv1", "mixed5b")
+    assert WorkerSettings(bases=0).resolved_basis_layers(layers) == ()
+    with pytest.raises(ValueError, match="--basis-layers mixed9: not among the layers run"):
+        WorkerSettings(basis_layers=("mixed9",)).resolved_basis_layers(layers)
 
 
 def test_auto_model_follows_the_weights(tmp_path, no_env):

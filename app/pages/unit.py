@@ -22,7 +22,7 @@ from app.pages import classes, low_level
 from app.pages.classes import ClassSummary
 from app.pages.common import ScoreInfo, score_info, scores
 from app.pages.low_level import UnitLowLevel
-from app.params import UnitParams
+from app.params import THUMB_SIZES, UnitParams
 from app.render import Page
 from app.urls import Urls
 from unitscope import claim_rules, metrics_sql, unit_sql
@@ -34,7 +34,7 @@ from unitscope.data.source import Source
 from unitscope.errors import NotFound
 from unitscope.maps import decode
 
-THUMBNAIL = 160  # px, the unit page's image size
+THUMBNAIL = THUMB_SIZES[1]  # px, the unit page's image size, one of the sizes thumbnails are made at
 
 
 class UnitMap(BaseModel):
