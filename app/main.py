@@ -9,19 +9,18 @@ from pathlib import Path
 
 from anyio import to_thread
 from fastapi import FastAPI
-from fastapi.staticfiles import StaticFiles
 
 from app import middleware, render
 from app.config import Settings
 from app.data.db import Database
 from app.errors import install_error_handlers
 from app.routes import ROUTERS
+from app.static_files import STATIC, CompressedStatic
 
 # app/templates and app/static link to the repository's templates/ and static/: the pages sit inside
 # the package in a checkout, an editable install and a wheel alike (app's package data, pyproject.toml).
 PACKAGE = Path(__file__).resolve().parent
 TEMPLATES = PACKAGE / "templates"
-STATIC = PACKAGE / "static"
 
 DESCRIPTION = """\
 unitscope shows the units of GoogLeNet like a neurophysiologist shows neurons: for each unit,
@@ -62,7 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.render_error = render.error_page
     install_error_handlers(app)
     middleware.install(app, settings.allowed_hosts)
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.mount("/static", CompressedStatic(directory=STATIC), name="static")
     for router in ROUTERS:
         app.include_router(router)
     return app

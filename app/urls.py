@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from urllib.parse import quote, urlencode
 
+from app import static_files
 from app.params import DEFAULTS
 from unitscope.schema import DEFAULT_SI_STAT as DEFAULT_CLASS_STAT
 
@@ -84,8 +85,9 @@ class Urls:
         return self._build(f"/images/{int(image_id)}", (), {"run": run_id, "size": size})
 
     def static(self, name: str) -> str:
-        """A file under static/."""
-        return f"{self.root}/static/{quote(name)}"
+        """A file under static/, versioned by its digest so that browsers may cache it for good."""
+        digest = static_files.version(name)
+        return f"{self.root}/static/{quote(name)}" + (f"?v={digest}" if digest else "")
 
     def docs(self) -> str:
         """The OpenAPI UI."""

@@ -151,3 +151,21 @@ def test_table_sorts_by_auroc(page: object) -> None:
     values = page.evaluate(  # type: ignore[attr-defined]
         f"() => Array.from(document.querySelectorAll('#units-table tbody tr td:nth-child({column})')).map(td => parseFloat(td.dataset.value))")
     assert len(values) == 512 and values == sorted(values)
+
+
+def test_the_first_chart_page_gets_plotly_compressed_once(page: object) -> None:
+    """A fresh browser: Plotly crosses the wire gzipped, once; the page's load time is printed (not asserted:
+    timings are for bench/, and docs/performance.md quotes this one)."""
+    page.goto(f"/layers/{LAYER}?k={K}")  # type: ignore[attr-defined]
+    page.wait_for_function("() => document.querySelector('#scatter .main-svg') !== null")  # type: ignore[attr-defined]
+    timing = page.evaluate("""() => {
+        const nav = performance.getEntriesByType('navigation')[0];
+        const plotly = performance.getEntriesByType('resource').filter(r => r.name.includes('plotly'));
+        return {load: nav.loadEventEnd - nav.startTime, chart: performance.now(),
+                plotly: plotly.map(r => [r.encodedBodySize, r.decodedBodySize])};
+    }""")
+    assert len(timing["plotly"]) == 1
+    encoded, decoded = timing["plotly"][0]
+    assert decoded > 4_000_000 and encoded < decoded / 3
+    print(f"first chart page: load event {timing['load']:.0f} ms, chart drawn by {timing['chart']:.0f} ms; "
+          f"plotly {encoded / 1e6:.2f} MB on the wire for {decoded / 1e6:.2f} MB")
