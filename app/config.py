@@ -15,7 +15,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from unitscope import schema
-from unitscope.flags import Flag, add_flags, from_flags
+from unitscope.flags import Flag, add_flags, from_flags, user_cache
 
 LOOPBACK = "127.0.0.1"
 # The names a browser on this machine reaches a loopback server by; any other Host header is refused, so that a
@@ -25,15 +25,13 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 def _default_image_roots() -> tuple[Path, ...]:
     """The worker's image folder (UNITSCOPE_IMAGES, as the worker reads it) and its download cache."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     given = os.environ.get("UNITSCOPE_IMAGES")
-    return (*((Path(given),) if given else ()), Path(base) / "unitscope")
+    return (*((Path(given),) if given else ()), user_cache())
 
 
 def _default_thumbnail_dir() -> Path:
     """Thumbnails go to the user's cache folder: the DB's folder may be a read-only volume."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "unitscope" / "thumbnails"
+    return user_cache() / "thumbnails"
 
 
 class Settings(BaseSettings):
@@ -70,7 +68,6 @@ class Settings(BaseSettings):
     request_threads: int = Field(4, ge=1, le=256, description="requests served at once; more wait their turn "
                                  "(default 4)")  # fmt: skip
     null_seed: int = Field(schema.NULL_SEED, ge=0, description="seed of those permutations (default 0)")
-
 
     @field_validator("image_roots", "allowed_hosts", mode="before")
     @classmethod

@@ -8,8 +8,10 @@ Shared by the worker's and the server's command lines, so it imports nothing hea
 from __future__ import annotations
 
 import argparse
+import os
 import typing
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from pydantic import ValidationError
@@ -17,6 +19,12 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 
 S = TypeVar("S", bound=BaseSettings)
+
+
+def user_cache() -> Path:
+    """The user's unitscope cache folder ($XDG_CACHE_HOME/unitscope, else ~/.cache/unitscope): the worker's
+    downloads, the server's thumbnails, and so one of the server's default image roots."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "unitscope"
 
 
 class SettingsError(ValueError):

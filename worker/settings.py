@@ -5,7 +5,6 @@ Each field is named once: `python -m worker run` builds its flags from these fie
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Literal
@@ -14,17 +13,12 @@ from pydantic import Field, ValidationInfo, create_model, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from unitscope import claim_rules
-from unitscope.flags import Flag
+from unitscope.flags import Flag, user_cache
 from worker.model_names import MODEL_NAMES
 
 # `--weights random`: the architecture's own random init under `--seed`, the untrained control.
 RANDOM_WEIGHTS = "random"
 
-
-
-def _default_cache() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "unitscope"
 
 
 class WorkerSettings(BaseSettings):
@@ -67,7 +61,7 @@ class WorkerSettings(BaseSettings):
     batch_size: int | None = Field(None, ge=1, description="default 16 on a CPU, 256 on a GPU")
     limit: int | None = Field(None, ge=1, description="use at most N files, spread evenly over the sorted list")
     workers: int | None = Field(None, ge=0, description="decoding processes (default min(2, CPUs))")
-    cache: Path = Field(default_factory=_default_cache, description="download cache (default ~/.cache/unitscope)")
+    cache: Path = Field(default_factory=user_cache, description="download cache (default ~/.cache/unitscope)")
     memory_limit: str | None = Field(None, description="DuckDB memory limit for writing, e.g. 6GB; past it sorts "
                                      "spill to disk (default DuckDB's, 80% of RAM)")  # fmt: skip
     dist_timeout: float = Field(1800, gt=0, description="under torchrun: seconds a rank waits for the others "
