@@ -22,7 +22,9 @@ import duckdb
 import numpy as np
 
 from unitscope import claim_rules, metrics_sql, nulls, schema, stats
+from unitscope.data.images import category_wnids, image_index
 from unitscope.data.measures import TUNING, Measures, measures_of
+from unitscope.data.source import ConnectionSource
 from worker.run_rows import run_categories
 
 # The figure's threshold (the pages' default) and Aparicio et al.'s: a second threshold costs only its
@@ -53,17 +55,6 @@ def _matrix(con: duckdb.DuckDBPyConnection, run_id: int, layer: str, stat: str, 
     if v.size != units * n:
         raise ValueError(f"{layer} of run {run_id} holds {v.size:,} responses, not {units} units x {n:,} images")
     return v.astype(np.float32, copy=False).reshape(units, n).T
-
-
-def _classes(con: duckdb.DuckDBPyConnection, run_id: int) -> tuple[np.ndarray, list[str]]:
-    """Each image's class code in image id order, and the WNIDs the codes index (coded in SQL, as the server's
-    image index is: numpy's unique over 286,000 strings takes seconds)."""
-    q = {"run_id": run_id}
-    wnids = [r[0] for r in con.execute(
-        f"SELECT DISTINCT wnid FROM {schema.IMAGES} WHERE run_id = $run_id ORDER BY wnid", q).fetchall()]
-    codes = con.execute(f"SELECT dense_rank() OVER (ORDER BY wnid) - 1 AS code FROM {schema.IMAGES} "
-                        "WHERE run_id = $run_id ORDER BY image_id", q).fetchnumpy()["code"]
-    return codes.astype(np.int64), wnids
 
 
 def _write_measures(con: duckdb.DuckDBPyConnection, q: dict[str, object], m: Measures) -> None:
@@ -101,14 +92,15 @@ def write_layer_controls(con: duckdb.DuckDBPyConnection, run_id: int, layer: str
     labels = {c: _labels(con, run_id, c) for c in categories}
     image_ids = labels[categories[0]][0]
     halves = {c: _split_half(con, run_id, layer, c, units) for c in categories}
-    classes, wnids = _classes(con, run_id)
-    members = {c: {r[0] for r in con.execute(
-        f"SELECT wnid FROM {schema.CATEGORIES} WHERE run_id = $run_id AND category = $category",
-        {"run_id": run_id, "category": c}).fetchall()} for c in categories}
+    # Classes and category members read as the server reads them, so a stored measure is the one it would compute.
+    source = ConnectionSource(con, database=None)
+    index = image_index(source, run_id)
+    classes = index.code[image_ids]
+    members = {c: category_wnids(source, run_id, c) for c in categories}
     for stat in schema.STATS:
         values = _matrix(con, run_id, layer, stat, units, len(image_ids))
         auroc = stats.auroc_by_category(values, [labels[c][1] for c in categories])
-        found = measures_of(values, [(labels[c][1], members[c]) for c in categories], classes, wnids)
+        found = measures_of(values, [(labels[c][1], members[c]) for c in categories], classes, index.wnids)
         for row, category in enumerate(categories):
             is_cat = labels[category][1]
             _write_measures(con, {**q, "category": category, "stat": stat}, found[row])

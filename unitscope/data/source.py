@@ -94,12 +94,15 @@ def open_read_only(path: Path, *, memory_limit: str = "1GB", threads: int = 2) -
 
 
 class ConnectionSource:
-    """A Source over one connection of open_read_only (the Python API's): its cache lives as long as the object."""
+    """A Source over one connection of open_read_only (the Python API's), or over the worker's publishing connection
+    (database=None), so that publication reads with the server's readers: its cache lives as long as the object."""
 
-    def __init__(self, connection: duckdb.DuckDBPyConnection, cache_size: int = 256) -> None:
+    def __init__(self, connection: duckdb.DuckDBPyConnection, cache_size: int = 256,
+                 database: str | None = ALIAS) -> None:
         self.connection = connection
         self._cursor = connection.cursor()  # a cursor does not inherit the connection's USE
-        self._cursor.execute(f"USE {ALIAS}")
+        if database is not None:  # None: the connection's own file (the worker's publishing connection)
+            self._cursor.execute(f"USE {database}")
         self._lock = threading.Lock()  # one cursor: a query and its fetch must not interleave with another's
         self._kept: LruCache[Any] = LruCache(None)
         self._results: LruCache[Any] = LruCache(cache_size)
