@@ -24,8 +24,9 @@ import numpy as np
 from unitscope import claim_rules, metrics_sql, nulls, schema, stats
 from unitscope.data.images import category_wnids, image_index
 from unitscope.data.measures import TUNING, Measures, measures_of
+from unitscope.data.runs import require_layer, require_run
+from unitscope.data.scores import category_labels, layer_matrix
 from unitscope.data.source import ConnectionSource
-from worker.run_rows import run_categories
 
 # The figure's threshold (the pages' default) and Aparicio et al.'s: a second threshold costs only its
 # counts, as the shuffles and products are shared (unitscope.nulls.permutation_nulls).
@@ -40,21 +41,6 @@ def null_category(categories: Sequence[str]) -> str:
 def _nullable(values: np.ndarray) -> list[float | None]:
     """Floats for SQL, NaN as NULL (unit_si's convention for undefined)."""
     return [None if math.isnan(v) else float(v) for v in values.tolist()]
-
-
-def _labels(con: duckdb.DuckDBPyConnection, run_id: int, category: str) -> tuple[np.ndarray, np.ndarray]:
-    """(image_ids, is_cat) in image id order: the row order of the layer's matrix."""
-    cols = con.execute(f"SELECT image_id, is_cat FROM ({metrics_sql.membership_sql()}) ORDER BY image_id",
-                       {"run_id": run_id, "category": category}).fetchnumpy()
-    return cols["image_id"], cols["is_cat"].astype(bool)
-
-
-def _matrix(con: duckdb.DuckDBPyConnection, run_id: int, layer: str, stat: str, units: int, n: int) -> np.ndarray:
-    """The layer's (images x units) float32 responses on one stat, as unitscope.data.scores.layer_matrix reads them."""
-    v = con.execute(metrics_sql.layer_matrix_sql(stat), {"run_id": run_id, "layer": layer}).fetchnumpy()["v"]
-    if v.size != units * n:
-        raise ValueError(f"{layer} of run {run_id} holds {v.size:,} responses, not {units} units x {n:,} images")
-    return v.astype(np.float32, copy=False).reshape(units, n).T
 
 
 def _write_measures(con: duckdb.DuckDBPyConnection, q: dict[str, object], m: Measures) -> None:
@@ -84,21 +70,22 @@ def _split_half(con: duckdb.DuckDBPyConnection, run_id: int, layer: str, categor
 def write_layer_controls(con: duckdb.DuckDBPyConnection, run_id: int, layer: str) -> None:
     """Store unit_controls, unit_measures and layer_null for one published layer of run_id."""
     q = {"run_id": run_id, "layer": layer}
-    (units,) = con.execute(f"SELECT units FROM {schema.LAYERS_TABLE} WHERE run_id = $run_id AND layer = $layer",
-                           q).fetchone()
-    categories = run_categories(con, run_id)
+    # The layer's matrices, labels, classes and category members read with the server's readers, so that a stored
+    # value is the one the server would compute.
+    source = ConnectionSource(con, database=None)
+    run = require_run(source, run_id)
+    units = require_layer(run, layer)[0]
+    categories = sorted(run.categories)
     if not categories:
         return
-    labels = {c: _labels(con, run_id, c) for c in categories}
+    labels = {c: category_labels(source, run, c) for c in categories}
     image_ids = labels[categories[0]][0]
     halves = {c: _split_half(con, run_id, layer, c, units) for c in categories}
-    # Classes and category members read as the server reads them, so a stored measure is the one it would compute.
-    source = ConnectionSource(con, database=None)
     index = image_index(source, run_id)
     classes = index.code[image_ids]
     members = {c: category_wnids(source, run_id, c) for c in categories}
     for stat in schema.STATS:
-        values = _matrix(con, run_id, layer, stat, units, len(image_ids))
+        values = layer_matrix(source, run, layer, stat)
         auroc = stats.auroc_by_category(values, [labels[c][1] for c in categories])
         found = measures_of(values, [(labels[c][1], members[c]) for c in categories], classes, index.wnids)
         for row, category in enumerate(categories):
