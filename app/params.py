@@ -80,8 +80,9 @@ class UnitParams(ScoreParams):
 class CategoriesParams(ScoreParams):
     """Every category at once: k within the stored ranks, as each k past them costs a scan per category and layer."""
 
-    k: optional_whole(1, schema.RANKED_K) = Field(None, description=f"images in each unit's top/bottom (≤ {schema.RANKED_K}, the stored ranks); "
-                             "default: chosen from the run's size")
+    k: optional_whole(1, schema.RANKED_K) = Field(
+        None, description=f"images in each unit's top/bottom (≤ {schema.RANKED_K}, the stored ranks); default: "
+        "chosen from the run's size")
 
 
 # ScoreParams' fields without its `run`, for a view over two runs.

@@ -1,9 +1,10 @@
 """What the random-basis control adds to the forward pass: the Extractor with and without bases, in one run.
 
 `python -m worker run --bases N` reduces, beside the units, every direction of N random orthonormal bases of
-the --basis-layers (worker.basis): the layer's branches are kept and rotated together, C x C x H x W multiply-adds per
-image and basis. This bench times the worker's Extractor on the same batch with --bases 0 (the baseline) and
-with N on every layer given, rounds alternating which goes first, and prints the median ratio of the two. The input is random
+the --basis-layers (worker.basis): the layer's branches are kept and rotated together, C x C x H x W
+multiply-adds per image and basis. This bench times the worker's Extractor on the same batch with --bases 0
+(the baseline) and with N on every layer given, rounds alternating which goes first, and prints the median
+ratio of the two. The input is random
 pixels: the cost does not depend on the values.
 
     .venv/bin/python bench/basis_cost.py --weights ../shared/models/bvlc_googlenet --layers mixed4c

@@ -19,13 +19,13 @@ from fixtures import (
     HAND_K,
     IMAGES,
     LAYERS,
+    Page,
     expected_base_rate,
     expected_exclusive,
     expected_scores,
     in_category,
     make_settings,
 )
-from fixtures import Page
 
 from app.main import create_app
 from app.params import ScoreParams

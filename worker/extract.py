@@ -83,10 +83,10 @@ class Extractor:
         self._stats: dict[str, Tensor] | None = None
         self._maps: dict[str, list[Tensor | None]] | None = None
         self._handles: list[RemovableHandle] = []
-        # layer -> its bases' rotations on the device, float32 (units x units); and per call, its branches' maps.
         unknown = set(basis_layers) - set(self.layers)
         if unknown:
             raise ValueError(f"basis layers {sorted(unknown)} are not among the layers recorded: {self.layers}")
+        # layer -> its bases' rotations on the device, float32 (units x units); and per call, its branches' maps.
         self._rotations = {tap.layer: [torch.from_numpy(rotation(tap.units, b)).float().to(self.device)
                                        for b in range(bases)] for tap in taps if tap.layer in basis_layers}
         self._parts: dict[str, list[Tensor | None]] = {}

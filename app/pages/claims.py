@@ -9,7 +9,6 @@ unitscope.claim_rules'; this page words them.
 from __future__ import annotations
 
 import itertools
-
 from typing import Literal
 
 import numpy as np

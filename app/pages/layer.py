@@ -279,7 +279,8 @@ def _layer_extras(ctx: LayerContext, urls: Urls) -> dict[str, Any]:
     # Rows as plain tuples: up to 1,024 of them, and Jinja is slow at attribute lookups.
     unit_urls = [urls.unit(ctx.layer, u.unit) for u in ctx.units]
     rows = [(u.unit, url, -1 if u.si is None else u.si, number(u.si), -1 if u.auroc is None else u.auroc,
-             number(u.auroc), -99 if u.d_prime is None else u.d_prime, number(u.d_prime), u.in_top, u.p_top, u.q_top, u.significant_top,
+             number(u.auroc), -99 if u.d_prime is None else u.d_prime, number(u.d_prime),
+             u.in_top, u.p_top, u.q_top, u.significant_top,
              u.in_bottom, u.p_bottom, u.q_bottom, u.significant_bottom, u.selective, u.overlap, u.in_bottom_only)
             for u, url in zip(ctx.units, unit_urls)]
     return {"rows": rows, "figure": layer_scatter(ctx, unit_urls), "group_rows": _group_rows(ctx.groups),

@@ -22,8 +22,9 @@ from app.twin import twin
 router = APIRouter(responses=ERROR_RESPONSES)
 
 CSV_COLUMNS = ("unit", "si", "in_top", "in_bottom", "selective", "p_top", "p_bottom", "q_top", "q_bottom",
-               "significant_top", "significant_bottom", "auroc", "overlap", "bottom_only", "in_bottom_only", "p_bottom_only", "d_prime", "csi", "csi_class",
-               "beats_every_class", "sparseness", "kurtosis", "half_peak_share")
+               "significant_top", "significant_bottom", "auroc", "overlap", "bottom_only", "in_bottom_only",
+               "p_bottom_only", "d_prime", "csi", "csi_class", "beats_every_class", "sparseness", "kurtosis",
+               "half_peak_share")
 
 
 @twin(router, "/layers", layers_page.PAGE, summary="All layers")

@@ -19,7 +19,6 @@ from unitscope.data.source import Source, stored_or_computed
 from unitscope.errors import Unavailable
 
 
-
 class ScoreRow(NamedTuple):
     """One unit's scores for one parameter set."""
 
