@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 
 from app.errors import ErrorBody
+from app.figures import percent
 from app.params import K_MAX, N_MAX
 from app.urls import Urls
 from unitscope import claim_rules, schema
@@ -28,6 +29,8 @@ def make_environment(templates_dir: Path) -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["num"] = number
+    env.filters["pct"] = percent
+    env.filters["signed_pct"] = signed_percent
     env.globals.update(K_MAX=K_MAX, N_MAX=N_MAX, STATS=schema.STATS, FEW_IMAGES=claim_rules.FEW_IMAGES)
     return env
 
@@ -39,6 +42,11 @@ def number(value: float | None, digits: int = 3) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return f"{value:.{digits}f}"
+
+
+def signed_percent(share: float | None) -> str:
+    """A change of a share in percentage points with its sign, for tables; 'n/a' for None."""
+    return "n/a" if share is None else f"{100 * share:+.1f} pts"
 
 
 def urls_for(request: Request, params: BaseModel | None = None) -> Urls:

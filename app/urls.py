@@ -54,6 +54,15 @@ class Urls:
         """A unit page, keeping the current parameters."""
         return self._build(f"/layers/{_seg(layer)}/units/{int(unit)}", _UNIT)
 
+    def ablation(self, layer: str) -> str:
+        """A layer's ablation, keeping the run, the category and the selection (si_stat, threshold)."""
+        return self._build(f"/layers/{_seg(layer)}/ablation", (*_RUN, "category", "si_stat", "threshold"))
+
+    def visualization(self, run_id: int, layer: str, unit: int, direction: str, index: int) -> str:
+        """An optimised image of a unit (PNG)."""
+        return self._build(f"/images/visualizations/{_seg(layer)}/{int(unit)}/{_seg(direction)}/{int(index)}.png", (),
+                           {"run": run_id})
+
     def classes(self, layer: str, unit: int, stat: str) -> str:
         """A unit's class profile on one stat, keeping the run and the category."""
         extra = {"stat": stat} if stat != DEFAULT_CLASS_STAT else None

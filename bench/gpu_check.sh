@@ -2,7 +2,8 @@
 # The GPU check: images/s of the product path with --decode pil and --decode gpu, for mixed4c and for
 # all 12 layers (bench/worker_throughput.py), the GPU's utilisation sampled by nvidia-smi meanwhile,
 # then the numeric checks (bench/device_check.py): the PIL path on the GPU against the CPU, and gpu
-# decode against pil within the decode tolerance. Exit 1 when a check fails. About 3-5 minutes on an H200.
+# decode against pil within the decode tolerance, then the interventions' cost (bench/intervention_cost.py:
+# feature visualisation and ablation). Exit 1 when a check fails. About 5-7 minutes on an H200.
 #   UNITSCOPE_IMAGES=/path/to/imagenet-sample UNITSCOPE_WEIGHTS=/path/to/bvlc_googlenet bench/gpu_check.sh
 # DEVICE=cpu runs the same steps on the CPU, small (no utilisation, no cpu-vs-device check): a dry run.
 # Optional: LIMIT (images per pass, default 6308: the shared sample; 32 with DEVICE=cpu), CHECK_LIMIT
@@ -62,6 +63,10 @@ echo
 echo "== numeric checks"
 "$PY" bench/device_check.py --device "$DEVICE" --images "$UNITSCOPE_IMAGES" --weights "$UNITSCOPE_WEIGHTS" \
     --limit "$CHECK_LIMIT" ${BATCH:+--batch-size "$BATCH"} --workers "${WORKERS:-$(nproc)}" || status=1
+echo
+echo "== interventions: feature visualisation and ablation (bench/intervention_cost.py)"
+"$PY" bench/intervention_cost.py --device "$DEVICE" --images "$UNITSCOPE_IMAGES" --weights "$UNITSCOPE_WEIGHTS" \
+    ${small:+--units 2 --steps 8 --limit 32 --groups 2} || status=1
 echo
 if [ "$status" -eq 0 ]; then echo "gpu_check: every check passed"; else echo "gpu_check: a check FAILED"; fi
 exit "$status"

@@ -83,7 +83,7 @@ def test_the_contract_and_the_defaults(claims_of):
     assert {"run_id", "layer", "category", "k", "claims"} <= body.keys()
     assert (body["layer"], body["category"], body["k"]) == ("mixed4c", "dog", 100)  # 600 // 6
     assert [c["id"] for c in body["claims"]] == ["selective", "negative", "two_sided", "other_classes", "low_level",
-                                                 "axis_aligned"]
+                                                 "axis_aligned", "negative_stimulus", "important"]
     for c in body["claims"]:
         assert {"id", "claim", "test", "value", "control", "verdict", "evidence_url"} <= c.keys()
         assert c["evidence_url"].startswith("/layers/mixed4c")
@@ -95,9 +95,12 @@ def test_two_sided_selective_units_make_every_claim_hold(claims_of):
     verdicts = {c["id"]: c["verdict"] for c in body["claims"]}
     assert verdicts == {"selective": "holds", "negative": "holds", "two_sided": "holds", "other_classes": "holds",
                         "low_level": "cannot_tell",  # a run written without image_stats
-                        "axis_aligned": "cannot_tell"}  # ... and without random bases
+                        "axis_aligned": "cannot_tell",  # ... and without random bases
+                        "negative_stimulus": "cannot_tell", "important": "cannot_tell"}  # ... and no interventions
     assert "no image_stats" in _claim(body, "low_level")["reason"]
     assert "no random bases" in _claim(body, "axis_aligned")["reason"]
+    assert "python -m worker visualize" in _claim(body, "negative_stimulus")["control"]
+    assert "python -m worker ablate" in _claim(body, "important")["control"]
     responses = _responses("two_sided")
     si = stats.si(responses[:, :, 1].astype(np.float64), IS_DOG)
     assert _claim(body, "selective")["value"] == (si >= 0.7).sum() == SELECTIVE

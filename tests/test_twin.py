@@ -14,7 +14,7 @@ from app import render
 from app.pages import skipped
 from app.twin import twin
 
-PAGE_PATHS = {"/", "/claims", "/layers", "/layers/{layer}", "/layers/{layer}/units/{unit}",
+PAGE_PATHS = {"/", "/claims", "/layers", "/layers/{layer}", "/layers/{layer}/units/{unit}", "/layers/{layer}/ablation",
               "/layers/{layer}/units/{unit}/classes", "/skipped", "/categories", "/compare"}
 
 

@@ -7,6 +7,7 @@ The statistics (unitscope.stats, unitscope.nulls) give numbers; these rules turn
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Sequence
 from typing import Final, Literal, NamedTuple
 
@@ -204,3 +205,28 @@ def low_level_verdict(r2_cv_median: float | None) -> Verdict:
     if r2_cv_median is None:
         return "cannot_tell"
     return "holds" if r2_cv_median < R2_THRESHOLD else "does_not_hold"
+
+
+def negative_stimulus_verdict(p_vs_control: float | None) -> Verdict:
+    """`negative_stimulus`: the images optimised to drive the selective units down carry more of the category in
+    the network's own reading than the control units' do (one-sided Mann–Whitney over units, p < ALPHA)."""
+    if p_vs_control is None:
+        return "cannot_tell"
+    return "holds" if p_vs_control < ALPHA else "does_not_hold"
+
+
+# The fewest random groups whose permutation p can fall below ALPHA: p >= 1 / (1 + groups).
+MIN_RANDOM_GROUPS: Final = math.ceil(1 / ALPHA) - 1
+
+
+def important_verdict(p_vs_random: float | None, delta_category: float | None, delta_rest: float | None,
+                      random_groups: int) -> Verdict:
+    """`important`: ablating the selective units lowers top-1 accuracy on the category (delta < 0) more than random
+    groups of as many units do (permutation p < ALPHA over at least MIN_RANDOM_GROUPS groups), and more than on the
+    other classes (else not specific)."""
+    if p_vs_random is None or delta_category is None or delta_rest is None or random_groups < MIN_RANDOM_GROUPS:
+        return "cannot_tell"
+    if p_vs_random >= ALPHA or delta_category >= 0:
+        return "does_not_hold"
+    return "holds" if delta_category < delta_rest else "holds_not_specific"
+

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Final, Literal
 
-SCHEMA_VERSION: Final = 4  # 2: unit_maps, image_stats; 3: the derived tables (worker.derived); 4: random bases
+SCHEMA_VERSION: Final = 5
+# 2: unit_maps, image_stats; 3: the derived tables (worker.derived); 4: random bases; 5: the interventions
 
 Stat = Literal["mean", "max", "min"]
 STATS: Final[tuple[Stat, ...]] = ("mean", "max", "min")
@@ -68,6 +69,13 @@ UNIT_HISTOGRAMS: Final = "unit_histograms"
 UNIT_ROWS: Final = "unit_rows"
 UNIT_CLASSES: Final = "unit_classes"
 UNIT_MEASURES: Final = "unit_measures"
+# The interventions, written by their own jobs on a published run (worker.visualize, worker.ablate).
+UNIT_VISUALIZATIONS: Final = "unit_visualizations"
+ABLATION_GROUPS: Final = "ablation_groups"
+ABLATION_CLASSES: Final = "ablation_classes"
+NETWORK_CLASSES: Final = "network_classes"
+INTERVENTION_TABLES: Final[tuple[str, ...]] = (NETWORK_CLASSES, UNIT_VISUALIZATIONS, ABLATION_GROUPS, ABLATION_CLASSES)
+DIRECTIONS: Final = ("negative", "positive")
 DERIVED_TABLES: Final[tuple[str, ...]] = (UNIT_CONTROLS, LAYER_NULL, UNIT_HISTOGRAMS, UNIT_ROWS, UNIT_CLASSES,
                                           UNIT_MEASURES, BASIS_SI)
 
@@ -318,6 +326,57 @@ DDL: Final[tuple[str, ...]] = (
         unit     SMALLINT NOT NULL,
         si       DOUBLE,
         PRIMARY KEY (run_id, layer, basis, category, stat, unit)
+    )""",
+    # The network's output classes (logit index -> WNID, name), written with the interventions that read its output.
+    f"""CREATE TABLE IF NOT EXISTS {NETWORK_CLASSES} (
+        run_id      INTEGER  NOT NULL,
+        class_index SMALLINT NOT NULL,
+        wnid        VARCHAR  NOT NULL,
+        class_name  VARCHAR  NOT NULL,
+        PRIMARY KEY (run_id, class_index)
+    )""",
+    # Images optimised to drive a unit up (positive) or down (negative), worker.feature_vis, and the network's
+    # own reading of each: its softmax over the 1000 classes (the image upsampled to the network's input size).
+    f"""CREATE TABLE IF NOT EXISTS {UNIT_VISUALIZATIONS} (
+        run_id          INTEGER  NOT NULL,
+        layer           VARCHAR  NOT NULL,
+        unit            SMALLINT NOT NULL,
+        direction       VARCHAR  NOT NULL,    -- 'positive' | 'negative'
+        idx             SMALLINT NOT NULL,    -- 0-based, the images of one unit and direction
+        png             BLOB     NOT NULL,
+        objective       DOUBLE   NOT NULL,    -- the unit's mean pre-ReLU response to the image, unsigned
+        dataset_extreme DOUBLE   NOT NULL,    -- the run's largest (positive) or smallest (negative) act_mean
+        steps           INTEGER  NOT NULL,
+        size            SMALLINT NOT NULL,
+        seed            BIGINT   NOT NULL,
+        probs           FLOAT[]  NOT NULL,    -- softmax, by class index
+        PRIMARY KEY (run_id, layer, unit, direction, idx)
+    )""",
+    # Ablation (worker.ablate): groups of a layer's units whose post-ReLU outputs are set to zero...
+    f"""CREATE TABLE IF NOT EXISTS {ABLATION_GROUPS} (
+        run_id    INTEGER  NOT NULL,
+        layer     VARCHAR  NOT NULL,
+        name      VARCHAR  NOT NULL,          -- 'baseline', 'selective dog max>=0.7', 'random dog max>=0.7 3', 'unit 447'
+        kind      VARCHAR  NOT NULL,          -- 'baseline' | 'selective' | 'random' | 'unit'
+        category  VARCHAR,                    -- the category whose selective units the group is, or matches in size
+        si_stat   VARCHAR,                    -- ... selected by SI on this stat at or above threshold
+        threshold DOUBLE,
+        seed      BIGINT,                     -- a random group's draw
+        images    INTEGER  NOT NULL,          -- images it was tallied on (a group of another count is stale)
+        units     SMALLINT[] NOT NULL,
+        PRIMARY KEY (run_id, layer, name)
+    )""",
+    # ... and the network's accuracy on each class with them ablated.
+    f"""CREATE TABLE IF NOT EXISTS {ABLATION_CLASSES} (
+        run_id      INTEGER  NOT NULL,
+        layer       VARCHAR  NOT NULL,
+        name        VARCHAR  NOT NULL,
+        class_index SMALLINT NOT NULL,
+        n           INTEGER  NOT NULL,        -- images of the class
+        top1        INTEGER  NOT NULL,        -- of them, classified correctly (top-1, top-5)
+        top5        INTEGER  NOT NULL,
+        p_true      DOUBLE   NOT NULL,        -- sum of the true class's probability
+        PRIMARY KEY (run_id, layer, name, class_index)
     )""",
 )
 

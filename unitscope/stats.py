@@ -282,3 +282,12 @@ def r2_cv(x: np.ndarray, y: np.ndarray, folds: int = R2_FOLDS, seed: int = R2_SE
         coef, *_ = np.linalg.lstsq(design(x[train]), y[train], rcond=None)
         predicted[test] = design(x[test]) @ coef
     return 1.0 - float(((y - predicted) ** 2).sum()) / total
+
+
+def group_p(observed: float, null: Sequence[float]) -> float | None:
+    """One-sided permutation p that `observed` is as low as the null's values or lower: (1 + count) / (1 + n).
+
+    The +1s count the observed group among the draws (Phipson & Smyth 2010), so p is never 0."""
+    if not len(null):
+        return None
+    return (1 + sum(v <= observed for v in null)) / (1 + len(null))

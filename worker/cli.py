@@ -18,13 +18,22 @@ from typing import TYPE_CHECKING, Any
 
 from unitscope import schema
 from unitscope.flags import SettingsError, add_flags, from_flags
+from worker.ablate import (
+    ablate,  # the interventions import torch inside their jobs, after the flags
+)
 from worker.categories import CategoryError, load_categories, load_imagenet_classes
 from worker.image_stats import image_stats
 from worker.publish import Published
 from worker.run_rows import ImageRow, LayerSpec, RunSpec
-from worker.settings import DeriveSettings, WorkerSettings
+from worker.settings import (
+    AblateSettings,
+    DeriveSettings,
+    VisualizeSettings,
+    WorkerSettings,
+)
 from worker.shards import Rank, RankError, files_of, torchrun_rank
 from worker.store import StoreError, WorkerStore
+from worker.visualize import visualize
 
 if TYPE_CHECKING:
     from worker.images import FileEntry
@@ -58,6 +67,16 @@ def build_parser() -> argparse.ArgumentParser:
         "Exit codes: 0 done, 1 error.",
     )
     add_flags(derive, DeriveSettings)
+    visualize = commands.add_parser(
+        "visualize", help="optimise images that drive a layer's units up and down (feature visualisation)",
+        description="Feature visualisation (docs/interventions.md) of a published run's units, stored in its DB. "
+        "Rerunning an interrupted command resumes it. Exit codes: 0 done, 1 error.")
+    add_flags(visualize, VisualizeSettings)
+    ablate = commands.add_parser(
+        "ablate", help="the network's accuracy per class with a layer's selective units silenced, against random "
+        "groups", description="Ablation (docs/interventions.md) on a published run's images, stored in its DB. "
+        "Rerunning an interrupted command resumes it. Exit codes: 0 done, 1 error.")
+    add_flags(ablate, AblateSettings)
     return parser
 
 
@@ -68,10 +87,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     rank = torchrun_rank()
     where = "" if rank is None else f" ({rank})"
     try:
-        if args.command == "derive":
-            derive_settings = from_flags(DeriveSettings, args)
-            debug = derive_settings.debug
-            return derive(derive_settings)
+        if args.command in _JOBS:
+            settings_class, job = _JOBS[args.command]
+            job_settings = from_flags(settings_class, args)
+            debug = job_settings.debug
+            return job(job_settings)
         settings = from_flags(WorkerSettings, args)
         debug = settings.debug
         return run(settings)
@@ -204,6 +224,10 @@ def derive(settings: DeriveSettings) -> int:
     _say(f"{layers} layers derived in {time.perf_counter() - started:.1f} s; {store.db} is at schema version "
          f"{schema.SCHEMA_VERSION}")  # fmt: skip
     return EXIT_OK
+
+
+_JOBS: dict[str, tuple[type, Any]] = {"derive": (DeriveSettings, derive), "visualize": (VisualizeSettings, visualize),
+                                      "ablate": (AblateSettings, ablate)}
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ freshly written copy).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +66,7 @@ _PUBLISHED_TABLES = (
     schema.BASES,
     schema.BASIS_RESPONSES,
     *schema.DERIVED_TABLES,
+    *schema.INTERVENTION_TABLES,
 )
 
 
@@ -173,6 +174,33 @@ def rederive(db: Path, publishing: Path, *, config: Mapping[str, str]) -> int:
                 derived.write_layer(pub, run_id, layer)
             pub.execute("CHECKPOINT")
         return len(layers)
+
+    return _replace(db, publishing, build)
+
+
+def publish_rows(db: Path, work: Path, publishing: Path, *, config: Mapping[str, str],
+                 tables: Sequence[tuple[str, Sequence[str]]]) -> int:
+    """Add the rows of the working file `work`'s `tables` to `db`, each replacing the published rows of its key.
+
+    tables: (table, key columns): every published row that shares a key with a row of `work` goes, so a key coarser
+    than the table's own replaces whole sets (a unit's images, a group's classes). The interventions' jobs (worker.visualize, worker.ablate) publish so: a fresh
+    copy of `db` with the rows added, renamed over it as publish_run does, so the server never sees half a job.
+    Returns the rows added.
+    """
+    def build() -> int:
+        with duckdb.connect(str(publishing), config=dict(config)) as pub:
+            init_schema(pub, publishing)
+            _copy_published(pub, db, _PUBLISHED_TABLES)
+            pub.execute(f"ATTACH '{_sql_str(work)}' AS work (READ_ONLY)")
+            added = 0
+            for table, key in tables:
+                same = " AND ".join(f"{table}.{column} = w.{column}" for column in key)
+                pub.execute(f"DELETE FROM {table} USING work.{table} AS w WHERE {same}")
+                added += pub.execute(f"INSERT INTO {table} BY NAME SELECT * FROM work.{table} "
+                                     f"ORDER BY {', '.join(key)}").fetchone()[0]
+            pub.execute("DETACH work")
+            pub.execute("CHECKPOINT")
+        return added
 
     return _replace(db, publishing, build)
 

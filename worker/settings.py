@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationInfo, create_model, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from unitscope import claim_rules
+from unitscope import claim_rules, schema
 from unitscope.flags import Flag, user_cache
 from worker.model_names import MODEL_NAMES
 
@@ -137,3 +137,70 @@ DeriveSettings = create_model(
     "DeriveSettings", __base__=_DeriveBase, __doc__="What `python -m worker derive` needs: the DB and how to write it.",
     **{name: (f.annotation, f) for name, f in WorkerSettings.model_fields.items() if name in ("db", "memory_limit", "debug")},
 )  # type: ignore[call-overload]
+
+
+class InterventionSettings(BaseSettings):
+    """What both interventions (python -m worker visualize, ablate) need: a published run, a layer, its units."""
+
+    model_config = WorkerSettings.model_config
+
+    db: Path = WorkerSettings.model_fields["db"]
+    run: int | None = Field(None, ge=1, description="the run to use (default: the latest complete run of --db)")
+    layer: str | None = Field(None, description="layer (default: the claims page's, the deepest at <= 2/3 of the "
+                              "network's depth, e.g. mixed4c)")  # fmt: skip
+    category: str = Field(schema.DEFAULT_CATEGORY, description="category whose selective units are used "
+                          "(default dog)")  # fmt: skip
+    si_stat: Literal["mean", "max", "min"] = Field(schema.DEFAULT_SI_STAT, description="stat of the SI that "
+                                                   "selects them (default max, the pages' default)")  # fmt: skip
+    threshold: float = Field(claim_rules.FIGURE_SI, ge=0.0, le=1.0, description="SI at or above which a unit is "
+                             "selective (default 0.7, the pages' default)")  # fmt: skip
+    seed: int = Field(0, ge=0, description="seed of the random draws (control units, images) (default 0)")
+    weights: str | None = Field(None, description="the run's weights where they are now, if they have moved "
+                                "(default: where the run read them; checked against its sha256)")  # fmt: skip
+    device: Literal["auto", "cpu", "cuda"] = WorkerSettings.model_fields["device"]
+    batch_size: int | None = Field(None, ge=1, description="images per batch (default 16 on a CPU, 256 on a GPU)")
+    memory_limit: str | None = WorkerSettings.model_fields["memory_limit"]
+    debug: bool = WorkerSettings.model_fields["debug"]
+
+    def batch_size_for(self, device_type: str) -> int:
+        """The batch size to use: the one set, else WorkerSettings' default for the device."""
+        return self.batch_size or (256 if device_type == "cuda" else 16)
+
+
+class VisualizeSettings(InterventionSettings):
+    """`python -m worker visualize`: feature visualisation of a layer's units (worker.feature_vis)."""
+
+    units: str = Field("selective", description="selective: the layer's selective units and as many others drawn "
+                       "at random (seeded) as the control; all: every unit; or a list, e.g. 447,505 "
+                       "(default selective)")  # fmt: skip
+    steps: int = Field(512, ge=1, le=100_000, description="optimisation steps (default 512, Lucid's)")
+    size: int = Field(128, ge=32, le=1024, description="image side in pixels (default 128, Lucid's)")
+    per_direction: int = Field(2, ge=1, le=16, description="images per unit and direction, kept apart by the "
+                               "diversity term (default 2)")  # fmt: skip
+
+
+class AblateSettings(InterventionSettings):
+    """`python -m worker ablate`: the network's accuracy with groups of a layer's units silenced (worker.ablate)."""
+
+    groups: int = Field(20, ge=0, le=1000, description="random groups as large as the selective one: the control "
+                        "(default 20)")  # fmt: skip
+    units: str | None = Field(None, description="also ablate each of these units alone: all, selective, or a list "
+                              "such as 447,505 (default: none on a CPU, all on a GPU)")  # fmt: skip
+    limit: int | None = WorkerSettings.model_fields["limit"]
+    workers: int | None = WorkerSettings.model_fields["workers"]
+
+
+def parse_units(spec: str, units: int) -> list[int] | None:
+    """A --units value: None for 'selective', every unit for 'all', else the listed units, checked."""
+    if spec == "selective":
+        return None
+    if spec == "all":
+        return list(range(units))
+    try:
+        listed = sorted({int(part) for part in spec.replace(" ", ",").split(",") if part})
+    except ValueError:
+        raise ValueError(f"--units {spec!r}: use selective, all, or unit numbers such as 447,505") from None
+    bad = [u for u in listed if not 0 <= u < units]
+    if bad or not listed:
+        raise ValueError(f"--units {spec!r}: the layer has units 0 to {units - 1}")
+    return listed

@@ -18,7 +18,9 @@ from app.data import layer_tests
 from app.data.db import Reader
 from app.data.units import class_profile
 from app.figures import percent as _pct
+from app.pages import intervention_claims
 from app.pages import layer as layer_page
+from app.pages.claim_models import Cell, Claim, Robustness
 from app.pages.layer import LayerContext, NullStat
 from app.params import NAME_MAX, ScoreParams
 from app.render import Page
@@ -37,40 +39,6 @@ class ClaimsParams(ScoreParams):
 
     layer: str | None = Field(None, min_length=1, max_length=NAME_MAX,
                               description="layer to test; default: the deepest at ≤ 2/3 of the network's depth")
-
-
-class Cell(BaseModel):
-    """A claim's verdict under one specification of the grid (k as asked)."""
-
-    pos_stat: str
-    neg_stat: str
-    si_stat: str
-    threshold: float
-    verdict: Verdict
-    url: str = Field(description="/claims with this specification")
-
-
-class Robustness(BaseModel):
-    """Whether a claim's verdict survives every reasonable specification (unitscope.claim_rules' grid)."""
-
-    robust: bool = Field(description="every cell's verdict equals the verdict asked for")
-    cells: list[Cell]
-
-
-class Claim(BaseModel):
-    """One claim of the study, its test on this DB, the control it is read against, and the verdict."""
-
-    id: str
-    claim: str
-    test: str
-    value: float | None = Field(description="the test's number on this DB")
-    study_value: float | None = Field(None, description="the study's own number where the test departs from it "
-                                      "(negative: the share counted with the images shared with the top k)")
-    control: str = Field(description="what the value is compared with, and that comparison's numbers")
-    verdict: Verdict
-    reason: str = Field(description="why this verdict")
-    evidence_url: str
-    robustness: Robustness | None = Field(None, description="the verdict under each specification of the grid")
 
 
 class ClaimsContext(BaseModel):
@@ -341,7 +309,8 @@ def _claims(reader: Reader, run: Run, layer: str, p: ClaimsParams, urls: Urls, p
         return ctx, [
             _selective(ctx, urls), _negative(ctx, urls, permutations=permutations, seed=seed),
             _two_sided(ctx, low, high, urls), _other_classes(reader, run, ctx, urls), _low_level(ctx, urls),
-            _axis_aligned(reader, run, ctx, urls),
+            _axis_aligned(reader, run, ctx, urls), intervention_claims.negative_stimulus(reader, run, ctx, urls),
+            intervention_claims.important(reader, run, ctx, urls),
         ]
 
     # The claims' evidence links carry the view's parameters: those are in the key too.

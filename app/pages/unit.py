@@ -18,10 +18,16 @@ from pydantic import BaseModel, Field
 from app.data import layer_tests
 from app.data.units import class_profile, histogram, unit_maps
 from app.figures import BLUE, GREY, RED, Figure, base_layout, dashed_line, titled_axis
-from app.pages import classes, low_level
+from app.pages import classes, low_level, unit_interventions
 from app.pages.classes import ClassSummary
 from app.pages.common import ScoreInfo, score_info, scores
 from app.pages.low_level import UnitLowLevel
+from app.pages.unit_interventions import (
+    Convergence,
+    SpectrumItem,
+    UnitAblation,
+    VisualizationEntry,
+)
 from app.params import THUMB_SIZES, UnitParams
 from app.render import Page
 from app.urls import Urls
@@ -115,6 +121,12 @@ class UnitContext(ScoreInfo):
         {}, description="per row (positive, near_zero, negative): max |value| over its maps, its overlays' colour "
         "scale; null for a row without a map")
     low_level: UnitLowLevel | None = Field(description="null when the run has no image_stats")
+    visualizations: list[VisualizationEntry] = Field([], description="images optimised to drive the unit up and down "
+                                                     "(python -m worker visualize); empty where none were made")
+    convergence: Convergence | None = Field(None, description="did the optimised images beat the dataset's extremes")
+    spectrum: list[SpectrumItem] = Field([], description="Distill's activation spectrum on the mean statistic, "
+                                         "from the negative-optimised images to the positive-optimised ones")
+    ablation: UnitAblation | None = Field(None, description="the unit ablated alone (python -m worker ablate --units)")
     prev_unit: int | None
     next_unit: int | None
 
@@ -149,6 +161,7 @@ def _build(
         for kind in stats
     }
     binned = histogram(source, run, layer_name, unit_id, p.si_stat, p.category)
+    seen = unit_interventions.visualizations(source, run, layer_name, unit_id, p.category, urls)
     halves = layer_tests.split_half(source, run, layer_name, p.category, p.si_stat)
     depth = min(info.k, run.images)
     # (When 2k > n the overlap warning of score_info already says that the two sets must share images.)
@@ -172,6 +185,9 @@ def _build(
         map_scale=map_scale(maps.values()),
         map_scales={kind: map_scale([e.map for e in entries if e.map is not None]) for kind, entries in rows.items()},
         low_level=low_level.for_unit(source, run, layer_name, unit_id, p, info.k),
+        visualizations=seen, convergence=unit_interventions.convergence(seen),
+        spectrum=unit_interventions.spectrum(source, run, layer_name, unit_id, p.category, seen, urls),
+        ablation=unit_interventions.unit_ablation(source, run, layer_name, unit_id),
         prev_unit=unit_id - 1 if unit_id > 0 else None,
         next_unit=unit_id + 1 if unit_id + 1 < units else None,
     )

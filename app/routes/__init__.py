@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.routes import (
+    ablation,
     categories,
     claims,
     classes,
@@ -20,6 +21,6 @@ from app.routes import (
 
 # Order matters once: layers registers /api/layers/{layer}.csv before /api/layers/{layer}.
 ROUTERS: tuple[APIRouter, ...] = (
-    index.router, layers.router, units.router, classes.router, claims.router, categories.router, compare.router,
+    index.router, layers.router, ablation.router, units.router, classes.router, claims.router, categories.router, compare.router,
     skipped.router, images.router, health.router, docs.router,
 )

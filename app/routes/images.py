@@ -1,20 +1,26 @@
-"""`/images/{id}`: images by id only, never by a path from the request; thumbnails cached on disk."""
+"""`/images/{id}`: images by id only, never by a path from the request; thumbnails cached on disk. And the images
+feature visualisation optimised, from the DB."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import mimetypes
 from pathlib import Path
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Request
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, Response
 
 from app import image_files
 from app.config import Settings
-from app.deps import DbDep, ImageId, ImageQuery
+from app.deps import DbDep, ImageId, ImageQuery, LayerName, RunQuery, UnitId
 from app.errors import ERROR_RESPONSES
+from app.params import whole
 from unitscope.data.images import image_path
-from unitscope.data.runs import require_run
+from unitscope.data.interventions import visualization_png
+from unitscope.data.runs import require_run, require_unit
 from unitscope.errors import NotFound
 
 router = APIRouter(responses=ERROR_RESPONSES)
@@ -58,3 +64,23 @@ def image(request: Request, image_id: ImageId, p: ImageQuery, db: DbDep) -> Resp
         # Read now: a file that vanishes mid-send would otherwise break the response.
         return Response(image_files.read(found), media_type=media_type, headers=headers)
     return FileResponse(found.path, media_type=media_type, headers=headers)
+
+
+@router.get(
+    "/images/visualizations/{layer}/{unit}/{direction}/{index}.png", response_class=Response, tags=["images"],
+    summary="An optimised image of a unit", responses={200: {"content": {"image/png": {}}, "description": "PNG"}},
+)
+def visualization(request: Request, layer: LayerName, unit: UnitId, direction: Literal["positive", "negative"],
+                  index: Annotated[whole(0, 1000), PathParam(description="0-based")], p: RunQuery, db: DbDep) -> Response:
+    """One of the images python -m worker visualize optimised to drive the unit up (positive) or down (negative)."""
+    run = require_run(db, p.run)
+    require_unit(run, layer, unit)
+    data = visualization_png(db, run, layer, unit, direction, index)
+    if data is None:
+        raise NotFound(f"no {direction} visualization {index} of unit {unit} of {layer} in run {run.run_id}")
+    # The URL stays when a rerun replaces the image: the ETag (its digest) tells a browser's cache.
+    headers = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff",
+               "ETag": f'"{hashlib.blake2b(data, digest_size=12).hexdigest()}"'}
+    if headers["ETag"] in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers=headers)
+    return Response(data, media_type="image/png", headers=headers)

@@ -18,3 +18,4 @@ router = APIRouter(responses=ERROR_RESPONSES)
 def unit(request: Request, layer: LayerName, unit: UnitId, p: UnitQuery, db: DbDep) -> UnitContext:
     """The unit's strongest positive, near-zero and strongest negative images, scores and histogram."""
     return page.build(db, layer, unit, p, render.urls_for(request, p))
+

@@ -50,6 +50,8 @@ class CaffeLRN(nn.LocalResponseNorm):
     chunk_bytes: Final = 4 << 20  # images per group: as many as fit in about 4 MB
 
     def forward(self, x: Tensor) -> Tensor:
+        if x.requires_grad and torch.is_grad_enabled():
+            return super().forward(x)  # feature visualisation (worker.feature_vis) needs the gradient
         out = torch.empty_like(x)  # keeps x's memory format
         step = max(1, self.chunk_bytes // (x[0].numel() * x.element_size()))
         for start in range(0, x.shape[0], step):
@@ -242,6 +244,11 @@ class CaffeTransform:
         mean = torch.tensor(self.mean_bgr, dtype=batch.dtype, device=batch.device).view(1, 3, 1, 1)
         return (batch + mean).flip(1).round()
 
+    def from_rgb255(self, batch: Tensor) -> Tensor:
+        """N x 3 x H x W RGB on 0..255 -> this transform's output scale (RGB -> BGR, mean subtracted)."""
+        mean = torch.tensor(self.mean_bgr, dtype=batch.dtype, device=batch.device).view(1, 3, 1, 1)
+        return batch.flip(1) - mean
+
     def describe(self) -> dict[str, Any]:
         """JSON-able description for runs.preprocessing."""
         return {
@@ -292,6 +299,7 @@ def bvlc_googlenet(*, weights: WeightsArg) -> LoadedModel:
         taps=_bvlc_taps(net),
         transform=transform,
         to_rgb255=transform.to_rgb255,
+        from_rgb255=transform.from_rgb255,
         preprocessing=dict(BVLC_GOOGLENET.meta["preprocessing"]),
         weights=source,
         weights_sha256=sha,

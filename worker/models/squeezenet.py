@@ -114,6 +114,7 @@ def squeezenet1_1(*, weights: WeightsArg) -> LoadedModel:
         taps=_taps(net, stages),
         transform=transform,
         to_rgb255=transform.to_rgb255,
+        from_rgb255=transform.from_rgb255,
         preprocessing=dict(SQUEEZENET1_1.meta["preprocessing"]),
         weights=source,
         weights_sha256=sha,

@@ -73,6 +73,9 @@ class LoadedModel:
     # A batch of `transform` outputs (N x 3 x H x W) -> the crop the network saw, as RGB on 0..255:
     # the transform's normalisation undone, so no image is decoded twice (worker.image_stats uses it).
     to_rgb255: Callable[[Tensor], Tensor]
+    # Its inverse, without rounding and differentiable: N x 3 x H x W RGB on 0..255 -> the network's input
+    # (feature visualisation optimises an RGB image, worker.feature_vis).
+    from_rgb255: Callable[[Tensor], Tensor]
     preprocessing: dict[str, Any]  # JSON-able description of `transform`
     weights: str  # where the weights came from
     weights_sha256: str  # the weight file's sha256 (see caffe_format for Caffe folders; state_dict_sha256 for random)

@@ -122,6 +122,12 @@ class Unnormalise:
         std = torch.tensor(self.std, dtype=batch.dtype, device=batch.device).view(1, -1, 1, 1)
         return ((batch * std + mean) * 255.0).round()
 
+    def inverse(self, batch: Tensor) -> Tensor:
+        """RGB on 0..255 -> the preset's normalised input (not rounded: differentiable)."""
+        mean = torch.tensor(self.mean, dtype=batch.dtype, device=batch.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, dtype=batch.dtype, device=batch.device).view(1, -1, 1, 1)
+        return (batch / 255.0 - mean) / std
+
     def __repr__(self) -> str:
         return f"Unnormalise(mean={self.mean}, std={self.std})"
 
@@ -130,13 +136,15 @@ def torchvision_model(name: str, net: nn.Module, stages: Sequence[Stage], taps: 
                       published: WeightsEnum, source: str, sha: str, *, transform_input: bool) -> LoadedModel:
     """A torchvision network as a LoadedModel: its published weights' transforms, categories and description."""
     preprocessing = published.transforms()
+    unnormalise = Unnormalise(preprocessing.mean, preprocessing.std)
     return LoadedModel(
         name=name,
         net=net,
         stages=stages,
         taps=taps,
         transform=preprocessing,
-        to_rgb255=Unnormalise(preprocessing.mean, preprocessing.std),
+        to_rgb255=unnormalise,
+        from_rgb255=unnormalise.inverse,
         preprocessing=describe(preprocessing, published, transform_input=transform_input),
         weights=source,
         weights_sha256=sha,

@@ -1,0 +1,148 @@
+"""`/layers/{layer}/ablation`: the network's accuracy on the category and on the rest of the classes with the
+layer's selective units silenced, against random groups of as many units (the control) and nothing silenced.
+
+The groups and their per-class tallies are worker.ablate's (python -m worker ablate); this page sums them over
+the category's classes and the others. A delta is a group's top-1 accuracy minus the baseline's; p is the
+share of random groups whose category delta is as low as the selective group's or lower (unitscope.stats.group_p).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from app.figures import BLUE, GREY, RED, Figure, base_layout, titled_axis
+from app.params import ScoreParams
+from app.render import Page
+from app.urls import Urls
+from unitscope import stats
+from unitscope.data.interventions import (
+    AblationGroup,
+    ablation_groups,
+    category_mask,
+    network_classes,
+)
+from unitscope.data.runs import Run, require_category, require_layer, require_run
+from unitscope.data.source import Source
+
+
+class Baseline(BaseModel):
+    """The network with nothing ablated, over every image with a class."""
+
+    top1: float | None
+    top5: float | None
+    n: int
+    top1_category: float | None = Field(None, description="over the category's images")
+    top1_rest: float | None = Field(None, description="over the other images")
+
+
+class GroupResult(BaseModel):
+    """One ablated group: top-1 accuracy on the category and on the rest, and each one's change from the baseline."""
+
+    name: str
+    kind: str = Field(description="selective | random | unit")
+    units: list[int]
+    top1_category: float | None
+    top1_rest: float | None
+    delta_category: float | None
+    delta_rest: float | None
+
+
+class AblationContext(BaseModel):
+    """`/layers/{layer}/ablation`: what silencing the selective units does, against random groups."""
+
+    run_id: int
+    layer: str
+    category: str
+    categories: list[str]
+    available: bool = Field(description="the run has an ablation of this layer for this category")
+    selection: str | None = Field(None, description="how the selective group was chosen (SI stat and threshold)")
+    n_category: int = 0
+    n_rest: int = 0
+    baseline: Baseline | None = None
+    groups: list[GroupResult] = []
+    p: float | None = Field(None, description="one-sided permutation p: random groups whose delta_category is as low "
+                            "as the selective group's or lower, (1 + count) / (1 + groups)")
+    command: str = Field(description="the worker command that computes it")
+
+
+def _result(group: AblationGroup, base: AblationGroup, cat: np.ndarray) -> GroupResult:
+    top1_cat, _ = group.accuracy(cat)
+    top1_rest, _ = group.accuracy(~cat)
+    base_cat, base_rest = base.accuracy(cat)[0], base.accuracy(~cat)[0]
+    return GroupResult(
+        name=group.name, kind=group.kind, units=list(group.units), top1_category=top1_cat, top1_rest=top1_rest,
+        delta_category=None if top1_cat is None or base_cat is None else top1_cat - base_cat,
+        delta_rest=None if top1_rest is None or base_rest is None else top1_rest - base_rest,
+    )
+
+
+def build(source: Source, layer: str, p: ScoreParams) -> AblationContext:
+    """The stored ablation of the layer, summed over the category's classes and the rest."""
+    run = require_run(source, p.run)
+    require_layer(run, layer)
+    require_category(run, p.category)
+    return layer_ablation(source, run, layer, p.category, p.si_stat, p.threshold)
+
+
+def layer_ablation(source: Source, run: Run, layer: str, category: str, si_stat: str,
+                   threshold: float) -> AblationContext:
+    """The ablation of a layer's units selective for a category at a specification (the `important` claim's too)."""
+    command = (f"python -m worker ablate --db DB --layer {layer} --category {category} --si-stat {si_stat} "
+               f"--threshold {threshold:g}")
+    empty = AblationContext(run_id=run.run_id, layer=layer, category=category, categories=list(run.categories),
+                            available=False, command=command)
+    groups = ablation_groups(source, run, layer)
+    classes = network_classes(source, run)
+    base = next((g for g in groups if g.kind == "baseline"), None)
+    selection = (category, si_stat, threshold)
+    selective = next((g for g in groups if g.kind == "selective" and (g.category, g.si_stat, g.threshold) == selection),
+                     None)
+    if base is None or classes is None or selective is None:
+        return empty
+    cat = category_mask(source, run, classes, category)[: base.n.size]
+    random = [g for g in groups if g.kind == "random" and (g.category, g.si_stat, g.threshold) == selection]
+    results = [_result(g, base, cat) for g in [selective, *random, *(g for g in groups if g.kind == "unit")]]
+    top1, n = base.accuracy(np.ones_like(cat))
+    top5 = float(base.top5.sum() / n) if n else None
+    sel = results[0]
+    null = [r.delta_category for r in results[1: 1 + len(random)] if r.delta_category is not None]
+    return AblationContext(
+        run_id=run.run_id, layer=layer, category=category, categories=list(run.categories), available=True,
+        selection=f"SI ({selective.si_stat}) ≥ {selective.threshold:g}: {len(selective.units)} units",
+        n_category=int(base.n[cat].sum()), n_rest=int(base.n[~cat].sum()),
+        baseline=Baseline(top1=top1, top5=top5, n=n, top1_category=base.accuracy(cat)[0],
+                          top1_rest=base.accuracy(~cat)[0]),
+        groups=results, p=None if sel.delta_category is None else stats.group_p(sel.delta_category, null),
+        command=command,
+    )
+
+
+def ablation_figure(ctx: AblationContext) -> Figure:
+    """Each group's change in top-1 accuracy on the category against on the rest; the diagonal is 'no more on the
+    category than elsewhere'."""
+    data: list[dict[str, Any]] = []
+    for kind, name, color, size in (("unit", "single units", BLUE, 5), ("random", "random groups", GREY, 9),
+                                    ("selective", "selective units", RED, 14)):
+        rows = [g for g in ctx.groups if g.kind == kind and g.delta_category is not None and g.delta_rest is not None]
+        if rows:
+            data.append({"type": "scatter", "mode": "markers", "name": f"{name} ({len(rows)})",
+                         "x": [g.delta_rest for g in rows], "y": [g.delta_category for g in rows],
+                         "text": [g.name for g in rows], "marker": {"color": color, "size": size, "opacity": 0.8},
+                         "hovertemplate": "%{text}<br>rest %{x:+.1%}<br>category %{y:+.1%}<extra></extra>"})
+    values = [v for g in ctx.groups for v in (g.delta_category, g.delta_rest) if v is not None] or [0.0]
+    lo, hi = min(min(values), 0.0), max(max(values), 0.0)
+    diagonal = {"type": "line", "x0": lo, "y0": lo, "x1": hi, "y1": hi, "line": {"color": "#444", "dash": "dash"}}
+    return {"data": data, "layout": base_layout(
+        height=380, shapes=[diagonal],
+        xaxis=titled_axis("change in top-1 accuracy on the other classes", tickformat="+.0%"),
+        yaxis=titled_axis(f"change in top-1 accuracy on {ctx.category}", tickformat="+.0%"))}
+
+
+def _extras(ctx: AblationContext, urls: Urls) -> dict[str, Any]:
+    return {"figure": ablation_figure(ctx) if ctx.available else None}
+
+
+PAGE: Page[AblationContext] = Page("ablation.html", lambda ctx, urls: urls.ablation(ctx.layer), _extras)
