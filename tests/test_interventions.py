@@ -19,6 +19,7 @@ from hand_run import publish_mixed4c_run
 from PIL import Image
 from torch import nn
 
+import unitscope
 from app.main import create_app
 from unitscope import schema
 from worker.ablate import Group, write_tallies
@@ -236,6 +237,11 @@ def test_important_on_a_network_whose_answer_is_known(tmp_path: Path, dog_units:
     assert selective["delta_rest"] == pytest.approx(right[~dog].mean() - 1.0)
     claim = _claim(db, tmp_path, "important")
     assert claim["verdict"] == verdict
+    with unitscope.open(db) as notebook:  # the Python API reads the same numbers
+        rows = notebook.run().layer("mixed4c").ablation().fetchnumpy()
+    assert list(rows["kind"][:2]) == ["baseline", "selective"]
+    assert rows["delta_category"][1] == pytest.approx(selective["delta_category"])
+    assert rows["p"][1] == pytest.approx(ablation["p"])
     if verdict == "holds":
         assert selective["delta_category"] == -1.0  # the dog classes read nothing else
         assert ablation["p"] == pytest.approx(1 / (1 + len(others)))  # no random pair costs dogs as much
@@ -273,6 +279,10 @@ def test_negative_stimulus_reads_the_network_on_the_stored_images(tmp_path: Path
     assert unit["visualizations"][0]["category_p"] == pytest.approx(selective_share, abs=1e-6)
     assert unit["convergence"] == {"positive": True, "negative": True, "message": None}
     assert unit["visualizations"][1]["top5"][0]["class_index"] in (0, 1)
+    with unitscope.open(db) as notebook:
+        seen = notebook.run().layer("mixed4c").unit(0).visualizations().fetchnumpy()
+    assert list(seen["direction"]) == ["negative", "positive"] and bytes(seen["png"][0]) == b"png"
+    assert seen["category_p"][0] == pytest.approx(selective_share, abs=1e-6)
     empty = client_json(db, tmp_path, "/api/layers/mixed4c/units/7")
     assert empty["visualizations"] == [] and empty["spectrum"] == []
 

@@ -22,8 +22,9 @@ import duckdb
 import numpy as np
 
 from unitscope import claim_rules, schema
-from unitscope.data import measures, rankings, runs, scores
+from unitscope.data import interventions, measures, rankings, runs, scores
 from unitscope.data.source import ALIAS, ConnectionSource, open_read_only
+from unitscope.errors import NotFound
 
 _names = itertools.count()  # each relation registers its arrays under a name of its own
 
@@ -163,6 +164,30 @@ class Layer:
         }
         return self.run.db.relation(columns)
 
+    def ablation(self, category: str = schema.DEFAULT_CATEGORY, *, si_stat: str = schema.DEFAULT_SI_STAT,
+                 threshold: float = claim_rules.FIGURE_SI) -> duckdb.DuckDBPyRelation:
+        """The layer's stored ablation (python -m worker ablate) for the units selective at (si_stat, threshold): per
+        group name, kind, units, top1_category, top1_rest, delta_category, delta_rest, and p on the selective row;
+        the baseline first (deltas 0). NotFound when that ablation was not run; /layers/{layer}/ablation's numbers."""
+        run = self.run.info
+        runs.require_category(run, category)
+        found = interventions.layer_ablation(self.run.db.source, run, self.name, category, si_stat, threshold)
+        if found is None:
+            raise NotFound(f"no ablation of {self.name} for {category} at SI ({si_stat}) >= {threshold:g} in run "
+                           f"{run.run_id}: python -m worker ablate --layer {self.name} --category {category}")
+        rows = [interventions.GroupEffect("baseline", "baseline", (), found.top1_category, found.top1_rest, 0.0, 0.0),
+                *found.groups]
+        return self.run.db.relation({
+            "name": np.array([g.name for g in rows], dtype=object),
+            "kind": np.array([g.kind for g in rows], dtype=object),
+            "units": np.array([list(g.units) for g in rows] + [None], dtype=object)[:-1],
+            "top1_category": np.ma.masked_invalid(np.array([_nan(g.top1_category) for g in rows])),
+            "top1_rest": np.ma.masked_invalid(np.array([_nan(g.top1_rest) for g in rows])),
+            "delta_category": np.ma.masked_invalid(np.array([_nan(g.delta_category) for g in rows])),
+            "delta_rest": np.ma.masked_invalid(np.array([_nan(g.delta_rest) for g in rows])),
+            "p": np.ma.masked_invalid(np.array([_nan(found.p if g.kind == "selective" else None) for g in rows])),
+        })
+
     def unit(self, unit: int) -> Unit:
         """A unit (channel) of the layer, 0-based."""
         runs.require_unit(self.run.info, self.name, unit)
@@ -213,6 +238,34 @@ class Unit:
         """The unit's n images nearest zero (by |value|), with the same columns as top()."""
         return self._ranked("near_zero", stat, n, category)
 
+    def visualizations(self, category: str = schema.DEFAULT_CATEGORY) -> duckdb.DuckDBPyRelation:
+        """The unit's optimised images (python -m worker visualize), negative first: direction, index, objective,
+        dataset_extreme, steps, size, seed, top_class, top_p, category_p (the category's share of the network's
+        probability) and png (bytes); empty where none were made."""
+        run, source = self.layer.run.info, self.layer.run.db.source
+        runs.require_category(run, category)
+        stored = interventions.unit_visualizations(source, run, self.layer.name, self.unit)
+        classes = interventions.network_classes(source, run)
+        mask = interventions.category_mask(source, run, classes, category) if classes else None
+        names = classes.names if classes else ()
+        top = [int(np.argmax(v.probs)) for v in stored]
+        return self.layer.run.db.relation({
+            "direction": np.array([v.direction for v in stored], dtype=object),
+            "index": np.array([v.index for v in stored], dtype=np.int64),
+            "objective": np.array([v.objective for v in stored], dtype=np.float64),
+            "dataset_extreme": np.array([v.dataset_extreme for v in stored], dtype=np.float64),
+            "steps": np.array([v.steps for v in stored], dtype=np.int64),
+            "size": np.array([v.size for v in stored], dtype=np.int64),
+            "seed": np.array([v.seed for v in stored], dtype=np.int64),
+            "top_class": np.array([names[t] if t < len(names) else str(t) for t in top], dtype=object),
+            "top_p": np.array([float(v.probs[t]) for v, t in zip(stored, top, strict=True)], dtype=np.float64),
+            "category_p": np.ma.masked_invalid(np.array(
+                [math.nan if mask is None else float(v.probs[: mask.size][mask].sum()) for v in stored],
+                dtype=np.float64)),
+            "png": np.array([interventions.visualization_png(source, run, self.layer.name, self.unit, v.direction,
+                                                             v.index) for v in stored], dtype=object),
+        })
+
     def responses(self, stat: str = schema.DEFAULT_SI_STAT) -> np.ndarray:
         """Every image's response on `stat` (float32), in image id order: index i is the i-th image of
         Run.images()."""
@@ -220,6 +273,10 @@ class Unit:
 
     def __repr__(self) -> str:
         return f"<unit {self.unit} of {self.layer.name}, run {self.layer.run.run_id}>"
+
+
+def _nan(value: float | None) -> float:
+    return math.nan if value is None else value
 
 
 def open(path: str | Path, **options: object) -> Database:  # noqa: A001 (the API's name, as sqlite3.connect)

@@ -1,29 +1,21 @@
 """`/layers/{layer}/ablation`: the network's accuracy on the category and on the rest of the classes with the
 layer's selective units silenced, against random groups of as many units (the control) and nothing silenced.
 
-The groups and their per-class tallies are worker.ablate's (python -m worker ablate); this page sums them over
-the category's classes and the others. A delta is a group's top-1 accuracy minus the baseline's; p is the
-share of random groups whose category delta is as low as the selective group's or lower (unitscope.stats.group_p).
+The groups and their per-class tallies are worker.ablate's (python -m worker ablate); the deltas and p are
+unitscope.data.interventions.layer_ablation's, which the Python API reads too.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from pydantic import BaseModel, Field
 
 from app.figures import BLUE, GREY, RED, Figure, base_layout, titled_axis
 from app.params import ScoreParams
 from app.render import Page
 from app.urls import Urls
-from unitscope import stats
-from unitscope.data.interventions import (
-    AblationGroup,
-    ablation_groups,
-    category_mask,
-    network_classes,
-)
+from unitscope.data import interventions
 from unitscope.data.runs import Run, require_category, require_layer, require_run
 from unitscope.data.source import Source
 
@@ -68,17 +60,6 @@ class AblationContext(BaseModel):
     command: str = Field(description="the worker command that computes it")
 
 
-def _result(group: AblationGroup, base: AblationGroup, cat: np.ndarray) -> GroupResult:
-    top1_cat, _ = group.accuracy(cat)
-    top1_rest, _ = group.accuracy(~cat)
-    base_cat, base_rest = base.accuracy(cat)[0], base.accuracy(~cat)[0]
-    return GroupResult(
-        name=group.name, kind=group.kind, units=list(group.units), top1_category=top1_cat, top1_rest=top1_rest,
-        delta_category=None if top1_cat is None or base_cat is None else top1_cat - base_cat,
-        delta_rest=None if top1_rest is None or base_rest is None else top1_rest - base_rest,
-    )
-
-
 def build(source: Source, layer: str, p: ScoreParams) -> AblationContext:
     """The stored ablation of the layer, summed over the category's classes and the rest."""
     run = require_run(source, p.run)
@@ -92,32 +73,19 @@ def layer_ablation(source: Source, run: Run, layer: str, category: str, si_stat:
     """The ablation of a layer's units selective for a category at a specification (the `important` claim's too)."""
     command = (f"python -m worker ablate --db DB --layer {layer} --category {category} --si-stat {si_stat} "
                f"--threshold {threshold:g}")
-    empty = AblationContext(run_id=run.run_id, layer=layer, category=category, categories=list(run.categories),
-                            available=False, command=command)
-    groups = ablation_groups(source, run, layer)
-    classes = network_classes(source, run)
-    base = next((g for g in groups if g.kind == "baseline"), None)
-    selection = (category, si_stat, threshold)
-    selective = next((g for g in groups if g.kind == "selective" and (g.category, g.si_stat, g.threshold) == selection),
-                     None)
-    if base is None or classes is None or selective is None:
-        return empty
-    cat = category_mask(source, run, classes, category)[: base.n.size]
-    random = [g for g in groups if g.kind == "random" and (g.category, g.si_stat, g.threshold) == selection]
-    results = [_result(g, base, cat) for g in [selective, *random, *(g for g in groups if g.kind == "unit")]]
-    top1, n = base.accuracy(np.ones_like(cat))
-    top5 = float(base.top5.sum() / n) if n else None
-    sel = results[0]
-    null = [r.delta_category for r in results[1: 1 + len(random)] if r.delta_category is not None]
-    return AblationContext(
-        run_id=run.run_id, layer=layer, category=category, categories=list(run.categories), available=True,
-        selection=f"SI ({selective.si_stat}) ≥ {selective.threshold:g}: {len(selective.units)} units",
-        n_category=int(base.n[cat].sum()), n_rest=int(base.n[~cat].sum()),
-        baseline=Baseline(top1=top1, top5=top5, n=n, top1_category=base.accuracy(cat)[0],
-                          top1_rest=base.accuracy(~cat)[0]),
-        groups=results, p=None if sel.delta_category is None else stats.group_p(sel.delta_category, null),
-        command=command,
-    )
+    found = interventions.layer_ablation(source, run, layer, category, si_stat, threshold)
+    context = AblationContext(run_id=run.run_id, layer=layer, category=category, categories=list(run.categories),
+                              available=found is not None, command=command)
+    if found is None:
+        return context
+    context.selection = f"SI ({si_stat}) ≥ {threshold:g}: {len(found.groups[0].units)} units"
+    context.n_category, context.n_rest, context.p = found.n_category, found.n_rest, found.p
+    context.baseline = Baseline(top1=found.top1, top5=found.top5, n=found.n, top1_category=found.top1_category,
+                                top1_rest=found.top1_rest)
+    context.groups = [GroupResult(name=g.name, kind=g.kind, units=list(g.units), top1_category=g.top1_category,
+                                  top1_rest=g.top1_rest, delta_category=g.delta_category, delta_rest=g.delta_rest)
+                      for g in found.groups]
+    return context
 
 
 def ablation_figure(ctx: AblationContext) -> Figure:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from unitscope import schema
+from unitscope import schema, stats
 from unitscope.data.images import category_wnids
 from unitscope.data.runs import Run, table_names
 from unitscope.data.source import Source
@@ -181,3 +181,67 @@ def _natural(name: str) -> tuple[object, ...]:
     """'random dog 10' after 'random dog 9'."""
     head, _, tail = name.rpartition(" ")
     return (head, int(tail)) if tail.isdigit() else (name, -1)
+
+
+@dataclass(frozen=True)
+class GroupEffect:
+    """An ablated group's top-1 accuracy on the category and on the rest, and each one's change from the baseline."""
+
+    name: str
+    kind: str
+    units: tuple[int, ...]
+    top1_category: float | None
+    top1_rest: float | None
+    delta_category: float | None
+    delta_rest: float | None
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """A layer's ablation for one selection (category, si_stat, threshold): the baseline, the selective group first,
+    then the random groups and the single units, and the permutation p of the selective group over the random ones."""
+
+    top1: float | None
+    top5: float | None
+    n: int
+    n_category: int
+    n_rest: int
+    top1_category: float | None
+    top1_rest: float | None
+    groups: list[GroupEffect]
+    random_groups: int
+    p: float | None
+
+
+def _effect(group: AblationGroup, base: AblationGroup, cat: np.ndarray) -> GroupEffect:
+    top1_cat, top1_rest = group.accuracy(cat)[0], group.accuracy(~cat)[0]
+    base_cat, base_rest = base.accuracy(cat)[0], base.accuracy(~cat)[0]
+    return GroupEffect(group.name, group.kind, group.units, top1_cat, top1_rest,
+                       None if top1_cat is None or base_cat is None else top1_cat - base_cat,
+                       None if top1_rest is None or base_rest is None else top1_rest - base_rest)
+
+
+def layer_ablation(source: Source, run: Run, layer: str, category: str, si_stat: str,
+                   threshold: float) -> Ablation | None:
+    """The stored ablation of the layer's units selective for `category` at (si_stat, threshold); None when not run.
+
+    A delta is a group's top-1 accuracy minus the baseline's, over the category's classes or the others; p is
+    unitscope.stats.group_p of the selective group's category delta among the random groups'."""
+    groups = ablation_groups(source, run, layer)
+    classes = network_classes(source, run)
+    base = next((g for g in groups if g.kind == "baseline"), None)
+    selection = (category, si_stat, threshold)
+    selective = next((g for g in groups if g.kind == "selective" and (g.category, g.si_stat, g.threshold) == selection),
+                     None)
+    if base is None or classes is None or selective is None or not base.n.sum():
+        return None
+    cat = category_mask(source, run, classes, category)[: base.n.size]
+    random = [g for g in groups if g.kind == "random" and (g.category, g.si_stat, g.threshold) == selection]
+    effects = [_effect(g, base, cat) for g in [selective, *random, *(g for g in groups if g.kind == "unit")]]
+    null = [e.delta_category for e in effects[1: 1 + len(random)] if e.delta_category is not None]
+    sel = effects[0].delta_category
+    top1, n = base.accuracy(np.ones_like(cat))
+    return Ablation(top1=top1, top5=float(base.top5.sum() / n), n=n, n_category=int(base.n[cat].sum()),
+                    n_rest=int(base.n[~cat].sum()), top1_category=base.accuracy(cat)[0],
+                    top1_rest=base.accuracy(~cat)[0], groups=effects, random_groups=len(random),
+                    p=None if sel is None else stats.group_p(sel, null))
