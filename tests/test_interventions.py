@@ -244,6 +244,14 @@ def test_important_on_a_network_whose_answer_is_known(tmp_path: Path, dog_units:
     assert rows["p"][1] == pytest.approx(ablation["p"])
     if verdict == "holds":
         assert selective["delta_category"] == -1.0  # the dog classes read nothing else
+        # Ablated at SI (max) >= 0.7 only: the 12 cells of another selection cannot tell, and the page says so
+        # rather than calling the verdict fragile.
+        cells = [c["verdict"] for c in claim["robustness"]["cells"]]
+        assert cells.count("holds") == 4 and cells.count("cannot_tell") == 12
+        with TestClient(create_app(make_settings(db, tmp_path))) as client:
+            page = client.get("/claims", params={"layer": "mixed4c"}).text
+        row = page[page.index('id="claim-important"'):]
+        assert "untested: 12 of 16 cannot tell" in row[: row.index("</tr>")]
         assert ablation["p"] == pytest.approx(1 / (1 + len(others)))  # no random pair costs dogs as much
 
 
