@@ -384,3 +384,16 @@ def test_important_needs_enough_random_groups_and_a_real_cost() -> None:
     assert important_verdict(0.01, 0.02, 0.05, 99) == "does_not_hold"  # random groups help more, but this costs nothing
     assert important_verdict(0.01, -0.05, -0.06, 99) == "holds_not_specific"  # the rest loses as much
     assert important_verdict(0.2, -0.05, 0.0, 99) == "does_not_hold"
+
+
+def test_a_run_rebuilds_its_network_from_the_weights_it_recorded() -> None:
+    from worker.models import DEFAULT, get_model, recorded_weights
+
+    seeded = get_model("squeezenet1_1", weights=None, seed=3)
+    weights, seed = recorded_weights(seeded.weights)
+    assert (weights, seed) == (None, 3)
+    assert get_model("squeezenet1_1", weights=weights, seed=seed).weights_sha256 == seeded.weights_sha256
+    assert recorded_weights("torchvision GoogLeNet_Weights.IMAGENET1K_V1 (https://x/y.pth)") == (DEFAULT, None)
+    assert recorded_weights("/data/bvlc_googlenet") == ("/data/bvlc_googlenet", None)
+    with pytest.raises(ValueError, match="unseeded"):
+        recorded_weights("random(unseeded)")

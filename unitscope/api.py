@@ -260,7 +260,7 @@ class Unit:
             "top_class": np.array([names[t] if t < len(names) else str(t) for t in top], dtype=object),
             "top_p": np.array([float(v.probs[t]) for v, t in zip(stored, top, strict=True)], dtype=np.float64),
             "category_p": np.ma.masked_invalid(np.array(
-                [math.nan if mask is None else float(v.probs[: mask.size][mask].sum()) for v in stored],
+                [math.nan if mask is None else v.category_p(mask) for v in stored],
                 dtype=np.float64)),
             "png": np.array([interventions.visualization_png(source, run, self.layer.name, self.unit, v.direction,
                                                              v.index) for v in stored], dtype=object),

@@ -8,8 +8,6 @@ tallies are saved to `<db>.ablate.npz` about once a minute, so an interrupted jo
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -21,7 +19,7 @@ import numpy as np
 
 from unitscope import schema
 from unitscope.data.interventions import control_units, selective_units
-from worker.interventions import Job, say
+from worker.interventions import Job, config_digest, say
 from worker.settings import AblateSettings, parse_units
 
 if TYPE_CHECKING:
@@ -70,14 +68,14 @@ def plan_groups(job: Job, settings: AblateSettings, device_type: str) -> list[Gr
 
 
 def _images(job: Job, limit: int | None) -> list[tuple[int, str, int]]:
-    """(image id, path, class index) of the run's images with a class, spread evenly under --limit."""
+    """(image id, path, class index) of the run's images with a class, spread evenly under --limit as a run's are."""
+    from worker.images import spread_subset  # torch loads with it
+
     rows = job.source.rows(f"SELECT image_id, path, class_index FROM {schema.IMAGES} WHERE run_id = $run AND "
                            "class_index IS NOT NULL ORDER BY image_id", {"run": job.run.run_id})
     if not rows:
         raise ValueError(f"run {job.run.run_id} has no image of an ImageNet class: nothing to measure accuracy on")
-    if limit is not None and limit < len(rows):
-        rows = [rows[i] for i in np.linspace(0, len(rows) - 1, limit).round().astype(int)]
-    return [(int(i), p, int(c)) for i, p, c in rows]
+    return [(int(i), p, int(c)) for i, p, c in spread_subset(rows, limit)]
 
 
 def ablate(settings: AblateSettings) -> int:
@@ -100,7 +98,7 @@ def ablate(settings: AblateSettings) -> int:
         config = {"run": job.run.run_id, "layer": job.layer, "groups": [g.units for g in groups],
                   "images": len(images), "weights": job.run.weights_sha256, "device": device.type}
         checkpoint = job.db.with_name(job.db.name + ".ablate.npz")
-        digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+        digest = config_digest(config)
         tally = Tally(len(groups), len(model.class_names))
         done = _resume(checkpoint, digest, tally)
         batch_size = settings.batch_size_for(device.type)
@@ -141,7 +139,7 @@ def ablate(settings: AblateSettings) -> int:
         if not tally.n.sum():
             raise ValueError(f"none of run {job.run.run_id}'s {len(images)} images decodes from {root}: nothing measured")
         seconds = time.perf_counter() - started
-        job.work({"ablate": True})
+        job.work(config)
         with job.transaction() as tx:  # a working file left by a crash while publishing holds these rows already
             tx.execute(f"DELETE FROM {schema.ABLATION_GROUPS}")
             tx.execute(f"DELETE FROM {schema.ABLATION_CLASSES}")

@@ -40,7 +40,6 @@ class Ablator:
             # The layer's block sits inside a stage: keep that stage's input, and ablate in a hook on the block.
             self._early, self._late = model.stages[: tap.stage], model.stages[tap.stage:]
             self._handle = model.net.get_submodule(tap.block).register_forward_hook(self._hook)
-        self._hooked = self._handle is not None
         model.net.to(device)
 
     def _hook(self, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor | None:
@@ -80,7 +79,7 @@ class Ablator:
         n = kept.shape[0]
         if masks is None:
             x = kept
-        elif self._hooked:
+        elif self._handle is not None:
             self._mask = masks
             x = kept.repeat(masks.shape[0], *([1] * (kept.dim() - 1)))
         else:

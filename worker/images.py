@@ -134,7 +134,7 @@ def _os_reason(exc: OSError) -> str:
     return f"cannot read file: {exc.strerror or exc}"
 
 
-def spread_subset(entries: Sequence[FileEntry], limit: int | None) -> list[FileEntry]:
+def spread_subset(entries: Sequence[T], limit: int | None) -> list[T]:
     """At most `limit` entries spread evenly over the sorted list (every k-th), so every part of the
     folder (dogs and non-dogs alike) is represented; the whole list when `limit` is None or larger."""
     n = len(entries)

@@ -82,20 +82,11 @@ class Job:
 
     def load_model(self) -> LoadedModel:
         """The run's network with the run's weights (or --weights where they moved), checked by sha256."""
-        from worker.models import DEFAULT, get_model
+        from worker.models import get_model, recorded_weights
 
-        weights, seed = self.settings.weights, None
-        stored = self.run.weights
-        if weights is None:
-            if stored.startswith("random(seed="):
-                seed = int(stored.removeprefix("random(seed=").rstrip(")"))
-            elif stored.startswith("random"):
-                raise ValueError(f"run {self.run.run_id} used an unseeded random init; its network cannot be rebuilt")
-            elif stored.startswith("torchvision "):
-                weights = DEFAULT
-            else:
-                weights = stored
-        model = get_model(self.run.model, weights=weights if seed is None else None, seed=seed)
+        weights, seed = ((self.settings.weights, None) if self.settings.weights is not None
+                         else recorded_weights(self.run.weights))
+        model = get_model(self.run.model, weights=weights, seed=seed)
         if model.weights_sha256 != self.run.weights_sha256:
             raise ValueError(f"the weights at {model.weights} are not run {self.run.run_id}'s (sha256 "
                              f"{model.weights_sha256[:12]}… against {self.run.weights_sha256[:12]}…); pass --weights "
@@ -111,7 +102,7 @@ class Job:
         """The working file, resumed when it was left by the same configuration, else started afresh."""
         if self._work is not None:
             return self._work
-        digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+        digest = config_digest(config)
         if self.work_path.exists():
             try:
                 with duckdb.connect(str(self.work_path), read_only=True) as con:
@@ -152,6 +143,11 @@ class Job:
         added = publish_rows(self.db, self.work_path, self.store.publishing, config=config, tables=[classes, *tables])
         remove(self.work_path, wal_of(self.work_path))
         return added
+
+
+def config_digest(config: dict[str, object]) -> str:
+    """What identifies a job's configuration in its working files, so that a rerun resumes only the same job."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def say(message: str) -> None:

@@ -46,7 +46,7 @@ def negative_stimulus(source: Source, run: Run, ctx: LayerContext, urls: Urls) -
     mask = category_mask(source, run, classes, ctx.category)
     shares: dict[str, dict[int, list[float]]] = {"negative": {}, "positive": {}}
     for v in stored:
-        shares[v.direction].setdefault(v.unit, []).append(float(v.probs[: mask.size][mask].sum()))
+        shares[v.direction].setdefault(v.unit, []).append(v.category_p(mask))
     negative = {u: float(np.mean(s)) for u, s in shares["negative"].items()}
     positive = {u: float(np.mean(s)) for u, s in shares["positive"].items()}
     selective = {u.unit for u in ctx.units if u.selective}

@@ -94,7 +94,7 @@ def _entry(v: Visualization, run: Run, layer: str, names: tuple[str, ...], mask:
         image_url=urls.visualization(run.run_id, layer, v.unit, v.direction, v.index),
         top5=[ClassP(class_index=int(c), class_name=names[c] if c < len(names) else str(c), p=float(v.probs[c]))
               for c in top],
-        category_p=None if mask is None else float(v.probs[: mask.size][mask].sum()),
+        category_p=None if mask is None else v.category_p(mask),
     )
 
 

@@ -74,12 +74,9 @@ class Visualization:
     seed: int
     probs: np.ndarray
 
-    @property
-    def beyond_dataset(self) -> bool:
-        """The optimisation's sanity check: beyond the unit's most extreme dataset image on the same statistic."""
-        if self.direction == "positive":
-            return self.objective > self.dataset_extreme
-        return self.objective < self.dataset_extreme
+    def category_p(self, mask: np.ndarray) -> float:
+        """The category's share of the network's probability on the image (mask: NetworkClasses.mask)."""
+        return float(self.probs[: mask.size][mask].sum())
 
 
 _VIS_COLUMNS = "unit, direction, idx, objective, dataset_extreme, steps, size, seed, probs"

@@ -22,6 +22,7 @@ from worker.models._api import (
     WeightsError,
     get_model,
     list_models,
+    recorded_weights,
     state_dict_sha256,
 )
 from worker.models.bvlc import (
@@ -66,5 +67,6 @@ __all__ = [
     "WeightsError",
     "get_model",
     "list_models",
+    "recorded_weights",
     "state_dict_sha256",
 ]

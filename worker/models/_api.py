@@ -80,6 +80,19 @@ def get_model(name: str, *, weights: WeightsArg, seed: int | None = None) -> Loa
     return dataclasses.replace(model, weights=label, weights_sha256=state_dict_sha256(model.net))
 
 
+def recorded_weights(label: str) -> tuple[WeightsArg, int | None]:
+    """The (weights, seed) arguments of get_model that rebuild a model from the `weights` it recorded: its source
+    for a folder or file, DEFAULT for torchvision's published weights (tv_common: "torchvision ..."), (None, N)
+    for get_model's "random(seed=N)"; a ValueError for "random(unseeded)", which nothing can rebuild."""
+    if label.startswith("random(seed="):
+        return None, int(label.removeprefix("random(seed=").rstrip(")"))
+    if label.startswith("random"):
+        raise ValueError(f"{label}: an unseeded random init cannot be rebuilt")
+    if label.startswith("torchvision "):
+        return DEFAULT, None
+    return label, None
+
+
 def state_dict_sha256(net: nn.Module) -> str:
     """Hex sha256 of every state-dict tensor's bytes (CPU, contiguous), in state-dict order."""
     digest = hashlib.sha256()
