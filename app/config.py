@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import ByteSize, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from unitscope import schema
@@ -27,6 +27,11 @@ def _default_image_roots() -> tuple[Path, ...]:
     """The worker's image folder (UNITSCOPE_IMAGES, as the worker reads it) and its download cache."""
     given = os.environ.get("UNITSCOPE_IMAGES")
     return (*((Path(given),) if given else ()), user_cache())
+
+
+def _half_of_memory() -> int:
+    """Half of this machine's physical memory, in bytes."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
 
 
 def _default_thumbnail_dir() -> Path:
@@ -67,6 +72,17 @@ class Settings(BaseSettings):
                                    "null, at least 1000 (default 1000)")  # fmt: skip
     request_threads: int = Field(4, ge=1, le=256, description="requests served at once; more wait their turn "
                                  "(default 4)")  # fmt: skip
+    # Computations of parameters publication did not store (app.heavy): their own pool, so that pages that read
+    # stored results never wait behind them.
+    heavy_workers: int = Field(1, ge=1, le=64, description="computations over a whole layer run at once, for "
+                               "parameters publication did not store (default 1)")  # fmt: skip
+    heavy_queue: int = Field(8, ge=0, le=1024, description="more wait in a queue this long; past it the server "
+                             "answers 503 with Retry-After (default 8)")  # fmt: skip
+    heavy_timeout: float = Field(120.0, gt=0, le=86_400, description="seconds such a computation may take, its "
+                                 "wait included, before it is stopped and answered 503 (default 120)")  # fmt: skip
+    heavy_memory: ByteSize = Field(default_factory=_half_of_memory, description="memory the computations may "
+                                   "hold together, by an estimate made before each; one that needs more is refused "
+                                   "(e.g. 4GB; default half of this machine's memory)")  # fmt: skip
     null_seed: int = Field(schema.NULL_SEED, ge=0, description="seed of those permutations (default 0)")
 
     @field_validator("image_roots", "allowed_hosts", mode="before")

@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.heavy import Busy
 from unitscope.errors import NotFound, Problem, Unavailable
 
 log = logging.getLogger("app")
@@ -43,7 +44,7 @@ class ErrorResponse(BaseModel):
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     404: {"model": ErrorResponse, "description": "Unknown layer, unit, image, run or category"},
     422: {"model": ErrorResponse, "description": _INVALID},
-    503: {"model": ErrorResponse, "description": "Database not available"},
+    503: {"model": ErrorResponse, "description": "Database not available, or the server busy (with Retry-After)"},
 }
 
 
@@ -82,7 +83,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_problem(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, Problem)
         status = next(code for kind, code in PROBLEM_STATUS.items() if isinstance(exc, kind))
-        return error_response(request, status, str(exc))
+        response = error_response(request, status, str(exc))
+        if isinstance(exc, Busy):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)

@@ -14,6 +14,7 @@ from app import middleware, render
 from app.config import Settings
 from app.data.db import Database
 from app.errors import install_error_handlers
+from app.heavy import HeavyPool
 from app.routes import ROUTERS
 from app.static_files import STATIC, CompressedStatic
 
@@ -29,7 +30,7 @@ scatter of category images among each unit's top and bottom k.
 
 Every HTML page at `/X` has a JSON twin at `/api/X`. Errors share one shape:
 `{"error": {"status", "title", "detail"}}` (404 unknown name or id, 422 bad parameter,
-503 database not available).
+503 database not available, or the server busy: then with Retry-After).
 """
 
 
@@ -37,6 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application; tests pass their own settings."""
     settings = settings or Settings()
     db = Database(settings)
+    pool = HeavyPool(settings.heavy_workers, settings.heavy_queue, int(settings.heavy_memory), settings.heavy_timeout)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -50,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # (bench/load.py, docs/performance.md).
         to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
         yield
+        pool.close()
         db.close()
 
     # /docs is served by app.routes.docs with local assets (the default loads them from a CDN); no /redoc.
@@ -57,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   docs_url=None, redoc_url=None, swagger_ui_oauth2_redirect_url=None)
     app.state.settings = settings
     app.state.db = db
+    app.state.heavy = pool
     app.state.templates = render.make_environment(TEMPLATES)
     app.state.render_error = render.error_page
     install_error_handlers(app)

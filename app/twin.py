@@ -11,7 +11,7 @@ from fastapi.params import Query as QueryInfo
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, TypeAdapter
 
-from app import render
+from app import heavy, render
 from app.data.db import Reader
 
 Build = TypeVar("Build", bound=Callable[..., Any])
@@ -55,6 +55,10 @@ def _cached(request: Request, reader: Reader | None, kind: str, respond: Callabl
     return Response(body, headers=headers)
 
 
+def _interrupt(reader: Reader | None) -> Callable[[], None] | None:
+    return None if reader is None else reader.interrupt
+
+
 def twin(router: APIRouter, path: str, page: render.Page[Any], *, summary: str) -> Callable[[Build], Build]:
     """Register `build` at `/api{path}` (JSON, its return annotation as response model) and at `path` (HTML).
 
@@ -74,14 +78,17 @@ def twin(router: APIRouter, path: str, page: render.Page[Any], *, summary: str) 
             return build(request=request, **kwargs) if takes_request else build(**kwargs)
 
         # Both routes answer from the response cache: the JSON is the context as its response model
-        # serialises it, and the page renders the same context.
-        def api(request: Request, **kwargs: Any) -> Response:
-            return _cached(request, kwargs.get(reader_name or ""), "json", lambda: Response(
-                adapter.dump_json(context(request, kwargs)), media_type="application/json"))
+        # serialises it, and the page renders the same context. Either is built on a request thread, or in the
+        # heavy pool when it computes what publication did not store (app.heavy).
+        async def api(request: Request, **kwargs: Any) -> Response:
+            reader = kwargs.get(reader_name or "")
+            return await heavy.answer(request, lambda: _cached(request, reader, "json", lambda: Response(
+                adapter.dump_json(context(request, kwargs)), media_type="application/json")), _interrupt(reader))
 
-        def html(request: Request, **kwargs: Any) -> Response:
-            return _cached(request, kwargs.get(reader_name or ""), "html", lambda: render.page(
-                request, page, context(request, kwargs), kwargs[params_name]))
+        async def html(request: Request, **kwargs: Any) -> Response:
+            reader = kwargs.get(reader_name or "")
+            return await heavy.answer(request, lambda: _cached(request, reader, "html", lambda: render.page(
+                request, page, context(request, kwargs), kwargs[params_name])), _interrupt(reader))
 
         # FastAPI reads the parameters off the signature: the builder's own, plus the request.
         parameters = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in signature.parameters.values()]

@@ -7,7 +7,7 @@ numpy only. The SIs come from unitscope.stats.si's formula; the p-values are upp
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -123,7 +123,8 @@ def permutation_null(values_si: npt.ArrayLike, bottom: npt.ArrayLike, labels: np
 
 
 def permutation_nulls(values_si: npt.ArrayLike, bottom: npt.ArrayLike, labels: npt.ArrayLike, *,
-                      thresholds: Sequence[float], permutations: int = 1000, seed: int = 0) -> tuple[NullResult, ...]:
+                      thresholds: Sequence[float], permutations: int = 1000, seed: int = 0,
+                      checkpoint: Callable[[], None] | None = None) -> tuple[NullResult, ...]:
     """Test a layer's selectivity claims against random labels (same category size), P times, at each threshold.
 
     values_si: (n, u) responses on the SI stat; bottom: (u, k) each unit's k first images (row
@@ -143,7 +144,8 @@ def permutation_nulls(values_si: npt.ArrayLike, bottom: npt.ArrayLike, labels: n
     si()'s (float64 sums, as the layer page's), so the observed counts are the page's; the null's
     use float32 sums, about 1e-6 off, which only a unit that close to the threshold would feel.
     Permutations come from np.random.default_rng(seed) and do not depend on the chunking: the
-    same seed, the same null.
+    same seed, the same null. `checkpoint`, if given, is called before each chunk and may raise to
+    stop the computation (the server's, when a client leaves).
 
     Cost: per permutation, a shuffle of n labels, one (n) @ (n x u) float32 product for the
     category sums and, for in_bottom, another against the bottom sets' membership matrix (or a
@@ -188,6 +190,8 @@ def permutation_nulls(values_si: npt.ArrayLike, bottom: npt.ArrayLike, labels: n
     step = _chunk(5 * n + u * k + 64 * u, permutations, CHUNK_BYTES)
     null = np.empty((len(thresholds), 3, permutations))
     for start in range(0, permutations, step):
+        if checkpoint is not None:
+            checkpoint()
         rows = np.broadcast_to(labels, (min(step, permutations - start), n)).copy()
         rng.permuted(rows, axis=1, out=rows)  # each row shuffled on its own
         null[:, :, start:start + len(rows)] = layer.statistics(rows, layer.si(rows), thresholds)

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import duckdb
 import numpy as np
 
+from app import heavy
 from app.config import Settings
 from unitscope.cache import LruCache
 from unitscope.data.source import ALIAS, open_read_only
@@ -68,7 +69,7 @@ class Generation:
     _active: int = 0
     _retired: bool = False
     # What is kept for the life of this file (runs, image index): small, and gone with the generation.
-    kept: LruCache[Any] = field(default_factory=lambda: LruCache(None))
+    kept: LruCache[Any] = field(default_factory=lambda: LruCache(None, on_wait=heavy.before_waiting))
     # Why the file cannot be read (a corrupted block, an I/O error), once a query met it; /healthz reports it.
     broken: str | None = None
 
@@ -106,8 +107,9 @@ class Cache:
     """
 
     def __init__(self, results: int, bodies: int = BODY_CACHE_SIZE) -> None:
-        self._results: LruCache[Any] = LruCache(results)
-        self._bodies: LruCache[Any] = LruCache(bodies)
+        # A request thread never waits long on another's computation: it moves to the heavy pool (app.heavy).
+        self._results: LruCache[Any] = LruCache(results, on_wait=heavy.before_waiting)
+        self._bodies: LruCache[Any] = LruCache(bodies, on_wait=heavy.before_waiting)
 
     def get(self, generation: Generation, key: Hashable, compute: Callable[[], T], *, keep: bool = False,
             body: bool = False) -> T:
@@ -131,17 +133,27 @@ class Reader:
 
     def rows(self, sql: str, params: Mapping[str, object] | None = None) -> list[tuple[Any, ...]]:
         """Run one query with bound parameters and return all rows."""
+        heavy.checkpoint()
         with self._answering():
             return self.cursor.execute(sql, dict(params or {})).fetchall()
 
     def arrays(self, sql: str, params: Mapping[str, object] | None = None) -> dict[str, Any]:
         """Run one query with bound parameters and return its columns as numpy arrays, by name."""
+        heavy.checkpoint()
         with self._answering():
             return self.cursor.execute(sql, dict(params or {})).fetchnumpy()
 
     def cached(self, key: Hashable, compute: Callable[[], T], *, keep: bool = False) -> T:
         """compute()'s value for this DB generation (see Cache)."""
         return self.cache.get(self.generation, key, compute, keep=keep)
+
+    def heavy(self, work: Callable[[], T], *, estimate: int) -> T:
+        """work() in the heavy pool: on a request thread this raises app.heavy.HeavyNeeded."""
+        return heavy.inline(work, estimate)
+
+    def interrupt(self) -> None:
+        """Stop this cursor's query in flight (from another thread)."""
+        self.cursor.interrupt()
 
     def matrix(self, key: Hashable, read: Callable[[], np.ndarray]) -> np.ndarray:
         """A matrix read at most once per request."""

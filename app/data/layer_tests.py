@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from app import heavy
 from unitscope import claim_rules, metrics_sql, nulls, schema, stats
 from unitscope.data.runs import Run, require_category, require_layer, table_names
 from unitscope.data.scores import (
@@ -18,6 +19,7 @@ from unitscope.data.scores import (
     category_labels,
     layer_matrix,
     stored_unit_column,
+    whole_layer,
 )
 from unitscope.data.source import Source, stored_or_computed
 
@@ -64,7 +66,7 @@ def _computed_nulls(reader: Source, run: Run, layer: str, category: str, si_stat
         return {}
     bottom = bottom_rows(reader, run, layer, neg_stat, k, image_ids)
     results = nulls.permutation_nulls(layer_matrix(reader, run, layer, si_stat), bottom, labels, thresholds=thresholds,
-                                      permutations=permutations, seed=seed)
+                                      permutations=permutations, seed=seed, checkpoint=heavy.checkpoint)
     out = {}
     for result in results:
         found = [getattr(result, name) for name in NULL_STATS]
@@ -86,8 +88,8 @@ def null(reader: Source, run: Run, layer: str, *, category: str, si_stat: str, n
     base = (run.run_id, layer, category, si_stat, neg_stat, k, permutations, seed)
 
     def computed() -> Null | None:
-        return reader.cached((*base, "nulls", thresholds), lambda: _computed_nulls(
-            reader, run, layer, category, si_stat, neg_stat, k, thresholds, permutations, seed)).get(threshold)
+        return reader.cached((*base, "nulls", thresholds), lambda: whole_layer(reader, run, layer, lambda: _computed_nulls(
+            reader, run, layer, category, si_stat, neg_stat, k, thresholds, permutations, seed))).get(threshold)
 
     return reader.cached((*base, "null", threshold), lambda: stored_or_computed(
         lambda: _stored_null(reader, run, layer, category, si_stat, neg_stat, k, threshold, permutations, seed),
@@ -106,8 +108,8 @@ def tails(reader: Source, run: Run, layer: str, *, category: str, neg_stat: str,
         column = "tail_above" if upper else "tail_below"
         return stored_or_computed(
             lambda: stored_unit_column(reader, run, layer, category, stat, column),
-            lambda: stats.tail_shares(layer_matrix(reader, run, layer, stat), category_labels(reader, run, category)[1],
-                                      upper=upper),
+            lambda: whole_layer(reader, run, layer, lambda: stats.tail_shares(
+                layer_matrix(reader, run, layer, stat), category_labels(reader, run, category)[1], upper=upper)),
         )[0]
 
     return reader.cached((run.run_id, layer, category, neg_stat, pos_stat, "tails"),
@@ -153,7 +155,8 @@ def split_half(reader: Source, run: Run, layer: str, category: str, stat: str) -
 
     def read() -> Halves:
         si_a, si_b = stored_or_computed(lambda: _stored_halves(reader, run, layer, category, stat),
-                                        lambda: _computed_halves(reader, run, layer, category, stat))[0]
+                                        lambda: whole_layer(reader, run, layer, lambda: _computed_halves(
+                                            reader, run, layer, category, stat)))[0]
         [(images_a, images_b)] = reader.rows(
             f"""SELECT count(*) FILTER (WHERE image_id % 2 = 0), count(*) FILTER (WHERE image_id % 2 = 1)
                 FROM {schema.IMAGES} WHERE run_id = $run_id""",

@@ -5,9 +5,10 @@ from __future__ import annotations
 import csv
 import io
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from app import heavy
 from app.config import Settings
 from app.data.db import Reader
 from app.deps import DbDep, LayerName, ScoreQuery, SettingsDep
@@ -38,9 +39,12 @@ def layers(p: ScoreQuery, db: DbDep) -> list[LayerSummary]:
     "/api/layers/{layer}.csv", response_class=Response, tags=["api"], summary="A layer's units as CSV",
     responses={200: {"content": {"text/csv": {}}, "description": ",".join(CSV_COLUMNS)}},
 )
-def layer_csv(layer: LayerName, p: ScoreQuery, db: DbDep, settings: SettingsDep) -> Response:
+async def layer_csv(request: Request, layer: LayerName, p: ScoreQuery, db: DbDep, settings: SettingsDep) -> Response:
     """The table of /api/layers/{layer} as CSV."""
-    ctx = _layer(layer, p, db, settings)
+    return await heavy.answer(request, lambda: _csv(_layer(layer, p, db, settings)), db.interrupt)
+
+
+def _csv(ctx: LayerContext) -> Response:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)

@@ -7,6 +7,7 @@ import numpy as np
 
 from unitscope import metrics_sql, schema
 from unitscope.data.runs import Run, require_category, require_layer, table_names
+from unitscope.data.scores import whole_layer
 from unitscope.data.source import Source, stored_or_computed
 
 
@@ -41,4 +42,4 @@ def basis_si(source: Source, run: Run, layer: str, category: str, stat: str) -> 
             metrics_sql.basis_si_sql(), {**q, "basis": b}) if row_stat == stat] for b in found], dtype=np.float64)
 
     return source.cached((run.run_id, layer, category, stat, "basis_si"),
-                         lambda: stored_or_computed(stored, compute)[0])
+                         lambda: stored_or_computed(stored, lambda: whole_layer(source, run, layer, compute))[0])

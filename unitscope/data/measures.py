@@ -15,7 +15,7 @@ import numpy as np
 from unitscope import claim_rules, schema, selectivity, stats
 from unitscope.data.images import category_wnids, image_index
 from unitscope.data.runs import Run, require_category, require_layer, table_names
-from unitscope.data.scores import category_labels, layer_matrix
+from unitscope.data.scores import category_labels, layer_matrix, whole_layer
 from unitscope.data.source import Source, stored_or_computed
 
 TUNING = ("sparseness", "kurtosis", "half_peak_share", "sparseness_pre", "kurtosis_pre", "half_peak_share_pre")
@@ -82,7 +82,7 @@ def unit_measures(source: Source, run: Run, layer: str, category: str, stat: str
             source, run.run_id, category))], index.code[image_ids], index.wnids)[0]
 
     return source.cached((run.run_id, layer, category, stat, "measures"),
-                         lambda: stored_or_computed(stored, compute)[0])
+                         lambda: stored_or_computed(stored, lambda: whole_layer(source, run, layer, compute))[0])
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,9 @@ number on a page is the API's. Publication stores SI, the ranks and AUROC for it
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -17,6 +18,8 @@ from unitscope import metrics_sql, schema, stats
 from unitscope.data.runs import Run, require_category, require_layer, table_names
 from unitscope.data.source import Source, stored_or_computed
 from unitscope.errors import Unavailable
+
+T = TypeVar("T")
 
 
 class ScoreRow(NamedTuple):
@@ -88,8 +91,8 @@ def _layer_si(source: Source, run: Run, layer: str, units: int, category: str,
         )
         return rows if len(rows) == units else None
 
-    rows, was_stored = stored_or_computed(stored, lambda: [
-        (u, si) for u, row_stat, si in source.rows(metrics_sql.si_sql(), q) if row_stat == stat])
+    rows, was_stored = stored_or_computed(stored, lambda: whole_layer(source, run, layer, lambda: [
+        (u, si) for u, row_stat, si in source.rows(metrics_sql.si_sql(), q) if row_stat == stat]))
     return {int(u): None if si is None else float(si) for u, si in rows}, was_stored
 
 
@@ -103,7 +106,8 @@ def _layer_counts(source: Source, run: Run, layer: str, units: int, category: st
         rows = source.rows(metrics_sql.stored_counts_sql(), {**q, "pos_stat": pos_stat, "neg_stat": neg_stat})
         return rows if len(rows) == units else None
 
-    rows, was_stored = stored_or_computed(stored, lambda: source.rows(metrics_sql.counts_sql(pos_stat, neg_stat), q))
+    rows, was_stored = stored_or_computed(stored, lambda: whole_layer(
+        source, run, layer, lambda: source.rows(metrics_sql.counts_sql(pos_stat, neg_stat), q)))
     return tuple(tuple(int(x) for x in row) for row in rows), was_stored
 
 
@@ -164,7 +168,8 @@ def auroc(source: Source, run: Run, layer: str, category: str, stat: str) -> np.
         return stats.auroc(layer_matrix(source, run, layer, stat), category_labels(source, run, category)[1])
 
     return source.cached((run.run_id, layer, category, stat, "auroc"), lambda: stored_or_computed(
-        lambda: stored_unit_column(source, run, layer, category, stat, "auroc"), compute)[0])
+        lambda: stored_unit_column(source, run, layer, category, stat, "auroc"),
+        lambda: whole_layer(source, run, layer, compute))[0])
 
 
 def category_labels(source: Source, run: Run, category: str) -> tuple[np.ndarray, np.ndarray]:
@@ -174,6 +179,19 @@ def category_labels(source: Source, run: Run, category: str) -> tuple[np.ndarray
         {"run_id": run.run_id, "category": category},
     )
     return cols["image_id"], cols["is_cat"].astype(bool)
+
+
+# A computation over every response of a layer holds about this many (images, units) float32 matrices at its
+# peak: the matrix, the DuckDB result it is fetched from, and the statistics' working arrays. Measured: one layer
+# page at a threshold of its own raised the server's peak RSS by 479 MB for a 82 MB matrix (40,000 images x 512
+# units), of which DuckDB's buffer pool, bounded on its own by --memory-limit, holds the largest share.
+WHOLE_LAYER_COPIES = 4
+
+
+def whole_layer(source: Source, run: Run, layer: str, work: Callable[[], T]) -> T:
+    """work(), which reads every response of the layer, as the Source's heavy work with its memory estimate."""
+    units = require_layer(run, layer)[0]
+    return source.heavy(work, estimate=WHOLE_LAYER_COPIES * 4 * units * run.images)
 
 
 def layer_matrix(source: Source, run: Run, layer: str, stat: str) -> np.ndarray:
@@ -208,8 +226,8 @@ def bottom_rows(source: Source, run: Run, layer: str, stat: str, k: int, image_i
         ids = source.arrays(metrics_sql.stored_bottom_sql(), {**q, "stat": stat})["image_id"]
         return ids if ids.size == units * depth else None
 
-    ids, _ = stored_or_computed(stored, lambda: source.arrays(
-        f"SELECT image_id FROM ({metrics_sql.ranks_sql(stat, 'bottom')}) ORDER BY unit, rank", q)["image_id"])
+    ids, _ = stored_or_computed(stored, lambda: whole_layer(source, run, layer, lambda: source.arrays(
+        f"SELECT image_id FROM ({metrics_sql.ranks_sql(stat, 'bottom')}) ORDER BY unit, rank", q)["image_id"]))
     return np.searchsorted(image_ids, ids).reshape(units, depth)
 
 

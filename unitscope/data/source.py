@@ -39,6 +39,10 @@ class Source(Protocol):
         a bounded least-recently-used store.
         """
 
+    def heavy(self, work: Callable[[], T], *, estimate: int) -> T:
+        """work(), a computation over every response of a layer holding about `estimate` bytes: the server runs
+        it in a bounded pool (app.heavy), the Python API at once."""
+
     def matrix(self, key: Hashable, read: Callable[[], np.ndarray]) -> np.ndarray:
         """A large array (a layer's responses) read at most once while this Source answers one request, and
         not kept beyond it."""
@@ -117,6 +121,9 @@ class ConnectionSource:
 
     def cached(self, key: Hashable, compute: Callable[[], T], *, keep: bool = False) -> T:
         return (self._kept if keep else self._results).get_or_compute(key, compute)
+
+    def heavy(self, work: Callable[[], T], *, estimate: int) -> T:
+        return work()  # a notebook waits for what it asked
 
     def matrix(self, key: Hashable, read: Callable[[], np.ndarray]) -> np.ndarray:
         return read()  # a notebook keeps what it wants; the API holds no layer's matrix
