@@ -61,11 +61,16 @@ def compose_validators() -> list[list[str]]:
     return found
 
 
+# What `docker compose` reads when no -f is given, and the host-network variant.
+DEFAULT_FILES = ("compose.yaml", "compose.override.yaml")
+HOST_FILES = ("compose.yaml", "compose.host.yaml")
+
+
 def compose_config(
-    validator: list[str], env: dict[str, str], *profiles: str
+    validator: list[str], env: dict[str, str], *profiles: str, files: tuple[str, ...] = DEFAULT_FILES
 ) -> subprocess.CompletedProcess[str]:
-    """Run `config` on compose.yaml with only `env` (plus PATH and HOME) in the environment."""
-    args = [*validator, "-f", str(REPO / "compose.yaml")]
+    """Run `config` on the compose files with only `env` (plus PATH and HOME) in the environment."""
+    args = [*validator, *(a for f in files for a in ("-f", str(REPO / f)))]
     for profile in profiles:
         args += ["--profile", profile]
     base = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp")}
@@ -107,6 +112,11 @@ def test_compose_file_is_valid_and_wires_the_services(tmp_path: Path) -> None:
         assert gpu["count"] in ("all", -1), validator  # Compose v2 writes "all" as -1
         assert "deploy" not in cpu and cpu["profiles"] == ["cpu"], validator
         assert cpu["environment"]["UNITSCOPE_DEVICE"] == "cpu", validator
+        # The CPU worker takes torch's CPU wheels; the GPU worker PyPI's CUDA ones. Every build may add a CA.
+        assert cpu["build"]["args"]["PIP_EXTRA_INDEX_URL"] == "https://download.pytorch.org/whl/cpu", validator
+        assert "PIP_EXTRA_INDEX_URL" not in worker["build"].get("args", {}), validator
+        assert cpu["image"] != worker["image"], validator
+        assert all("CA_CERT" in s["build"]["args"] for s in (server, worker, cpu)), validator
 
         assert "/healthz" in " ".join(server["healthcheck"]["test"]), validator
         [port] = server["ports"]
@@ -117,11 +127,38 @@ def test_compose_file_is_valid_and_wires_the_services(tmp_path: Path) -> None:
         assert published == ("127.0.0.1", "8000", "8000"), validator
 
 
-def test_compose_refuses_to_start_without_an_images_folder() -> None:
+def test_compose_needs_no_images_folder_to_list_or_stop() -> None:
+    # `ps`, `logs` and `down` read the same files: without UNITSCOPE_IMAGES_DIR the images are ./images.
     for validator in compose_validators():
-        result = compose_config(validator, {})
-        assert result.returncode != 0, validator
-        assert "UNITSCOPE_IMAGES_DIR" in result.stdout + result.stderr, validator
+        result = compose_config(validator, {}, "cpu")
+        assert result.returncode == 0, f"{validator}: {result.stderr}"
+        services = yaml.safe_load(result.stdout)["services"]
+        assert {mounts(s)["/images"] for s in services.values()} == {f"{REPO / 'images'}:ro"}, validator
+
+
+def test_compose_host_variant_uses_the_host_network_and_binds_loopback() -> None:
+    for validator in compose_validators():
+        result = compose_config(validator, {"UNITSCOPE_PORT": "8123"}, "cpu", files=HOST_FILES)
+        assert result.returncode == 0, f"{validator}: {result.stderr}"
+        services = yaml.safe_load(result.stdout)["services"]
+        for name, service in services.items():
+            assert service["network_mode"] == "host" and service["build"]["network"] == "host", (validator, name)
+        server = services["server"]
+        assert "ports" not in server, validator  # host networking publishes nothing
+        command = server["command"]
+        assert command[command.index("--host") + 1] == "127.0.0.1", validator
+        assert command[command.index("--port") + 1] == "8123", validator
+        assert "127.0.0.1:8123/healthz" in " ".join(server["healthcheck"]["test"]), validator
+
+
+def test_dockerfile_fetches_no_frontend_and_takes_a_ca_and_a_torch_index() -> None:
+    text = (REPO / "Dockerfile").read_text()
+    assert not re.search(r"^#\s*syntax\s*=", text, re.M | re.I)  # BuildKit would fetch that image
+    instructions = dockerfile_instructions()
+    assert ("ARG", 'CA_CERT=""') in instructions
+    assert ("ARG", "PIP_EXTRA_INDEX_URL") in instructions
+    env = " ".join(args for instruction, args in instructions if instruction == "ENV")
+    assert "PIP_CERT=/etc/ssl/certs/ca-certificates.crt" in env  # pip uses the store CA_CERT is added to
 
 
 def test_every_dockerfile_install_is_a_readme_setup_command() -> None:
@@ -201,3 +238,18 @@ def test_dockerfile_lints_clean_with_hadolint() -> None:
         text=True,
     )
     assert careless.returncode != 0 and "DL3013" in careless.stdout
+
+
+def test_every_install_takes_the_lock_and_the_lock_pins_every_dependency() -> None:
+    lock = (REPO / "requirements.lock").read_text().splitlines()
+    pinned = {re.split(r"==", line)[0].lower().replace("_", "-") for line in lock if "==" in line}
+    assert all("==" in line for line in lock if line.strip() and not line.startswith("#")), "only exact pins"
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    wanted = [*project["dependencies"], *(d for extra in project["optional-dependencies"].values() for d in extra)]
+    names = {re.split(r"[<>=!~\[ ;]", dep, maxsplit=1)[0].lower().replace("_", "-") for dep in wanted}
+    assert names - {"unitscope"} <= pinned, sorted(names - pinned)
+    installs = [line for line in re.findall(r"pip install [^&\n`\"]*", README.read_text() + (REPO / ".ci" / "run")
+                                            .read_text() + (REPO / "Dockerfile").read_text())]
+    assert len(installs) >= 5
+    for install in installs:
+        assert install.startswith("pip install -c requirements.lock "), install
