@@ -75,6 +75,8 @@ class UnitParams(ScoreParams):
 
     n: whole(1, N_MAX) = Field(schema.DEFAULT_N, description=f"images per row (≤ {N_MAX})")
     near_stat: StatName = Field(schema.DEFAULT_NEAR_STAT, description="stat whose |value| ranks near-zero images")
+    order: Literal["si", "unit"] = Field("si", description="what prev/next follow: the layer's units by SI, largest "
+                                         "first (the selective units lead), or by unit number")
 
 
 class CategoriesParams(ScoreParams):
@@ -108,6 +110,21 @@ class ImageParams(RunParams):
     size: whole(THUMB_MIN, THUMB_MAX) | None = Field(None, description="thumbnail edge in px, served at the next "
                                                      f"of the sizes {', '.join(map(str, THUMB_SIZES))}; omit "
                                                      "for the file")
+
+
+class SearchParams(RunParams):
+    """`/units`: a label search, its filters, its order and its page."""
+
+    q: str | None = Field(None, max_length=NAME_MAX, description="text in a class or synset name, a WNID or a label "
+                          "(any case); empty: every labelled unit")
+    run: whole(0, ID_MAX) | None = Field(None, description="only this run; default: every run")
+    layer: str | None = Field(None, min_length=1, max_length=NAME_MAX, description="only this layer")
+    side: Literal["excites", "inhibits"] | None = Field(None, description="only terms that excite, or inhibit")
+    max_q: float = Field(0.05, gt=0.0, le=1.0, description="only terms with q at or below this")
+    sort: Literal["auroc", "si", "d_prime", "q"] = Field("auroc", description="auroc: the best matching term's; "
+                                                         "si, d_prime: the study's category (dog) on max; q: smallest first")
+    limit: whole(1, 500) = Field(50, description="units per page (≤ 500)")
+    offset: whole(0, ID_MAX) = Field(0, description="units skipped: the page's start")
 
 
 # Defaults, to keep shared URLs short: links carry only the parameters that differ.

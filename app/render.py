@@ -31,8 +31,15 @@ def make_environment(templates_dir: Path) -> jinja2.Environment:
     env.filters["num"] = number
     env.filters["pct"] = percent
     env.filters["signed_pct"] = signed_percent
+    env.filters["q_value"] = q_value
     env.globals.update(K_MAX=K_MAX, N_MAX=N_MAX, STATS=schema.STATS, FEW_IMAGES=claim_rules.FEW_IMAGES)
     return env
+
+
+def q_value(q: float, bare: bool = False) -> str:
+    """A q-value in one significant digit, 'q 3e-05'; one that underflowed to 0 as '< 1e-300' (it is not 0)."""
+    text = f"{q:.1g}" if q > 0 else "< 1e-300"
+    return text if bare else f"q {text}"
 
 
 def number(value: float | None, digits: int = 3) -> str:

@@ -12,7 +12,7 @@ from unitscope.schema import DEFAULT_SI_STAT as DEFAULT_CLASS_STAT
 # Which of the current view's parameters a link to each kind of page keeps.
 _RUN = ("run",)
 _SCORES = (*_RUN, "category", "k", "pos_stat", "neg_stat", "si_stat", "threshold")
-_UNIT = (*_SCORES, "n", "near_stat")
+_UNIT = (*_SCORES, "n", "near_stat", "order")
 _COMPARE = _SCORES[1:]  # a compare view names its two runs as a and b
 
 
@@ -42,6 +42,14 @@ class Urls:
         """`/` for the current run."""
         return self._build("/", _RUN)
 
+    def search(self, text: str | None = None, **query: object) -> str:
+        """`/units`: the units whose labels match `text` (all labelled units without), in the current run."""
+        return self._build("/units", _RUN, {"q": text or None, **query})
+
+    def jump(self) -> str:
+        """`/jump`: the header's box (a unit such as `mixed4c 447`, else a label search)."""
+        return self.root + "/jump"
+
     def layers(self) -> str:
         """`/layers` with the current score parameters."""
         return self._build("/layers", _SCORES)
@@ -53,6 +61,10 @@ class Urls:
     def unit(self, layer: str, unit: int) -> str:
         """A unit page, keeping the current parameters."""
         return self._build(f"/layers/{_seg(layer)}/units/{int(unit)}", _UNIT)
+
+    def unit_responses(self, layer: str, unit: int, fmt: str) -> str:
+        """A unit's every response as a file: fmt 'csv' or 'parquet'."""
+        return self._build(f"/api/layers/{_seg(layer)}/units/{int(unit)}/responses.{fmt}", _RUN)
 
     def ablation(self, layer: str) -> str:
         """A layer's ablation, keeping the run, the category and the selection (si_stat, threshold)."""

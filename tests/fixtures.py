@@ -32,6 +32,10 @@ from unitscope.metrics_sql import insert_ranks
 REPO = Path(__file__).resolve().parent.parent
 DOG, TENCH, GOLDFISH = "n02085620", "n01440764", "n01443537"
 
+# The derived tables whose values the server computes when a DB lacks them; labels are stored only (a DB without
+# them shows none until `python -m worker derive` adds them).
+COMPUTED_WHEN_MISSING = tuple(t for t in schema.DERIVED_TABLES if t not in (schema.UNIT_LABELS, schema.UNIT_LABEL_TERMS))
+
 # ---------------------------------------------------------------------------------------------
 # The hand-made DB
 
@@ -78,6 +82,8 @@ HAND_PAGES = [
     "/claims",
     "/claims?k=2&layer=conv1",
     "/skipped",
+    "/units",
+    "/units?q=dog&sort=si&limit=2",
     "/categories?k=2",
     "/compare?a=1&b=1&layer=conv1&k=2",  # a compare page's own URL names both runs and the layer
 ]

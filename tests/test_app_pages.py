@@ -159,7 +159,14 @@ def test_unit_rankings_scores_and_histogram_match_brute_force(
     h = body["histogram"]
     assert (h["stat"], h["category"], h["rest"]) == (p.si_stat, in_cat, rest)
     assert h["edges"] == pytest.approx(edges)
-    assert (body["prev_unit"], body["next_unit"]) == (
+    # prev/next follow the layer's units by SI, largest first (undefined last, ties by number)
+    by_si = [u for u, *_ in sorted(expected_scores(layer, p.category, k_of(p), p.pos_stat, p.neg_stat, p.si_stat),
+                                   key=lambda r: (r[1] is None, -(r[1] or 0.0), r[0]))]
+    at = by_si.index(unit)
+    assert (body["order"], body["prev_unit"], body["next_unit"]) == (
+        "si", by_si[at - 1] if at else None, by_si[at + 1] if at + 1 < len(by_si) else None)
+    by_number = client.get(f"/api/layers/{layer}/units/{unit}?{urlencode({**params, 'order': 'unit'})}").json()
+    assert (by_number["prev_unit"], by_number["next_unit"]) == (
         unit - 1 if unit else None, unit + 1 if unit + 1 < len(LAYERS[layer]) else None)
 
 
@@ -220,8 +227,11 @@ def test_layer_page_shows_the_json_data(client: TestClient) -> None:
     page = Page(client.get(url).text)
     body = client.get(twin(url)).json()
     table = page.rows["units-table"][1:]
+    # The table opens by SI, largest first, an undefined SI last (the JSON keeps unit order).
+    by_si = sorted(body["units"], key=lambda u: (u["si"] is None, -(u["si"] or 0.0), u["unit"]))
+    assert [u["unit"] for u in by_si] == [0, 2, 1]
     assert [(int(r[0]), r[1], int(r[4]), int(r[7])) for r in table] == [  # unit, SI, AUROC, d', in_top, p, q, in_bottom
-        (u["unit"], "n/a" if u["si"] is None else f"{u['si']:.3f}", u["in_top"], u["in_bottom"]) for u in body["units"]
+        (u["unit"], "n/a" if u["si"] is None else f"{u['si']:.3f}", u["in_top"], u["in_bottom"]) for u in by_si
     ]
     fig = page.figures["scatter-data"]
     points = [(x, y, c[0]) for t in fig["data"] if t["type"] == "scatter"
@@ -246,7 +256,12 @@ def test_unit_page_shows_images_and_navigation(client: TestClient) -> None:
     thumbs = [e["thumbnail"] for kind in ("positive", "near_zero", "negative") for e in body[kind]]
     assert [img["src"] for img in page.images] == thumbs
     hrefs = page.hrefs()
-    assert {"/layers/mixed4c/units/0?k=2&n=2", "/layers/mixed4c/units/2?k=2&n=2", "/layers/mixed4c?k=2"} <= set(hrefs)
+    # By SI (0.8, 0.0, undefined): unit 1 comes last, after unit 2; "by number" keeps the view's parameters.
+    assert (body["prev_unit"], body["next_unit"]) == (2, None)
+    assert {"/layers/mixed4c/units/2?k=2&n=2", "/layers/mixed4c/units/1?k=2&n=2&order=unit",
+            "/layers/mixed4c?k=2"} <= set(hrefs)
+    by_number = Page(client.get(url + "&order=unit").text).hrefs()
+    assert {"/layers/mixed4c/units/0?k=2&n=2&order=unit", "/layers/mixed4c/units/2?k=2&n=2&order=unit"} <= set(by_number)
     assert all(e["url"] in hrefs for e in body["positive"])  # each image links to the full file
     hist = page.figures["histogram-data"]
     # Both sides: the positive row's stat (max), then the negative row's (min), each category then rest.
@@ -322,7 +337,7 @@ def test_real_worker_db_pages_and_twins(real_client: TestClient) -> None:
     # The units whose in_top beats chance after BH are marked in the table, and there are some.
     table = {int(r[0]): r for r in Page(real_client.get("/layers/mixed4c?k=20").text).rows["units-table"][1:]}
     significant = [u["unit"] for u in body["units"] if u["significant_top"]]
-    assert significant and [u for u, r in table.items() if r[6].endswith("✱")] == significant
+    assert significant and sorted(u for u, r in table.items() if r[6].endswith("✱")) == significant
     unit = real_client.get("/api/layers/mixed4c/units/5?n=8&k=20").json()
     assert (unit["si"], unit["in_top"], unit["in_bottom"]) == (
         body["units"][5]["si"], body["units"][5]["in_top"], body["units"][5]["in_bottom"])

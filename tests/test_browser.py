@@ -134,6 +134,10 @@ def test_pages_render_and_are_screenshotted(page: object, url: str, name: str) -
 
 def test_table_sorts_by_si(page: object) -> None:
     page.goto(f"/layers/{LAYER}?k={K}")  # type: ignore[attr-defined]
+    script = ("() => Array.from(document.querySelectorAll('#units-table tbody tr td:nth-child(2)'))"
+              ".map(td => parseFloat(td.dataset.value))")
+    opened = page.evaluate(script)  # type: ignore[attr-defined]
+    assert len(opened) == 512 and opened == sorted(opened, reverse=True)  # it opens by SI, the selective first
     header = page.locator("#units-table th", has_text="SI")  # type: ignore[attr-defined]
     header.click()
     header.click()  # descending
@@ -169,3 +173,27 @@ def test_the_first_chart_page_gets_plotly_compressed_once(page: object) -> None:
     assert decoded > 4_000_000 and encoded < decoded / 3
     print(f"first chart page: load event {timing['load']:.0f} ms, chart drawn by {timing['chart']:.0f} ms; "
           f"plotly {encoded / 1e6:.2f} MB on the wire for {decoded / 1e6:.2f} MB")
+
+
+def test_the_jump_box_searches_labels_and_opens_units(page: object, real_db: Path) -> None:
+    import duckdb
+
+    with duckdb.connect(str(real_db), read_only=True) as con:
+        name = con.execute("SELECT name FROM unit_label_terms GROUP BY name ORDER BY count(*) DESC, name "
+                           "LIMIT 1").fetchone()[0]
+    page.goto("/")  # type: ignore[attr-defined]
+    page.fill("form.jump input[name=q]", name)  # type: ignore[attr-defined]
+    page.press("form.jump input[name=q]", "Enter")  # type: ignore[attr-defined]
+    page.wait_for_url(re.compile(r"/units\?q="))  # type: ignore[attr-defined]
+    rows = page.locator("table.data tbody tr")  # type: ignore[attr-defined]
+    assert rows.count() > 0
+    assert all(name.lower() in rows.nth(i).inner_text().lower() for i in range(min(5, rows.count())))
+    shot(page, "units-search")
+    rows.nth(0).locator("a").first.click()
+    page.wait_for_url(re.compile(r"/layers/\w+/units/\d+"))  # type: ignore[attr-defined]
+    label = page.locator(".unit-label")  # type: ignore[attr-defined]
+    assert label.count() == 1 and name.lower() in label.inner_text().lower()
+    shot(page, "unit-label")
+    page.fill("form.jump input[name=q]", f"{LAYER} 7")  # type: ignore[attr-defined]
+    page.press("form.jump input[name=q]", "Enter")  # type: ignore[attr-defined]
+    page.wait_for_url(re.compile(rf"/layers/{LAYER}/units/7$"))  # type: ignore[attr-defined]

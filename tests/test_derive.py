@@ -65,3 +65,26 @@ def test_derive_upgrades_a_schema_3_db_without_random_bases(tmp_path: Path) -> N
     assert table_dump(db) == published
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute(f"SELECT count(*) FROM {schema.BASES}").fetchall() == [(0,)]
+
+
+def test_derive_upgrades_a_schema_5_db_by_adding_its_labels_and_keeping_the_rest(tmp_path: Path) -> None:
+    """Version 5 had no labels: the upgrade writes them, and copies every other derived table as it was (a marker
+    row put into one shows it was not recomputed)."""
+    db = tmp_path / "hand.duckdb"
+    publish_hand_run(db, ranked_k=3)
+    published = table_dump(db)
+    with duckdb.connect(str(db)) as con:
+        assert con.execute(f"SELECT count(*) FROM {schema.UNIT_LABELS}").fetchone()[0] > 0
+        con.execute(f"UPDATE {schema.META} SET value = '5' WHERE key = 'schema_version'")
+        for table in (schema.UNIT_LABELS, schema.UNIT_LABEL_TERMS):
+            con.execute(f"DROP TABLE {table}")
+        con.execute(f"UPDATE {schema.UNIT_MEASURES} SET kurtosis = 123.0 WHERE unit = 0")
+    with pytest.raises(StoreError, match="worker derive"):
+        WorkerStore.open(db).close()
+    assert cli.main(["derive", "--db", str(db)]) == cli.EXIT_OK
+    upgraded = table_dump(db)
+    assert upgraded[schema.UNIT_LABELS] == published[schema.UNIT_LABELS]
+    assert upgraded[schema.UNIT_LABEL_TERMS] == published[schema.UNIT_LABEL_TERMS]
+    assert upgraded[schema.UNIT_MEASURES] != published[schema.UNIT_MEASURES]  # kept, marker and all
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute(f"SELECT value FROM {schema.META} WHERE key = 'schema_version'").fetchone() == ("6",)

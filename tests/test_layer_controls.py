@@ -299,8 +299,12 @@ def test_the_table_csv_and_scatter_show_the_controls(client: TestClient) -> None
     page = Page(client.get(url).text)
     header, *table = page.rows["units-table"]
     assert header == ["unit", "SI", "AUROC", "d′", "in_top", "p_top", "q_top", "in_bottom", "p_bottom", "q_bottom",
-                      "overlap", "in_bottom_only"]
-    for row, u in zip(table, body["units"], strict=True):
+                      "overlap", "in_bottom_only", "label"]
+    by_unit = {u["unit"]: u for u in body["units"]}  # the table opens sorted by SI
+    assert sorted(int(row[0]) for row in table) == sorted(by_unit)
+    for row in table:
+        u = by_unit[int(row[0])]
+        assert row[12] == (u["label"] or "")
         assert int(row[0]) == u["unit"] and row[2] == f"{u['auroc']:.3f}"
         assert row[3] == ("n/a" if u["d_prime"] is None else f"{u['d_prime']:.3f}")
         for side, column in (("top", 5), ("bottom", 8)):
@@ -314,6 +318,7 @@ def test_the_table_csv_and_scatter_show_the_controls(client: TestClient) -> None
         for name in ("p_top", "p_bottom", "q_top", "q_bottom", "auroc", "d_prime", "sparseness", "kurtosis"):
             assert (float(row[name]) if row[name] else None) == u[name]
         assert row["significant_top"] == str(int(u["significant_top"]))
+        assert row["label"] == (u["label"] or "")
     # The scatter's marginal: one histogram of in_bottom per group, on the scatter's y axis.
     fig = page.figures["scatter-data"]
     marginals = {t["marker"]["color"]: t for t in fig["data"] if t["type"] == "histogram"}

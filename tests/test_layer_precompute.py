@@ -11,7 +11,7 @@ import duckdb
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from fixtures import make_settings
+from fixtures import COMPUTED_WHEN_MISSING, make_settings
 from hand_run import publish_hand_run, publish_mixed4c_run
 
 from app.main import create_app
@@ -47,7 +47,7 @@ def _pair(tmp: Path, publish: Callable[[Path], object]) -> dict[str, Path]:
     publish(stored)
     shutil.copy(stored, computed)
     with duckdb.connect(str(computed)) as con:
-        for table in schema.DERIVED_TABLES:
+        for table in COMPUTED_WHEN_MISSING:
             con.execute(f"DELETE FROM {table}")
     return {"stored": stored, "computed": computed, "tmp": tmp}
 

@@ -22,7 +22,7 @@ import duckdb
 import numpy as np
 
 from unitscope import claim_rules, schema
-from unitscope.data import interventions, measures, rankings, runs, scores
+from unitscope.data import interventions, labels, measures, rankings, runs, scores
 from unitscope.data.source import ALIAS, ConnectionSource, open_read_only
 from unitscope.errors import NotFound
 
@@ -59,6 +59,25 @@ class Database:
     def sql(self, query: str) -> duckdb.DuckDBPyRelation:
         """Any read-only SQL over the DB's tables (unitscope/schema.py), as a relation."""
         return self._tables.sql(query)
+
+    def search(self, text: str | None = None, *, run_id: int | None = None, layer: str | None = None,
+               side: str | None = None, max_q: float = 0.05, sort: labels.SortKey = "auroc",
+               limit: int = 50) -> duckdb.DuckDBPyRelation:
+        """Units whose label terms (a class or WordNet synset, by name or WNID) or label contain `text`: run_id,
+        layer, unit, label, auroc and q (of the best matching term), si and d_prime (dog, max); the search of
+        /api/units, sorted the same way."""
+        if sort not in labels.SORTS:
+            raise ValueError(f"sort must be one of {', '.join(labels.SORTS)}, got {sort!r}")
+        _, hits = labels.search(self.source, text, run_id=run_id, layer=layer, side=side, max_q=max_q, sort=sort,
+                                limit=limit)
+        return self.relation({
+            "run_id": np.array([h.run_id for h in hits], dtype=np.int64),
+            "layer": np.array([h.layer for h in hits], dtype=object),
+            "unit": np.array([h.unit for h in hits], dtype=np.int64),
+            "label": np.array([h.label.label for h in hits], dtype=object),
+            **{name: np.ma.masked_invalid(np.array([_nan(getattr(h, name)) for h in hits], dtype=np.float64))
+               for name in ("auroc", "q", "si", "d_prime")},
+        })
 
     def close(self) -> None:
         """Close the connection; relations made from it stop working."""
@@ -265,6 +284,11 @@ class Unit:
             "png": np.array([interventions.visualization_png(source, run, self.layer.name, self.unit, v.direction,
                                                              v.index) for v in stored], dtype=object),
         })
+
+    def label(self) -> labels.UnitLabel | None:
+        """What most excites and inhibits the unit (label, excites, inhibits: unitscope.labels.Term tuples);
+        None for a DB without labels."""
+        return labels.layer_labels(self.layer.run.db.source, self.layer.run.run_id, self.layer.name).get(self.unit)
 
     def responses(self, stat: str = schema.DEFAULT_SI_STAT) -> np.ndarray:
         """Every image's response on `stat` (float32), in image id order: index i is the i-th image of

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Final, Literal
 
-SCHEMA_VERSION: Final = 5
-# 2: unit_maps, image_stats; 3: the derived tables (worker.derived); 4: random bases; 5: the interventions
+SCHEMA_VERSION: Final = 6
+# 2: unit_maps, image_stats; 3: the derived tables (worker.derived); 4: random bases; 5: the interventions;
+# 6: unit labels (unitscope.labels)
 
 Stat = Literal["mean", "max", "min"]
 STATS: Final[tuple[Stat, ...]] = ("mean", "max", "min")
@@ -69,6 +70,9 @@ UNIT_HISTOGRAMS: Final = "unit_histograms"
 UNIT_ROWS: Final = "unit_rows"
 UNIT_CLASSES: Final = "unit_classes"
 UNIT_MEASURES: Final = "unit_measures"
+# Each unit's label: the classes and synsets that most excite and inhibit it (unitscope.labels), on the default stats.
+UNIT_LABELS: Final = "unit_labels"
+UNIT_LABEL_TERMS: Final = "unit_label_terms"
 # The interventions, written by their own jobs on a published run (worker.visualize, worker.ablate).
 UNIT_VISUALIZATIONS: Final = "unit_visualizations"
 ABLATION_GROUPS: Final = "ablation_groups"
@@ -77,7 +81,7 @@ NETWORK_CLASSES: Final = "network_classes"
 INTERVENTION_TABLES: Final[tuple[str, ...]] = (NETWORK_CLASSES, UNIT_VISUALIZATIONS, ABLATION_GROUPS, ABLATION_CLASSES)
 DIRECTIONS: Final = ("negative", "positive")
 DERIVED_TABLES: Final[tuple[str, ...]] = (UNIT_CONTROLS, LAYER_NULL, UNIT_HISTOGRAMS, UNIT_ROWS, UNIT_CLASSES,
-                                          UNIT_MEASURES, BASIS_SI)
+                                          UNIT_MEASURES, BASIS_SI, UNIT_LABELS, UNIT_LABEL_TERMS)
 
 # Low-level statistics of each image as the network saw it (worker.image_stats), in column order.
 IMAGE_STAT_COLUMNS: Final = ("luminance", "contrast", "saturation", "colourfulness", "hf_energy")
@@ -90,8 +94,7 @@ Side = Literal["top", "bottom"]
 SIDES: Final[tuple[Side, ...]] = ("top", "bottom")
 
 _RESPONSE_COLUMNS = """
-    run_id   INTEGER  NOT NULL,
-    layer    VARCHAR  NOT NULL,
+    run_id INTEGER NOT NULL, layer VARCHAR NOT NULL,
     unit     SMALLINT NOT NULL,
     image_id INTEGER  NOT NULL,
     act_mean FLOAT    NOT NULL,
@@ -117,16 +120,14 @@ DDL: Final[tuple[str, ...]] = (
         finished_at    TIMESTAMP
     )""",
     f"""CREATE TABLE IF NOT EXISTS {LAYERS_TABLE} (
-        run_id   INTEGER  NOT NULL,
-        layer    VARCHAR  NOT NULL,           -- the study's name, e.g. 'mixed4c'
+        run_id INTEGER NOT NULL, layer VARCHAR NOT NULL,           -- the study's name, e.g. 'mixed4c'
         position SMALLINT NOT NULL,           -- depth order, 0 = conv1
         units    SMALLINT NOT NULL,
         module   VARCHAR  NOT NULL,           -- the model's own name for it
         PRIMARY KEY (run_id, layer)
     )""",
     f"""CREATE TABLE IF NOT EXISTS {UNITS} (
-        run_id  INTEGER  NOT NULL,
-        layer   VARCHAR  NOT NULL,
+        run_id INTEGER NOT NULL, layer VARCHAR NOT NULL,
         unit    SMALLINT NOT NULL,            -- 0-based channel index in the layer
         branch  VARCHAR  NOT NULL,            -- '1x1' | '3x3' | '5x5' | 'pool_proj' | 'conv'
         PRIMARY KEY (run_id, layer, unit)
@@ -163,8 +164,7 @@ DDL: Final[tuple[str, ...]] = (
     f"CREATE TABLE IF NOT EXISTS {STAGING} ({_RESPONSE_COLUMNS})",
     # SI of every unit for every category and stat, written at the end of a run (one scan per layer).
     f"""CREATE TABLE IF NOT EXISTS {UNIT_SI} (
-        run_id   INTEGER  NOT NULL,
-        layer    VARCHAR  NOT NULL,
+        run_id INTEGER NOT NULL, layer VARCHAR NOT NULL,
         category VARCHAR  NOT NULL,
         stat     VARCHAR  NOT NULL,
         unit     SMALLINT NOT NULL,
@@ -174,8 +174,7 @@ DDL: Final[tuple[str, ...]] = (
     # Each unit's first RANKED_K images by every stat, from the top (largest first) and from the
     # bottom (smallest first), ties by image_id: in_top/in_bottom for any k <= RANKED_K.
     f"""CREATE TABLE IF NOT EXISTS {UNIT_RANKS} (
-        run_id   INTEGER  NOT NULL,
-        layer    VARCHAR  NOT NULL,
+        run_id INTEGER NOT NULL, layer VARCHAR NOT NULL,
         stat     VARCHAR  NOT NULL,
         side     VARCHAR  NOT NULL,           -- 'top' | 'bottom'
         unit     SMALLINT NOT NULL,
@@ -185,8 +184,7 @@ DDL: Final[tuple[str, ...]] = (
     # The pre-ReLU map of each unit for the images its page shows by default (MAP_N per ranking),
     # from the run's second pass; the bytes are little-endian float16, row-major (worker.map_store).
     f"""CREATE TABLE IF NOT EXISTS {UNIT_MAPS} (
-        run_id     INTEGER  NOT NULL,
-        layer      VARCHAR  NOT NULL,
+        run_id INTEGER NOT NULL, layer VARCHAR NOT NULL,
         unit       SMALLINT NOT NULL,
         image_id   INTEGER  NOT NULL,
         height     SMALLINT NOT NULL,         -- rows of the map
@@ -205,8 +203,7 @@ DDL: Final[tuple[str, ...]] = (
     # A layer's per-unit controls for every category and stat (worker.derived_layer): the layer
     # page's AUROC and split-half SIs, the claims' tail shares. NULL where undefined.
     f"""CREATE TABLE IF NOT EXISTS {UNIT_CONTROLS} (
-        run_id     INTEGER  NOT NULL,
-        layer      VARCHAR  NOT NULL,
+        run_id INTEGER NOT NULL, layer VARCHAR NOT NULL,
         category   VARCHAR  NOT NULL,
         stat       VARCHAR  NOT NULL,
         unit       SMALLINT NOT NULL,
@@ -220,8 +217,7 @@ DDL: Final[tuple[str, ...]] = (
     # A layer's label-permutation null (unitscope.nulls.permutation_null) for the parameters it
     # was computed with: one row per statistic.
     f"""CREATE TABLE IF NOT EXISTS {LAYER_NULL} (
-        run_id       INTEGER NOT NULL,
-        layer        VARCHAR NOT NULL,
+        run_id INTEGER NOT NULL, layer VARCHAR NOT NULL,
         category     VARCHAR NOT NULL,
         si_stat      VARCHAR NOT NULL,
         neg_stat     VARCHAR NOT NULL,
@@ -240,8 +236,7 @@ DDL: Final[tuple[str, ...]] = (
     # A unit page's histogram for every category and stat (unitscope.unit_sql.histogram_sql): the
     # unit's range and its counts in HIST_BINS equal bins over it (1 bin when lo = hi).
     f"""CREATE TABLE IF NOT EXISTS {UNIT_HISTOGRAMS} (
-        run_id          INTEGER   NOT NULL,
-        layer           VARCHAR   NOT NULL,
+        run_id INTEGER NOT NULL, layer VARCHAR NOT NULL,
         category        VARCHAR   NOT NULL,
         stat            VARCHAR   NOT NULL,
         unit            SMALLINT  NOT NULL,
@@ -254,8 +249,7 @@ DDL: Final[tuple[str, ...]] = (
     # negative: unit_ranks' first ones; near zero: smallest |stat| first, ties by image_id) with the
     # unit's response, so that a page reads no responses (metrics_sql.unit_rows_sql).
     f"""CREATE TABLE IF NOT EXISTS {UNIT_ROWS} (
-        run_id   INTEGER  NOT NULL,
-        layer    VARCHAR  NOT NULL,
+        run_id INTEGER NOT NULL, layer VARCHAR NOT NULL,
         kind     VARCHAR  NOT NULL,           -- 'positive' | 'near_zero' | 'negative'
         stat     VARCHAR  NOT NULL,
         unit     SMALLINT NOT NULL,
@@ -266,8 +260,7 @@ DDL: Final[tuple[str, ...]] = (
     # Each unit's class profile on every stat (unitscope.unit_sql.profile_sql): per class (WNID), its
     # images, mean and median response. Category-free: the server marks the category's classes.
     f"""CREATE TABLE IF NOT EXISTS {UNIT_CLASSES} (
-        run_id     INTEGER  NOT NULL,
-        layer      VARCHAR  NOT NULL,
+        run_id INTEGER NOT NULL, layer VARCHAR NOT NULL,
         stat       VARCHAR  NOT NULL,
         unit       SMALLINT NOT NULL,
         wnid       VARCHAR  NOT NULL,
@@ -279,8 +272,7 @@ DDL: Final[tuple[str, ...]] = (
     # The field's other selectivity measures and the tuning shape of each unit, for every category and stat
     # (unitscope.data.measures.measures_of; docs/claims.md); NULL where undefined.
     f"""CREATE TABLE IF NOT EXISTS {UNIT_MEASURES} (
-        run_id              INTEGER  NOT NULL,
-        layer               VARCHAR  NOT NULL,
+        run_id INTEGER NOT NULL, layer VARCHAR NOT NULL,
         category            VARCHAR  NOT NULL,
         stat                VARCHAR  NOT NULL,
         unit                SMALLINT NOT NULL,
@@ -296,10 +288,28 @@ DDL: Final[tuple[str, ...]] = (
         half_peak_share_pre DOUBLE,
         PRIMARY KEY (run_id, layer, category, stat, unit)
     )""",
+    # Each unit's one-line label (unitscope.labels.label_text) on DEFAULT_POS_STAT (excites) and DEFAULT_NEG_STAT
+    # (inhibits), and its terms: the classes and synsets that pass the label's q, by AUROC.
+    f"""CREATE TABLE IF NOT EXISTS {UNIT_LABELS} (
+        run_id INTEGER NOT NULL, layer VARCHAR NOT NULL, unit SMALLINT NOT NULL,
+        label    VARCHAR  NOT NULL,
+        PRIMARY KEY (run_id, layer, unit)
+    )""",
+    f"""CREATE TABLE IF NOT EXISTS {UNIT_LABEL_TERMS} (
+        run_id INTEGER NOT NULL, layer VARCHAR NOT NULL, unit SMALLINT NOT NULL,
+        side     VARCHAR  NOT NULL,           -- 'excites' | 'inhibits'
+        rank     SMALLINT NOT NULL,           -- 1 = the label's term
+        wnid     VARCHAR  NOT NULL,
+        name     VARCHAR  NOT NULL,
+        kind     VARCHAR  NOT NULL,           -- 'class' | 'synset'
+        images   INTEGER  NOT NULL,
+        auroc    DOUBLE   NOT NULL,
+        q        DOUBLE   NOT NULL,
+        PRIMARY KEY (run_id, layer, unit, side, rank)
+    )""",
     # The random bases a run recorded for each layer: basis b is the rotation worker.basis.rotation(units, seed).
     f"""CREATE TABLE IF NOT EXISTS {BASES} (
-        run_id INTEGER  NOT NULL,
-        layer  VARCHAR  NOT NULL,
+        run_id INTEGER NOT NULL, layer VARCHAR NOT NULL,
         basis  SMALLINT NOT NULL,             -- 0-based
         seed   BIGINT   NOT NULL,
         PRIMARY KEY (run_id, layer, basis)
@@ -307,8 +317,7 @@ DDL: Final[tuple[str, ...]] = (
     # The three stats of every direction of every basis, as `responses` holds the units': the pre-ReLU maps
     # rotated (direction d = sum over channels c of Q[d, c] * map c), then mean, max and min over each map.
     f"""CREATE TABLE IF NOT EXISTS {BASIS_RESPONSES} (
-        run_id    INTEGER  NOT NULL,
-        layer     VARCHAR  NOT NULL,
+        run_id INTEGER NOT NULL, layer VARCHAR NOT NULL,
         basis     SMALLINT NOT NULL,
         unit      SMALLINT NOT NULL,          -- the direction: row of the rotation
         image_id  INTEGER  NOT NULL,
@@ -318,8 +327,7 @@ DDL: Final[tuple[str, ...]] = (
     )""",
     # SI of every direction of every basis, for every category and stat (metrics_sql.basis_si_sql).
     f"""CREATE TABLE IF NOT EXISTS {BASIS_SI} (
-        run_id   INTEGER  NOT NULL,
-        layer    VARCHAR  NOT NULL,
+        run_id INTEGER NOT NULL, layer VARCHAR NOT NULL,
         basis    SMALLINT NOT NULL,
         category VARCHAR  NOT NULL,
         stat     VARCHAR  NOT NULL,
@@ -338,8 +346,7 @@ DDL: Final[tuple[str, ...]] = (
     # Images optimised to drive a unit up (positive) or down (negative), worker.feature_vis, and the network's
     # own reading of each: its softmax over the 1000 classes (the image upsampled to the network's input size).
     f"""CREATE TABLE IF NOT EXISTS {UNIT_VISUALIZATIONS} (
-        run_id          INTEGER  NOT NULL,
-        layer           VARCHAR  NOT NULL,
+        run_id INTEGER NOT NULL, layer VARCHAR NOT NULL,
         unit            SMALLINT NOT NULL,
         direction       VARCHAR  NOT NULL,    -- 'positive' | 'negative'
         idx             SMALLINT NOT NULL,    -- 0-based, the images of one unit and direction
@@ -354,8 +361,7 @@ DDL: Final[tuple[str, ...]] = (
     )""",
     # Ablation (worker.ablate): groups of a layer's units whose post-ReLU outputs are set to zero...
     f"""CREATE TABLE IF NOT EXISTS {ABLATION_GROUPS} (
-        run_id    INTEGER  NOT NULL,
-        layer     VARCHAR  NOT NULL,
+        run_id INTEGER NOT NULL, layer VARCHAR NOT NULL,
         name      VARCHAR  NOT NULL,          -- 'baseline', 'selective dog max>=0.7', 'random dog max>=0.7 3', 'unit 447'
         kind      VARCHAR  NOT NULL,          -- 'baseline' | 'selective' | 'random' | 'unit'
         category  VARCHAR,                    -- the category whose selective units the group is, or matches in size
@@ -368,8 +374,7 @@ DDL: Final[tuple[str, ...]] = (
     )""",
     # ... and the network's accuracy on each class with them ablated.
     f"""CREATE TABLE IF NOT EXISTS {ABLATION_CLASSES} (
-        run_id      INTEGER  NOT NULL,
-        layer       VARCHAR  NOT NULL,
+        run_id INTEGER NOT NULL, layer VARCHAR NOT NULL,
         name        VARCHAR  NOT NULL,
         class_index SMALLINT NOT NULL,
         n           INTEGER  NOT NULL,        -- images of the class

@@ -22,12 +22,14 @@ from worker.ablate import (
     ablate,  # the interventions import torch inside their jobs, after the flags
 )
 from worker.categories import CategoryError, load_categories, load_imagenet_classes
+from worker.export import export
 from worker.image_stats import image_stats
 from worker.publish import Published
 from worker.run_rows import ImageRow, LayerSpec, RunSpec
 from worker.settings import (
     AblateSettings,
     DeriveSettings,
+    ExportSettings,
     VisualizeSettings,
     WorkerSettings,
 )
@@ -77,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
         "groups", description="Ablation (docs/interventions.md) on a published run's images, stored in its DB. "
         "Rerunning an interrupted command resumes it. Exit codes: 0 done, 1 error.")
     add_flags(ablate, AblateSettings)
+    export = commands.add_parser(
+        "export", help="every table of the DB as Parquet files (responses, SI, ranks, derived tables, labels)",
+        description="DuckDB's EXPORT DATABASE in Parquet: one file per table, and schema.sql and load.sql to "
+        "rebuild the DB. Exit codes: 0 done, 1 error.")
+    add_flags(export, ExportSettings)
     return parser
 
 
@@ -227,7 +234,7 @@ def derive(settings: DeriveSettings) -> int:
 
 
 _JOBS: dict[str, tuple[type, Any]] = {"derive": (DeriveSettings, derive), "visualize": (VisualizeSettings, visualize),
-                                      "ablate": (AblateSettings, ablate)}
+                                      "ablate": (AblateSettings, ablate), "export": (ExportSettings, export)}
 
 
 @dataclass(frozen=True)

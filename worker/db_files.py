@@ -72,8 +72,8 @@ def check_version(
 
 
 # Versions `python -m worker derive` rewrites to the current one: the same tables, without the derived ones
-# (2) or the random bases (3, whose runs then have none: the axis_aligned claim cannot tell).
-UPGRADABLE: Final = (2, 3, 4)
+# (2) or the random bases (3, whose runs then have none: the axis_aligned claim cannot tell), or the labels (5).
+UPGRADABLE: Final = (2, 3, 4, 5)
 
 
 def init_schema(con: duckdb.DuckDBPyConnection, where: Path) -> None:

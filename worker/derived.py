@@ -14,15 +14,26 @@ from collections.abc import Callable
 import duckdb
 
 from worker.derived_basis import write_basis_si
+from worker.derived_labels import write_unit_labels
 from worker.derived_layer import write_layer_controls
 from worker.derived_unit import write_unit_pages
 
 Writer = Callable[[duckdb.DuckDBPyConnection, int, str], None]
 
-WRITERS: tuple[Writer, ...] = (write_layer_controls, write_unit_pages, write_basis_si)
+WRITERS: tuple[Writer, ...] = (write_layer_controls, write_unit_pages, write_basis_si, write_unit_labels)
+# The writers each schema version added, from the version whose derived tables are as today's on: an upgrade from
+# there keeps the tables it has and runs only the later writers (worker.publish.rederive).
+CURRENT_SINCE = 5
+ADDED: dict[int, tuple[Writer, ...]] = {6: (write_unit_labels,)}
 
 
-def write_layer(con: duckdb.DuckDBPyConnection, run_id: int, layer: str) -> None:
-    """Run every writer for one published layer of run_id."""
-    for write in WRITERS:
+def writers_after(version: int) -> tuple[Writer, ...]:
+    """The writers added after `version` (at least CURRENT_SINCE)."""
+    return tuple(w for v, added in sorted(ADDED.items()) if v > version for w in added)
+
+
+def write_layer(con: duckdb.DuckDBPyConnection, run_id: int, layer: str,
+                writers: tuple[Writer, ...] = WRITERS) -> None:
+    """Run the writers (every one by default) for one published layer of run_id."""
+    for write in writers:
         write(con, run_id, layer)

@@ -161,17 +161,25 @@ def rederive(db: Path, publishing: Path, *, config: Mapping[str, str]) -> int:
 
     For a DB published before the derived tables existed (schema.DERIVED_TABLES), or after their
     definitions changed: everything else is copied as it is, into a fresh file renamed over `db`
-    as publish_run does. Returns the number of layers derived.
+    as publish_run does. A DB of derived.CURRENT_SINCE or later keeps its derived tables and gets only
+    those added since (derived.writers_after). Returns the number of layers derived.
     """
+    with duckdb.connect(str(db), read_only=True) as old:
+        version = int(old.execute(f"SELECT value FROM {schema.META} WHERE key = 'schema_version'").fetchone()[0])
+    # From derived.CURRENT_SINCE on, an older file's derived tables are as today's: kept, and only the tables added
+    # since are written. Anything older, or a current file, has every derived table computed afresh.
+    keep = derived.CURRENT_SINCE <= version < schema.SCHEMA_VERSION
+    writers = derived.writers_after(version) if keep else derived.WRITERS
+
     def build() -> int:
         with duckdb.connect(str(publishing), config=dict(config)) as pub:
             init_schema(pub, publishing)
-            _copy_published(pub, db, tuple(t for t in _PUBLISHED_TABLES if t not in schema.DERIVED_TABLES))
+            _copy_published(pub, db, tuple(t for t in _PUBLISHED_TABLES if keep or t not in schema.DERIVED_TABLES))
             layers = pub.execute(
                 f"SELECT run_id, layer FROM {schema.LAYERS_TABLE} ORDER BY run_id, position"
             ).fetchall()
             for run_id, layer in layers:
-                derived.write_layer(pub, run_id, layer)
+                derived.write_layer(pub, run_id, layer, writers)
             pub.execute("CHECKPOINT")
         return len(layers)
 

@@ -139,6 +139,17 @@ DeriveSettings = create_model(
 )  # type: ignore[call-overload]
 
 
+class _ExportBase(_DeriveBase):
+    out: Path = Field(description="folder to write the Parquet files to (must not exist yet)")
+
+
+# `python -m worker export`: the DB, and where its tables go.
+ExportSettings = create_model(
+    "ExportSettings", __base__=_ExportBase, __doc__="What `python -m worker export` needs: the DB and a new folder.",
+    **{name: (f.annotation, f) for name, f in WorkerSettings.model_fields.items() if name in ("db", "debug")},
+)  # type: ignore[call-overload]
+
+
 class InterventionSettings(BaseSettings):
     """What both interventions (python -m worker visualize, ablate) need: a published run, a layer, its units."""
 

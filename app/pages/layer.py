@@ -28,6 +28,7 @@ from app.params import ScoreParams
 from app.render import Page, number
 from app.urls import Urls
 from unitscope import claim_rules, stats
+from unitscope.data.labels import layer_labels
 from unitscope.data.measures import unit_measures
 from unitscope.data.runs import require_layer, require_run
 from unitscope.data.scores import auroc
@@ -60,6 +61,8 @@ class UnitScore(UnitMeasures):
                                 "null when either group has no image")
     si_half_a: float | None = Field(None, description="SI on the even image ids alone (split-half reliability)")
     si_half_b: float | None = Field(None, description="SI on the odd image ids alone")
+    label: str | None = Field(None, description="what most excites and inhibits the unit (its unit page has the "
+                              "terms); null for a DB without labels")
 
 
 class NullStat(BaseModel):
@@ -151,6 +154,7 @@ def build(reader: Reader, name: str, p: ScoreParams, *, permutations: int, seed:
     null = layer_tests.null(reader, run, name, category=p.category, si_stat=p.si_stat, neg_stat=p.neg_stat,
                             k=info.k, threshold=p.threshold, permutations=permutations, seed=seed)
     fdr = claim_rules.FDR
+    labels = layer_labels(reader, run.run_id, name)
     units = [
         UnitScore(
             unit=r.unit, si=r.si, in_top=r.in_top, in_bottom=r.in_bottom,
@@ -158,7 +162,8 @@ def build(reader: Reader, name: str, p: ScoreParams, *, permutations: int, seed:
             in_bottom_only=r.in_bottom_only, bottom_only_share=share, p_bottom_only=p_only, q_bottom_only=q_only,
             p_top=p_top, p_bottom=p_bottom, q_top=q_top, q_bottom=q_bottom,
             significant_top=q_top < fdr, significant_bottom=q_bottom < fdr, auroc=_finite(aurocs[r.unit]),
-            si_half_a=halves.si_a.get(r.unit), si_half_b=halves.si_b.get(r.unit), **per_unit[r.unit],
+            si_half_a=halves.si_a.get(r.unit), si_half_b=halves.si_b.get(r.unit),
+            label=labels[r.unit].label if r.unit in labels else None, **per_unit[r.unit],
         )
         for r, p_top, p_bottom, q_top, q_bottom, bottom_only, share, p_only, q_only in zip(
             found.rows, *(p_q[c].tolist() for c in ("p_top", "p_bottom", "q_top", "q_bottom")),
@@ -281,8 +286,11 @@ def _layer_extras(ctx: LayerContext, urls: Urls) -> dict[str, Any]:
     rows = [(u.unit, url, -1 if u.si is None else u.si, number(u.si), -1 if u.auroc is None else u.auroc,
              number(u.auroc), -99 if u.d_prime is None else u.d_prime, number(u.d_prime),
              u.in_top, u.p_top, u.q_top, u.significant_top,
-             u.in_bottom, u.p_bottom, u.q_bottom, u.significant_bottom, u.selective, u.overlap, u.in_bottom_only)
+             u.in_bottom, u.p_bottom, u.q_bottom, u.significant_bottom, u.selective, u.overlap, u.in_bottom_only,
+             u.label or "")
             for u, url in zip(ctx.units, unit_urls)]
+    # The table opens sorted by SI, largest first (the selective units lead), as a unit page's prev/next go.
+    rows.sort(key=lambda row: (-row[2], row[0]))
     return {"rows": rows, "figure": layer_scatter(ctx, unit_urls), "group_rows": _group_rows(ctx.groups),
             "fdr": claim_rules.FDR,
             "low_level_figure": layer_r2_histogram(ctx.low_level) if ctx.low_level else None}

@@ -21,6 +21,7 @@ from app.figures import BLUE, GREY, RED, Figure, base_layout, dashed_line, title
 from app.pages import classes, low_level, unit_interventions
 from app.pages.classes import ClassSummary
 from app.pages.common import ScoreInfo, score_info, scores
+from app.pages.labels import UnitLabelModel, label_model
 from app.pages.low_level import UnitLowLevel
 from app.pages.unit_interventions import (
     Convergence,
@@ -34,8 +35,10 @@ from app.urls import Urls
 from unitscope import claim_rules, metrics_sql, unit_sql
 from unitscope.crop import network_crop
 from unitscope.data.images import image_sizes
+from unitscope.data.labels import layer_labels
 from unitscope.data.rankings import rankings
 from unitscope.data.runs import Run, require_run, require_unit
+from unitscope.data.scores import ScoreRow
 from unitscope.data.source import Source
 from unitscope.errors import NotFound
 from unitscope.maps import decode
@@ -127,8 +130,21 @@ class UnitContext(ScoreInfo):
     spectrum: list[SpectrumItem] = Field([], description="Distill's activation spectrum on the mean statistic, "
                                          "from the negative-optimised images to the positive-optimised ones")
     ablation: UnitAblation | None = Field(None, description="the unit ablated alone (python -m worker ablate --units)")
+    label: UnitLabelModel | None = Field(None, description="what most excites and inhibits the unit, by class and "
+                                         "synset; null for a DB without labels (python -m worker derive adds them)")
+    order: str = Field(description="what prev_unit and next_unit follow: 'si' (the layer's units by SI, largest "
+                       "first, undefined SI last) or 'unit' (unit number)")
     prev_unit: int | None
     next_unit: int | None
+
+
+def _neighbours(rows: Iterable[ScoreRow], unit_id: int, order: str) -> dict[str, int | None]:
+    """prev_unit and next_unit of unit_id: by SI (largest first, undefined last, ties by number) or by number."""
+    sequence = [r.unit for r in sorted(rows, key=lambda r: (r.unit,) if order == "unit"
+                                       else (r.si is None, -(r.si or 0.0), r.unit))]
+    at = sequence.index(unit_id)
+    return {"prev_unit": sequence[at - 1] if at > 0 else None,
+            "next_unit": sequence[at + 1] if at + 1 < len(sequence) else None}
 
 
 def build(source: Source, layer_name: str, unit_id: int, p: UnitParams, urls: Urls) -> UnitContext:
@@ -142,7 +158,8 @@ def _build(
     source: Source, run: Run, layer_name: str, unit_id: int, units: int, p: UnitParams, urls: Urls
 ) -> UnitContext:
     info = score_info(run, p)
-    score = scores(source, run, layer_name, p, info.k).by_unit.get(unit_id)
+    found = scores(source, run, layer_name, p, info.k)
+    score = found.by_unit.get(unit_id)
     if score is None:
         raise NotFound(f"no responses for unit {unit_id} of {layer_name}")
     stats: dict[metrics_sql.RankKind, str] = {"positive": p.pos_stat, "near_zero": p.near_stat, "negative": p.neg_stat}
@@ -188,8 +205,8 @@ def _build(
         visualizations=seen, convergence=unit_interventions.convergence(seen),
         spectrum=unit_interventions.spectrum(source, run, layer_name, unit_id, p.category, seen, urls),
         ablation=unit_interventions.unit_ablation(source, run, layer_name, unit_id),
-        prev_unit=unit_id - 1 if unit_id > 0 else None,
-        next_unit=unit_id + 1 if unit_id + 1 < units else None,
+        label=label_model(layer_labels(source, run.run_id, layer_name).get(unit_id)),
+        order=p.order, **_neighbours(found.rows, unit_id, p.order),
     )
 
 

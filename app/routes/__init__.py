@@ -15,6 +15,7 @@ from app.routes import (
     images,
     index,
     layers,
+    search,
     skipped,
     units,
 )
@@ -22,5 +23,5 @@ from app.routes import (
 # Order matters once: layers registers /api/layers/{layer}.csv before /api/layers/{layer}.
 ROUTERS: tuple[APIRouter, ...] = (
     index.router, layers.router, ablation.router, units.router, classes.router, claims.router, categories.router, compare.router,
-    skipped.router, images.router, health.router, docs.router,
+    skipped.router, search.router, images.router, health.router, docs.router,
 )

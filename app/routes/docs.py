@@ -1,10 +1,11 @@
-"""`/docs`: the OpenAPI explorer, with swagger-ui served from static/swagger-ui so it works offline."""
+"""`/docs`: the OpenAPI explorer, with swagger-ui served from static/swagger-ui so it works offline; and
+`/favicon.ico`, which browsers ask for on their own."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 
 from app.render import urls_for
 
@@ -24,3 +25,9 @@ def docs(request: Request) -> HTMLResponse:
         # No badge from the public validator: it would send the schema's URL off this machine.
         swagger_ui_parameters={"validatorUrl": None},
     )
+
+
+@router.get("/favicon.ico")
+def favicon(request: Request) -> RedirectResponse:
+    """The site icon, at its versioned (long-cached) static URL."""
+    return RedirectResponse(urls_for(request).static("favicon.svg"), status_code=301)

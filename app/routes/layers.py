@@ -25,7 +25,7 @@ router = APIRouter(responses=ERROR_RESPONSES)
 CSV_COLUMNS = ("unit", "si", "in_top", "in_bottom", "selective", "p_top", "p_bottom", "q_top", "q_bottom",
                "significant_top", "significant_bottom", "auroc", "overlap", "bottom_only", "in_bottom_only",
                "p_bottom_only", "d_prime", "csi", "csi_class", "beats_every_class", "sparseness", "kurtosis",
-               "half_peak_share")
+               "half_peak_share", "label")
 
 
 @twin(router, "/layers", layers_page.PAGE, summary="All layers")
@@ -50,9 +50,9 @@ def _csv(ctx: LayerContext) -> Response:
     writer.writerow(CSV_COLUMNS)
     for u in ctx.units:
         row = u.model_dump(include=set(CSV_COLUMNS))
-        # repr(): every digit kept; an empty cell for a missing value, 0/1 for a flag.
-        writer.writerow(["" if row[c] is None else int(row[c]) if isinstance(row[c], bool) else repr(row[c])
-                         for c in CSV_COLUMNS])
+        # repr(): every digit kept; an empty cell for a missing value, 0/1 for a flag, text as it is.
+        writer.writerow(["" if row[c] is None else int(row[c]) if isinstance(row[c], bool)
+                         else row[c] if isinstance(row[c], str) else repr(row[c]) for c in CSV_COLUMNS])
     name = f"{ctx.layer}_{ctx.category}_k{ctx.k}_{ctx.pos_stat}_{ctx.neg_stat}_{ctx.si_stat}_run{ctx.run_id}.csv"
     return Response(out.getvalue(), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})

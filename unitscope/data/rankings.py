@@ -43,3 +43,17 @@ def responses(source: Source, run: Run, layer: str, unit: int, stat: str) -> tup
         {"run_id": run.run_id, "layer": layer, "unit": unit},
     )
     return cols["image_id"].astype(np.int64), cols["v"].astype(np.float32)
+
+
+RESPONSE_COLUMNS = ("image_id", "path", "wnid", "class_name", "act_mean", "act_max", "act_min")
+
+
+def all_responses(source: Source, run: Run, layer: str, unit: int) -> dict[str, np.ndarray]:
+    """Every image's three stats for one unit, with its path (relative to the run's images_root) and class, in
+    image id order: the columns of RESPONSE_COLUMNS (the unit's CSV and Parquet downloads)."""
+    return source.arrays(
+        f"""SELECT r.image_id, i.path, i.wnid, i.class_name, r.act_mean, r.act_max, r.act_min
+            FROM {schema.RESPONSES} r JOIN {schema.IMAGES} i ON i.run_id = r.run_id AND i.image_id = r.image_id
+            WHERE r.run_id = $run_id AND r.layer = $layer AND r.unit = $unit ORDER BY r.image_id""",
+        {"run_id": run.run_id, "layer": layer, "unit": unit},
+    )

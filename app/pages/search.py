@@ -1,0 +1,97 @@
+"""`/units`: find units by what excites or inhibits them, across layers and runs (their stored labels)."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, Field
+
+from app.pages.labels import LabelTerm, label_model
+from app.params import SearchParams
+from app.render import Page
+from app.urls import Urls
+from unitscope.data.labels import has_labels, search
+from unitscope.data.runs import find_run, runs
+from unitscope.data.source import Source
+
+# The header's box: `mixed4c 447`, `mixed4c/447` or `mixed4c:447` name a unit.
+UNIT_TEXT = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*[ /:#]\s*(\d+)\s*$")
+
+
+class UnitHit(BaseModel):
+    """A unit whose label matches, with what the search sorted by."""
+
+    run_id: int
+    layer: str
+    unit: int
+    label: str
+    excites: list[LabelTerm]
+    inhibits: list[LabelTerm]
+    si: float | None = Field(description="SI for the study's category (dog) on max, as the layer page shows it")
+    d_prime: float | None = Field(description="d′ for that category on max")
+    auroc: float | None = Field(description="the AUROC of the unit's best term that matches the text (of its best "
+                                "term when no text is given)")
+    q: float | None = Field(description="that term's q")
+    url: str
+
+
+class UnitsContext(BaseModel):
+    """`/units`: one page of the matching units, best first."""
+
+    q: str | None
+    run: int | None
+    layer: str | None
+    side: str | None
+    max_q: float
+    total: int = Field(description="units that match, over every page")
+    offset: int
+    limit: int
+    sort: str
+    labelled: bool = Field(description="false for a DB without labels (python -m worker derive adds them)")
+    units: list[UnitHit]
+    prev_url: str | None
+    next_url: str | None
+
+
+def build(source: Source, p: SearchParams, urls: Urls) -> UnitsContext:
+    """`/units?q=…`: the units with a class, synset or label that contains q."""
+    total, hits = source.cached(("search", p.q, p.run, p.layer, p.side, p.max_q, p.sort, p.limit, p.offset),
+                                lambda: search(source, p.q, run_id=p.run, layer=p.layer, side=p.side, max_q=p.max_q,
+                                               sort=p.sort, limit=p.limit, offset=p.offset))
+    query = _query(p.run, p.layer, p.side, p.max_q, p.sort, p.limit)
+    units = []
+    for hit in hits:
+        label = label_model(hit.label)
+        assert label is not None
+        units.append(UnitHit(run_id=hit.run_id, layer=hit.layer, unit=hit.unit, label=label.label,
+                             excites=label.excites, inhibits=label.inhibits, si=hit.si, d_prime=hit.d_prime,
+                             auroc=hit.auroc, q=hit.q, url=urls.with_params(run=hit.run_id).unit(hit.layer, hit.unit)))
+    return UnitsContext(
+        q=p.q, run=p.run, layer=p.layer, side=p.side, max_q=p.max_q, total=total, offset=p.offset, limit=p.limit, sort=p.sort, labelled=has_labels(source), units=units,
+        prev_url=urls.search(p.q, **query, offset=max(0, p.offset - p.limit) or None) if p.offset else None,
+        next_url=urls.search(p.q, **query, offset=p.offset + p.limit) if p.offset + p.limit < total else None)
+
+
+def _query(run: int | None, layer: str | None, side: str | None, max_q: float, sort: str,
+           limit: int) -> dict[str, object]:
+    """A search's parameters other than q and offset, those at their defaults left out (short shared URLs)."""
+    defaults = SearchParams()
+    return {"run": run, "layer": layer, "side": side, "max_q": None if max_q == defaults.max_q else max_q,
+            "sort": None if sort == defaults.sort else sort, "limit": None if limit == defaults.limit else limit}
+
+
+def _url(ctx: UnitsContext, urls: Urls) -> str:
+    query = _query(ctx.run, ctx.layer, ctx.side, ctx.max_q, ctx.sort, ctx.limit)
+    return urls.search(ctx.q, **query, offset=ctx.offset or None)
+
+
+def jump_target(source: Source, text: str, urls: Urls) -> str:
+    """Where the header's box goes: a unit page for `layer unit` of the latest run, else the search."""
+    match = UNIT_TEXT.match(text)
+    run = find_run(source, None) if runs(source) else None
+    if match and run is not None and match[1] in run.layers and int(match[2]) < run.layers[match[1]][0]:
+        return urls.unit(match[1], int(match[2]))
+    return urls.search(text.strip() or None)
+
+
+PAGE: Page[UnitsContext] = Page("search.html", _url)

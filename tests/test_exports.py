@@ -1,0 +1,79 @@
+"""Exports: a unit's every response as CSV and Parquet (against the hand-made DB's raw values), and
+`python -m worker export`, every table as Parquet that IMPORT DATABASE turns back into the same DB."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import duckdb
+import pytest
+from fastapi.testclient import TestClient
+from fixtures import IMAGES, LAYERS, table_dump
+from hand_run import publish_hand_run
+
+from unitscope import schema
+from worker import cli
+
+# The hand DB's images by id: path, WNID, class name.
+IMAGE_ROWS = {image_id: (path, wnid, name) for image_id, path, wnid, _, name in IMAGES}
+
+
+def expected(layer: str, unit: int) -> list[tuple[object, ...]]:
+    """(image_id, path, wnid, class_name, mean, max, min) by hand, from the fixture's raw values."""
+    return [(i, *IMAGE_ROWS[i], *values) for i, values in enumerate(LAYERS[layer][unit])]
+
+
+def assert_rows(got: list[tuple[object, ...]], want: list[tuple[object, ...]]) -> None:
+    """Ids, paths and classes exactly; the float32 stats to float32's precision."""
+    assert [r[:4] for r in got] == [r[:4] for r in want]
+    assert [r[4:] for r in got] == [pytest.approx(r[4:], rel=1e-6) for r in want]
+
+
+@pytest.mark.parametrize(("layer", "unit"), [("mixed4c", 0), ("mixed4c", 2), ("conv1", 1)])
+def test_a_units_responses_as_csv_and_parquet(client: TestClient, tmp_path: Path, layer: str, unit: int) -> None:
+    response = client.get(f"/api/layers/{layer}/units/{unit}/responses.csv")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
+    assert f'filename="{layer}_unit{unit}_run1.csv"' in response.headers["content-disposition"]
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert_rows([(int(r["image_id"]), r["path"], r["wnid"], r["class_name"], float(r["act_mean"]),
+                  float(r["act_max"]), float(r["act_min"])) for r in rows], expected(layer, unit))
+
+    parquet = client.get(f"/api/layers/{layer}/units/{unit}/responses.parquet")
+    assert parquet.status_code == 200 and parquet.content[:4] == b"PAR1"
+    path = tmp_path / "unit.parquet"
+    path.write_bytes(parquet.content)
+    with duckdb.connect() as con:
+        got = con.execute(f"SELECT * FROM '{path}' ORDER BY image_id").fetchall()
+    assert_rows(got, expected(layer, unit))
+
+
+def test_unknown_units_and_formats_are_refused(client: TestClient) -> None:
+    assert client.get("/api/layers/mixed4c/units/99/responses.csv").status_code == 404
+    assert client.get("/api/layers/nope/units/0/responses.csv").status_code == 404
+    assert client.get("/api/layers/mixed4c/units/0/responses.xlsx").status_code == 422
+
+
+def test_worker_export_writes_every_table_as_parquet_that_rebuilds_the_db(tmp_path: Path) -> None:
+    db = tmp_path / "hand.duckdb"
+    publish_hand_run(db, ranked_k=3)
+    out = tmp_path / "export"
+    assert cli.main(["export", "--db", str(db), "--out", str(out)]) == cli.EXIT_OK
+    published = table_dump(db)
+    assert {p.stem for p in out.glob("*.parquet")} == set(published)
+    assert (out / "schema.sql").is_file() and (out / "load.sql").is_file()
+    assert not out.with_name("export.partial").exists()
+    with duckdb.connect() as con:  # a Parquet file reads on its own, as Polars or pandas would read it
+        assert con.execute(f"SELECT count(*) FROM '{out / 'responses.parquet'}'").fetchone()[0] == \
+            len(published[schema.RESPONSES])
+    rebuilt = tmp_path / "rebuilt.duckdb"
+    with duckdb.connect(str(rebuilt)) as con:
+        con.execute(f"IMPORT DATABASE '{out}'")
+    assert table_dump(rebuilt) == published
+    # Never over an existing folder, and never from a DB of another schema version.
+    assert cli.main(["export", "--db", str(db), "--out", str(out)]) == cli.EXIT_ERROR
+    with duckdb.connect(str(db)) as con:
+        con.execute(f"UPDATE {schema.META} SET value = '5' WHERE key = 'schema_version'")
+    assert cli.main(["export", "--db", str(db), "--out", str(tmp_path / "other")]) == cli.EXIT_ERROR
+    assert not (tmp_path / "other").exists()

@@ -1,0 +1,122 @@
+"""Units' labels as publication stored them (unit_labels, unit_label_terms; unitscope.labels), and the search over
+them that `/api/units` and the Python API share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from unitscope import schema
+from unitscope.data.runs import table_names
+from unitscope.data.source import Source
+from unitscope.labels import SIDES, Term
+
+SortKey = Literal["auroc", "si", "d_prime", "q"]
+SORTS: tuple[SortKey, ...] = ("auroc", "si", "d_prime", "q")
+
+
+@dataclass(frozen=True)
+class UnitLabel:
+    """A unit's label and the terms behind it, by side."""
+
+    label: str
+    excites: tuple[Term, ...]
+    inhibits: tuple[Term, ...]
+
+
+def has_labels(source: Source) -> bool:
+    """Whether the DB holds labels (schema 6 on)."""
+    return schema.UNIT_LABELS in table_names(source)
+
+
+def _terms(source: Source, where: str, params: dict[str, object]) -> dict[tuple[int, str, int], dict[str, list[Term]]]:
+    out: dict[tuple[int, str, int], dict[str, list[Term]]] = {}
+    for run_id, layer, unit, side, *term in source.rows(
+            f"""SELECT run_id, layer, unit, side, wnid, name, kind, images, auroc, q FROM {schema.UNIT_LABEL_TERMS}
+                WHERE {where} ORDER BY run_id, layer, unit, side, rank""", params):
+        out.setdefault((run_id, layer, unit), {s: [] for s in SIDES})[side].append(Term(*term))
+    return out
+
+
+def layer_labels(source: Source, run_id: int, layer: str) -> dict[int, UnitLabel]:
+    """Every labelled unit of a layer by unit; empty for a DB without labels."""
+    if not has_labels(source):
+        return {}
+    q = {"run_id": run_id, "layer": layer}
+
+    def read() -> dict[int, UnitLabel]:
+        terms = _terms(source, "run_id = $run_id AND layer = $layer", q)
+        return {unit: UnitLabel(label, *(tuple(terms.get((run_id, layer, unit), {}).get(s, ())) for s in SIDES))
+                for unit, label in source.rows(f"SELECT unit, label FROM {schema.UNIT_LABELS} "
+                                               "WHERE run_id = $run_id AND layer = $layer", q)}
+
+    return source.cached((run_id, layer, "labels"), read)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A unit found by a search: its label and terms, the study's SI, and the AUROC and q of its best matching term."""
+
+    run_id: int
+    layer: str
+    unit: int
+    label: UnitLabel
+    si: float | None  # SI for the default category (dog) on DEFAULT_SI_STAT, as the layer page shows it
+    d_prime: float | None  # d' for that category and stat (unit_measures)
+    auroc: float | None  # the best AUROC among its terms that match (every term when no text is given)
+    q: float | None  # that term's q
+
+
+def search(source: Source, text: str | None, *, run_id: int | None = None, layer: str | None = None,
+           side: str | None = None, max_q: float = 0.05, sort: SortKey = "auroc", limit: int = 50,
+           offset: int = 0) -> tuple[int, list[Hit]]:
+    """(total, one page of hits): units with a term (a class or synset, by name or WNID, any case) or a label that
+    contains `text`, among terms with q ≤ max_q; sorted by `sort` (largest first; q smallest first), then run,
+    layer and unit."""
+    if not has_labels(source):
+        return 0, []
+    order = {"auroc": "auroc DESC NULLS LAST", "si": "si DESC NULLS LAST", "d_prime": "d_prime DESC NULLS LAST",
+             "q": "q ASC NULLS LAST"}[sort]
+    params: dict[str, object] = {
+        "pattern": None if not text else "%" + text.lower().replace("\\", "\\\\").replace("%", "\\%")
+        .replace("_", "\\_") + "%",
+        "run_id": run_id, "layer": layer, "side": side, "max_q": max_q, "limit": limit, "offset": offset,
+        "category": schema.DEFAULT_CATEGORY, "stat": schema.DEFAULT_SI_STAT,
+    }
+    rows = source.rows(
+        f"""WITH scope AS (
+                SELECT * FROM {schema.UNIT_LABEL_TERMS}
+                WHERE ($run_id IS NULL OR run_id = $run_id) AND ($layer IS NULL OR layer = $layer)
+                  AND ($side IS NULL OR side = $side) AND q <= $max_q
+            ), matched AS (
+                SELECT run_id, layer, unit, arg_max(auroc, auroc) AS auroc, arg_max(q, auroc) AS q FROM scope
+                WHERE $pattern IS NULL OR lower(name) LIKE $pattern ESCAPE '\\' OR lower(wnid) LIKE $pattern ESCAPE '\\'
+                GROUP BY ALL
+                UNION ALL  -- units found by their label alone (e.g. 'prefers no class')
+                SELECT l.run_id, l.layer, l.unit, NULL, NULL FROM {schema.UNIT_LABELS} l
+                WHERE $pattern IS NOT NULL AND lower(l.label) LIKE $pattern ESCAPE '\\'
+                  AND ($run_id IS NULL OR l.run_id = $run_id) AND ($layer IS NULL OR l.layer = $layer)
+                  AND NOT EXISTS (SELECT 1 FROM scope t WHERE t.run_id = l.run_id AND t.layer = l.layer
+                                  AND t.unit = l.unit AND (lower(t.name) LIKE $pattern ESCAPE '\\'
+                                                            OR lower(t.wnid) LIKE $pattern ESCAPE '\\'))
+            ), scored AS (
+                SELECT m.*, s.si, me.d_prime FROM matched m
+                LEFT JOIN {schema.UNIT_SI} s ON s.run_id = m.run_id AND s.layer = m.layer AND s.unit = m.unit
+                    AND s.category = $category AND s.stat = $stat
+                LEFT JOIN {schema.UNIT_MEASURES} me ON me.run_id = m.run_id AND me.layer = m.layer
+                    AND me.unit = m.unit AND me.category = $category AND me.stat = $stat
+            )
+            SELECT run_id, layer, unit, auroc, q, si, d_prime, count(*) OVER () AS total FROM scored
+            ORDER BY {order}, run_id DESC, layer, unit LIMIT $limit OFFSET $offset""", params)
+    if not rows:
+        return 0, []
+    keys = [(r[0], r[1], r[2]) for r in rows]
+    where = " OR ".join(f"(run_id = $r{i} AND layer = $l{i} AND unit = $u{i})" for i in range(len(keys)))
+    key_params = {f"{c}{i}": v for i, key in enumerate(keys) for c, v in zip("rlu", key, strict=True)}
+    terms = _terms(source, where, key_params)
+    labels = dict(((r, ly, u), text) for r, ly, u, text in source.rows(
+        f"SELECT run_id, layer, unit, label FROM {schema.UNIT_LABELS} WHERE {where}", key_params))
+    hits = [Hit(run_id=r, layer=ly, unit=u,
+                label=UnitLabel(labels[(r, ly, u)], *(tuple(terms.get((r, ly, u), {}).get(s, ())) for s in SIDES)),
+                si=si, d_prime=d, auroc=a, q=q) for r, ly, u, a, q, si, d, _ in rows]
+    return int(rows[0][-1]), hits

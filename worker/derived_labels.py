@@ -1,0 +1,42 @@
+"""unit_labels and unit_label_terms of one published layer: what most excites and inhibits each unit (unitscope.labels)."""
+
+from __future__ import annotations
+
+import duckdb
+
+from unitscope import schema
+from unitscope.data.images import image_index
+from unitscope.data.runs import require_layer, require_run
+from unitscope.data.scores import layer_matrix
+from unitscope.data.source import ConnectionSource
+from unitscope.labels import Candidates, Term, label_terms, label_text
+from worker.categories import hypernyms, synset_names
+
+
+def write_unit_labels(con: duckdb.DuckDBPyConnection, run_id: int, layer: str) -> None:
+    """Label every unit of one published layer of run_id on the default positive and negative stats."""
+    source = ConnectionSource(con, database=None)
+    run = require_run(source, run_id)
+    units = require_layer(run, layer)[0]
+    index = image_index(source, run_id)
+    image_ids = image_id_order(con, run_id)  # layer_matrix's rows
+    class_names = dict(zip(index.wnids, (n.split(",")[0].strip() for n in index.names), strict=True))
+    candidates = Candidates.build(index.wnids, {**synset_names(), **class_names}, hypernyms())
+    terms = label_terms(layer_matrix(source, run, layer, schema.DEFAULT_POS_STAT),
+                        layer_matrix(source, run, layer, schema.DEFAULT_NEG_STAT), index.code[image_ids], candidates)
+    labels = [label_text(terms["excites"][u], terms["inhibits"][u]) for u in range(units)]
+    con.execute(f"INSERT INTO {schema.UNIT_LABELS} SELECT $run_id, $layer, unnest($unit), unnest($label)",
+                {"run_id": run_id, "layer": layer, "unit": list(range(units)), "label": labels})
+    rows = [(unit, side, rank, *term) for side, by_unit in terms.items() for unit, found in enumerate(by_unit)
+            for rank, term in enumerate(found, start=1)]
+    if rows:
+        names = ("unit", "side", "rank", *Term._fields)
+        columns = dict(zip(names, (list(c) for c in zip(*rows, strict=True)), strict=True))
+        con.execute(f"INSERT INTO {schema.UNIT_LABEL_TERMS} SELECT $run_id, $layer, "
+                    + ", ".join(f"unnest(${name})" for name in names), {"run_id": run_id, "layer": layer, **columns})
+
+
+def image_id_order(con: duckdb.DuckDBPyConnection, run_id: int) -> list[int]:
+    """The run's image ids, ascending."""
+    return [r[0] for r in con.execute(f"SELECT image_id FROM {schema.IMAGES} WHERE run_id = $run_id ORDER BY image_id",
+                                      {"run_id": run_id}).fetchall()]
