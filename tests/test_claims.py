@@ -292,3 +292,20 @@ def test_random_directions_as_selective_as_the_units_are_not_axis_aligned(tmp_pa
     claim = _bases_run(tmp_path, bases)
     assert claim["verdict"] == "does_not_hold"
     assert "8, 8 selective" in claim["control"] and "random directions are selective as often" in claim["reason"]
+
+
+def test_a_count_reads_as_a_count_and_the_smallest_permutation_p_as_a_bound() -> None:
+    from app.pages.claim_models import Claim
+    from app.pages.claims import _p
+    from app.pages.layer import NullStat
+
+    def stat(p: float, valid: int = 1000) -> NullStat:
+        return NullStat(name="selective", description="", observed=14, null_mean=2.0, null_p95=5.0, p=p, valid=valid)
+
+    # No permutation reached the observed count: p is its floor 1 / 1001, which says only p < 1 / 1000.
+    assert _p(stat(1 / 1001)) == "p < 0.001 (1,000 permutations)"
+    assert _p(stat(2 / 1001)) == "p = 0.002"
+    assert _p(stat(1 / 21, valid=20)) == "p < 0.05 (20 permutations)"
+    claim = Claim(id="selective", claim="", test="", value=14, control="", verdict="holds", reason="",
+                  evidence_url="/")
+    assert claim.model_dump()["value"] == 14 and isinstance(claim.model_dump()["value"], int)

@@ -220,3 +220,15 @@ def test_a_page_of_one_run_keeps_it_in_every_link(multi, url):
 def test_categories_keeps_k_within_the_stored_ranks(multi):
     response = multi.get(f"/api/categories?k={schema.RANKED_K + 1}")
     assert response.status_code == 422 and "less than or equal to 1000" in response.text
+
+
+def test_compare_opens_on_the_claims_layer_and_says_what_to_run_with_one_run(multi, client: TestClient) -> None:
+    from unitscope import claim_rules
+
+    body = multi.get("/api/compare?a=2&b=1").json()  # the same model: its units are paired on one layer
+    assert body["scatter"]["layer"] == claim_rules.default_layer(body["common_layers"])[0]
+    page = multi.get("/compare").text
+    assert 'name="k" min="1"' in page and 'value="None"' not in page
+    alone = client.get("/compare").text  # the hand DB has one complete run
+    assert "compared with itself" in alone and "--weights random" in alone
+    assert "compared with itself" not in page

@@ -31,7 +31,7 @@ class Claim(BaseModel):
     id: str
     claim: str
     test: str
-    value: float | None = Field(description="the test's number on this DB")
+    value: int | float | None = Field(description="the test's number on this DB (a count is an integer)")
     study_value: float | None = Field(None, description="the study's own number where the test departs from it "
                                       "(negative: the share counted with the images shared with the top k)")
     control: str = Field(description="what the value is compared with, and that comparison's numbers")

@@ -69,14 +69,20 @@ def _num(value: float | None) -> str:
 
 
 def _p(stat: NullStat | None) -> str:
-    return "n/a" if stat is None or stat.p is None else f"p = {stat.p:.3g}"
+    """A permutation p as a reader takes it: 'p = 0.012', or, when no permutation reached the observed value (p is
+    then 1 / (permutations + 1), its floor), 'p < 0.001 (1,000 permutations)'."""
+    if stat is None or stat.p is None:
+        return "n/a"
+    if stat.valid and stat.p * (stat.valid + 1) <= 1 + 1e-9:
+        return f"p < {1 / stat.valid:.2g} ({stat.valid:,} permutations)"
+    return f"p = {stat.p:.3g}"
 
 
 def _selective(ctx: LayerContext, urls: Urls) -> Claim:
     stat = _null_stat(ctx, "selective")
     sel = ctx.groups.selective.units
     n_units = len(ctx.units)
-    value = float(sel)
+    value = sel  # a count: shown as one
     control = ("random labels (same category size): "
                + (f"mean {stat.null_mean:.1f}, 95th percentile {stat.null_p95:.1f} selective units, {_p(stat)}"
                   if stat and stat.null_mean is not None else "not available"))
@@ -275,7 +281,7 @@ def _axis_aligned(reader: Reader, run: Run, ctx: LayerContext, urls: Urls) -> Cl
     reason = {"cannot_tell": "no unit with an SI",
               "holds": f"{rate} (p = {_num(p)})",
               "does_not_hold": f"{rate} (p = {_num(p)}): random directions are selective as often"}[verdict]
-    return Claim(id="axis_aligned", claim=AXIS_CLAIM, test=test, value=float(sel), control=control, verdict=verdict,
+    return Claim(id="axis_aligned", claim=AXIS_CLAIM, test=test, value=sel, control=control, verdict=verdict,
                  reason=reason, evidence_url=urls.layer(ctx.layer))
 
 

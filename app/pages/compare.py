@@ -114,7 +114,8 @@ def build(source: Source, p: CompareParams) -> CompareContext:
     same_model = a.model == b.model
     if p.layer is not None and p.layer not in common:
         raise NotFound(f"layer {p.layer!r} is not in both runs; both have {', '.join(common) or 'none'}")
-    layer = p.layer if p.layer is not None else (common[len(common) // 2] if common else None)
+    # The claims page's default layer (the study's relative depth), so both pages open on the same layer.
+    layer = p.layer if p.layer is not None else (claim_rules.default_layer(common)[0] if common else None)
     return CompareContext(
         **p.model_dump(exclude={"a", "b", "layer"}),
         a=_side(source, a, _score(p, a)), b=_side(source, b, _score(p, b)),
