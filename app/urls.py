@@ -101,6 +101,11 @@ class Urls:
         """The unit table of a layer as CSV."""
         return self._build(f"/api/layers/{_seg(layer)}.csv", _SCORES)
 
+    def class_images(self, layer: str, unit: int, wnid: str, stat: str) -> str:
+        """One class's images ranked by a unit's response, keeping the run and the category."""
+        extra = {"stat": stat} if stat != DEFAULT_CLASS_STAT else None
+        return self._build(f"/layers/{_seg(layer)}/units/{int(unit)}/classes/{_seg(wnid)}", (*_RUN, "category"), extra)
+
     def image(self, run_id: int, image_id: int, size: int | None = None) -> str:
         """An image by id (never by path), or its thumbnail."""
         return self._build(f"/images/{int(image_id)}", (), {"run": run_id, "size": size})

@@ -79,6 +79,7 @@ HAND_PAGES = [
     "/layers/mixed4c/units/2?k=2&n=3&near_stat=max",
     "/layers/mixed4c/units/0/classes",
     "/layers/mixed4c/units/2/classes?category=fish&stat=mean",
+    "/layers/mixed4c/units/1/classes/n01440764?stat=min",
     "/claims",
     "/claims?k=2&layer=conv1",
     "/skipped",

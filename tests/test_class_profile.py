@@ -238,3 +238,19 @@ def test_real_worker_db_class_profile_against_its_responses(real_client: TestCli
         assert (c["mean"], c["median"]) == (pytest.approx(v.mean()), pytest.approx(np.median(v)))
     assert body["beats_category_median"] == approx_beats(expected_beats(body["classes"]))
     assert real_client.get("/layers/mixed4c/units/7/classes?stat=min").status_code == 200
+
+
+def test_a_class_name_opens_that_classs_images_ranked_by_the_unit(client: TestClient) -> None:
+    # mixed4c unit 0's max over images 0-5 is 10, 8, 6, 0, 2, 4 (fixtures.MIXED4C): the tench (images 3 and 4)
+    # come 2.0 then 0.0, ranks 5 and 6 of the run's six images; the Chihuahuas are its three strongest.
+    tench = client.get("/api/layers/mixed4c/units/0/classes/n01440764").json()
+    assert (tench["class_name"], tench["stat"], tench["is_category"]) == ("tench", "max", False)
+    assert [(e["image"], e["value"], e["rank"]) for e in tench["images"]] == [(4, 2.0, 5), (3, 0.0, 6)]
+    dogs = client.get("/api/layers/mixed4c/units/0/classes/n02085620?stat=min").json()
+    # its min: -1, -2, -3 for the dogs, the largest of the run's mins (-7, -8, -9 for the rest)
+    assert [(e["image"], e["rank"]) for e in dogs["images"]] == [(0, 1), (1, 2), (2, 3)] and dogs["is_category"]
+    assert client.get("/api/layers/mixed4c/units/0/classes/n09999999").status_code == 404
+    profile = Page(client.get("/layers/mixed4c/units/0/classes").text)
+    assert "/layers/mixed4c/units/0/classes/n01440764" in profile.hrefs()
+    page = client.get("/layers/mixed4c/units/0/classes/n01440764")
+    assert page.status_code == 200 and "rank 5" in page.text

@@ -15,7 +15,8 @@ from app.pages import skipped
 from app.twin import twin
 
 PAGE_PATHS = {"/", "/claims", "/layers", "/layers/{layer}", "/layers/{layer}/units/{unit}", "/layers/{layer}/ablation",
-              "/layers/{layer}/units/{unit}/classes", "/skipped", "/categories", "/compare", "/units"}
+              "/layers/{layer}/units/{unit}/classes", "/skipped", "/categories", "/compare", "/units",
+              "/layers/{layer}/units/{unit}/classes/{wnid}"}
 
 
 def _parameters(operation: dict[str, Any]) -> list[tuple[str, str, bool, str]]:

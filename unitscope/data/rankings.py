@@ -57,3 +57,17 @@ def all_responses(source: Source, run: Run, layer: str, unit: int) -> dict[str, 
             WHERE r.run_id = $run_id AND r.layer = $layer AND r.unit = $unit ORDER BY r.image_id""",
         {"run_id": run.run_id, "layer": layer, "unit": unit},
     )
+
+
+def class_ranking(source: Source, run: Run, layer: str, unit: int, wnid: str, stat: str) -> list[tuple[int, float, int]]:
+    """One class's images by the unit's response on `stat`, strongest first (ties by image id): (image_id, value,
+    rank among every image of the run, 1 = the unit's strongest)."""
+    column = schema.stat_column(stat)
+    return [(int(i), float(v), int(r)) for i, v, r in source.rows(
+        f"""SELECT image_id, v, r FROM (
+                SELECT r.image_id, r.{column} AS v, i.wnid,
+                       row_number() OVER (ORDER BY r.{column} DESC, r.image_id) AS r
+                FROM {schema.RESPONSES} r JOIN {schema.IMAGES} i ON i.run_id = r.run_id AND i.image_id = r.image_id
+                WHERE r.run_id = $run_id AND r.layer = $layer AND r.unit = $unit)
+            WHERE wnid = $wnid ORDER BY r""",
+        {"run_id": run.run_id, "layer": layer, "unit": unit, "wnid": wnid})]
