@@ -136,8 +136,8 @@ class HeavyPool:
                               f"{_size(self.memory)} for computations (--heavy-memory): use stored parameters")
         if self.admitted >= self.workers + self.queue or self.reserved + estimate > self.memory:
             wait = self._retry_after()
-            raise Busy(f"the server is computing {self.admitted} other results (at most {self.workers} at once, "
-                       f"{self.queue} waiting); try again in {wait} s", retry_after=wait)
+            raise Busy(f"the server is busy with {self.admitted} other computation{'s' * (self.admitted != 1)} (at most "
+                       f"{self.workers} at once, {self.queue} waiting); try again in {wait} s", retry_after=wait)
 
     async def run(self, work: Callable[[], T], *, estimate: int, request: Request,
                   interrupt: Callable[[], None] | None) -> T:

@@ -73,7 +73,12 @@ def test_wrong_schema_version_answers_503(hand: dict[str, Path], tmp_path: Path)
     with TestClient(create_app(make_settings(hand["db"], tmp_path))) as c:
         r = c.get("/healthz")
         assert r.status_code == 503
-        assert "999" in r.json()["error"]["detail"]
+        assert "999" in r.json()["error"]["detail"] and "derive" not in r.json()["error"]["detail"]
+    # An older version (the one before labels) is one `derive` away, and the message says so.
+    with duckdb.connect(str(hand["db"])) as con:
+        con.execute(f"UPDATE {schema.META} SET value = '5' WHERE key = 'schema_version'")
+    with TestClient(create_app(make_settings(hand["db"], tmp_path))) as c:
+        assert "python -m worker derive --db FILE" in c.get("/healthz").json()["error"]["detail"]
 
 
 def test_default_bind_is_loopback(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -90,7 +90,9 @@ def open_read_only(path: Path, *, memory_limit: str = "1GB", threads: int = 2) -
         if not rows:
             raise Unavailable(f"{Path(path).name} has no schema version: not a database written by the worker")
         if str(rows[0][0]) != str(schema.SCHEMA_VERSION):
-            raise Unavailable(f"database schema version {rows[0][0]}, this version reads {schema.SCHEMA_VERSION}")
+            older = str(rows[0][0]).isdigit() and int(rows[0][0]) < schema.SCHEMA_VERSION
+            hint = "; `python -m worker derive --db FILE` upgrades it" if older else ""
+            raise Unavailable(f"database schema version {rows[0][0]}, this version reads {schema.SCHEMA_VERSION}{hint}")
     except BaseException:
         con.close()
         raise
