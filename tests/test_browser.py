@@ -118,6 +118,8 @@ def test_scatter_has_one_point_per_unit_and_a_click_opens_the_unit(page: object,
     (f"/layers/{LAYER}/units/0?k={K}", "unit-0"),
     ("/skipped", "skipped"),
     ("/claims", "claims"),
+    ("/units", "units"),
+    ("/compare", "compare"),
 ])
 def test_pages_render_and_are_screenshotted(page: object, url: str, name: str) -> None:
     response = page.goto(url)  # type: ignore[attr-defined]
@@ -129,6 +131,12 @@ def test_pages_render_and_are_screenshotted(page: object, url: str, name: str) -
         images_loaded(page)
     json_link = page.locator("a.json-link").get_attribute("href")  # type: ignore[attr-defined]
     assert json_link.startswith("/api")
+    # No table cell cuts its text off (a cut-off number reads as a real one): a wide table scrolls in its box.
+    clipped = page.evaluate(  # type: ignore[attr-defined]
+        "() => Array.from(document.querySelectorAll('table td, table th'))"
+        ".filter(c => c.scrollWidth > c.clientWidth + 1 || c.scrollHeight > c.clientHeight + 1)"
+        ".map(c => c.textContent.trim().slice(0, 60))")
+    assert clipped == []
     assert shot(page, name).stat().st_size > 10_000
 
 
