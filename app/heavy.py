@@ -90,27 +90,29 @@ class _Job(Generic[T]):
             _local.job = None
 
 
-_local = threading.local()
+class _Thread(threading.local):
+    job: _Job | None = None  # the job a heavy thread runs; None on every other thread
+
+
+_local = _Thread()
 
 
 def checkpoint() -> None:
     """On a heavy thread whose computation was stopped, raise why; anywhere else nothing."""
-    job: _Job | None = getattr(_local, "job", None)
-    if job is not None and job.reason is not None:
-        raise job.reason
+    if _local.job is not None and _local.job.reason is not None:
+        raise _local.job.reason
 
 
 def inline(work: Callable[[], T], estimate: int) -> T:
     """work() on a heavy thread (its request is admitted); on a request thread, HeavyNeeded."""
-    if getattr(_local, "job", None) is None:
+    if _local.job is None:
         raise HeavyNeeded(estimate)
     return work()
 
 
 def before_waiting() -> None:
     """unitscope.cache's hook before a thread waits on another's computation: request threads move to the pool."""
-    if getattr(_local, "job", None) is None:
-        raise HeavyNeeded(0)
+    inline(lambda: None, 0)
 
 
 class HeavyPool:

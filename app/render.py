@@ -1,15 +1,18 @@
-"""Turn a page's context into HTML (Jinja2); its JSON twin is the same context, as the route's response model."""
+"""Turn a page's context into HTML (Jinja2); its JSON twin is the same context, as the route's response model. And
+the downloads (CSV, Parquet): a file named for what it holds."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import csv
+import io
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import jinja2
 from fastapi import Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel
 
 from app.errors import ErrorBody
@@ -97,3 +100,18 @@ def error_page(request: Request, error: ErrorBody) -> str:
     urls = urls_for(request)
     return env.get_template("error.html").render(error=error, urls=urls, self_url=str(request.url.path),
                                                  api_url=None)
+
+
+def csv_text(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """CSV with every digit of a float kept (repr), an empty cell for a missing value, 0/1 for a flag, text as it is."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(["" if v is None else int(v) if isinstance(v, bool) else v if isinstance(v, str) else repr(v)
+                      for v in row] for row in rows)
+    return out.getvalue()
+
+
+def download(body: str | bytes, media_type: str, filename: str) -> Response:
+    """A file the browser saves under `filename`."""
+    return Response(body, media_type=media_type, headers={"Content-Disposition": f'attachment; filename="{filename}"'})

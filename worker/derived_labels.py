@@ -19,11 +19,11 @@ def write_unit_labels(con: duckdb.DuckDBPyConnection, run_id: int, layer: str) -
     run = require_run(source, run_id)
     units = require_layer(run, layer)[0]
     index = image_index(source, run_id)
-    image_ids = image_id_order(con, run_id)  # layer_matrix's rows
+    codes = index.code[index.code >= 0]  # each image's class, in image id order: layer_matrix's rows
     class_names = dict(zip(index.wnids, (n.split(",")[0].strip() for n in index.names), strict=True))
     candidates = Candidates.build(index.wnids, {**synset_names(), **class_names}, hypernyms())
     terms = label_terms(layer_matrix(source, run, layer, schema.DEFAULT_POS_STAT),
-                        layer_matrix(source, run, layer, schema.DEFAULT_NEG_STAT), index.code[image_ids], candidates)
+                        layer_matrix(source, run, layer, schema.DEFAULT_NEG_STAT), codes, candidates)
     labels = [label_text(terms["excites"][u], terms["inhibits"][u]) for u in range(units)]
     con.execute(f"INSERT INTO {schema.UNIT_LABELS} SELECT $run_id, $layer, unnest($unit), unnest($label)",
                 {"run_id": run_id, "layer": layer, "unit": list(range(units)), "label": labels})
@@ -35,8 +35,3 @@ def write_unit_labels(con: duckdb.DuckDBPyConnection, run_id: int, layer: str) -
         con.execute(f"INSERT INTO {schema.UNIT_LABEL_TERMS} SELECT $run_id, $layer, "
                     + ", ".join(f"unnest(${name})" for name in names), {"run_id": run_id, "layer": layer, **columns})
 
-
-def image_id_order(con: duckdb.DuckDBPyConnection, run_id: int) -> list[int]:
-    """The run's image ids, ascending."""
-    return [r[0] for r in con.execute(f"SELECT image_id FROM {schema.IMAGES} WHERE run_id = $run_id ORDER BY image_id",
-                                      {"run_id": run_id}).fetchall()]

@@ -12,9 +12,7 @@ import shutil
 import time
 from pathlib import Path
 
-import duckdb
-
-from unitscope import schema
+from worker.db_files import check_version, open_read_only
 from worker.settings import ExportSettings
 from worker.store import StoreError
 
@@ -33,13 +31,9 @@ def export(settings: ExportSettings) -> int:
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)  # what an interrupted export left
     started = time.perf_counter()
-    with duckdb.connect(str(db), read_only=True) as con:
-        row = con.execute(f"SELECT value FROM {schema.META} WHERE key = 'schema_version'").fetchone() \
-            if con.execute(f"SELECT count(*) FROM duckdb_tables() WHERE table_name = '{schema.META}'").fetchone()[0] \
-            else None
-        if row is None or row[0] != str(schema.SCHEMA_VERSION):
-            raise StoreError(f"{db} is not a unitscope DB of schema version {schema.SCHEMA_VERSION} "
-                             "(`python -m worker derive --db FILE` upgrades an older one)")
+    with open_read_only(db) as con:
+        if not check_version(con, db):  # a unitscope DB of this version, or a StoreError saying how to upgrade it
+            raise StoreError(f"{db} is an empty DuckDB file: nothing to export")
         tables = [r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() ORDER BY table_name").fetchall()]
         _say(f"exporting {len(tables)} tables of {db} to {out}…")
         partial.parent.mkdir(parents=True, exist_ok=True)

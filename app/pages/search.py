@@ -11,7 +11,7 @@ from app.params import SearchParams
 from app.render import Page
 from app.urls import Urls
 from unitscope.data.labels import has_labels, search
-from unitscope.data.runs import find_run, runs
+from unitscope.data.runs import find_run
 from unitscope.data.source import Source
 
 # The header's box: `mixed4c 447`, `mixed4c/447` or `mixed4c:447` name a unit.
@@ -58,7 +58,7 @@ def build(source: Source, p: SearchParams, urls: Urls) -> UnitsContext:
     total, hits = source.cached(("search", p.q, p.run, p.layer, p.side, p.max_q, p.sort, p.limit, p.offset),
                                 lambda: search(source, p.q, run_id=p.run, layer=p.layer, side=p.side, max_q=p.max_q,
                                                sort=p.sort, limit=p.limit, offset=p.offset))
-    query = _query(p.run, p.layer, p.side, p.max_q, p.sort, p.limit)
+    query = _query(p)
     units = []
     for hit in hits:
         label = label_model(hit.label)
@@ -67,28 +67,28 @@ def build(source: Source, p: SearchParams, urls: Urls) -> UnitsContext:
                              excites=label.excites, inhibits=label.inhibits, si=hit.si, d_prime=hit.d_prime,
                              auroc=hit.auroc, q=hit.q, url=urls.with_params(run=hit.run_id).unit(hit.layer, hit.unit)))
     return UnitsContext(
-        q=p.q, run=p.run, layer=p.layer, side=p.side, max_q=p.max_q, total=total, offset=p.offset, limit=p.limit, sort=p.sort, labelled=has_labels(source), units=units,
+        q=p.q, run=p.run, layer=p.layer, side=p.side, max_q=p.max_q, total=total, offset=p.offset, limit=p.limit,
+        sort=p.sort, labelled=has_labels(source), units=units,
         prev_url=urls.search(p.q, **query, offset=max(0, p.offset - p.limit) or None) if p.offset else None,
         next_url=urls.search(p.q, **query, offset=p.offset + p.limit) if p.offset + p.limit < total else None)
 
 
-def _query(run: int | None, layer: str | None, side: str | None, max_q: float, sort: str,
-           limit: int) -> dict[str, object]:
+def _query(view: SearchParams | UnitsContext) -> dict[str, object]:
     """A search's parameters other than q and offset, those at their defaults left out (short shared URLs)."""
     defaults = SearchParams()
-    return {"run": run, "layer": layer, "side": side, "max_q": None if max_q == defaults.max_q else max_q,
-            "sort": None if sort == defaults.sort else sort, "limit": None if limit == defaults.limit else limit}
+    return {"run": view.run, "layer": view.layer, "side": view.side,
+            **{name: None if getattr(view, name) == getattr(defaults, name) else getattr(view, name)
+               for name in ("max_q", "sort", "limit")}}
 
 
 def _url(ctx: UnitsContext, urls: Urls) -> str:
-    query = _query(ctx.run, ctx.layer, ctx.side, ctx.max_q, ctx.sort, ctx.limit)
-    return urls.search(ctx.q, **query, offset=ctx.offset or None)
+    return urls.search(ctx.q, **_query(ctx), offset=ctx.offset or None)
 
 
 def jump_target(source: Source, text: str, urls: Urls) -> str:
     """Where the header's box goes: a unit page for `layer unit` of the latest run, else the search."""
     match = UNIT_TEXT.match(text)
-    run = find_run(source, None) if runs(source) else None
+    run = find_run(source, None)
     if match and run is not None and match[1] in run.layers and int(match[2]) < run.layers[match[1]][0]:
         return urls.unit(match[1], int(match[2]))
     return urls.search(text.strip() or None)

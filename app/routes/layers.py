@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import csv
-import io
-
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from app import heavy
+from app import heavy, render
 from app.config import Settings
 from app.data.db import Reader
 from app.deps import DbDep, LayerName, ScoreQuery, SettingsDep
@@ -45,17 +42,9 @@ async def layer_csv(request: Request, layer: LayerName, p: ScoreQuery, db: DbDep
 
 
 def _csv(ctx: LayerContext) -> Response:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for u in ctx.units:
-        row = u.model_dump(include=set(CSV_COLUMNS))
-        # repr(): every digit kept; an empty cell for a missing value, 0/1 for a flag, text as it is.
-        writer.writerow(["" if row[c] is None else int(row[c]) if isinstance(row[c], bool)
-                         else row[c] if isinstance(row[c], str) else repr(row[c]) for c in CSV_COLUMNS])
+    rows = ([u.model_dump(include=set(CSV_COLUMNS))[c] for c in CSV_COLUMNS] for u in ctx.units)
     name = f"{ctx.layer}_{ctx.category}_k{ctx.k}_{ctx.pos_stat}_{ctx.neg_stat}_{ctx.si_stat}_run{ctx.run_id}.csv"
-    return Response(out.getvalue(), media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    return render.download(render.csv_text(CSV_COLUMNS, rows), "text/csv; charset=utf-8", name)
 
 
 @twin(router, "/layers/{layer}", layer_page.PAGE, summary="A layer's units")

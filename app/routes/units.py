@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import tempfile
 from pathlib import Path
 from typing import Literal
@@ -44,18 +42,9 @@ def unit_responses(layer: LayerName, unit: UnitId, fmt: Literal["csv", "parquet"
     run = require_run(db, p.run)
     require_unit(run, layer, unit)
     columns = all_responses(db, run, layer, unit)
-    name = f"{layer}_unit{unit}_run{run.run_id}.{fmt}"
-    headers = {"Content-Disposition": f'attachment; filename="{name}"'}
-    return Response(_parquet(columns) if fmt == "parquet" else _csv(columns), media_type=MEDIA[fmt], headers=headers)
-
-
-def _csv(columns: dict) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(RESPONSE_COLUMNS)
-    # repr() of the float32 values as float: every digit kept.
-    writer.writerows(zip(*(columns[c].tolist() for c in RESPONSE_COLUMNS), strict=True))
-    return out.getvalue()
+    body = _parquet(columns) if fmt == "parquet" else render.csv_text(
+        RESPONSE_COLUMNS, zip(*(columns[c].tolist() for c in RESPONSE_COLUMNS), strict=True))
+    return render.download(body, MEDIA[fmt], f"{layer}_unit{unit}_run{run.run_id}.{fmt}")
 
 
 def _parquet(columns: dict) -> bytes:

@@ -29,13 +29,21 @@ def has_labels(source: Source) -> bool:
     return schema.UNIT_LABELS in table_names(source)
 
 
-def _terms(source: Source, where: str, params: dict[str, object]) -> dict[tuple[int, str, int], dict[str, list[Term]]]:
-    out: dict[tuple[int, str, int], dict[str, list[Term]]] = {}
+UnitKey = tuple[int, str, int]  # run_id, layer, unit
+
+
+def _terms(source: Source, where: str, params: dict[str, object]) -> dict[UnitKey, dict[str, list[Term]]]:
+    out: dict[UnitKey, dict[str, list[Term]]] = {}
     for run_id, layer, unit, side, *term in source.rows(
             f"""SELECT run_id, layer, unit, side, wnid, name, kind, images, auroc, q FROM {schema.UNIT_LABEL_TERMS}
                 WHERE {where} ORDER BY run_id, layer, unit, side, rank""", params):
         out.setdefault((run_id, layer, unit), {s: [] for s in SIDES})[side].append(Term(*term))
     return out
+
+
+def _label(text: str, terms: dict[UnitKey, dict[str, list[Term]]], key: UnitKey) -> UnitLabel:
+    found = terms.get(key, {})
+    return UnitLabel(text, *(tuple(found.get(side, ())) for side in SIDES))
 
 
 def layer_labels(source: Source, run_id: int, layer: str) -> dict[int, UnitLabel]:
@@ -46,9 +54,8 @@ def layer_labels(source: Source, run_id: int, layer: str) -> dict[int, UnitLabel
 
     def read() -> dict[int, UnitLabel]:
         terms = _terms(source, "run_id = $run_id AND layer = $layer", q)
-        return {unit: UnitLabel(label, *(tuple(terms.get((run_id, layer, unit), {}).get(s, ())) for s in SIDES))
-                for unit, label in source.rows(f"SELECT unit, label FROM {schema.UNIT_LABELS} "
-                                               "WHERE run_id = $run_id AND layer = $layer", q)}
+        rows = source.rows(f"SELECT unit, label FROM {schema.UNIT_LABELS} WHERE run_id = $run_id AND layer = $layer", q)
+        return {unit: _label(label, terms, (run_id, layer, unit)) for unit, label in rows}
 
     return source.cached((run_id, layer, "labels"), read)
 
@@ -116,7 +123,6 @@ def search(source: Source, text: str | None, *, run_id: int | None = None, layer
     terms = _terms(source, where, key_params)
     labels = dict(((r, ly, u), text) for r, ly, u, text in source.rows(
         f"SELECT run_id, layer, unit, label FROM {schema.UNIT_LABELS} WHERE {where}", key_params))
-    hits = [Hit(run_id=r, layer=ly, unit=u,
-                label=UnitLabel(labels[(r, ly, u)], *(tuple(terms.get((r, ly, u), {}).get(s, ())) for s in SIDES)),
-                si=si, d_prime=d, auroc=a, q=q) for r, ly, u, a, q, si, d, _ in rows]
+    hits = [Hit(run_id=r, layer=ly, unit=u, label=_label(labels[(r, ly, u)], terms, (r, ly, u)), si=si, d_prime=d,
+                auroc=a, q=q) for r, ly, u, a, q, si, d, _ in rows]
     return int(rows[0][-1]), hits
