@@ -13,8 +13,6 @@ RED = "#d62728"
 GREY = "#8c8c8c"
 BLUE = "#1f77b4"
 ORANGE = "#ff7f0e"
-# One colour per category on /categories, in the run's order; past ten they repeat.
-PALETTE = (RED, BLUE, "#2ca02c", ORANGE, "#9467bd", "#8c564b", "#e377c2", GREY, "#bcbd22", "#17becf")
 _FONT = {"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 13}
 
 Figure = dict[str, Any]
@@ -47,6 +45,15 @@ def dashed_line(x0: float, x1: float, y0: float, y1: float, xref: str, yref: str
 
 DEPTH_AXIS = titled_axis("relative depth (first layer 0, last 1)", range=[-0.03, 1.03])
 SHARE_AXIS = titled_axis("share of units", tickformat=".1%", rangemode="tozero")  # shares of a few percent need the decimal
+
+
+def interval_bars(values: list[float | None], intervals: list[tuple[float, float] | None],
+                  color: str) -> dict[str, Any]:
+    """A trace's `error_y` drawing each value's interval (lo, hi): asymmetric bars, none where either is missing."""
+    up = [None if v is None or ci is None else ci[1] - v for v, ci in zip(values, intervals)]
+    down = [None if v is None or ci is None else v - ci[0] for v, ci in zip(values, intervals)]
+    return {"type": "data", "symmetric": False, "array": up, "arrayminus": down, "color": color, "thickness": 1.2,
+            "width": 3}
 
 
 def percent(share: float | None) -> str:

@@ -3,21 +3,43 @@
 (function () {
   "use strict";
 
-  function drawFigures() {
-    document.querySelectorAll("[data-figure]").forEach(function (div) {
-      var source = document.getElementById(div.dataset.figure);
-      if (!source || typeof Plotly === "undefined") return;
-      var fig = JSON.parse(source.textContent);
-      Plotly.newPlot(div, fig.data, fig.layout, { responsive: true, displaylogo: false }).then(function () {
-        // A point whose customdata ends with a URL opens that page (the scatter's units).
-        div.on("plotly_click", function (event) {
-          var point = event.points && event.points[0];
-          var data = point && point.customdata;
-          var url = Array.isArray(data) ? data[data.length - 1] : null;
-          if (typeof url === "string" && url.charAt(0) === "/") window.location.href = url;
-        });
+  function drawFigure(div) {
+    var fig = JSON.parse(document.getElementById(div.dataset.figure).textContent);
+    return Plotly.newPlot(div, fig.data, fig.layout, { responsive: true, displaylogo: false }).then(function () {
+      // A point whose customdata ends with a URL opens that page (the scatter's units).
+      div.on("plotly_click", function (event) {
+        var point = event.points && event.points[0];
+        var data = point && point.customdata;
+        var url = Array.isArray(data) ? data[data.length - 1] : null;
+        if (typeof url === "string" && url.charAt(0) === "/") window.location.href = url;
       });
     });
+  }
+
+  // A long table's later rows wait in <template class="later-rows"> (not laid out while the page first draws):
+  // they join the table once the charts are drawn, or before it is sorted, whichever comes first.
+  function laterRows(root) {
+    (root || document).querySelectorAll("template.later-rows").forEach(function (template) {
+      template.parentNode.insertBefore(template.content, template);
+      template.remove();
+    });
+  }
+
+  // One figure per frame, those in the first screen first: the first chart shows as soon as it is drawn rather
+  // than after every chart of the page (a figure costs ~0.1 s of a slow CPU). bench/first_page.py times it.
+  function drawFigures() {
+    if (typeof Plotly === "undefined") return laterRows();
+    var divs = Array.prototype.slice.call(document.querySelectorAll("[data-figure]")).filter(function (div) {
+      return document.getElementById(div.dataset.figure);
+    });
+    var below = divs.map(function (div) { return div.getBoundingClientRect().top >= window.innerHeight; });
+    var order = divs.map(function (_, i) { return i; }).sort(function (a, b) { return below[a] - below[b] || a - b; });
+    (function next(i) {
+      if (i === order.length) return laterRows();
+      drawFigure(divs[order[i]]).then(function () {
+        requestAnimationFrame(function () { setTimeout(function () { next(i + 1); }, 0); });
+      });
+    })(0);
   }
 
   function cellValue(row, index, numeric) {
@@ -29,6 +51,7 @@
   function makeSortable(table) {
     table.querySelectorAll("th[data-sort]").forEach(function (th, _, all) {
       th.addEventListener("click", function () {
+        laterRows(table);
         var index = Array.prototype.indexOf.call(th.parentNode.children, th);
         var numeric = th.dataset.sort === "num";
         var ascending = th.getAttribute("aria-sort") !== "ascending";

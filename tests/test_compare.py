@@ -189,6 +189,41 @@ def test_categories_lists_every_category_of_the_run(multi):
     assert [a.text for a in links] == ["l2"]
 
 
+def test_wilson_interval_by_hand_and_against_scipy() -> None:
+    from unitscope.stats import wilson_interval
+
+    # 1 of 1 by hand, z = 1.96: centre (1 + z²/2) / (1 + z²) = 0.603272, half-width z·(z/2) / (1 + z²) = 0.396728
+    assert wilson_interval(1, 1, z=1.96) == pytest.approx((0.206544, 1.0), abs=1e-6)
+    assert wilson_interval(0, 0) is None
+    for hits, n in ((0, 1), (3, 7), (40, 41), (512, 1000)):
+        want = stats.binomtest(hits, n).proportion_ci(method="wilson")
+        assert wilson_interval(hits, n) == pytest.approx((want.low, want.high), abs=1e-12)
+
+
+def test_categories_chart_has_a_panel_per_category_with_n_and_intervals(multi):
+    body = multi.get(f"/api/categories?run=1&{SCORES}").json()
+    figure = Page(multi.get(f"/categories?run=1&{SCORES}").text).figures["categories-chart-data"]
+    for i, c in enumerate(body["categories"]):
+        axis = "" if i == 0 else str(i + 1)
+        selective, rest, n_row = [t for t in figure["data"] if t["xaxis"] == f"x{axis}"]
+        assert selective["x"] == n_row["x"] == [s["layer"] for s in c["layers"]]
+        assert n_row["text"] == [str(s["selective"]) for s in c["layers"]]  # n under each layer
+        for trace, share, ci, hits, whole in ((selective, "share_selective_bottom", "ci_selective_bottom",
+                                               "selective_bottom", "selective"),
+                                              (rest, "share_rest_bottom", "ci_rest_bottom", "rest_bottom", None)):
+            for s, y, up, down in zip(c["layers"], trace["y"], trace["error_y"]["array"],
+                                      trace["error_y"]["arrayminus"]):
+                n = s["selective"] if whole else s["units"] - s["selective"]
+                assert y == s[share]
+                if n == 0:
+                    assert y is None and s[ci] is None and up is None
+                    continue
+                want = stats.binomtest(s[hits], n).proportion_ci(method="wilson")
+                assert s[ci] == pytest.approx([want.low, want.high])
+                assert (y - down, y + up) == pytest.approx((want.low, want.high))
+        assert c["category"] in " ".join(a["text"] for a in figure["layout"]["annotations"])
+
+
 def test_runs_page_lists_each_run_with_its_model_and_links(multi):
     body = multi.get("/api/").json()
     assert [(r["run_id"], r["model"]) for r in body["runs"]] == [(3, "net-y"), (2, "net-x"), (1, "net-x")]

@@ -67,7 +67,7 @@ def test_the_wheel_holds_every_module_and_the_pages(wheel: Path) -> None:
     assert sources <= names, sorted(sources - names)
     pages = {f"app/templates/{p.name}" for p in (REPO / "templates").glob("*.html")}
     assert pages and pages <= names
-    for name in ("app/static/plotly.min.js", "app/static/app.js", "app/static/style.css",
+    for name in ("app/static/plotly.min.js", "app/static/app.js", "app/static/style.css", "app/static/favicon.svg",
                  "app/static/swagger-ui/swagger-ui-bundle.js", "app/static/swagger-ui/swagger-ui.css",
                  "worker/categories/dog.txt", "worker/categories/imagenet1k.txt",
                  "worker/categories/imagenet1k_isa.tsv"):  # fmt: skip
@@ -129,7 +129,8 @@ def test_the_installed_server_serves_pages_static_files_and_the_api(server: str)
         status, _ = get(server + path)
         assert status == 200, path
     status, plotly = get(server + "/static/plotly.min.js")
-    assert status == 200 and plotly.startswith("/**\n* plotly.js v")
+    assert status == 200 and plotly.startswith("//# allFunctionsCalledOnLoad\n/**\n* plotly.js v")
+    assert get(server + "/favicon.ico")[0] == 200
 
 
 def test_docs_work_offline(server: str) -> None:

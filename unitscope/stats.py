@@ -254,6 +254,17 @@ def more_often_p(hits_a: int, n_a: int, hits_b: int, n_b: int) -> float | None:
     return float(sps.fisher_exact(table, alternative="greater").pvalue)
 
 
+def wilson_interval(hits: int, n: int, z: float = float(sps.norm.ppf(0.975))) -> tuple[float, float] | None:
+    """The Wilson score interval of the share hits / n (95% by default); None without trials. Unlike
+    share ± z·SE it stays inside [0, 1] and is wide at small n: 1 of 1 is 0.21 to 1, not 1 to 1."""
+    if n == 0:
+        return None
+    share, z2 = hits / n, z * z
+    center = (share + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * np.sqrt(share * (1 - share) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return max(0.0, float(center - half)), min(1.0, float(center + half))
+
+
 def r2_cv(x: np.ndarray, y: np.ndarray, folds: int = R2_FOLDS, seed: int = R2_SEED) -> float | None:
     """Cross-validated R² of y on the columns of x: ordinary least squares with an intercept on
     predictors standardised by each training fold, `folds` folds of a fixed random permutation.

@@ -14,6 +14,7 @@ from unitscope import claim_rules
 from unitscope.data.runs import Run, require_category
 from unitscope.data.scores import ScoreRow, Scores, layer_scores
 from unitscope.data.source import Source
+from unitscope.stats import wilson_interval
 
 
 class CategoryInfo(BaseModel):
@@ -102,6 +103,9 @@ class LayerShares(BaseModel):
     share_selective: float = Field(description="selective / units")
     share_selective_bottom: float | None = Field(description="selective_bottom / selective; null without one")
     share_rest_bottom: float | None = Field(description="rest_bottom / (units - selective); null without one")
+    ci_selective_bottom: tuple[float, float] | None = Field(
+        description="95% Wilson interval of share_selective_bottom (wide when few units are selective)")
+    ci_rest_bottom: tuple[float, float] | None = Field(description="95% Wilson interval of share_rest_bottom")
 
 
 def run_info(run: Run) -> RunInfo:
@@ -218,5 +222,7 @@ def layer_shares(source: Source, run: Run, p: ScoreParams) -> list[LayerShares]:
             selective=selective, selective_bottom=selective_bottom, rest_bottom=rest_bottom,
             share_selective=selective / lg.units, share_selective_bottom=_share(selective_bottom, selective),
             share_rest_bottom=_share(rest_bottom, lg.units - selective),
+            ci_selective_bottom=wilson_interval(selective_bottom, selective),
+            ci_rest_bottom=wilson_interval(rest_bottom, lg.units - selective),
         ))
     return result

@@ -14,6 +14,7 @@ from app.figures import (
     SHARE_AXIS,
     Figure,
     base_layout,
+    interval_bars,
     titled_axis,
 )
 from app.pages.common import (
@@ -129,13 +130,17 @@ def _label(side: CompareSide) -> str:
     return f"run {side.run.run_id} · {side.run.model}"
 
 
-def _line(side: CompareSide, y: list[float | None], name: str, color: str, dash: str = "solid") -> dict[str, Any]:
-    return {
+def _line(side: CompareSide, y: list[float | None], name: str, color: str, dash: str = "solid",
+          intervals: list[tuple[float, float] | None] | None = None) -> dict[str, Any]:
+    line = {
         "type": "scatter", "mode": "lines+markers", "name": name,
         "x": [s.depth for s in side.layers], "y": y, "text": [s.layer for s in side.layers],
         "hovertemplate": "%{text}<br>depth %{x:.2f}<br>%{y:.1%}<extra>" + name + "</extra>",
         "line": {"color": color, "dash": dash}, "marker": {"color": color, "size": 7},
     }
+    if intervals is not None:
+        line["error_y"] = interval_bars(y, intervals, color)
+    return line
 
 
 def selective_by_depth(ctx: CompareContext) -> Figure:
@@ -146,11 +151,14 @@ def selective_by_depth(ctx: CompareContext) -> Figure:
 
 
 def bottom_by_depth(ctx: CompareContext) -> Figure:
-    """Both runs' share with in_bottom >= base rate: among the selective units (solid) and the rest (dotted)."""
+    """Both runs' share with in_bottom >= base rate: among the selective units (solid) and the rest (dotted), with
+    95% Wilson intervals."""
     data = []
     for side, color in ((ctx.a, RED), (ctx.b, BLUE)):
-        data.append(_line(side, [s.share_selective_bottom for s in side.layers], f"{_label(side)}: selective", color))
-        data.append(_line(side, [s.share_rest_bottom for s in side.layers], f"{_label(side)}: rest", color, "dot"))
+        data.append(_line(side, [s.share_selective_bottom for s in side.layers], f"{_label(side)}: selective", color,
+                          intervals=[s.ci_selective_bottom for s in side.layers]))
+        data.append(_line(side, [s.share_rest_bottom for s in side.layers], f"{_label(side)}: rest", color, "dot",
+                          intervals=[s.ci_rest_bottom for s in side.layers]))
     return {"data": data, "layout": base_layout(xaxis=DEPTH_AXIS, yaxis=SHARE_AXIS, height=400)}
 
 
