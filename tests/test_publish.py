@@ -50,15 +50,25 @@ def test_published_responses_are_sorted_and_the_working_file_is_gone(tmp_path):
     db = tmp_path / "hand.duckdb"
     publish_hand_run(db, ranked_k=2)
     assert not Path(f"{db}.partial").exists() and not Path(f"{db}.publishing").exists()
+    assert not Path(f"{db}.staged").exists()  # the staged arrays went with the working file
     with duckdb.connect(str(db), read_only=True) as con:
         stored = con.execute("SELECT unit, image_id, act_max FROM responses").fetchall()  # storage order
-        assert con.execute("SELECT count(*) FROM responses_staging").fetchone() == (0,)
+        assert con.execute("SELECT count(*) FROM staged_rows").fetchone() == (0,)
         assert con.execute("SELECT status FROM runs").fetchall() == [("complete",)]
         assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
             str(schema.SCHEMA_VERSION),
         )
     assert stored == sorted(stored, key=lambda r: (r[0], r[1]))
     assert [r[2] for r in stored[:5]] == UNIT0_MAX.tolist()
+
+
+def test_publication_shows_a_bar_that_ends_at_every_step_of_every_unit(tmp_path, capfd):
+    publish_hand_run(tmp_path / "hand.duckdb", ranked_k=2)
+    bar = capfd.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    # conv1's 2 units x 7 steps: the sort, SI, ranks and the four derived writers (layer controls, unit pages,
+    # basis SI, labels); the last one it names is the last writer; the bracket holds elapsed<remaining (the ETA).
+    assert bar.startswith("publishing: 100%") and "14/14 [" in bar and "<" in bar, bar
+    assert bar.endswith("conv1: unit labels]"), bar
 
 
 def test_a_second_publication_keeps_the_older_runs(tmp_path):

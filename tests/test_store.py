@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import duckdb
+import numpy as np
 import pytest
 from hand_run import hand_stats, image, publish_hand_run, spec_for
 
@@ -46,9 +47,47 @@ def test_a_failed_batch_leaves_nothing_of_itself(tmp_path):
     with WorkerStore.open(db) as store:
         store.begin(spec)
         with pytest.raises(ValueError, match="2 response rows for 1 images"):
-            # images are inserted first, then the response shape check fails inside the transaction
+            # the shapes are checked before anything is written
             store.write_batch([image(0, "a")], [(1, "a/1.JPEG", "x")], {"conv1": hand_stats()[:2]})
         assert store.begin(spec).done == frozenset()
+
+
+def test_staged_rows_of_a_batch_killed_before_its_commit_are_written_over(tmp_path):
+    db = tmp_path / "killed.duckdb"
+    files = tuple(f"a/{i}.JPEG" for i in range(5))
+    stats = hand_stats()  # 5 images x 2 units
+    with WorkerStore.open(db) as store:
+        store.begin(spec_for(files))
+        store.write_batch([image(0, "a"), image(1, "a")], [], {"conv1": stats[:2]})
+        # A batch whose arrays reached the disk but whose rows never committed (kill -9 between the two):
+        store.staged.write("main", 2, {"conv1": np.full((3, 2, 3), 99.0, dtype=np.float32)})
+    with WorkerStore.open(db) as store:
+        assert store.begin(spec_for(files)).done == {0, 1}
+        store.write_batch([image(4, "a")], [], {"conv1": stats[4:5]})  # lands on row 2, over the 99s
+        store.write_batch([image(2, "a"), image(3, "a")], [], {"conv1": stats[2:4]})
+        assert (db.parent / f"{db.name}.staged" / "main" / "conv1.f32").stat().st_size == 5 * 2 * 3 * 4
+        store.publish()
+    with duckdb.connect(str(db), read_only=True) as con:
+        stored = con.execute("SELECT unit, image_id, act_mean, act_max, act_min FROM responses").fetchall()
+    # Storage order (unit, image_id), each value the one given for that image: none of the 99s.
+    assert stored == [(u, i, *map(float, stats[i, u])) for u in range(2) for i in range(5)]
+
+
+def test_an_unfinished_run_staged_by_an_older_unitscope_is_refused_with_the_way_out(tmp_path):
+    db = tmp_path / "old.duckdb"
+    spec = spec_for(("a/0.JPEG", "a/1.JPEG"))
+    with WorkerStore.open(db) as store:
+        store.begin(spec)
+    # Working files of schema 6 and before kept a batch's responses as rows of responses_staging.
+    with duckdb.connect(f"{db}.partial") as con:
+        con.execute("CREATE TABLE responses_staging (run_id INTEGER, layer VARCHAR, unit SMALLINT, image_id INTEGER, "
+                    "act_mean FLOAT, act_max FLOAT, act_min FLOAT)")
+        con.execute("INSERT INTO responses_staging VALUES (1, 'conv1', 0, 0, 0, 1, -1)")
+    with WorkerStore.open(db) as store:
+        with pytest.raises(StoreError, match="staged by an older unitscope; pass --restart"):
+            store.begin(spec)
+        store.discard_partial()
+        assert store.begin(spec).resumed is False
 
 
 def test_config_hash_ignores_device_but_not_files_or_weights():

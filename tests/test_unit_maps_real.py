@@ -5,6 +5,7 @@ against the maps computed directly and against the stats listed for each image.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -76,7 +77,7 @@ def test_map_maximum_is_on_the_bright_patch(model: LoadedModel, patch: tuple[int
 
 
 # ---------------------------------------------------------------------------------------------
-# A small real run: the second pass of the worker, then the server's view of it
+# A small real run: the maps kept in the worker's one pass over the images, then the server's view of them
 
 LAYERS = ("conv1", "mixed4c")
 LIMIT = 40
@@ -90,7 +91,11 @@ def maps_run(tmp_path_factory, imagenet_sample: Path, bvlc_weights: Path) -> Pat
            "--limit", str(LIMIT), "--batch-size", "8", "--workers", "1", "--device", "cpu"]  # fmt: skip
     done = subprocess.run(cmd, cwd=REPO, env=clean_env(), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "second pass:" in done.stderr
+    # One pass: every map comes from the first pass's heaps (worker.shown_maps), none from running the network again.
+    kept = int(re.search(r"(\d+) kept from the first pass", done.stderr).group(1))
+    assert "second pass:" not in done.stderr
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM unit_maps").fetchone() == (kept,)
     return db
 
 

@@ -140,7 +140,8 @@ def test_hostile_folder_completes_with_every_bad_file_recorded(tmp_path, imagene
         "SELECT count(*), count(DISTINCT (layer, unit, image_id)) FROM responses"
     ).fetchone()
     assert n_rows == n_distinct == len(good) * GOOGLENET_LAYERS["conv1"]
-    assert con.execute("SELECT count(*) FROM responses_staging").fetchone()[0] == 0
+    assert con.execute("SELECT count(*) FROM staged_rows").fetchone()[0] == 0
+    assert not db.with_name(db.name + ".staged").exists()  # the staged arrays went with the working file
 
 
 # ---------------------------------------------------------------- kill -9 and resume
@@ -334,19 +335,19 @@ def test_db_in_an_unwritable_folder_gives_a_clear_error(tmp_path, imagenet_sampl
 
 def test_disk_full_while_writing_gives_a_clear_error_and_loses_nothing(tmp_path, imagenet_sample, bvlc_weights):
     db = tmp_path / "full.duckdb"
-    cmd = worker_cmd(imagenet_sample, db, bvlc_weights, "--layers", "conv1", "conv2", "mixed3a", "--limit", "24",
-                     "--batch-size", "4", "--workers", "0")  # fmt: skip
+    cmd = worker_cmd(imagenet_sample, db, bvlc_weights, "--layers", "conv1", "conv2", "mixed3a", "mixed4a",
+                     "--limit", "24", "--batch-size", "4", "--workers", "0")  # fmt: skip
 
     def small_disk() -> None:
-        # No file may grow past 150 kB: the write-ahead log hits that after a few batches and the
-        # write fails with EFBIG, as on a full disk.
+        # No file may grow past 100 kB: mixed4a's staged array (512 units x 12 bytes an image) hits that in the
+        # fifth batch and the write fails with EFBIG, as on a full disk.
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (150_000, 150_000))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
 
     full = run_worker(cmd, preexec_fn=small_disk)
     assert full.returncode == 1, full.stderr
     message = full.stderr.strip().splitlines()[-1]
-    assert message.startswith(f"error: cannot write {db}.partial: ") and "disk full" in message, message
+    assert message.startswith(f"error: cannot write {db}.staged/main/mixed4a.f32: ") and "disk full" in message, message
     assert "Traceback" not in full.stderr
     assert not db.exists()  # nothing half-written was published
     # With space again, the same command resumes after the last stored batch and finishes.
@@ -356,4 +357,4 @@ def test_disk_full_while_writing_gives_a_clear_error_and_loses_nothing(tmp_path,
     assert 0 < stored < 24 and stored % 4 == 0
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("SELECT count(*), count(DISTINCT image_id) FROM images").fetchone() == (24, 24)
-        assert con.execute("SELECT count(*) FROM responses").fetchone() == (24 * (64 + 64 + 256),)
+        assert con.execute("SELECT count(*) FROM responses").fetchone() == (24 * (64 + 64 + 256 + 512),)

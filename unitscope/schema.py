@@ -42,8 +42,7 @@ UNIT_ROW_MAX: Final = 64
 # Bins of a unit's histogram: fine enough to see a half-normal against a two-sided shape.
 HIST_BINS: Final = 40
 
-# Table names.
-META: Final = "meta"
+META: Final = "meta"  # table names
 RUNS: Final = "runs"
 LAYERS_TABLE: Final = "layers"
 UNITS: Final = "units"
@@ -51,7 +50,8 @@ IMAGES: Final = "images"
 SKIPPED: Final = "skipped"
 CATEGORIES: Final = "categories"
 RESPONSES: Final = "responses"
-STAGING: Final = "responses_staging"
+STAGING: Final = "staged_layer"  # a worker's temporary view of one layer's staged responses (worker.map_store)
+STAGED_ROWS: Final = "staged_rows"
 UNIT_SI: Final = "unit_si"
 UNIT_RANKS: Final = "unit_ranks"
 UNIT_MAPS: Final = "unit_maps"
@@ -160,8 +160,8 @@ DDL: Final[tuple[str, ...]] = (
     # Published responses, appended once per run in (layer, unit, image_id) order so that
     # DuckDB's zone maps skip to one layer or one unit.
     f"CREATE TABLE IF NOT EXISTS {RESPONSES} ({_RESPONSE_COLUMNS})",
-    # Batches of a run in progress, in arrival order; moved to `responses` when the run completes.
-    f"CREATE TABLE IF NOT EXISTS {STAGING} ({_RESPONSE_COLUMNS})",
+    # A run in progress: where each stored image's responses sit in the staged arrays (worker.staged_arrays).
+    f"CREATE TABLE IF NOT EXISTS {STAGED_ROWS} (image_id INTEGER NOT NULL, part VARCHAR NOT NULL, row INTEGER NOT NULL)",
     # SI of every unit for every category and stat, written at the end of a run (one scan per layer).
     f"""CREATE TABLE IF NOT EXISTS {UNIT_SI} (
         run_id INTEGER NOT NULL, layer VARCHAR NOT NULL,
@@ -387,8 +387,8 @@ DDL: Final[tuple[str, ...]] = (
 
 
 def basis_staging_layer(layer: str, basis: int) -> str:
-    """The `layer` of responses_staging rows that hold a random basis's directions, until publication moves them
-    to basis_responses ('#' is in no layer's name)."""
+    """The staged layer that holds a random basis's directions until publication moves them to basis_responses
+    ('#' is in no layer's name)."""
     return f"{layer}#basis{basis}"
 
 

@@ -205,7 +205,8 @@ def run(settings: WorkerSettings) -> int:
         todo = [i for i in mine if i not in plan.done]
         if plan.resumed and (rank is None or rank.is_main):
             _say(f"resuming: {len(plan.done)} of {len(files)} files already stored in {store.partial}", rank)
-        with Extractor(model, layers, device, bases=settings.bases, basis_layers=basis_layers) as extractor:
+        with Extractor(model, layers, device, bases=settings.bases, basis_layers=basis_layers,
+                       keep_shown=rank is None or rank.is_main) as extractor:
             counts = _process(settings, store, root, files, todo, model.transform, extractor, device.type, rank)
             if rank is not None:
                 store.close_work()  # closed before rank 0 folds it; rank 0 keeps its lock
@@ -216,7 +217,6 @@ def run(settings: WorkerSettings) -> int:
                     return EXIT_OK
                 store.fold_shards()
             _second_pass(settings, store, root, files, model.transform, extractor, device.type)
-        _say("publishing: sorting responses and computing SI and each unit's ranks…")
         result = store.publish()
     _summary(result, counts, time.perf_counter() - started, store.db)
     return EXIT_SKIPPED if result.skipped else EXIT_OK
@@ -340,7 +340,7 @@ def _process(
             if batch.pixels is not None:
                 # On the device once, for the network and the low-level statistics of the same crops.
                 pixels = batch.pixels.to(extractor.device, non_blocking=True)
-                stats = extractor(pixels)
+                stats = extractor(pixels, [item.file_id for item in batch.good])
                 low_level = image_stats(extractor.model.to_rgb255(pixels)).cpu().numpy()
             rows = []
             for item in batch.good:
@@ -374,7 +374,8 @@ def _second_pass(
     """Store the maps of the images unit pages show (worker.maps_pass), those not stored yet."""
     from worker.maps_pass import compute_maps
 
-    todo = store.maps_todo()
+    todo, kept = extractor.shown.store_known(store, store.maps_todo())  # maps kept during the first pass
+    _say(f"maps of the images unit pages show: {kept} kept from the first pass")
     if not todo:
         return
     _say(f"second pass: the maps of the {len(todo)} images shown on unit pages")

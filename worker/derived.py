@@ -32,8 +32,13 @@ def writers_after(version: int) -> tuple[Writer, ...]:
     return tuple(w for v, added in sorted(ADDED.items()) if v > version for w in added)
 
 
-def write_layer(con: duckdb.DuckDBPyConnection, run_id: int, layer: str,
-                writers: tuple[Writer, ...] = WRITERS) -> None:
-    """Run the writers (every one by default) for one published layer of run_id."""
+def write_layer(con: duckdb.DuckDBPyConnection, run_id: int, layer: str, writers: tuple[Writer, ...] = WRITERS,
+                step: Callable[[str, bool], None] | None = None) -> None:
+    """Run the writers (every one by default) for one published layer of run_id; `step(name, done)` is told as
+    each starts and ends (publication's progress bar)."""
     for write in writers:
+        if step:
+            step(write.__name__.removeprefix("write_").replace("_", " "), False)
         write(con, run_id, layer)
+        if step:
+            step(write.__name__, True)

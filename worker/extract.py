@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import Callable, Sequence
 from types import TracebackType
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
@@ -13,6 +14,7 @@ from torch.utils.hooks import RemovableHandle
 from unitscope.schema import STATS, basis_staging_layer
 from worker.basis import rotation
 from worker.models import LoadedModel
+from worker.shown_maps import ShownMaps
 
 # The last axis of every statistics tensor holds the stats in schema order.
 assert STATS == ("mean", "max", "min")
@@ -70,6 +72,7 @@ class Extractor:
         allow_tf32: bool = False,
         bases: int = 0,
         basis_layers: Sequence[str] = (),
+        keep_shown: bool = False,
     ) -> None:
         self.model = model
         self.layers = model.select_layers(layers)
@@ -90,6 +93,9 @@ class Extractor:
         self._rotations = {tap.layer: [torch.from_numpy(rotation(tap.units, b)).float().to(self.device)
                                        for b in range(bases)] for tap in taps if tap.layer in basis_layers}
         self._parts: dict[str, list[Tensor | None]] = {}
+        # keep_shown: every call given image ids offers each branch's maps to the unit pages' heaps (worker.shown_maps)
+        self.shown = ShownMaps({tap.layer: tap.units for tap in taps}) if keep_shown else None
+        self._ids: np.ndarray | None = None
         for tap in taps:
             offset = 0
             for index, branch in enumerate(tap.branches):
@@ -102,7 +108,9 @@ class Extractor:
 
         def hook(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
             if self._stats is not None:
-                self._stats[layer][:, offset : offset + channels] = reduce_map(output)
+                stats = self._stats[layer][:, offset : offset + channels] = reduce_map(output)
+                if self.shown is not None and self._ids is not None:
+                    self.shown.offer(layer, offset, stats, output, self._ids)
                 if layer in self._rotations:
                     self._keep_for_bases(layer, index, output)
             elif self._maps is not None:
@@ -154,11 +162,12 @@ class Extractor:
             for _, stage in self._stages:
                 x = stage(x)
 
-    def __call__(self, images: Tensor) -> dict[str, Tensor]:
+    def __call__(self, images: Tensor, ids: Sequence[int] | None = None) -> dict[str, Tensor]:
         """[N, 3, H, W] images -> {layer: float32 CPU [N, units, 3] (mean, max, min)}, depth order, then each
-        layer's bases (basis_staging_layer names) as they complete."""
+        layer's bases (basis_staging_layer names) as they complete. ids: the images' ids, for keep_shown."""
         self._check_open()
         n = images.shape[0]
+        self._ids = None if ids is None else np.asarray(ids, dtype=np.int64)
         with torch.inference_mode():
             self._stats = {
                 layer: torch.empty(n, self.model.taps[layer].units, 3, device=self.device)
@@ -169,6 +178,7 @@ class Extractor:
                 return {layer: stats.cpu() for layer, stats in self._stats.items()}
             finally:
                 self._stats = None
+                self._ids = None
                 self._parts.clear()
 
     def maps(self, images: Tensor) -> dict[str, Tensor]:

@@ -10,6 +10,8 @@ import numpy as np
 
 from unitscope import metrics_sql, schema
 from unitscope.maps import SHOWN, encode
+from worker.run_rows import run_layers
+from worker.staged_arrays import StagedArrays, narrow, staged_index
 
 MapsTodo = dict[int, dict[str, list[int]]]  # image id -> layer -> units whose map is still needed
 
@@ -37,18 +39,24 @@ def shown_images(
     return shown
 
 
-def maps_todo(con: duckdb.DuckDBPyConnection, run_id: int) -> MapsTodo:
-    """The maps a run in the worker's working file still needs: shown (from the staging
-    responses) and not yet stored. Empty once the second pass is complete."""
-    layers = [r[0] for r in con.execute(
-        f"SELECT layer FROM {schema.LAYERS_TABLE} WHERE run_id = $run_id ORDER BY position", {"run_id": run_id}
-    ).fetchall()]  # fmt: skip
+def maps_todo(con: duckdb.DuckDBPyConnection, run_id: int, staged: StagedArrays) -> MapsTodo:
+    """The maps a run in the worker's working file still needs: shown (from its staged responses, one layer at
+    a time as the view schema.STAGING) and not yet stored. Empty once the second pass is complete."""
+    index = staged_index(con)
     stored = set(con.execute(
         f"SELECT layer, unit, image_id FROM {schema.UNIT_MAPS} WHERE run_id = $run_id", {"run_id": run_id}
     ).fetchall())  # fmt: skip
     todo: MapsTodo = {}
-    for layer in layers:
-        for unit, image_id in sorted(shown_images(con, run_id, layer, schema.STAGING)):
+    for layer, units in run_layers(con, run_id):
+        con.register("_unitscope_staged", narrow(index.ids, staged.read(layer, units, index)))
+        try:
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {schema.STAGING} AS SELECT {int(run_id)} AS run_id, "
+                        f"'{layer.replace(chr(39), chr(39) * 2)}' AS layer, * FROM _unitscope_staged")
+            shown = shown_images(con, run_id, layer, schema.STAGING)
+        finally:
+            con.execute(f"DROP VIEW IF EXISTS {schema.STAGING}")
+            con.unregister("_unitscope_staged")
+        for unit, image_id in sorted(shown):
             if (layer, unit, image_id) not in stored:
                 todo.setdefault(image_id, {}).setdefault(layer, []).append(unit)
     return todo

@@ -1,22 +1,22 @@
 """Publication: a finished working file becomes a run of the published DB, atomically.
 
 `<db>.publishing` is built in a fresh file: the published runs of `<db>`, then the new run with its
-responses sorted by (layer, unit, image_id), its SI for every stat and category, each unit's
-first RANKED_K images on both sides of every stat, and the second pass's unit_maps. It is
-checkpointed, closed and fsynced, then renamed over `<db>` (atomic), so a reader of `<db>` only
-ever sees complete runs. A fresh file is written, rather than the working file published, because
-deleting the staging rows in place leaves their blocks in the file (measured: 2.2x the size of a
-freshly written copy).
+responses (from the staged arrays, worker.staged_arrays) in (layer, unit, image_id) order, its SI for
+every stat and category, each unit's first RANKED_K images on both sides of every stat, and the
+working file's unit_maps. It is checkpointed, closed and fsynced, then renamed over `<db>` (atomic),
+so a reader of `<db>` only ever sees complete runs.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+from tqdm import tqdm
 
 from unitscope import schema
 from unitscope.metrics_sql import insert_ranks, si_sql
@@ -30,7 +30,11 @@ from worker.db_files import (
     wal_of,
     write_error,
 )
-from worker.run_rows import run_categories
+from worker.run_rows import run_categories, run_layers
+from worker.staged_arrays import VALUES, StagedArrays, StagedIndex, narrow, staged_index
+
+_FRAME = "_unitscope_staged"
+_CHUNK_BYTES = 512 * 2**20  # what one chunk of a staged layer may take while publication inserts it
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,7 @@ _PUBLISHED_TABLES = (
 
 
 def publish_run(
-    db: Path, work: Path, publishing: Path, *, config: Mapping[str, str], ranked_k: int
+    db: Path, work: Path, publishing: Path, staged: StagedArrays, *, config: Mapping[str, str], ranked_k: int
 ) -> Published:
     """Publish the finished run of the working file `work` (checkpointed and closed) to `db`.
 
@@ -79,8 +83,9 @@ def publish_run(
     working file. config: DuckDB settings of the writing connection (memory_limit). ranked_k: how
     many images of each unit to rank on each side of every stat (tests lower it).
     """
-    run_id = _replace(db, publishing, lambda: _build(db, work, publishing, config, ranked_k))
+    run_id = _replace(db, publishing, lambda: _build(db, work, publishing, staged, config, ranked_k))
     remove(work, wal_of(work))
+    staged.remove()
     with open_read_only(db) as con:
         figures = con.execute(
             f"SELECT (SELECT count(*) FROM {schema.IMAGES} WHERE run_id = $r), "
@@ -92,12 +97,14 @@ def publish_run(
     return Published(run_id, images, skipped, responses, db.stat().st_size, values)
 
 
-def _build(db: Path, work: Path, publishing: Path, config: Mapping[str, str], ranked_k: int) -> int:
+def _build(db: Path, work: Path, publishing: Path, staged: StagedArrays, config: Mapping[str, str],
+           ranked_k: int) -> int:
     """Fill the fresh `publishing` file; returns the new run's id.
 
     No transaction is needed here: nobody else sees this file until it is renamed over `db`, and a
-    crash before that leaves `db` as it was. Responses go in one sorted INSERT per layer with a
-    CHECKPOINT after each, so the file ends up with no free blocks.
+    crash before that leaves `db` as it was. A layer's responses come from the staged arrays in (unit,
+    image_id) order, a chunk of units per INSERT, with a CHECKPOINT after each layer, so the file ends up
+    with no free blocks.
     """
     with duckdb.connect(str(publishing), config=dict(config)) as pub:
         init_schema(pub, publishing)
@@ -119,41 +126,77 @@ def _build(db: Path, work: Path, publishing: Path, config: Mapping[str, str], ra
                 f"INSERT INTO {table} BY NAME SELECT * REPLACE ($new AS run_id) FROM work.{table} ORDER BY {order}",
                 p,
             )
-        layers = [r[0] for r in pub.execute(
-            f"SELECT layer FROM {schema.LAYERS_TABLE} WHERE run_id = $new ORDER BY position", p
-        ).fetchall()]  # fmt: skip
+        units = dict(run_layers(pub, run_id))  # depth order
+        layers = list(units)
         categories = run_categories(pub, run_id)
+        index = staged_index(pub, schema_prefix="work.")
+        bases = pub.execute(f"SELECT layer, basis FROM {schema.BASES} WHERE run_id = $new ORDER BY layer, basis",
+                            p).fetchall()
+        # Work is counted in units x steps: every step of a layer runs over its units.
+        steps = 3 + len(derived.WRITERS)  # the responses, SI, ranks, then the derived tables
+        bar = _progress(sum(units[layer] for layer in layers) * steps + sum(units[layer] for layer, _ in bases))
         for layer in layers:
-            # One layer at a time keeps each sort small (the study's 286k images would be 1.7
-            # billion rows at once); the table ends up in (layer, unit, image_id) order.
-            pub.execute(
-                f"INSERT INTO {schema.RESPONSES} SELECT $new, layer, unit, image_id, act_mean, act_max, act_min "
-                f"FROM work.{schema.STAGING} WHERE layer = $layer ORDER BY unit, image_id",
-                {**p, "layer": layer},
-            )
+            bar.set_postfix_str(f"{layer}: responses")
+            _insert_staged(pub, staged, index, layer, units[layer], f"INSERT INTO {schema.RESPONSES} SELECT $new, "
+                           f"$layer, unit, image_id, act_mean, act_max, act_min FROM {_FRAME}", {**p, "layer": layer})
             pub.execute("CHECKPOINT")
-        for layer, basis in pub.execute(
-                f"SELECT layer, basis FROM {schema.BASES} WHERE run_id = $new ORDER BY layer, basis", p).fetchall():
-            pub.execute(
-                f"INSERT INTO {schema.BASIS_RESPONSES} SELECT $new, $layer, $basis, unit, image_id, act_mean, act_max, "
-                f"act_min FROM work.{schema.STAGING} WHERE layer = $staged ORDER BY unit, image_id",
-                {**p, "layer": layer, "basis": basis, "staged": schema.basis_staging_layer(layer, basis)},
-            )
+            bar.update(units[layer])
+        for layer, basis in bases:
+            bar.set_postfix_str(f"{layer}: random basis {basis}")
+            _insert_staged(pub, staged, index, schema.basis_staging_layer(layer, basis), units[layer],
+                           f"INSERT INTO {schema.BASIS_RESPONSES} SELECT $new, $layer, $basis, unit, image_id, "
+                           f"act_mean, act_max, act_min FROM {_FRAME}", {**p, "layer": layer, "basis": basis})
             pub.execute("CHECKPOINT")
+            bar.update(units[layer])
         pub.execute("DETACH work")
         # The same SQL the server runs: SI for every stat and category, and each unit's first
         # ranked_k images on both sides of every stat (in_top/in_bottom for any k up to it).
         for layer in layers:
+            bar.set_postfix_str(f"{layer}: SI")
             for category in categories:
                 pub.execute(
                     f"INSERT INTO {schema.UNIT_SI} SELECT $run_id, $layer, $category, stat, unit, si "
                     f"FROM ({si_sql()})",
                     {"run_id": run_id, "layer": layer, "category": category},
                 )
+            bar.update(units[layer])
+            bar.set_postfix_str(f"{layer}: ranks")
             insert_ranks(pub, run_id, layer, ranked_k)
-            derived.write_layer(pub, run_id, layer)
+            bar.update(units[layer])
+            derived.write_layer(pub, run_id, layer, step=_step(bar, layer, units[layer]))
         pub.execute("CHECKPOINT")
+        bar.close()
     return run_id
+
+
+def _insert_staged(pub: duckdb.DuckDBPyConnection, staged: StagedArrays, index: StagedIndex, layer: str, units: int,
+                   sql: str, params: Mapping[str, object]) -> None:
+    """Insert a staged layer's responses with `sql` (reading the relation _FRAME), in (unit, image_id) order, a
+    chunk of units at a time so that memory holds a chunk, not the layer."""
+    # the values, their transpose and two id columns, 4 bytes each
+    step = max(1, _CHUNK_BYTES // max(1, len(index.ids) * VALUES * 4 * 4))
+    for first in range(0, units, step):
+        values = staged.read(layer, units, index, slice(first, first + step))
+        pub.register(_FRAME, narrow(index.ids, values, first))
+        try:
+            pub.execute(sql, dict(params))
+        finally:
+            pub.unregister(_FRAME)
+
+
+def _progress(total: int, desc: str = "publishing") -> tqdm:
+    """The bar of a publication, in units x steps; its ETA assumes a unit's step costs what the last ones did."""
+    return tqdm(total=total, unit="unit", desc=desc, dynamic_ncols=True, smoothing=0.1, file=sys.stderr)
+
+
+def _step(bar: tqdm, layer: str, units: int) -> Callable[[str, bool], None]:
+    """derived.write_layer's report: names a writer as it starts, counts its layer's units when it ends."""
+    def step(name: str, done: bool) -> None:
+        if done:
+            bar.update(units)
+        else:
+            bar.set_postfix_str(f"{layer}: {name}")
+    return step
 
 
 def rederive(db: Path, publishing: Path, *, config: Mapping[str, str]) -> int:
@@ -176,11 +219,13 @@ def rederive(db: Path, publishing: Path, *, config: Mapping[str, str]) -> int:
             init_schema(pub, publishing)
             _copy_published(pub, db, tuple(t for t in _PUBLISHED_TABLES if keep or t not in schema.DERIVED_TABLES))
             layers = pub.execute(
-                f"SELECT run_id, layer FROM {schema.LAYERS_TABLE} ORDER BY run_id, position"
+                f"SELECT run_id, layer, units FROM {schema.LAYERS_TABLE} ORDER BY run_id, position"
             ).fetchall()
-            for run_id, layer in layers:
-                derived.write_layer(pub, run_id, layer, writers)
+            bar = _progress(sum(units for _, _, units in layers) * len(writers), desc="deriving")
+            for run_id, layer, units in layers:
+                derived.write_layer(pub, run_id, layer, writers, step=_step(bar, f"run {run_id} {layer}", units))
             pub.execute("CHECKPOINT")
+            bar.close()
         return len(layers)
 
     return _replace(db, publishing, build)

@@ -1,7 +1,8 @@
 """The rows of a run in its working file: what a run is (RunSpec, LayerSpec, ImageRow) and their bulk inserts.
 
 `insert_run` stores the run's own rows (runs, layers, units, categories); `insert_batch` one batch's images,
-image_stats, responses_staging and skipped rows. Both run inside the caller's transaction (worker.store).
+image_stats, staged_rows and skipped rows (its responses are in the staged arrays, worker.staged_arrays). Both
+run inside the caller's transaction (worker.store).
 """
 
 from __future__ import annotations
@@ -129,6 +130,12 @@ def insert_run(con: duckdb.DuckDBPyConnection, run_id: int, spec: RunSpec, confi
     )
 
 
+def run_layers(con: duckdb.DuckDBPyConnection, run_id: int) -> list[tuple[str, int]]:
+    """The layers of a stored run with their units, in depth order."""
+    return con.execute(f"SELECT layer, units FROM {schema.LAYERS_TABLE} WHERE run_id = $run_id ORDER BY position",
+                       {"run_id": run_id}).fetchall()
+
+
 def run_categories(con: duckdb.DuckDBPyConnection, run_id: int) -> list[str]:
     """The categories of a stored run, by name."""
     return [r[0] for r in con.execute(
@@ -141,12 +148,12 @@ def insert_batch(
     run_id: int,
     images: Sequence[ImageRow],
     skipped: Sequence[tuple[int, str, str]],
-    responses: Mapping[str, np.ndarray],
+    staged: tuple[str, int],
     image_stats: np.ndarray | None = None,
 ) -> None:
-    """Store one batch's rows: its images, skipped files (file id, path, reason), responses
-    ({layer: float32 [len(images), units, 3] (mean, max, min)}) and, when given, the images'
-    low-level statistics (float32 [len(images), 5] in schema.IMAGE_STAT_COLUMNS order)."""
+    """Store one batch's rows: its images, skipped files (file id, path, reason), where its responses sit in the
+    staged arrays (staged: the part and the row of its first image, worker.staged_arrays) and, when given, the
+    images' low-level statistics (float32 [len(images), 5] in schema.IMAGE_STAT_COLUMNS order)."""
     if images:
         rows = {
             "image_id": np.array([r.image_id for r in images], dtype=np.int32),
@@ -168,8 +175,9 @@ def insert_batch(
         ids = rows["image_id"]
         if image_stats is not None:
             _insert_image_stats(con, run_id, ids, image_stats)
-        for layer, stats in responses.items():
-            _insert_responses(con, run_id, layer, ids, stats)
+        part, first_row = staged
+        _insert(con, f"INSERT INTO {schema.STAGED_ROWS} SELECT image_id, $part, row FROM {FRAME}",
+                {"image_id": ids, "row": np.arange(first_row, first_row + len(ids), dtype=np.int32)}, {"part": part})
     if skipped:
         bad = {
             "file_id": np.array([s[0] for s in skipped], dtype=np.int32),
@@ -182,30 +190,6 @@ def insert_batch(
             bad,
             {"run_id": run_id},
         )
-
-
-def _insert_responses(
-    con: duckdb.DuckDBPyConnection, run_id: int, layer: str, ids: np.ndarray, stats: np.ndarray
-) -> None:
-    """Insert one batch's responses_staging rows of a layer: `stats[i]` (units x (mean, max, min)) is image `ids[i]`'s."""
-    n, units, _ = stats.shape
-    if n != len(ids):
-        raise ValueError(f"{layer}: {n} response rows for {len(ids)} images")
-    flat = np.ascontiguousarray(stats, dtype=np.float32).reshape(n * units, 3)
-    frame = {
-        "unit": np.tile(np.arange(units, dtype=np.int16), n),
-        "image_id": np.repeat(ids, units),
-        "act_mean": flat[:, 0],
-        "act_max": flat[:, 1],
-        "act_min": flat[:, 2],
-    }
-    _insert(
-        con,
-        f"INSERT INTO {schema.STAGING} SELECT $run_id, $layer, unit, image_id, "
-        f"act_mean, act_max, act_min FROM {FRAME}",
-        frame,
-        {"run_id": run_id, "layer": layer},
-    )
 
 
 def _insert_image_stats(con: duckdb.DuckDBPyConnection, run_id: int, ids: np.ndarray, stats: np.ndarray) -> None:

@@ -1,8 +1,9 @@
 """The shards of a run under torchrun: which rank does which files, and folding its shards into the working file.
 
 Every rank but rank 0 writes `<db>.shard-<rank>-of-<world>`, a working file like `<db>.partial`
-(one transaction per batch); rank 0 writes `<db>.partial` itself. Rank 0 folds every shard into
-`<db>.partial` when the ranks are done, and again at the start of any run, before it reports which
+(one transaction per batch), and its responses into its own part of `<db>.staged/` (worker.staged_arrays);
+rank 0 writes `<db>.partial` itself. Rank 0 folds every shard's rows (only rows: the arrays stay where the
+rows point) into `<db>.partial` when the ranks are done, and again at the start of any run, before it reports which
 files are done: a rerun resumes whatever the shards hold, at any world size (with or without
 torchrun), because the split only decides who computes what is still missing.
 
@@ -76,7 +77,7 @@ def shard_files(db: Path) -> list[Path]:
 
 # The tables a shard adds to; the run's own rows (runs, layers, units, categories) are the same in
 # every working file of one configuration.
-_FOLDED = (schema.IMAGES, schema.IMAGE_STATS, schema.SKIPPED, schema.STAGING)
+_FOLDED = (schema.IMAGES, schema.IMAGE_STATS, schema.SKIPPED, schema.STAGED_ROWS)
 
 
 def fold_shards(con: duckdb.DuckDBPyConnection, partial: Path, db: Path, config_hash: str) -> int:

@@ -3,17 +3,20 @@
 Files beside the published DB `<db>`:
 - `<db>.lock`: held by the one worker allowed to write this DB (worker.lock).
 - `<db>.partial` (+ DuckDB's `.wal`): the run in progress: its runs row (status 'running'), images,
-  their image_stats, skipped files and responses_staging rows. Each batch is one transaction, so after kill -9 the
+  their image_stats, skipped files and staged_rows. Each batch is one transaction, so after kill -9 the
   file holds whole batches only, and rerunning the same command resumes from there. The rows
   themselves and their inserts are worker.run_rows'.
-- `<db>.shard-<rank>-of-<world>`: under torchrun, the working file of each rank but 0, folded into
-  `<db>.partial` by rank 0 (worker.shards).
+- `<db>.staged/`: the responses of the run in progress, raw arrays that a batch writes before it commits
+  (worker.staged_arrays).
+- `<db>.shard-<rank>-of-<world>`: under torchrun, the working file of each rank but 0, whose rows rank 0
+  folds into `<db>.partial` (worker.shards); its responses stay in its own part of `<db>.staged/`.
 - `<db>.publishing`: built from both at the end of a run and renamed over `<db>` (worker.publish).
 """
 
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +43,16 @@ from worker.map_store import MapRow, MapsTodo, insert_maps, maps_todo
 from worker.publish import Published, publish_run, rederive
 from worker.run_rows import ImageRow, RunSpec, insert_batch, insert_run
 from worker.shards import Rank, fold_shards, shard_files, shard_path
+from worker.staged_arrays import MAIN_PART, StagedArrays, staged_root
+
+_OLD_STAGING = "responses_staging"  # where working files of schema 6 and before kept their responses
+
+
+def _has_rows(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    """Whether `table` exists in the working file and has a row."""
+    if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [table]).fetchone()[0]:
+        return False
+    return con.execute(f"SELECT count(*) > 0 FROM {table}").fetchone()[0]
 
 
 @dataclass(frozen=True)
@@ -68,6 +81,8 @@ class WorkerStore:
         self._lock: WriterLock | None = None
         self._con: duckdb.DuckDBPyConnection | None = None
         self._run_id = 1  # the working file holds one run; its final id is chosen when published
+        self.staged = StagedArrays(staged_root(self.db))
+        self._part, self._next_row = MAIN_PART, 0  # where the next batch's responses go (set by begin)
 
     # ---------------------------------------------------------------- opening, locking, closing
 
@@ -140,6 +155,7 @@ class WorkerStore:
         self.close_work()
         shards = shard_files(self.db)
         remove(self.partial, self.partial_wal, self.publishing, *shards, *map(wal_of, shards))
+        self.staged.remove()
 
     def partial_hash(self) -> str | None:
         """config_hash of the run in the working file, if there is one."""
@@ -188,13 +204,32 @@ class WorkerStore:
                 f"({row[1]} on {row[3]} files of {row[2]}, started {row[4]:%Y-%m-%d %H:%M} UTC); "
                 "rerun that command to finish it, or pass --restart to discard it"
             )
+        if _has_rows(con, _OLD_STAGING):
+            raise StoreError(f"{self.partial} holds an unfinished run staged by an older unitscope; pass --restart "
+                             "to discard it")
         if row is None:
             self._create(spec, config_hash)
         if self.shard is None:
             self.fold_shards()
+        self._part, self._next_row = self._staged_part(con)
         done = {r[0] for r in con.execute(f"SELECT image_id FROM {schema.IMAGES}").fetchall()}
         done |= {r[0] for r in con.execute(f"SELECT file_id FROM {schema.SKIPPED}").fetchall()}
         return Progress(config_hash, frozenset(done), resumed=row is not None)
+
+    def _staged_part(self, con: duckdb.DuckDBPyConnection) -> tuple[str, int]:
+        """The part this working file writes its responses to, and the part's next row.
+
+        A shard that stored nothing yet takes a part of its own: a shard of the same rank folded by an earlier
+        attempt has its rows in `<db>.partial` now, pointing into its old part, which must not be written over.
+        """
+        if self.shard is None:
+            part = MAIN_PART
+        else:
+            found = con.execute(f"SELECT any_value(part) FROM {schema.STAGED_ROWS}").fetchone()[0]
+            part = found or f"rank{self.shard.rank}-of-{self.shard.world}-{uuid.uuid4().hex[:8]}"
+        (rows,) = con.execute(f"SELECT coalesce(max(row) + 1, 0) FROM {schema.STAGED_ROWS} WHERE part = ?",
+                              [part]).fetchone()
+        return part, rows
 
     def _create(self, spec: RunSpec, config_hash: str) -> None:
         """Store the run's own rows (runs, layers, units, categories) in a new working file (worker.run_rows)."""
@@ -213,16 +248,23 @@ class WorkerStore:
         responses: Mapping[str, np.ndarray],
         image_stats: np.ndarray | None = None,
     ) -> None:
-        """Store one batch in one transaction: its images, its skipped files (file id, path, reason),
-        its responses ({layer: float32 [len(images), units, 3] (mean, max, min)}) and, when given,
-        the images' low-level statistics (float32 [len(images), 5] in schema.IMAGE_STAT_COLUMNS order)."""
+        """Store one batch: its responses ({layer: float32 [len(images), units, 3] (mean, max, min)}) in the staged
+        arrays, then in one transaction its images, where their responses sit, its skipped files (file id, path,
+        reason) and, when given, the images' low-level statistics (float32 [len(images), 5] in
+        schema.IMAGE_STAT_COLUMNS order)."""
         skipped = list(skipped)
+        for layer, stats in responses.items():
+            if len(stats) != len(images):
+                raise ValueError(f"{layer}: {len(stats)} response rows for {len(images)} images")
+        if images:
+            self.staged.write(self._part, self._next_row, responses)
         with self._transaction() as con:
-            insert_batch(con, self._run_id, images, skipped, responses, image_stats)
+            insert_batch(con, self._run_id, images, skipped, (self._part, self._next_row), image_stats)
+        self._next_row += len(images)
 
     def maps_todo(self) -> MapsTodo:
         """The second pass's work left: image id -> layer -> units (worker.map_store.maps_todo)."""
-        return maps_todo(self._work(), self._run_id)
+        return maps_todo(self._work(), self._run_id, self.staged)
 
     def write_maps(self, maps: Sequence[MapRow]) -> None:
         """Store one batch of the second pass's maps in one transaction."""
@@ -257,5 +299,6 @@ class WorkerStore:
         except duckdb.Error as exc:
             raise write_error(self.partial, exc) from None
         self.close_work()
-        return publish_run(self.db, self.partial, self.publishing, config=self._config, ranked_k=ranked_k)
+        return publish_run(self.db, self.partial, self.publishing, self.staged, config=self._config,
+                           ranked_k=ranked_k)
 

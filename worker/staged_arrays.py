@@ -1,0 +1,115 @@
+"""A run's responses while it runs: raw float32 arrays, one file per layer and part, written at disk speed.
+
+`<db>.staged/<part>/<layer>.f32` holds rows of [units, (mean, max, min)] float32, one per image, in the
+order its part wrote them. A part is one writer's: `main` for `<db>.partial`, a fresh name for each
+torchrun shard, so that ranks never share a file and rank 0 folds only rows, never arrays. Which rows
+count is the working file's business: a batch's arrays are written at the part's next row and made
+durable, then its images and their `staged_rows` (image_id, part, row) are committed in one transaction
+(worker.store). A batch killed before its commit left rows past the committed ones, which the next batch
+writes over; nothing reads a row that no committed `staged_rows` row names.
+
+Inserting rows into DuckDB while the network runs cost 2.7 M unit-rows/s, about 470 images/s for
+GoogLeNet's 12 layers; these files take what the disk takes (bench/make_scale_db.py prints both).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import numpy as np
+
+from unitscope import schema
+from worker.db_files import StoreError, write_error
+
+MAIN_PART = "main"
+VALUES = len(schema.STATS)  # mean, max, min
+_BYTES = np.dtype(np.float32).itemsize
+
+
+def narrow(ids: np.ndarray, values: np.ndarray, first_unit: int = 0) -> dict[str, np.ndarray]:
+    """The rows of responses (unit, image_id, act_mean, act_max, act_min) of values [images, units, 3], in
+    (unit, image_id) order when ids ascend: numpy columns for DuckDB to read."""
+    units = values.shape[1]
+    return {"unit": np.repeat(np.arange(first_unit, first_unit + units, dtype=np.int16), len(ids)),
+            "image_id": np.tile(ids, units),
+            **{column: np.ascontiguousarray(values[:, :, i].T).ravel()
+               for i, column in enumerate(schema.STAT_COLUMN.values())}}
+
+
+@dataclass(frozen=True)
+class StagedIndex:
+    """Where every committed image's responses sit: the same for every layer of the run."""
+
+    ids: np.ndarray  # image ids, ascending
+    parts: np.ndarray  # the part of each (object)
+    rows: np.ndarray  # its row in that part's files
+
+
+def staged_index(con: duckdb.DuckDBPyConnection, *, schema_prefix: str = "") -> StagedIndex:
+    """The index of every image the working file `con` (or its attached `schema_prefix`, e.g. 'work.') has
+    committed."""
+    rows = con.execute(f"SELECT image_id, part, row FROM {schema_prefix}{schema.STAGED_ROWS} "
+                       "ORDER BY image_id").fetchnumpy()
+    return StagedIndex(rows["image_id"].astype(np.int32), np.asarray(rows["part"], dtype=object), rows["row"])
+
+
+def staged_root(db: Path) -> Path:
+    """The folder of a run's staged arrays, beside `db`."""
+    return db.with_name(f"{db.name}.staged")
+
+
+class StagedArrays:
+    """The staged arrays of one DB's run in progress (every part)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, part: str, layer: str) -> Path:
+        return self.root / part / f"{layer}.f32"
+
+    def write(self, part: str, row: int, responses: Mapping[str, np.ndarray]) -> None:
+        """Write one batch ({layer: float32 [images, units, 3]}) at `row` of `part`'s files and make it durable."""
+        (self.root / part).mkdir(parents=True, exist_ok=True)
+        for layer, stats in responses.items():
+            values = np.ascontiguousarray(stats, dtype=np.float32)
+            if values.ndim != 3 or values.shape[2] != VALUES:
+                raise ValueError(f"{layer}: responses of shape {values.shape}, not (images, units, {VALUES})")
+            path = self.path(part, layer)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+                try:
+                    offset = row * values.shape[1] * VALUES * _BYTES
+                    view = memoryview(values).cast("B")
+                    while view:  # pwrite may write less than asked
+                        written = os.pwrite(fd, view, offset)
+                        view, offset = view[written:], offset + written
+                    os.fdatasync(fd)
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                raise write_error(path, exc) from None
+
+    def read(self, layer: str, units: int, index: StagedIndex, unit_slice: slice = slice(None)) -> np.ndarray:
+        """float32 [images, units in unit_slice, 3] of `layer`, the images in index order."""
+        start, stop, _ = unit_slice.indices(units)
+        out = np.empty((len(index.rows), stop - start, VALUES), dtype=np.float32)
+        for part in np.unique(index.parts):
+            mine = np.flatnonzero(index.parts == part)
+            rows = index.rows[mine]
+            path = self.path(str(part), layer)
+            needed = int(rows.max()) + 1
+            if not path.exists() or path.stat().st_size < needed * units * VALUES * _BYTES:
+                raise StoreError(f"{path} lacks rows that the working file says it holds; pass --restart")
+            stored = np.memmap(path, dtype=np.float32, mode="r", shape=(needed, units, VALUES))
+            out[mine] = stored[rows, start:stop]
+            del stored
+        return out
+
+    def remove(self) -> None:
+        """Delete every part (a published or discarded run)."""
+        shutil.rmtree(self.root, ignore_errors=True)
