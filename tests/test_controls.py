@@ -376,3 +376,25 @@ def test_nulls_at_several_thresholds_are_each_thresholds_own(independent):
             np.testing.assert_array_equal(got.null, want.null)
             assert (got.observed, got.p_value, got.valid) == (want.observed, want.p_value, want.valid)
     assert both[0].selective.observed > both[1].selective.observed  # a higher threshold, fewer units
+
+
+def test_a_null_fed_in_chunks_equals_naive_counts_under_the_same_shuffles(independent):
+    """Publication feeds LayerNull a chunk of units at a time, in any order; each shuffle's statistics must be
+    the naive ones under that shuffle, drawn here in one go (Shuffles draws them a chunk of rows at a time)."""
+    values, bottom, labels = independent
+    permutations, seed, threshold = 40, 12, 0.52
+    rows = np.random.default_rng(seed).permuted(np.broadcast_to(labels, (permutations, labels.size)).copy(), axis=1)
+    null = nulls.LayerNull(bottom, nulls.Shuffles(labels, permutations, seed), thresholds=(threshold,))
+    for first, last in ((41, 60), (0, 7), (7, 41)):  # uneven chunks, out of order
+        null.add(first, values[:, first:last])
+    result = null.results()[0]
+    assert (result.selective.observed, result.selective_negative.observed, result.median_gap.observed) == \
+        _naive_statistics(values, bottom, labels, threshold)
+    for r, shuffled in enumerate(rows):
+        # The null's SIs come from float32 sums: no shuffle may leave a unit within their rounding of the threshold.
+        assert np.abs(_naive_si(values, shuffled) - threshold).min() > 1e-5
+        want = _naive_statistics(values, bottom, shuffled, threshold)
+        got = (result.selective.null[r], result.selective_negative.null[r], result.median_gap.null[r])
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match="never added"):
+        nulls.LayerNull(bottom, nulls.Shuffles(labels, 3, seed), thresholds=(threshold,)).results()

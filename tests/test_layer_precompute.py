@@ -175,3 +175,30 @@ def test_a_constant_unit_reads_back_as_the_server_computes_it(tmp_path: Path):
     body = _get(dbs, "stored", "/api/layers/conv1")
     assert body == _get(dbs, "computed", "/api/layers/conv1")
     assert body["units"][1]["si_half_a"] is None and body["units"][1]["auroc"] == 0.5
+
+
+def test_publication_a_few_units_at_a_time_stores_what_it_stores_in_one_chunk(dbs, tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch):
+    """The derived tables read the layer a chunk of units at a time (scores.layer_chunks): at 5 units a chunk
+    (3 chunks of 12 units, the last short) every derived row is the one-chunk publication's, the nulls included
+    (counts exactly, floats to 1e-12)."""
+    from unitscope.data import scores
+
+    monkeypatch.setattr(scores, "CHUNK_BYTES", 4 * len(WNIDS) * 5)
+    chunked = tmp_path / "chunked.duckdb"
+    publish_mixed4c_run(chunked, _stats(), WNIDS, (builtin_category("dog"), Category("fish", FISH, "test")))
+    tables = (schema.UNIT_CONTROLS, schema.UNIT_MEASURES, schema.LAYER_NULL, schema.UNIT_LABELS,
+              schema.UNIT_LABEL_TERMS)
+    for table in tables:
+        rows = {}
+        for which, db in (("one", dbs["stored"]), ("chunked", chunked)):
+            with duckdb.connect(str(db), read_only=True) as con:
+                rows[which] = con.execute(f"SELECT * EXCLUDE (run_id) FROM {table} ORDER BY ALL").fetchall()
+        assert len(rows["chunked"]) == len(rows["one"]) > 0, table
+        for got, want in zip(rows["chunked"], rows["one"], strict=True):
+            # numpy's sums over a block of columns may round differently from one block to the next in the last bit
+            for a, b in zip(got, want, strict=True):
+                assert a == (pytest.approx(b, rel=1e-12, nan_ok=True) if isinstance(b, float) else b), (table, want)
+    with duckdb.connect(str(chunked), read_only=True) as con:  # the grid's four nulls, each at both thresholds
+        assert con.execute(f"SELECT count(DISTINCT (si_stat, neg_stat, threshold)) FROM {schema.LAYER_NULL}"
+                           ).fetchone()[0] == 8

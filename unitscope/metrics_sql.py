@@ -106,14 +106,16 @@ def split_half_si_sql() -> str:
     """
 
 
-def layer_matrix_sql(stat: str) -> str:
+def layer_matrix_sql(stat: str, *, unit_range: bool = False) -> str:
     """SQL giving (v): every response of one layer on `stat`, in (unit, image_id) order.
 
-    Parameters: $run_id, $layer. Reshaped to (units, images) and transposed, it is the layer's
-    (images x units) matrix with rows in image id order (the order of membership_sql's ids).
+    Parameters: $run_id, $layer, and with unit_range $first and $last (units first..last only).
+    Reshaped to (units, images) and transposed, it is the layer's (images x units) matrix with rows
+    in image id order (the order of membership_sql's ids).
     """
+    units = " AND unit BETWEEN $first AND $last" if unit_range else ""
     return f"""SELECT {schema.stat_column(stat)} AS v FROM {schema.RESPONSES}
-               WHERE run_id = $run_id AND layer = $layer ORDER BY unit, image_id"""
+               WHERE run_id = $run_id AND layer = $layer{units} ORDER BY unit, image_id"""
 
 
 def stored_bottom_sql() -> str:

@@ -7,7 +7,7 @@ numpy only. The SIs come from unitscope.stats.si's formula; the p-values are upp
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,46 +70,120 @@ def _masked_median(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.where(m > 0, (lower + upper) / 2, np.nan)
 
 
-@dataclass(frozen=True)
-class _Layer:
-    """What the statistics need that does not depend on the labels."""
+def _at(in_bottom: np.ndarray, selective: np.ndarray, base_rate: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(selective, selective_negative, median_gap) of R rows of units' in_bottom counts and selectivity: 3 x (R,)."""
+    negative = (selective & (in_bottom >= base_rate)).sum(axis=1)
+    gap = _masked_median(in_bottom, selective) - _masked_median(in_bottom, ~selective)
+    return selective.sum(axis=1).astype(np.float64), negative.astype(np.float64), gap
 
-    values: np.ndarray  # (n, u) float32
-    total: np.ndarray  # (u,) float64
-    lo: np.ndarray
-    hi: np.ndarray
-    bottom: np.ndarray  # (u * k,) flattened row indices
-    n_c: int
-    base_rate: float
-    # (n, u) float32 0/1 membership of the bottom sets, when it fits in DENSE_BOTTOM_BYTES: in_bottom
-    # is then one matrix product instead of a gather of u * k labels per permutation (about 5x faster
-    # at n = 6,308, u = 512, k = 1000: the gather took 2.1 of 2.8 s).
-    bottom_matrix: np.ndarray | None = None
 
-    def si(self, rows: np.ndarray) -> np.ndarray:
-        """SI of every unit under each of R label rows (R, n) bool, from float32 category sums: (R, u)."""
-        # (values.T @ rows.T).T is the same R x u product; in this orientation OpenBLAS ran it 9x
-        # faster (34 against 4 GFLOPS for R = 100, n = 286,000, u = 512).
-        cat_sum = (self.values.T @ rows.astype(np.float32).T).T
-        return _si_from_sums(cat_sum.astype(np.float64), self.total, self.lo, self.hi, self.n_c, len(self.values))
+class Shuffles:
+    """P shuffles of a category's labels, drawn once and kept packed (P x n bits), for every chunk of units.
 
-    def in_bottom(self, rows: np.ndarray, units: int) -> np.ndarray:
-        """Category images among each unit's bottom set under R label rows: (R, u) integers."""
-        if self.bottom_matrix is not None:
-            # Exact: sums of at most k ones in float32.
-            return np.rint((self.bottom_matrix.T @ rows.astype(np.float32).T).T).astype(np.int64)
-        gathered = np.take(rows, self.bottom, axis=1).reshape(len(rows), units, -1)  # R x u x k
-        return np.count_nonzero(gathered, axis=2)
+    From np.random.default_rng(seed), a chunk of rows per draw: rng.permuted shuffles each row on its own, so
+    the shuffles are those of one draw of all P rows whatever the chunk (tests/test_controls.py checks it).
+    """
 
-    def statistics(self, rows: np.ndarray, si_rows: np.ndarray, thresholds: Sequence[float]) -> np.ndarray:
-        """(selective, selective_negative, median_gap) at each threshold for R label rows and their SIs: (T, 3, R)."""
-        in_bottom = self.in_bottom(rows, si_rows.shape[1])  # the same at every threshold
-        return np.array([self._at(in_bottom, si_rows >= t) for t in thresholds])  # a NaN SI is not selective
+    def __init__(self, labels: np.ndarray, permutations: int, seed: int) -> None:
+        if permutations < 1:
+            raise ValueError("permutations must be at least 1")
+        self.labels, self.permutations, self.seed = labels, permutations, seed
+        n = labels.size
+        rng = np.random.default_rng(seed)
+        self._packed = np.empty((permutations, (n + 7) // 8), np.uint8)
+        step = _chunk(2 * n, permutations, CHUNK_BYTES)
+        for start in range(0, permutations, step):
+            rows = np.broadcast_to(labels, (min(step, permutations - start), n)).copy()
+            rng.permuted(rows, axis=1, out=rows)  # each row shuffled on its own
+            self._packed[start:start + len(rows)] = np.packbits(rows, axis=1)
 
-    def _at(self, in_bottom: np.ndarray, selective: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        negative = (selective & (in_bottom >= self.base_rate)).sum(axis=1)
-        gap = _masked_median(in_bottom, selective) - _masked_median(in_bottom, ~selective)
-        return selective.sum(axis=1).astype(np.float64), negative.astype(np.float64), gap
+    def rows(self, step: int) -> Iterator[tuple[int, np.ndarray]]:
+        """(first, (R, n) bool): the shuffles, `step` rows at a time."""
+        for start in range(0, self.permutations, step):
+            bits = np.unpackbits(self._packed[start:start + step], axis=1, count=self.labels.size)
+            yield start, bits.view(np.bool_)
+
+
+class LayerNull:
+    """A layer's label-permutation null (see permutation_nulls), fed a chunk of units at a time.
+
+    add() each chunk of columns of the SI stat once, in any order, then results(). What it keeps is
+    each unit's SI and in_bottom for the observed labels and every shuffle, (1 + P) x u numbers each,
+    so memory is bounded by a chunk, not by the layer (publication's derived tables at any number of
+    images); the statistics over units come last. A unit's numbers do not depend on the chunk it came
+    in: any chunking gives one null.
+    """
+
+    def __init__(self, bottom: npt.ArrayLike, shuffles: Shuffles, *, thresholds: Sequence[float],
+                 checkpoint: Callable[[], None] | None = None) -> None:
+        labels = shuffles.labels
+        n = labels.size
+        bottom = np.asarray(bottom)
+        if bottom.ndim != 2 or not np.issubdtype(bottom.dtype, np.integer) or bottom.size == 0 \
+                or bottom.min() < 0 or bottom.max() >= n:
+            raise ValueError(f"bottom must be a (units, k) array of row indices into the {n} images")
+        n_c = int(labels.sum())
+        if n_c == 0 or n_c == n:
+            raise ValueError("the category and the rest must both have images")
+        self.bottom, self.shuffles, self.thresholds, self.checkpoint = bottom, shuffles, tuple(thresholds), checkpoint
+        self.n_c, self.k = n_c, bottom.shape[1]
+        self.base_rate = self.k * n_c / n
+        units = bottom.shape[0]
+        # Row 0: the observed labels; rows 1..P: the shuffles.
+        self._si = np.full((1 + shuffles.permutations, units), np.nan)
+        self._in_bottom = np.zeros((1 + shuffles.permutations, units), np.int64)
+        self._added = np.zeros(units, bool)
+
+    def add(self, first: int, values_si: npt.ArrayLike) -> None:
+        """Take units first .. first + c - 1: their (n, c) responses on the SI stat."""
+        values = _values(values_si, np.float32)
+        n, c = values.shape
+        labels = self.shuffles.labels
+        if n != labels.size or first < 0 or first + c > len(self._added):
+            raise ValueError(f"values_si must be ({labels.size}, c) columns of units within 0..{len(self._added) - 1}")
+        columns = slice(first, first + c)
+        bottom = self.bottom[columns]
+        total = values.sum(axis=0, dtype=np.float64)
+        lo, hi = values.min(axis=0).astype(np.float64), values.max(axis=0).astype(np.float64)
+        # The observed SIs are si()'s (float64 sums, as the layer page's); the shuffles' use float32 products.
+        self._si[0, columns] = si(values, labels)
+        self._in_bottom[0, columns] = np.count_nonzero(labels[bottom], axis=1)
+        # The bottom sets' (n, c) float32 0/1 membership, when it fits in DENSE_BOTTOM_BYTES: in_bottom is then one
+        # matrix product instead of a gather of c * k labels per shuffle (about 5x faster at n = 6,308, u = 512,
+        # k = 1000: the gather took 2.1 of 2.8 s).
+        dense = None
+        if n * c * 4 <= DENSE_BOTTOM_BYTES:
+            dense = np.zeros((n, c), np.float32)
+            dense[bottom, np.arange(c)[:, None]] = 1.0
+        # A shuffle's rows: n labels (bool), their float32 copy, c * k gathered labels, c SIs.
+        step = _chunk(5 * n + c * self.k + 64 * c, self.shuffles.permutations, CHUNK_BYTES)
+        for start, rows in self.shuffles.rows(step):
+            if self.checkpoint is not None:
+                self.checkpoint()
+            at = slice(1 + start, 1 + start + len(rows))
+            as_float = rows.astype(np.float32)
+            # (values.T @ rows.T).T is the same R x c product; in this orientation OpenBLAS ran it 9x
+            # faster (34 against 4 GFLOPS for R = 100, n = 286,000, u = 512).
+            cat_sum = (values.T @ as_float.T).T
+            self._si[at, columns] = _si_from_sums(cat_sum.astype(np.float64), total, lo, hi, self.n_c, n)
+            if dense is not None:  # exact: sums of at most k ones in float32
+                self._in_bottom[at, columns] = np.rint((dense.T @ as_float.T).T)
+            else:
+                gathered = np.take(rows, bottom.ravel(), axis=1).reshape(len(rows), c, -1)  # R x c x k
+                self._in_bottom[at, columns] = np.count_nonzero(gathered, axis=2)
+        self._added[columns] = True
+
+    def results(self) -> tuple[NullResult, ...]:
+        """The null at each threshold, once every unit was added."""
+        if not self._added.all():
+            raise ValueError(f"units {np.flatnonzero(~self._added)[:5].tolist()}... were never added")
+        out = []
+        for t in self.thresholds:
+            stats = _at(self._in_bottom, self._si >= t, self.base_rate)  # a NaN SI is not selective
+            out.append(NullResult(*(_summarise(float(s[0]), s[1:]) for s in stats), threshold=t, k=self.k,
+                                  base_rate=self.base_rate, permutations=self.shuffles.permutations,
+                                  seed=self.shuffles.seed))
+        return tuple(out)
 
 
 def permutation_null(values_si: npt.ArrayLike, bottom: npt.ArrayLike, labels: npt.ArrayLike, *,
@@ -143,63 +217,28 @@ def permutation_nulls(values_si: npt.ArrayLike, bottom: npt.ArrayLike, labels: n
     Each p-value is upper-tailed: (1 + #{null >= observed}) / (valid + 1). The observed SIs are
     si()'s (float64 sums, as the layer page's), so the observed counts are the page's; the null's
     use float32 sums, about 1e-6 off, which only a unit that close to the threshold would feel.
-    Permutations come from np.random.default_rng(seed) and do not depend on the chunking: the
-    same seed, the same null. `checkpoint`, if given, is called before each chunk and may raise to
-    stop the computation (the server's, when a client leaves).
+    Permutations come from np.random.default_rng(seed) (Shuffles) and do not depend on the chunking:
+    the same seed, the same null. `checkpoint`, if given, is called before each chunk and may raise to
+    stop the computation (the server's, when a client leaves). This is LayerNull fed the whole layer
+    at once; publication feeds it a chunk of units at a time.
 
     Cost: per permutation, a shuffle of n labels, one (n) @ (n x u) float32 product for the
     category sums and, for in_bottom, another against the bottom sets' membership matrix (or a
-    gather of u * k labels when that matrix would pass DENSE_BOTTOM_BYTES), in chunks of permutations of about CHUNK_BYTES
-    (tracemalloc's peak beside values_si: 73 MiB at n = 286,000, u = 1024, k = 1000). Measured
-    on the project's machine, 2 CPU cores shared with other jobs (load average 2-8),
-    P = 1000, k = 1000: n = 6,308, u = 512 in 1.5 s (2.3-2.9 s with the gather); n = 286,000, u = 512 in 33-44 s, of
-    which about 14 s is the shuffles (rng.permuted). Worth caching per (run, layer, parameters).
-    Each further threshold reuses the shuffles and products (only the counts are redone), and its
-    result is the one a call at that threshold alone gives.
+    gather of u * k labels when that matrix would pass DENSE_BOTTOM_BYTES), in chunks of permutations of about
+    CHUNK_BYTES, the shuffles kept packed (P x n bits: 36 MB at n = 286,000). Measured on the project's
+    machine, 2 CPU cores shared with other jobs (load average 2-8), P = 1000, k = 1000: n = 6,308, u = 512 in
+    1.5 s (2.3-2.9 s with the gather); n = 286,000, u = 512 in 33-44 s, of which about 14 s is the shuffles
+    (rng.permuted). Worth caching per (run, layer, parameters). Each further threshold reuses the shuffles and
+    products (only the counts are redone), and its result is the one a call at that threshold alone gives.
     """
     values = _values(values_si, np.float32)
-    n, u = values.shape
-    labels = _labels(labels, n)
+    labels = _labels(labels, values.shape[0])
     bottom = np.asarray(bottom)
-    if bottom.ndim != 2 or bottom.shape[0] != u or not np.issubdtype(bottom.dtype, np.integer) \
-            or bottom.size == 0 or bottom.min() < 0 or bottom.max() >= n:
-        raise ValueError(f"bottom must be a ({u}, k) array of row indices into values_si")
-    n_c = int(labels.sum())
-    if n_c == 0 or n_c == n:
-        raise ValueError("the category and the rest must both have images")
-    if permutations < 1:
-        raise ValueError("permutations must be at least 1")
-    k = bottom.shape[1]
-    bottom_matrix = None
-    if n * u * 4 <= DENSE_BOTTOM_BYTES:
-        bottom_matrix = np.zeros((n, u), np.float32)
-        bottom_matrix[bottom, np.arange(u)[:, None]] = 1.0
-    layer = _Layer(
-        values=values,
-        total=values.sum(axis=0, dtype=np.float64),
-        lo=values.min(axis=0).astype(np.float64),
-        hi=values.max(axis=0).astype(np.float64),
-        bottom=bottom.ravel(),
-        n_c=n_c,
-        base_rate=k * n_c / n,
-        bottom_matrix=bottom_matrix,
-    )
-    observed = layer.statistics(labels[None, :], si(values, labels)[None, :], thresholds)
-    rng = np.random.default_rng(seed)
-    # A permutation's rows: n labels (bool), their float32 copy, u * k gathered labels, u SIs.
-    step = _chunk(5 * n + u * k + 64 * u, permutations, CHUNK_BYTES)
-    null = np.empty((len(thresholds), 3, permutations))
-    for start in range(0, permutations, step):
-        if checkpoint is not None:
-            checkpoint()
-        rows = np.broadcast_to(labels, (min(step, permutations - start), n)).copy()
-        rng.permuted(rows, axis=1, out=rows)  # each row shuffled on its own
-        null[:, :, start:start + len(rows)] = layer.statistics(rows, layer.si(rows), thresholds)
-    return tuple(
-        NullResult(*(_summarise(float(o[0]), z) for o, z in zip(observed[i], null[i])), threshold=t, k=k,
-                   base_rate=layer.base_rate, permutations=permutations, seed=seed)
-        for i, t in enumerate(thresholds)
-    )
+    if bottom.ndim != 2 or bottom.shape[0] != values.shape[1]:
+        raise ValueError(f"bottom must be a ({values.shape[1]}, k) array of row indices into values_si")
+    null = LayerNull(bottom, Shuffles(labels, permutations, seed), thresholds=thresholds, checkpoint=checkpoint)
+    null.add(0, values)
+    return null.results()
 
 
 def group_gap(values: npt.ArrayLike, chosen: npt.ArrayLike, *, permutations: int = 1000,

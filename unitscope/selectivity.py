@@ -50,18 +50,19 @@ IT_REFERENCE: tuple[Reference, ...] = (
 )
 
 
-# Units processed at once: each step works on float64 copies of this many columns, so memory stays near
-# images x CHUNK_UNITS x 8 bytes (150 MB at 286,000 images) rather than a copy of the whole layer.
-CHUNK_UNITS = 64
+# Bytes of float64 copies a step works on: as many columns as fit (58 at 286,000 images, 13 at 1.28M), so memory
+# stays near this rather than a copy of the whole layer, at any number of images.
+CHUNK_BYTES = 128 * 2**20
 
 
 def _blocks(values: npt.ArrayLike) -> Iterator[tuple[slice, np.ndarray]]:
-    """(columns, float64 copy of those columns) of an (n, u) array, CHUNK_UNITS columns at a time."""
+    """(columns, float64 copy of those columns) of an (n, u) array, about CHUNK_BYTES of them at a time."""
     values = np.asarray(values)
     if values.ndim != 2:
         raise ValueError(f"values must be (images, units), got shape {values.shape}")
-    for start in range(0, values.shape[1], CHUNK_UNITS):
-        columns = slice(start, start + CHUNK_UNITS)
+    step = max(1, CHUNK_BYTES // (8 * max(1, values.shape[0])))
+    for start in range(0, values.shape[1], step):
+        columns = slice(start, start + step)
         yield columns, values[:, columns].astype(np.float64)
 
 

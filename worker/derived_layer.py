@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import duckdb
 import numpy as np
@@ -25,12 +28,32 @@ from unitscope import claim_rules, metrics_sql, nulls, schema, stats
 from unitscope.data.images import category_wnids, image_index
 from unitscope.data.measures import TUNING, Measures, measures_of
 from unitscope.data.runs import require_layer, require_run
-from unitscope.data.scores import category_labels, layer_matrix
+from unitscope.data.scores import category_labels, layer_chunks
 from unitscope.data.source import ConnectionSource
 
 # The figure's threshold (the pages' default) and Aparicio et al.'s: a second threshold costs only its
 # counts, as the shuffles and products are shared (unitscope.nulls.permutation_nulls).
 NULL_THRESHOLDS = claim_rules.GRID_THRESHOLDS
+T = TypeVar("T")
+
+
+# Threads for a chunk's per-unit work: numpy and scipy release the GIL in the sorts and products that cost most.
+WORKERS = len(os.sched_getaffinity(0))
+
+
+def in_blocks(work: Callable[..., T], first: int, *chunks: np.ndarray) -> list[T]:
+    """work(first unit, *columns) on chunks of the same units split in one block of columns per worker, in
+    threads; in column order.
+
+    For work that is per unit (every writer's statistics are): both cores, and no more memory than the chunks'.
+    """
+    width = chunks[0].shape[1]
+    bounds = np.linspace(0, width, min(WORKERS, width) + 1).astype(int).tolist()
+    blocks = list(itertools.pairwise(bounds))
+    if len(blocks) == 1:
+        return [work(first, *chunks)]
+    with ThreadPoolExecutor(len(blocks)) as pool:
+        return list(pool.map(lambda b: work(first + b[0], *(c[:, b[0]:b[1]] for c in chunks)), blocks))
 
 
 def null_category(categories: Sequence[str]) -> str:
@@ -68,9 +91,14 @@ def _split_half(con: duckdb.DuckDBPyConnection, run_id: int, layer: str, categor
 
 
 def write_layer_controls(con: duckdb.DuckDBPyConnection, run_id: int, layer: str) -> None:
-    """Store unit_controls, unit_measures and layer_null for one published layer of run_id."""
+    """Store unit_controls, unit_measures and layer_null for one published layer of run_id.
+
+    The layer is read a chunk of units at a time (scores.layer_chunks): every number here is per unit,
+    and the null keeps only per-unit counts (nulls.LayerNull), so memory holds a chunk at any number
+    of images.
+    """
     q = {"run_id": run_id, "layer": layer}
-    # The layer's matrices, labels, classes and category members read with the server's readers, so that a stored
+    # The layer's responses, labels, classes and category members read with the server's readers, so that a stored
     # value is the one the server would compute.
     source = ConnectionSource(con, database=None)
     run = require_run(source, run_id)
@@ -84,59 +112,80 @@ def write_layer_controls(con: duckdb.DuckDBPyConnection, run_id: int, layer: str
     index = image_index(source, run_id)
     classes = index.code[image_ids]
     members = {c: category_wnids(source, run_id, c) for c in categories}
+    null_cat = null_category(categories)
+    shuffles = _shuffles(labels[null_cat][1])  # drawn once for the grid's four nulls
     for stat in schema.STATS:
-        values = layer_matrix(source, run, layer, stat)
-        auroc = stats.auroc_by_category(values, [labels[c][1] for c in categories])
-        found = measures_of(values, [(labels[c][1], members[c]) for c in categories], classes, index.wnids)
+        # the claims' grid of specifications, the default's among them
+        grid = {neg_stat: null for neg_stat in claim_rules.GRID_NEG_STATS
+                if (null := _null(con, run_id, layer, image_ids, units, neg_stat, shuffles)) is not None
+                } if stat in claim_rules.GRID_SI_STATS else {}
+        category_labels_ = [labels[c][1] for c in categories]
+
+        def block(first: int, values: np.ndarray) -> tuple[np.ndarray, list[Measures], np.ndarray, np.ndarray]:
+            for null in grid.values():
+                null.add(first, values)
+            return (stats.auroc_by_category(values, category_labels_),
+                    measures_of(values, [(labels[c][1], members[c]) for c in categories], classes, index.wnids),
+                    np.array([stats.tail_shares(values, is_cat, upper=False) for is_cat in category_labels_]),
+                    np.array([stats.tail_shares(values, is_cat, upper=True) for is_cat in category_labels_]))
+
+        parts = [part for first, values in layer_chunks(source, run, layer, stat)
+                 for part in in_blocks(block, first, values)]
+        auroc, below, above = (np.concatenate([part[i] for part in parts], axis=1) for i in (0, 2, 3))
+        found = [Measures.joined([part[1][row] for part in parts]) for row in range(len(categories))]
         for row, category in enumerate(categories):
-            is_cat = labels[category][1]
             _write_measures(con, {**q, "category": category, "stat": stat}, found[row])
             con.execute(
                 f"""INSERT INTO {schema.UNIT_CONTROLS}
                     SELECT $run_id, $layer, $category, $stat, unnest($unit), unnest($auroc), unnest($below),
                            unnest($above), unnest($a), unnest($b)""",
                 {**q, "category": category, "stat": stat, "unit": list(range(units)),
-                 "auroc": _nullable(auroc[row]),
-                 "below": _nullable(stats.tail_shares(values, is_cat, upper=False)),
-                 "above": _nullable(stats.tail_shares(values, is_cat, upper=True)),
+                 "auroc": _nullable(auroc[row]), "below": _nullable(below[row]), "above": _nullable(above[row]),
                  "a": _nullable(halves[category][stat, 0]), "b": _nullable(halves[category][stat, 1])},
             )
-        if stat in claim_rules.GRID_SI_STATS:  # the claims' grid of specifications, the default's among them
-            category = null_category(categories)
-            for neg_stat in claim_rules.GRID_NEG_STATS:
-                _write_null(con, run_id, layer, values, image_ids, category, labels[category][1], stat, neg_stat)
-        del values  # the next stat's matrix takes its place, not its side
+        for neg_stat, null in grid.items():
+            _write_null(con, {**q, "category": null_cat, "si_stat": stat, "neg_stat": neg_stat,
+                              "k": claim_rules.default_k(len(image_ids))[0]}, null.results())
 
 
-def _write_null(con: duckdb.DuckDBPyConnection, run_id: int, layer: str, values: np.ndarray,
-                image_ids: np.ndarray, category: str, is_cat: np.ndarray, si_stat: str, neg_stat: str) -> None:
-    """The null for the server's default k, permutations and seed, SI on si_stat (`values`) and the bottom sets
-    by neg_stat, from the stored bottom ranks (app.data.layer_tests' inputs).
-
-    Nothing is stored when the category or the rest is empty (the server's null is then None at no
-    cost) or when the stored ranks do not reach the default k (a run published with a lower
-    ranked_k): the server then computes it as for any other parameters.
-    """
+def _shuffles(is_cat: np.ndarray) -> nulls.Shuffles | None:
+    """The server's default shuffles of the null's category; None when the category or the rest is empty (the
+    server's null is then None at no cost)."""
     if is_cat.all() or not is_cat.any():
-        return
-    n, units = values.shape
+        return None
+    return nulls.Shuffles(is_cat, schema.NULL_PERMUTATIONS, schema.NULL_SEED)
+
+
+def _null(con: duckdb.DuckDBPyConnection, run_id: int, layer: str, image_ids: np.ndarray, units: int,
+          neg_stat: str, shuffles: nulls.Shuffles | None) -> nulls.LayerNull | None:
+    """The null for the server's default k, permutations and seed, the bottom sets by neg_stat from the stored
+    bottom ranks (app.data.layer_tests' inputs), to be fed the SI stat's chunks.
+
+    None when there are no shuffles or when the stored ranks do not reach the default k (a run published
+    with a lower ranked_k): the server then computes it as for any other parameters.
+    """
+    if shuffles is None:
+        return None
+    n = len(image_ids)
     k, _ = claim_rules.default_k(n)
     depth = min(k, n)
     ids = con.execute(metrics_sql.stored_bottom_sql(), {"run_id": run_id, "layer": layer, "k": k,
                                                         "stat": neg_stat}).fetchnumpy()["image_id"]
     if ids.size != units * depth:
-        return
+        return None
     bottom = np.searchsorted(image_ids, ids).reshape(units, depth)
-    results = nulls.permutation_nulls(values, bottom, is_cat, thresholds=NULL_THRESHOLDS,
-                                         permutations=schema.NULL_PERMUTATIONS, seed=schema.NULL_SEED)
+    return nulls.LayerNull(bottom, shuffles, thresholds=NULL_THRESHOLDS)
+
+
+def _write_null(con: duckdb.DuckDBPyConnection, q: dict[str, object], results: Sequence[nulls.NullResult]) -> None:
+    """layer_null's rows of one (category, si_stat, neg_stat): every threshold and statistic."""
     for result, name in itertools.product(results, nulls.NULL_STATISTICS):
         s: nulls.NullStatistic = getattr(result, name)
         con.execute(
             f"INSERT INTO {schema.LAYER_NULL} VALUES ($run_id, $layer, $category, $si_stat, $neg_stat, $k, "
             "$threshold, $permutations, $seed, $statistic, $observed, $null_mean, $null_p95, $p, $valid)",
-            {"run_id": run_id, "layer": layer, "category": category, "si_stat": si_stat,
-             "neg_stat": neg_stat, "k": k, "threshold": result.threshold,
-             "permutations": result.permutations, "seed": result.seed, "statistic": name,
+            {**q, "threshold": result.threshold, "permutations": result.permutations,
+             "seed": result.seed, "statistic": name,
              **dict(zip(("observed", "null_mean", "null_p95", "p"),
                         _nullable(np.array([s.observed, s.null_mean, s.null_p95, s.p_value])))),
              "valid": s.valid},

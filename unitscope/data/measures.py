@@ -32,6 +32,15 @@ class Measures:
     beats_every_class: np.ndarray  # 1.0, 0.0, or NaN when the category or every other class is too small
     tuning: Mapping[str, np.ndarray]  # TUNING's statistics
 
+    @classmethod
+    def joined(cls, parts: Sequence[Measures]) -> Measures:
+        """The measures of consecutive chunks of units, as one."""
+        def cat(name: str) -> np.ndarray:
+            return np.concatenate([getattr(p, name) for p in parts])
+        return cls(d_prime=cat("d_prime"), csi=cat("csi"), csi_wnid=[w for p in parts for w in p.csi_wnid],
+                   csi_in_category=cat("csi_in_category"), beats_every_class=cat("beats_every_class"),
+                   tuning={name: np.concatenate([p.tuning[name] for p in parts]) for name in TUNING})
+
 
 def measures_of(values: np.ndarray, categories: Sequence[tuple[np.ndarray, Collection[str]]], classes: np.ndarray,
                 wnids: Sequence[str]) -> list[Measures]:

@@ -8,7 +8,7 @@ number on a page is the API's. Publication stores SI, the ranks and AUROC for it
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
@@ -209,6 +209,25 @@ def layer_matrix(source: Source, run: Run, layer: str, stat: str) -> np.ndarray:
 
     # Once per request: AUROC, the null and the tails of one page read the same matrix.
     return source.matrix((run.run_id, layer, stat), read)
+
+
+# A chunk of layer_chunks: about this many bytes of float32 responses (130 units of mixed5b at 1.28M images).
+CHUNK_BYTES = 512 * 2**20
+
+
+def layer_chunks(source: Source, run: Run, layer: str, stat: str) -> Iterator[tuple[int, np.ndarray]]:
+    """layer_matrix a chunk of units at a time: (first unit, (images, c) float32 columns), so that memory holds a
+    chunk, not the layer. Publication's derived tables read a layer so, at any number of images."""
+    units = require_layer(run, layer)[0]
+    step = max(1, CHUNK_BYTES // max(1, 4 * run.images))
+    for first in range(0, units, step):
+        last = min(first + step, units) - 1
+        values = source.arrays(metrics_sql.layer_matrix_sql(stat, unit_range=True),
+                               {"run_id": run.run_id, "layer": layer, "first": first, "last": last})["v"]
+        if values.size != (last - first + 1) * run.images:
+            raise Unavailable(f"units {first}-{last} of {layer} of run {run.run_id} hold {values.size:,} responses, "
+                              "not units x images")
+        yield first, values.astype(np.float32, copy=False).reshape(last - first + 1, run.images).T
 
 
 def bottom_rows(source: Source, run: Run, layer: str, stat: str, k: int, image_ids: np.ndarray) -> np.ndarray:
