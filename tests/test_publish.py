@@ -9,10 +9,13 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from fixtures import make_settings
-from hand_run import UNIT0_MAX, UNIT0_MIN, WNIDS, publish_hand_run
+from hand_run import UNIT0_MAX, UNIT0_MIN, WNIDS, publish_hand_run, publish_mixed4c_run
 
 from app.main import create_app
 from unitscope import metrics_sql, schema
+from unitscope.data.runs import runs
+from unitscope.data.source import ConnectionSource
+from worker.categories import builtin_category
 
 
 def test_si_and_in_top_in_bottom_match_a_hand_computed_example(tmp_path):
@@ -100,3 +103,26 @@ def test_counts_past_the_stored_ranks_are_computed_not_truncated(tmp_path: Path)
                 int(dog[top].sum()), int(dog[bottom].sum()), len(set(top) & set(bottom)),
                 int(sum(dog[i] for i in set(bottom) - set(top)))), k
             assert body["source"] == ("precomputed" if k <= 2 else "computed"), k
+
+
+def test_responses_are_read_in_storage_order_without_a_sort_and_stay_so_when_copied(tmp_path: Path) -> None:
+    """Publication marks a run's responses as stored in (layer, unit, image_id) order, and readers then scan without
+    ORDER BY: over several row groups, for the new run and for the run the next publication copies, the scan gives
+    exactly the sorted rows."""
+    images, units = 5_000, 80  # 400,000 rows: four of DuckDB's row groups
+    wnids = tuple(("n02085620", "n01440764")[i % 2] for i in range(images))
+    db = tmp_path / "order.duckdb"
+    for seed in (1, 2):
+        stats = np.random.default_rng(seed).normal(size=(images, units, 3)).astype(np.float32)
+        publish_mixed4c_run(db, stats, wnids, (builtin_category("dog"),))
+    with duckdb.connect(str(db), read_only=True) as con:
+        keys = con.execute("SELECT key FROM meta WHERE key LIKE 'responses_in_order/%' ORDER BY key").fetchall()
+        assert keys == [(metrics_sql.in_order_key(1),), (metrics_sql.in_order_key(2),)]
+        assert all(run.in_order for run in runs(ConnectionSource(con, database=None)))
+        for run_id in (1, 2):
+            for stat in schema.STATS:
+                q = {"run_id": run_id, "layer": "mixed4c"}
+                scanned = con.execute(metrics_sql.layer_matrix_sql(stat, in_order=True), q).fetchnumpy()["v"]
+                ordered = con.execute(metrics_sql.layer_matrix_sql(stat), q).fetchnumpy()["v"]
+                assert scanned.size == images * units
+                np.testing.assert_array_equal(scanned, ordered)

@@ -19,7 +19,7 @@ import duckdb
 from tqdm import tqdm
 
 from unitscope import schema
-from unitscope.metrics_sql import insert_ranks, si_sql
+from unitscope.metrics_sql import IN_ORDER_KEY, in_order_key, insert_ranks, si_sql
 from worker import derived
 from worker.db_files import (
     fsync,
@@ -149,6 +149,8 @@ def _build(db: Path, work: Path, publishing: Path, staged: StagedArrays, config:
             pub.execute("CHECKPOINT")
             bar.update(units[layer])
         pub.execute("DETACH work")
+        # Inserted in (layer, unit, image_id) order, a chunk of units at a time: readers may scan without sorting.
+        pub.execute(f"INSERT INTO {schema.META} VALUES ($key, 'layer, unit, image_id')", {"key": in_order_key(run_id)})
         # The same SQL the server runs: SI for every stat and category, and each unit's first
         # ranked_k images on both sides of every stat (in_top/in_bottom for any k up to it).
         for layer in layers:
@@ -283,6 +285,9 @@ def _copy_published(pub: duckdb.DuckDBPyConnection, db: Path, tables: tuple[str,
     for table in tables:
         if table in present:
             pub.execute(f"INSERT INTO {table} BY NAME SELECT * FROM old.{table}")
+    if schema.RESPONSES in tables and schema.RESPONSES in present:  # the copy kept the rows' order
+        pub.execute(f"INSERT INTO {schema.META} SELECT * FROM old.{schema.META} WHERE starts_with(key, $prefix)",
+                    {"prefix": IN_ORDER_KEY})
     pub.execute("DETACH old")
     pub.execute("CHECKPOINT")
 

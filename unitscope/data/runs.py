@@ -29,6 +29,7 @@ class Run:
     skipped: int
     layers: dict[str, tuple[int, int, str]]  # name -> (units, position, module), in depth order
     categories: dict[str, int]  # name -> images in it
+    in_order: bool = False  # its responses are stored in (layer, unit, image_id) order (metrics_sql.IN_ORDER_KEY)
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -72,6 +73,8 @@ def _read_runs(source: Source) -> list[Run]:
             f"SELECT DISTINCT run_id, category FROM {schema.CATEGORIES} ORDER BY run_id, category"
         ):
             names.setdefault(run_id, []).append(category)
+    in_order = {key.removeprefix(metrics_sql.IN_ORDER_KEY) for (key,) in source.rows(
+        f"SELECT key FROM {schema.META} WHERE starts_with(key, $prefix)", {"prefix": metrics_sql.IN_ORDER_KEY})}
     result = []
     for row in run_rows:
         run_id = row[0]
@@ -86,7 +89,7 @@ def _read_runs(source: Source) -> list[Run]:
         }
         result.append(
             Run(*row, images=images.get(run_id, 0), skipped=skipped.get(run_id, 0),
-                layers=layers.get(run_id, {}), categories=categories)
+                layers=layers.get(run_id, {}), categories=categories, in_order=str(run_id) in in_order)
         )
     return result
 

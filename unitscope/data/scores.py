@@ -202,7 +202,8 @@ def layer_matrix(source: Source, run: Run, layer: str, stat: str) -> np.ndarray:
     units = require_layer(run, layer)[0]
 
     def read() -> np.ndarray:
-        values = source.arrays(metrics_sql.layer_matrix_sql(stat), {"run_id": run.run_id, "layer": layer})["v"]
+        values = source.arrays(metrics_sql.layer_matrix_sql(stat, in_order=run.in_order),
+                               {"run_id": run.run_id, "layer": layer})["v"]
         if values.size != units * run.images:
             raise Unavailable(f"{layer} of run {run.run_id} holds {values.size:,} responses, not units x images")
         return values.astype(np.float32, copy=False).reshape(units, run.images).T  # images x units
@@ -211,7 +212,7 @@ def layer_matrix(source: Source, run: Run, layer: str, stat: str) -> np.ndarray:
     return source.matrix((run.run_id, layer, stat), read)
 
 
-# A chunk of layer_chunks: about this many bytes of float32 responses (130 units of mixed5b at 1.28M images).
+# A chunk of layer_chunks: about this many bytes of float32 responses (104 units at 1.28M images).
 CHUNK_BYTES = 512 * 2**20
 
 
@@ -222,7 +223,7 @@ def layer_chunks(source: Source, run: Run, layer: str, stat: str) -> Iterator[tu
     step = max(1, CHUNK_BYTES // max(1, 4 * run.images))
     for first in range(0, units, step):
         last = min(first + step, units) - 1
-        values = source.arrays(metrics_sql.layer_matrix_sql(stat, unit_range=True),
+        values = source.arrays(metrics_sql.layer_matrix_sql(stat, unit_range=True, in_order=run.in_order),
                                {"run_id": run.run_id, "layer": layer, "first": first, "last": last})["v"]
         if values.size != (last - first + 1) * run.images:
             raise Unavailable(f"units {first}-{last} of {layer} of run {run.run_id} hold {values.size:,} responses, "
