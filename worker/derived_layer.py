@@ -8,8 +8,9 @@ every response of a layer, stored once.
   schema.NULL_PERMUTATIONS and NULL_SEED) at NULL_THRESHOLDS. The server computes it for any other
   parameters.
 
-The numbers come from the functions the server calls on the fly (unitscope.stats, unitscope.metrics_sql),
-fed the same matrices, so a stored value is the value the server would compute.
+The numbers come from the functions the server calls on the fly (unitscope.stats, unitscope.metrics_sql,
+unitscope.nulls), fed the same responses a chunk of units at a time: each is per unit, so a stored value is
+the value the server would compute (to the last bit of a float sum; tests/test_layer_precompute.py).
 """
 
 from __future__ import annotations
@@ -114,20 +115,19 @@ def write_layer_controls(con: duckdb.DuckDBPyConnection, run_id: int, layer: str
     members = {c: category_wnids(source, run_id, c) for c in categories}
     null_cat = null_category(categories)
     shuffles = _shuffles(labels[null_cat][1])  # drawn once for the grid's four nulls
+    masks = [labels[c][1] for c in categories]
     for stat in schema.STATS:
         # the claims' grid of specifications, the default's among them
         grid = {neg_stat: null for neg_stat in claim_rules.GRID_NEG_STATS
                 if (null := _null(con, run_id, layer, image_ids, units, neg_stat, shuffles)) is not None
                 } if stat in claim_rules.GRID_SI_STATS else {}
-        category_labels_ = [labels[c][1] for c in categories]
-
         def block(first: int, values: np.ndarray) -> tuple[np.ndarray, list[Measures], np.ndarray, np.ndarray]:
             for null in grid.values():
                 null.add(first, values)
-            return (stats.auroc_by_category(values, category_labels_),
-                    measures_of(values, [(labels[c][1], members[c]) for c in categories], classes, index.wnids),
-                    np.array([stats.tail_shares(values, is_cat, upper=False) for is_cat in category_labels_]),
-                    np.array([stats.tail_shares(values, is_cat, upper=True) for is_cat in category_labels_]))
+            return (stats.auroc_by_category(values, masks),
+                    measures_of(values, list(zip(masks, (members[c] for c in categories))), classes, index.wnids),
+                    np.array([stats.tail_shares(values, is_cat, upper=False) for is_cat in masks]),
+                    np.array([stats.tail_shares(values, is_cat, upper=True) for is_cat in masks]))
 
         parts = [part for first, values in layer_chunks(source, run, layer, stat)
                  for part in in_blocks(block, first, values)]
