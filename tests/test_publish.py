@@ -121,7 +121,7 @@ def test_responses_are_read_in_storage_order_without_a_sort_and_stay_so_when_cop
         assert all(run.in_order for run in runs(ConnectionSource(con, database=None)))
         for run_id in (1, 2):
             for stat in schema.STATS:
-                q = {"run_id": run_id, "layer": "mixed4c"}
+                q = {"run_id": run_id, "layer": "mixed4c", "first": 0, "last": units - 1}
                 scanned = con.execute(metrics_sql.layer_matrix_sql(stat, in_order=True), q).fetchnumpy()["v"]
                 ordered = con.execute(metrics_sql.layer_matrix_sql(stat), q).fetchnumpy()["v"]
                 assert scanned.size == images * units

@@ -17,6 +17,7 @@ import numpy.typing as npt
 from scipy import special
 
 from unitscope.claim_rules import BAEK_ALPHA, FEW_IMAGES
+from unitscope.stats import CHUNK_BYTES
 
 
 class Reference(NamedTuple):
@@ -50,13 +51,10 @@ IT_REFERENCE: tuple[Reference, ...] = (
 )
 
 
-# Bytes of float64 copies a step works on: as many columns as fit (58 at 286,000 images, 13 at 1.28M), so memory
-# stays near this rather than a copy of the whole layer, at any number of images.
-CHUNK_BYTES = 128 * 2**20
-
 
 def _blocks(values: npt.ArrayLike) -> Iterator[tuple[slice, np.ndarray]]:
-    """(columns, float64 copy of those columns) of an (n, u) array, about CHUNK_BYTES of them at a time."""
+    """(columns, float64 copy of those columns) of an (n, u) array, about stats.CHUNK_BYTES of them at a time: as
+    many columns as fit (58 at 286,000 images, 13 at 1.28M), not a copy of the whole layer at any number of images."""
     values = np.asarray(values)
     if values.ndim != 2:
         raise ValueError(f"values must be (images, units), got shape {values.shape}")

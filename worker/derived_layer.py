@@ -116,11 +116,15 @@ def write_layer_controls(con: duckdb.DuckDBPyConnection, run_id: int, layer: str
     null_cat = null_category(categories)
     shuffles = _shuffles(labels[null_cat][1])  # drawn once for the grid's four nulls
     masks = [labels[c][1] for c in categories]
+    k, _ = claim_rules.default_k(len(image_ids))
+    # Each negative stat's bottom sets, read once for both SI stats of the grid.
+    bottoms = {neg_stat: bottom for neg_stat in claim_rules.GRID_NEG_STATS
+               if (bottom := _bottom(con, run_id, layer, image_ids, units, k, neg_stat)) is not None}
     for stat in schema.STATS:
         # the claims' grid of specifications, the default's among them
-        grid = {neg_stat: null for neg_stat in claim_rules.GRID_NEG_STATS
-                if (null := _null(con, run_id, layer, image_ids, units, neg_stat, shuffles)) is not None
-                } if stat in claim_rules.GRID_SI_STATS else {}
+        grid = {neg_stat: nulls.LayerNull(bottom, shuffles, thresholds=NULL_THRESHOLDS)
+                for neg_stat, bottom in bottoms.items()} if shuffles is not None and stat in claim_rules.GRID_SI_STATS else {}
+
         def block(first: int, values: np.ndarray) -> tuple[np.ndarray, list[Measures], np.ndarray, np.ndarray]:
             for null in grid.values():
                 null.add(first, values)
@@ -144,8 +148,8 @@ def write_layer_controls(con: duckdb.DuckDBPyConnection, run_id: int, layer: str
                  "a": _nullable(halves[category][stat, 0]), "b": _nullable(halves[category][stat, 1])},
             )
         for neg_stat, null in grid.items():
-            _write_null(con, {**q, "category": null_cat, "si_stat": stat, "neg_stat": neg_stat,
-                              "k": claim_rules.default_k(len(image_ids))[0]}, null.results())
+            _write_null(con, {**q, "category": null_cat, "si_stat": stat, "neg_stat": neg_stat, "k": k},
+                        null.results())
 
 
 def _shuffles(is_cat: np.ndarray) -> nulls.Shuffles | None:
@@ -156,25 +160,20 @@ def _shuffles(is_cat: np.ndarray) -> nulls.Shuffles | None:
     return nulls.Shuffles(is_cat, schema.NULL_PERMUTATIONS, schema.NULL_SEED)
 
 
-def _null(con: duckdb.DuckDBPyConnection, run_id: int, layer: str, image_ids: np.ndarray, units: int,
-          neg_stat: str, shuffles: nulls.Shuffles | None) -> nulls.LayerNull | None:
-    """The null for the server's default k, permutations and seed, the bottom sets by neg_stat from the stored
-    bottom ranks (app.data.layer_tests' inputs), to be fed the SI stat's chunks.
+def _bottom(con: duckdb.DuckDBPyConnection, run_id: int, layer: str, image_ids: np.ndarray, units: int, k: int,
+            neg_stat: str) -> np.ndarray | None:
+    """Each unit's bottom set by neg_stat for the server's default k, from the stored bottom ranks (app.data.layer_tests'
+    inputs), as rows of image_ids: (units, min(k, images)).
 
-    None when there are no shuffles or when the stored ranks do not reach the default k (a run published
-    with a lower ranked_k): the server then computes it as for any other parameters.
+    None when the stored ranks do not reach k (a run published with a lower ranked_k): the server then
+    computes that null as for any other parameters.
     """
-    if shuffles is None:
-        return None
-    n = len(image_ids)
-    k, _ = claim_rules.default_k(n)
-    depth = min(k, n)
+    depth = min(k, len(image_ids))
     ids = con.execute(metrics_sql.stored_bottom_sql(), {"run_id": run_id, "layer": layer, "k": k,
                                                         "stat": neg_stat}).fetchnumpy()["image_id"]
     if ids.size != units * depth:
         return None
-    bottom = np.searchsorted(image_ids, ids).reshape(units, depth)
-    return nulls.LayerNull(bottom, shuffles, thresholds=NULL_THRESHOLDS)
+    return np.searchsorted(image_ids, ids).reshape(units, depth)
 
 
 def _write_null(con: duckdb.DuckDBPyConnection, q: dict[str, object], results: Sequence[nulls.NullResult]) -> None:

@@ -200,16 +200,18 @@ def layer_matrix(source: Source, run: Run, layer: str, stat: str) -> np.ndarray:
     Memory: 4 bytes x images x units (13 MB for mixed4c at 6,308 images, 590 MB at 286,000).
     """
     units = require_layer(run, layer)[0]
-
-    def read() -> np.ndarray:
-        values = source.arrays(metrics_sql.layer_matrix_sql(stat, in_order=run.in_order),
-                               {"run_id": run.run_id, "layer": layer})["v"]
-        if values.size != units * run.images:
-            raise Unavailable(f"{layer} of run {run.run_id} holds {values.size:,} responses, not units x images")
-        return values.astype(np.float32, copy=False).reshape(units, run.images).T  # images x units
-
     # Once per request: AUROC, the null and the tails of one page read the same matrix.
-    return source.matrix((run.run_id, layer, stat), read)
+    return source.matrix((run.run_id, layer, stat), lambda: _columns(source, run, layer, stat, 0, units - 1))
+
+
+def _columns(source: Source, run: Run, layer: str, stat: str, first: int, last: int) -> np.ndarray:
+    """Units first..last of a layer on one stat: (images, last - first + 1) float32, rows in image id order."""
+    values = source.arrays(metrics_sql.layer_matrix_sql(stat, in_order=run.in_order),
+                           {"run_id": run.run_id, "layer": layer, "first": first, "last": last})["v"]
+    if values.size != (last - first + 1) * run.images:
+        raise Unavailable(f"units {first}-{last} of {layer} of run {run.run_id} hold {values.size:,} responses, "
+                          "not units x images")
+    return values.astype(np.float32, copy=False).reshape(last - first + 1, run.images).T
 
 
 # A chunk of layer_chunks: about this many bytes of float32 responses (104 units at 1.28M images).
@@ -222,13 +224,7 @@ def layer_chunks(source: Source, run: Run, layer: str, stat: str) -> Iterator[tu
     units = require_layer(run, layer)[0]
     step = max(1, CHUNK_BYTES // max(1, 4 * run.images))
     for first in range(0, units, step):
-        last = min(first + step, units) - 1
-        values = source.arrays(metrics_sql.layer_matrix_sql(stat, unit_range=True, in_order=run.in_order),
-                               {"run_id": run.run_id, "layer": layer, "first": first, "last": last})["v"]
-        if values.size != (last - first + 1) * run.images:
-            raise Unavailable(f"units {first}-{last} of {layer} of run {run.run_id} hold {values.size:,} responses, "
-                              "not units x images")
-        yield first, values.astype(np.float32, copy=False).reshape(last - first + 1, run.images).T
+        yield first, _columns(source, run, layer, stat, first, min(first + step, units) - 1)
 
 
 def bottom_rows(source: Source, run: Run, layer: str, stat: str, k: int, image_ids: np.ndarray) -> np.ndarray:
