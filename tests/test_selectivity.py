@@ -17,7 +17,7 @@ from scipy import stats as sps
 
 from app.main import create_app
 from app.params import ScoreParams
-from unitscope import claim_rules, schema, selectivity
+from unitscope import claim_rules, schema, selectivity, stats
 from worker.categories import builtin_category
 
 
@@ -73,6 +73,25 @@ def test_rank_sum_ties_count_one_half() -> None:
             n2 = len(other)
             z = (wins - n1 * n2 / 2 - 0.5) / np.sqrt(n1 * n2 * (n1 + n2 + 1) / 12)
             assert p[row, unit] == pytest.approx(sps.norm.sf(z), rel=1e-9)
+
+
+def test_sorted_runs_give_scipys_average_ranks_and_exact_runs() -> None:
+    """The unstable sort's runs of equal values: average ranks equal scipy.stats.rankdata's, ties included."""
+    rng = np.random.default_rng(7)
+    values = rng.standard_normal((500, 5)).astype(np.float32)
+    values[:, 1] = np.maximum(values[:, 1], 0)  # half the column tied at the ReLU's floor
+    values[:, 2] = np.round(values[:, 2])  # a few values, long runs
+    values[:, 3] = 1.0  # one run
+    values[::2, 4] = -0.0  # signed zeros are equal
+    values[1::2, 4] = 0.0
+    runs = stats.sorted_runs(values)
+    np.testing.assert_array_equal(runs.ranks(), sps.rankdata(values, axis=0))
+    for j in range(values.shape[1]):
+        ordered = values[runs.order[j], j]
+        assert (np.diff(ordered) >= 0).all()
+        for i in (0, 137, 250, 499):  # a run is every position of an equal value, and no other
+            equal = np.flatnonzero(ordered == ordered[i])
+            assert (runs.lo[j, i], runs.hi[j, i]) == (equal[0], equal[-1] + 1)
 
 
 def test_beats_every_class_needs_every_class_beaten() -> None:

@@ -17,7 +17,7 @@ import numpy.typing as npt
 from scipy import special
 
 from unitscope.claim_rules import BAEK_ALPHA, FEW_IMAGES
-from unitscope.stats import CHUNK_BYTES
+from unitscope.stats import CHUNK_BYTES, SortedRuns, run_columns, sorted_runs
 
 
 class Reference(NamedTuple):
@@ -125,9 +125,11 @@ def csi(values: npt.ArrayLike, classes: npt.ArrayLike, min_images: int = FEW_IMA
 
 
 def rank_sum_p_by_class(values: npt.ArrayLike, label_sets: Sequence[npt.ArrayLike], classes: npt.ArrayLike,
-                        min_images: int = FEW_IMAGES) -> list[tuple[np.ndarray, np.ndarray]]:
+                        min_images: int = FEW_IMAGES,
+                        runs: SortedRuns | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """For each label set (a category): (codes, p), the classes outside it with min_images or more images, and per
     class and unit (c, u) the one-sided Mann–Whitney p that the category's responses exceed the class's.
+    runs: stats.sorted_runs(values), when the caller has them.
 
     U counts the pairs where the category's value is larger, ties 1/2; p is its normal approximation with a
     continuity correction and no tie correction (scipy.stats.mannwhitneyu's asymptotic method, the same for
@@ -148,22 +150,17 @@ def rank_sum_p_by_class(values: npt.ArrayLike, label_sets: Sequence[npt.ArrayLik
         row[tested] = np.searchsorted(codes, classes[tested])
         plans.append((codes, n2, row, int(mask.sum())))
     u_stats = [np.zeros((len(codes), u)) for codes, *_ in plans]
-    if n:
-        for unit in range(u):
-            column = values[:, unit]
-            order = np.argsort(column, kind="stable")
-            ordered = column[order]
-            first = np.empty(n, dtype=bool)
-            first[0] = True
-            np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
-            starts = np.flatnonzero(first)
-            group = np.cumsum(first) - 1
-            lo, hi = starts[group], np.append(starts[1:], n)[group]  # each position's run of equal values
+    step = u if runs is not None else run_columns(n, u)
+    for start in range(0, u if n else 0, step):
+        order, lo, hi = runs or sorted_runs(values[:, start:start + step])
+        # Unit by unit: its (n,) temporaries stay in cache, where the block's were slower for all their fewer calls.
+        for j, unit in enumerate(range(start, start + len(order))):
             for mask, (codes, _, row, n1), u_stat in zip(masks, plans, u_stats):
-                below = np.zeros(n + 1)
-                np.cumsum(mask[order], out=below[1:])
-                wins = (n1 - below[hi]) + 0.5 * (below[hi] - below[lo])  # category values above, ties 1/2
-                rows = row[order]
+                below = np.zeros(n + 1)  # category values before each sorted position
+                np.cumsum(mask[order[j]], out=below[1:])
+                at_or_below = below[hi[j]]
+                wins = (n1 - at_or_below) + 0.5 * (at_or_below - below[lo[j]])  # category values above, ties 1/2
+                rows = row[order[j]]
                 tested = rows >= 0
                 u_stat[:, unit] = np.bincount(rows[tested], weights=wins[tested], minlength=len(codes))
     out = []
@@ -175,14 +172,15 @@ def rank_sum_p_by_class(values: npt.ArrayLike, label_sets: Sequence[npt.ArrayLik
 
 
 def beats_every_class(values: npt.ArrayLike, label_sets: Sequence[npt.ArrayLike], classes: npt.ArrayLike,
-                      min_images: int = FEW_IMAGES, alpha: float = BAEK_ALPHA) -> np.ndarray:
+                      min_images: int = FEW_IMAGES, alpha: float = BAEK_ALPHA,
+                      runs: SortedRuns | None = None) -> np.ndarray:
     """Baek et al. (2021)'s criterion for each label set (a category, as the preferred class): its responses
     exceed those of every class outside it (of min_images or more images) in a one-sided rank-sum test at
     p < alpha.
 
     (categories, u) float: 1.0 or 0.0, NaN when the category or every other class is too small to test.
     """
-    found = rank_sum_p_by_class(values, label_sets, classes, min_images)
+    found = rank_sum_p_by_class(values, label_sets, classes, min_images, runs)
     out = np.full((len(found), np.shape(values)[1]), np.nan)
     for i, (mask, (codes, p)) in enumerate(zip(label_sets, found)):
         if np.asarray(mask, dtype=bool).sum() >= min_images and len(codes):

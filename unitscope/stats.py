@@ -13,6 +13,7 @@ unitscope.nulls; the thresholds that turn these numbers into verdicts in unitsco
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -93,6 +94,54 @@ def _chunk(bytes_per_item: int, total: int, budget: int) -> int:
     return max(1, min(total, budget // max(1, bytes_per_item)))
 
 
+# Working bytes per value of sorted_runs and what its callers build on it (the order, the runs' bounds, a rank or
+# count per value and their temporaries): the per-value cost that sizes their chunks of columns.
+RUN_BYTES = 64
+
+
+class SortedRuns(NamedTuple):
+    """Each column of an (n, c) block sorted (sorted_runs): three (c, n) arrays."""
+
+    order: np.ndarray  # the column's rows in ascending order of value
+    lo: np.ndarray  # at each sorted position, the first position of its run of equal values
+    hi: np.ndarray  # ... and one past its last
+
+    def ranks(self) -> np.ndarray:
+        """scipy.stats.rankdata(block, axis=0): 1-based ranks, ties sharing their average; (n, c) float64."""
+        ranks = np.empty(self.order.shape)
+        np.put_along_axis(ranks, self.order, (self.lo + self.hi + 1) / 2, axis=1)
+        return ranks.T
+
+
+def run_columns(n: int, u: int) -> int:
+    """Columns of n values per sorted_runs call, so that a call and its users stay near CHUNK_BYTES."""
+    return _chunk(RUN_BYTES * n, u, CHUNK_BYTES)
+
+
+def sorted_runs(block: np.ndarray) -> SortedRuns:
+    """Each column of a finite (n, c) block sorted, with its runs of equal values.
+
+    numpy's default (unstable) argsort, on the columns made rows: what is computed from the runs (average ranks,
+    counts at or below a value) is the same for any order among equal values, and this was 3x faster than
+    scipy.stats.rankdata's stable sort of the columns in place (100,000 x 64, 2026-12-04). Publication sorts a
+    block once for every rank statistic of it (AUROC, Baek's tests).
+    """
+    t = np.ascontiguousarray(np.asarray(block).T)
+    c, n = t.shape
+    order = np.argsort(t, axis=1)
+    lo, hi = np.empty((c, n), dtype=np.int64), np.empty((c, n), dtype=np.int64)
+    starts = np.ones(n, dtype=bool)  # a run of equal values starts here
+    # Row by row: a row's temporaries stay in cache, where numpy's accumulate along the rows of the block was 5x slower.
+    for j in range(c):
+        ordered = t[j, order[j]]
+        np.not_equal(ordered[1:], ordered[:-1], out=starts[1:])
+        first = np.flatnonzero(starts)
+        run = np.cumsum(starts) - 1
+        np.take(first, run, out=lo[j])
+        np.take(np.append(first[1:], n), run, out=hi[j])
+    return SortedRuns(order, lo, hi)
+
+
 def auroc(values: npt.ArrayLike, labels: npt.ArrayLike) -> np.ndarray:
     """Per unit, P(a random category image's response > a random other image's), ties counting 1/2.
 
@@ -102,10 +151,11 @@ def auroc(values: npt.ArrayLike, labels: npt.ArrayLike) -> np.ndarray:
     return auroc_by_category(values, [labels])[0]
 
 
-def auroc_by_category(values: npt.ArrayLike, labels: Sequence[npt.ArrayLike]) -> np.ndarray:
-    """auroc() for each of C label arrays at once: (C, u).
+def auroc_by_category(values: npt.ArrayLike, labels: Sequence[npt.ArrayLike],
+                      runs: SortedRuns | None = None) -> np.ndarray:
+    """auroc() for each of C label arrays at once: (C, u). runs: sorted_runs(values), when the caller has them.
 
-    Mann-Whitney U from average ranks (scipy.stats.rankdata), in chunks of columns so memory stays
+    Mann-Whitney U from average ranks (SortedRuns.ranks), in chunks of columns so memory stays
     near CHUNK_BYTES. The ranks do not depend on the labels: each chunk is ranked once for every
     category (the ranking is most of the cost: publication stores every category's AUROC at the
     price of one), and the rank sums of all categories are one matrix product.
@@ -121,10 +171,10 @@ def auroc_by_category(values: npt.ArrayLike, labels: Sequence[npt.ArrayLike]) ->
     rows = [row for row, _, _ in live]
     members = np.array([mask for _, mask, _ in live], dtype=np.float64)  # (C', n) 0/1
     n_c = members.sum(axis=1)[:, None]
-    step = _chunk(24 * n, u, CHUNK_BYTES)
+    step = u if runs is not None else run_columns(n, u)
     for start in range(0, u, step):
         # Average ranks of each column (ties share theirs), then every category's rank sum in one product.
-        ranks = sps.rankdata(values[:, start:start + step], axis=0)
+        ranks = (runs or sorted_runs(values[:, start:start + step])).ranks()
         rank_sum = members @ ranks  # (C', step)
         out[rows, start:start + step] = (rank_sum - n_c * (n_c + 1) / 2) / (n_c * (n - n_c))
     return out

@@ -122,13 +122,13 @@ def profile_sql(stat: str, *, one_unit: bool) -> str:
 
 
 def stored_histogram_sql() -> str:
-    """SQL giving the stored (lo, hi, category_counts, rest_counts) of one unit.
+    """SQL giving the stored (stat, lo, hi, category_counts, rest_counts) of one unit on each stat in $stats.
 
-    Parameters: $run_id, $layer, $category, $stat, $unit.
+    Parameters: $run_id, $layer, $category, $stats (a list), $unit.
     """
     return f"""
-    SELECT lo, hi, category_counts, rest_counts FROM {schema.UNIT_HISTOGRAMS}
-    WHERE run_id = $run_id AND layer = $layer AND category = $category AND stat = $stat AND unit = $unit
+    SELECT stat, lo, hi, category_counts, rest_counts FROM {schema.UNIT_HISTOGRAMS}
+    WHERE run_id = $run_id AND layer = $layer AND category = $category AND list_contains($stats, stat) AND unit = $unit
     """
 
 
@@ -143,16 +143,3 @@ def stored_profile_sql() -> str:
     """
 
 
-def marked_profile_sql(source: str) -> str:
-    """SQL giving (wnid, class_name, n, mean, median, is_cat) from `source`'s class rows, mean descending.
-
-    Parameters: $run_id, $category, and those of `source` (rows with wnid, class_name, n, mean,
-    median). A class is the category's when its WNID is one of the category's; ties in the mean go
-    to the smaller WNID, so the order never depends on the scan.
-    """
-    return f"""
-    SELECT p.wnid, p.class_name, p.n, p.mean, p.median,
-           p.wnid IN (SELECT wnid FROM {schema.CATEGORIES} WHERE run_id = $run_id AND category = $category)
-    FROM ({source}) p
-    ORDER BY p.mean DESC, p.wnid
-    """

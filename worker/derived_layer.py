@@ -128,8 +128,17 @@ def write_layer_controls(con: duckdb.DuckDBPyConnection, run_id: int, layer: str
         def block(first: int, values: np.ndarray) -> tuple[np.ndarray, list[Measures], np.ndarray, np.ndarray]:
             for null in grid.values():
                 null.add(first, values)
-            return (stats.auroc_by_category(values, masks),
-                    measures_of(values, list(zip(masks, (members[c] for c in categories))), classes, index.wnids),
+            aurocs, found = [], []
+            step = stats.run_columns(*values.shape)
+            for start in range(0, values.shape[1], step):
+                # Each column sorted once for both rank statistics, AUROC and Baek's tests.
+                part = values[:, start:start + step]
+                runs = stats.sorted_runs(part)
+                aurocs.append(stats.auroc_by_category(part, masks, runs))
+                found.append(measures_of(part, list(zip(masks, (members[c] for c in categories))), classes,
+                                         index.wnids, runs))
+            return (np.concatenate(aurocs, axis=1),
+                    [Measures.joined([part[row] for part in found]) for row in range(len(categories))],
                     np.array([stats.tail_shares(values, is_cat, upper=False) for is_cat in masks]),
                     np.array([stats.tail_shares(values, is_cat, upper=True) for is_cat in masks]))
 

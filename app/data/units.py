@@ -3,29 +3,28 @@ maps, its class profile, and the run's skipped files."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from unitscope import claim_rules, schema, unit_sql
 from unitscope.claim_rules import ClassRow
+from unitscope.data.images import category_wnids
 from unitscope.data.runs import Run, table_names
 from unitscope.data.source import Source, stored_or_computed
 
 
-def histogram(source: Source, run: Run, layer: str, unit: int, stat: str, category: str) -> unit_sql.Histogram | None:
-    """A unit's responses on `stat` in HIST_BINS equal bins over its range, category vs rest; None without any.
+def histograms(source: Source, run: Run, layer: str, unit: int, stats: Sequence[str],
+               category: str) -> dict[str, unit_sql.Histogram | None]:
+    """A unit's responses on each of `stats` in HIST_BINS equal bins over its range, category vs rest; None without
+    any.
 
-    The stored bins when publication wrote them, else binned in SQL so the page carries counts,
-    not one value per image.
+    The stored bins when publication wrote them (one lookup for every stat), else binned in SQL so the page carries
+    counts, not one value per image.
     """
     q = {"run_id": run.run_id, "layer": layer, "unit": unit, "category": category}
-
-    def stored() -> unit_sql.Histogram | None:
-        rows = source.rows(unit_sql.stored_histogram_sql(), {**q, "stat": stat})
-        if not rows:
-            return None
-        [(lo, hi, cat, rest)] = rows
-        return unit_sql.Histogram(lo=lo, hi=hi, category=list(cat), rest=list(rest))
-
-    return stored_or_computed(stored, lambda: unit_sql.histograms(
-        source.rows(unit_sql.histogram_sql(stat, one_unit=True), q)).get(unit))[0]
+    stored = {stat: unit_sql.Histogram(lo=lo, hi=hi, category=list(cat), rest=list(rest))
+              for stat, lo, hi, cat, rest in source.rows(unit_sql.stored_histogram_sql(), {**q, "stats": list(stats)})}
+    return {stat: stored_or_computed(lambda stat=stat: stored.get(stat), lambda stat=stat: unit_sql.histograms(
+        source.rows(unit_sql.histogram_sql(stat, one_unit=True), q)).get(unit))[0] for stat in stats}
 
 
 def unit_maps(source: Source, run: Run, layer: str, unit: int,
@@ -46,18 +45,21 @@ def class_profile(source: Source, run: Run, layer: str, unit: int, stat: str, ca
     """The unit's class profile, mean descending, and each WNID's class name.
 
     The stored profile when publication wrote it (category-free: the category's classes are marked
-    here), else one grouped query over the unit's responses (about 0.1 s at 286,000 images).
+    here, from the run's cached category members), else one grouped query over the unit's responses (about 0.1 s at 286,000 images).
     Cached, so the class page and the unit pages that share its stat and category reuse it;
     callers must not change what it returns.
     """
     def read() -> Profile:
-        q = {"run_id": run.run_id, "layer": layer, "unit": unit, "category": category}
+        q = {"run_id": run.run_id, "layer": layer, "unit": unit}
         rows, _ = stored_or_computed(
-            lambda: source.rows(unit_sql.marked_profile_sql(unit_sql.stored_profile_sql()), {**q, "stat": stat}) or None,
-            lambda: source.rows(unit_sql.marked_profile_sql(unit_sql.profile_sql(stat, one_unit=True)), q),
+            lambda: source.rows(unit_sql.stored_profile_sql(), {**q, "stat": stat}) or None,
+            lambda: [row[1:] for row in source.rows(unit_sql.profile_sql(stat, one_unit=True), q)],
         )
-        return ([ClassRow(wnid, n, float(mean), float(median), bool(is_cat), n < claim_rules.FEW_IMAGES)
-                 for wnid, _, n, mean, median, is_cat in rows],
+        members = category_wnids(source, run.run_id, category)
+        # Mean descending, ties to the smaller WNID, so that the order never depends on the scan.
+        rows = sorted(rows, key=lambda row: (-row[3], row[0]))
+        return ([ClassRow(wnid, n, float(mean), float(median), wnid in members, n < claim_rules.FEW_IMAGES)
+                 for wnid, _, n, mean, median in rows],
                 {wnid: name for wnid, name, *_ in rows})
 
     return source.cached((run.run_id, "class_profile", layer, unit, stat, category), read)

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from app.data import layer_tests
-from app.data.units import class_profile, histogram, unit_maps
+from app.data.units import class_profile, histograms, unit_maps
 from app.figures import BLUE, GREY, RED, Figure, base_layout, dashed_line, titled_axis
 from app.pages import classes, low_level, unit_interventions
 from app.pages.classes import ClassSummary
@@ -177,7 +177,8 @@ def _build(
         ]
         for kind in stats
     }
-    binned = histogram(source, run, layer_name, unit_id, p.si_stat, p.category)
+    binned = histograms(source, run, layer_name, unit_id, list(dict.fromkeys((p.si_stat, p.pos_stat, p.neg_stat))),
+                        p.category)
     seen = unit_interventions.visualizations(source, run, layer_name, unit_id, p.category, urls)
     halves = layer_tests.split_half(source, run, layer_name, p.category, p.si_stat)
     depth = min(info.k, run.images)
@@ -194,9 +195,8 @@ def _build(
         in_bottom_only=score.in_bottom_only, selective=claim_rules.selective(score.si, p.threshold),
         si_half_a=halves.si_a.get(unit_id), si_half_b=halves.si_b.get(unit_id),
         positive=rows["positive"], near_zero=rows["near_zero"], negative=rows["negative"],
-        histogram=_histogram(binned, p.si_stat),
-        sides=[_histogram(histogram(source, run, layer_name, unit_id, stat, p.category), stat)
-               for stat in dict.fromkeys((p.pos_stat, p.neg_stat))],
+        histogram=_histogram(binned[p.si_stat], p.si_stat),
+        sides=[_histogram(binned[stat], stat) for stat in dict.fromkeys((p.pos_stat, p.neg_stat))],
         classes=classes.summary(
             *class_profile(source, run, layer_name, unit_id, p.si_stat, p.category), p.si_stat),
         map_scale=map_scale(maps.values()),
