@@ -314,11 +314,12 @@ def test_overlap_warning_only_when_the_sets_must_share_images():
     assert warning is not None and "at least 2 images" in warning
 
 
-def test_the_dense_and_the_gathered_bottom_counts_agree(independent, monkeypatch):
+def test_the_sparse_product_and_the_gathered_bottom_counts_agree(independent, monkeypatch):
     values, bottom, labels = independent
     run = lambda: nulls.permutation_null(values, bottom, labels, threshold=0.52, permutations=50, seed=3)  # noqa: E731
+    monkeypatch.setattr(nulls, "SPARSE_BOTTOM_SHARE", 1e9)
     dense = run()
-    monkeypatch.setattr(nulls, "DENSE_BOTTOM_BYTES", 0)  # the gather of u * k labels instead
+    monkeypatch.setattr(nulls, "SPARSE_BOTTOM_SHARE", 0)  # the gather of u * k labels instead
     gathered = run()
     for name in ("selective", "selective_negative", "median_gap"):
         np.testing.assert_array_equal(getattr(dense, name).null, getattr(gathered, name).null)
@@ -379,22 +380,21 @@ def test_nulls_at_several_thresholds_are_each_thresholds_own(independent):
 
 
 def test_a_null_fed_in_chunks_equals_naive_counts_under_the_same_shuffles(independent):
-    """Publication feeds LayerNull a chunk of units at a time, in any order; each shuffle's statistics must be
-    the naive ones under that shuffle, drawn here in one go (Shuffles draws them a chunk of rows at a time)."""
+    """Chunks of units in any order, two bottom sets: each shuffle's statistics are the naive ones (drawn in one go)."""
     values, bottom, labels = independent
     permutations, seed, threshold = 40, 12, 0.52
     rows = np.random.default_rng(seed).permuted(np.broadcast_to(labels, (permutations, labels.size)).copy(), axis=1)
-    null = nulls.LayerNull(bottom, nulls.Shuffles(labels, permutations, seed), thresholds=(threshold,))
+    halves = bottom[:, ::2]  # a second bottom set, sharing the shuffles and the SIs
+    null = nulls.LayerNull([bottom, halves], nulls.Shuffles(labels, permutations, seed), thresholds=(threshold,))
     for first, last in ((41, 60), (0, 7), (7, 41)):  # uneven chunks, out of order
         null.add(first, values[:, first:last])
-    result = null.results()[0]
-    assert (result.selective.observed, result.selective_negative.observed, result.median_gap.observed) == \
-        _naive_statistics(values, bottom, labels, threshold)
-    for r, shuffled in enumerate(rows):
-        # The null's SIs come from float32 sums: no shuffle may leave a unit within their rounding of the threshold.
-        assert np.abs(_naive_si(values, shuffled) - threshold).min() > 1e-5
-        want = _naive_statistics(values, bottom, shuffled, threshold)
-        got = (result.selective.null[r], result.selective_negative.null[r], result.median_gap.null[r])
-        np.testing.assert_array_equal(got, want)
+    for (result,), sets in zip(null.results(), (bottom, halves)):
+        assert (result.selective.observed, result.selective_negative.observed, result.median_gap.observed) == \
+            _naive_statistics(values, sets, labels, threshold)
+        for r, shuffled in enumerate(rows):
+            # The null's SIs come from float32 sums: no shuffle may leave a unit within their rounding of the threshold.
+            assert np.abs(_naive_si(values, shuffled) - threshold).min() > 1e-5
+            got = (result.selective.null[r], result.selective_negative.null[r], result.median_gap.null[r])
+            np.testing.assert_array_equal(got, _naive_statistics(values, sets, shuffled, threshold))
     with pytest.raises(ValueError, match="never added"):
-        nulls.LayerNull(bottom, nulls.Shuffles(labels, 3, seed), thresholds=(threshold,)).results()
+        nulls.LayerNull([bottom], nulls.Shuffles(labels, 3, seed), thresholds=(threshold,)).results()

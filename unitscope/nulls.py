@@ -12,10 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from scipy import sparse
 
 from unitscope.stats import CHUNK_BYTES, _chunk, _labels, _si_from_sums, _values, si
 
-DENSE_BOTTOM_BYTES = 64 * 2**20  # the bottom sets as an (n, u) float32 matrix up to this size (n = 32,768 at u = 512)
+SPARSE_BOTTOM_SHARE = 0.25  # in_bottom by a sparse product while n <= this x c x k, else by a gather (_membership)
 
 
 @dataclass(frozen=True)
@@ -105,33 +106,35 @@ class Shuffles:
 
 
 class LayerNull:
-    """A layer's label-permutation null (see permutation_nulls), fed a chunk of units at a time.
+    """A layer's label-permutation nulls (see permutation_nulls), one per bottom set, fed a chunk of units at a time.
 
     add() each chunk of columns of the SI stat once, in any order, then results(). What it keeps is
-    each unit's SI and in_bottom for the observed labels and every shuffle, (1 + P) x u numbers each,
-    so memory is bounded by a chunk, not by the layer (publication's derived tables at any number of
-    images); the statistics over units come last. A unit's numbers do not depend on the chunk it came
-    in: any chunking gives one null.
+    each unit's SI, and its in_bottom of each bottom set, for the observed labels and every shuffle, (1 + P) x u
+    numbers each, so memory is bounded by a chunk, not by the layer (publication's derived tables at any number of
+    images); the statistics over units come last. A unit's numbers do not depend on the chunk it came in: any
+    chunking gives one null. The bottom sets (publication's: one per negative stat of the claims' grid) share the
+    shuffles and the SIs' products, which cost most at many images.
     """
 
-    def __init__(self, bottom: npt.ArrayLike, shuffles: Shuffles, *, thresholds: Sequence[float],
+    def __init__(self, bottoms: Sequence[npt.ArrayLike], shuffles: Shuffles, *, thresholds: Sequence[float],
                  checkpoint: Callable[[], None] | None = None) -> None:
         labels = shuffles.labels
         n = labels.size
-        bottom = np.asarray(bottom)
-        if bottom.ndim != 2 or not np.issubdtype(bottom.dtype, np.integer) or bottom.size == 0 \
-                or bottom.min() < 0 or bottom.max() >= n:
-            raise ValueError(f"bottom must be a (units, k) array of row indices into the {n} images")
+        self.bottoms = [np.asarray(bottom) for bottom in bottoms]
+        for bottom in self.bottoms:
+            if bottom.ndim != 2 or not np.issubdtype(bottom.dtype, np.integer) or bottom.size == 0 \
+                    or bottom.min() < 0 or bottom.max() >= n or bottom.shape[0] != self.bottoms[0].shape[0]:
+                raise ValueError(f"each bottom must be a (units, k) array of row indices into the {n} images")
+        if not self.bottoms:
+            raise ValueError("need at least one bottom set")
         n_c = int(labels.sum())
         if n_c == 0 or n_c == n:
             raise ValueError("the category and the rest must both have images")
-        self.bottom, self.shuffles, self.thresholds, self.checkpoint = bottom, shuffles, tuple(thresholds), checkpoint
-        self.n_c, self.k = n_c, bottom.shape[1]
-        self.base_rate = self.k * n_c / n
-        units = bottom.shape[0]
+        self.shuffles, self.thresholds, self.checkpoint, self.n_c = shuffles, tuple(thresholds), checkpoint, n_c
+        units = self.bottoms[0].shape[0]
         # Row 0: the observed labels; rows 1..P: the shuffles.
         self._si = np.full((1 + shuffles.permutations, units), np.nan)
-        self._in_bottom = np.zeros((1 + shuffles.permutations, units), np.int64)
+        self._in_bottom = [np.zeros((1 + shuffles.permutations, units), np.int64) for _ in self.bottoms]
         self._added = np.zeros(units, bool)
 
     def add(self, first: int, values_si: npt.ArrayLike) -> None:
@@ -142,21 +145,17 @@ class LayerNull:
         if n != labels.size or first < 0 or first + c > len(self._added):
             raise ValueError(f"values_si must be ({labels.size}, c) columns of units within 0..{len(self._added) - 1}")
         columns = slice(first, first + c)
-        bottom = self.bottom[columns]
+        bottoms = [bottom[columns] for bottom in self.bottoms]
         total = values.sum(axis=0, dtype=np.float64)
         lo, hi = values.min(axis=0).astype(np.float64), values.max(axis=0).astype(np.float64)
         # The observed SIs are si()'s (float64 sums, as the layer page's); the shuffles' use float32 products.
         self._si[0, columns] = si(values, labels)
-        self._in_bottom[0, columns] = np.count_nonzero(labels[bottom], axis=1)
-        # The bottom sets' (n, c) float32 0/1 membership, when it fits in DENSE_BOTTOM_BYTES: in_bottom is then one
-        # matrix product instead of a gather of c * k labels per shuffle (about 5x faster at n = 6,308, u = 512,
-        # k = 1000: the gather took 2.1 of 2.8 s).
-        dense = None
-        if n * c * 4 <= DENSE_BOTTOM_BYTES:
-            dense = np.zeros((n, c), np.float32)
-            dense[bottom, np.arange(c)[:, None]] = 1.0
-        # A shuffle's rows: n labels (bool), their float32 copy, c * k gathered labels, c SIs.
-        step = _chunk(5 * n + c * self.k + 64 * c, self.shuffles.permutations, CHUNK_BYTES)
+        for bottom, counts in zip(bottoms, self._in_bottom):
+            counts[0, columns] = np.count_nonzero(labels[bottom], axis=1)
+        members = [_membership(bottom, n) for bottom in bottoms]
+        # A shuffle's rows: n labels (bool), their float32 copy, c * k gathered labels, c SIs and counts.
+        k = sum(bottom.shape[1] for bottom in bottoms)
+        step = _chunk(5 * n + c * k + 64 * c, self.shuffles.permutations, CHUNK_BYTES)
         for start, rows in self.shuffles.rows(step):
             if self.checkpoint is not None:
                 self.checkpoint()
@@ -166,24 +165,41 @@ class LayerNull:
             # faster (34 against 4 GFLOPS for R = 100, n = 286,000, u = 512).
             cat_sum = (values.T @ as_float.T).T
             self._si[at, columns] = _si_from_sums(cat_sum.astype(np.float64), total, lo, hi, self.n_c, n)
-            if dense is not None:  # exact: sums of at most k ones in float32
-                self._in_bottom[at, columns] = np.rint((dense.T @ as_float.T).T)
-            else:
-                gathered = np.take(rows, bottom.ravel(), axis=1).reshape(len(rows), c, -1)  # R x c x k
-                self._in_bottom[at, columns] = np.count_nonzero(gathered, axis=2)
+            for bottom, member, counts in zip(bottoms, members, self._in_bottom):
+                if member is not None:  # exact: sums of at most k ones in float32
+                    counts[at, columns] = np.rint(as_float @ member)
+                else:
+                    gathered = np.take(rows, bottom.ravel(), axis=1).reshape(len(rows), c, -1)  # R x c x k
+                    counts[at, columns] = np.count_nonzero(gathered, axis=2)
         self._added[columns] = True
 
-    def results(self) -> tuple[NullResult, ...]:
-        """The null at each threshold, once every unit was added."""
+    def results(self) -> list[tuple[NullResult, ...]]:
+        """Per bottom set, the null at each threshold, once every unit was added."""
         if not self._added.all():
             raise ValueError(f"units {np.flatnonzero(~self._added)[:5].tolist()}... were never added")
         out = []
-        for t in self.thresholds:
-            stats = _at(self._in_bottom, self._si >= t, self.base_rate)  # a NaN SI is not selective
-            out.append(NullResult(*(_summarise(float(s[0]), s[1:]) for s in stats), threshold=t, k=self.k,
-                                  base_rate=self.base_rate, permutations=self.shuffles.permutations,
-                                  seed=self.shuffles.seed))
-        return tuple(out)
+        for bottom, in_bottom in zip(self.bottoms, self._in_bottom):
+            k = bottom.shape[1]
+            base_rate = k * self.n_c / self.shuffles.labels.size
+            found = []
+            for t in self.thresholds:
+                stats = _at(in_bottom, self._si >= t, base_rate)  # a NaN SI is not selective
+                found.append(NullResult(*(_summarise(float(s[0]), s[1:]) for s in stats), threshold=t, k=k,
+                                        base_rate=base_rate, permutations=self.shuffles.permutations,
+                                        seed=self.shuffles.seed))
+            out.append(tuple(found))
+        return out
+
+
+def _membership(bottom: np.ndarray, n: int) -> sparse.csr_array | None:
+    """The bottom sets' (n, c) 0/1 membership as a sparse matrix, when a product with it beats a gather: in_bottom of R
+    shuffles is then (R, n) @ (n, c), c * k multiply-adds per shuffle plus its n labels made float32; a gather of the
+    c * k labels costs no n. Measured for R shuffles, k = 1000 (2026-12-04): n = 40,000, c = 512: 0.029 s against
+    0.111 s; n = 200,000, c = 336: 0.036 s against 0.025 s. None past SPARSE_BOTTOM_SHARE: gather."""
+    c, k = bottom.shape
+    if n > SPARSE_BOTTOM_SHARE * c * k:
+        return None
+    return sparse.csr_array((np.ones(c * k, np.float32), (bottom.ravel(), np.repeat(np.arange(c), k))), shape=(n, c))
 
 
 def permutation_null(values_si: npt.ArrayLike, bottom: npt.ArrayLike, labels: npt.ArrayLike, *,
@@ -223,8 +239,8 @@ def permutation_nulls(values_si: npt.ArrayLike, bottom: npt.ArrayLike, labels: n
     at once; publication feeds it a chunk of units at a time.
 
     Cost: per permutation, a shuffle of n labels, one (n) @ (n x u) float32 product for the
-    category sums and, for in_bottom, another against the bottom sets' membership matrix (or a
-    gather of u * k labels when that matrix would pass DENSE_BOTTOM_BYTES), in chunks of permutations of about
+    category sums and, for in_bottom, a sparse one against the bottom sets' membership (or a gather of
+    u * k labels at many images, see _membership), in chunks of permutations of about
     CHUNK_BYTES, the shuffles kept packed (P x n bits: 36 MB at n = 286,000). Measured on the project's
     machine, 2 CPU cores shared with other jobs (load average 2-8), P = 1000, k = 1000: n = 6,308, u = 512 in
     1.5 s (2.3-2.9 s with the gather); n = 286,000, u = 512 in 33-44 s, of which about 14 s is the shuffles
@@ -236,9 +252,9 @@ def permutation_nulls(values_si: npt.ArrayLike, bottom: npt.ArrayLike, labels: n
     bottom = np.asarray(bottom)
     if bottom.ndim != 2 or bottom.shape[0] != values.shape[1]:
         raise ValueError(f"bottom must be a ({values.shape[1]}, k) array of row indices into values_si")
-    null = LayerNull(bottom, Shuffles(labels, permutations, seed), thresholds=thresholds, checkpoint=checkpoint)
+    null = LayerNull([bottom], Shuffles(labels, permutations, seed), thresholds=thresholds, checkpoint=checkpoint)
     null.add(0, values)
-    return null.results()
+    return null.results()[0]
 
 
 def group_gap(values: npt.ArrayLike, chosen: npt.ArrayLike, *, permutations: int = 1000,

@@ -121,12 +121,12 @@ def write_layer_controls(con: duckdb.DuckDBPyConnection, run_id: int, layer: str
     bottoms = {neg_stat: bottom for neg_stat in claim_rules.GRID_NEG_STATS
                if (bottom := _bottom(con, run_id, layer, image_ids, units, k, neg_stat)) is not None}
     for stat in schema.STATS:
-        # the claims' grid of specifications, the default's among them
-        grid = {neg_stat: nulls.LayerNull(bottom, shuffles, thresholds=NULL_THRESHOLDS)
-                for neg_stat, bottom in bottoms.items()} if shuffles is not None and stat in claim_rules.GRID_SI_STATS else {}
+        # the claims' grid of specifications, the default's among them: one null per negative stat, sharing the SIs
+        null = nulls.LayerNull(list(bottoms.values()), shuffles, thresholds=NULL_THRESHOLDS) \
+            if shuffles is not None and stat in claim_rules.GRID_SI_STATS and bottoms else None
 
         def block(first: int, values: np.ndarray) -> tuple[np.ndarray, list[Measures], np.ndarray, np.ndarray]:
-            for null in grid.values():
+            if null is not None:
                 null.add(first, values)
             aurocs, found = [], []
             step = stats.run_columns(*values.shape)
@@ -156,9 +156,8 @@ def write_layer_controls(con: duckdb.DuckDBPyConnection, run_id: int, layer: str
                  "auroc": _nullable(auroc[row]), "below": _nullable(below[row]), "above": _nullable(above[row]),
                  "a": _nullable(halves[category][stat, 0]), "b": _nullable(halves[category][stat, 1])},
             )
-        for neg_stat, null in grid.items():
-            _write_null(con, {**q, "category": null_cat, "si_stat": stat, "neg_stat": neg_stat, "k": k},
-                        null.results())
+        for neg_stat, results in zip(bottoms, null.results() if null is not None else []):
+            _write_null(con, {**q, "category": null_cat, "si_stat": stat, "neg_stat": neg_stat, "k": k}, results)
 
 
 def _shuffles(is_cat: np.ndarray) -> nulls.Shuffles | None:
