@@ -131,7 +131,8 @@ def test_the_default_pages_read_the_stored_rows(dbs, monkeypatch: pytest.MonkeyP
         raise AssertionError("computed, not read")
 
     for module, name in ((nulls, "permutation_null"), (nulls, "permutation_nulls"), (stats, "auroc"),
-                         (stats, "auroc_by_category"), (stats, "tail_shares")):
+                         (stats, "auroc_by_category"), (stats, "tail_shares"),
+                         (stats, "both_tail_shares")):
         monkeypatch.setattr(module, name, refuse)
     monkeypatch.setattr(metrics_sql, "split_half_si_sql", refuse)
     for url, body in expected.items():

@@ -202,14 +202,23 @@ def tail_shares(values: npt.ArrayLike, labels: npt.ArrayLike, *, upper: bool) ->
     upper: above the rest's upper decile, else below its lower decile. values: (n, u); labels:
     (n,) bool. NaN for every unit when either group is empty.
     """
+    return _tails(values, labels, (upper,))[0]
+
+
+def both_tail_shares(values: npt.ArrayLike, labels: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """(tail_shares(upper=False), tail_shares(upper=True)) from one copy of the rest and one selection of its deciles."""
+    below, above = _tails(values, labels, (False, True))
+    return below, above
+
+
+def _tails(values: npt.ArrayLike, labels: npt.ArrayLike, sides: tuple[bool, ...]) -> list[np.ndarray]:
     values = _values(values)
     labels = _labels(labels, values.shape[0])
     if labels.all() or not labels.any():
-        return np.full(values.shape[1], np.nan)
+        return [np.full(values.shape[1], np.nan) for _ in sides]
     rest, category = values[~labels], values[labels]
-    if upper:
-        return (category > np.quantile(rest, 1 - TAIL, axis=0)).mean(axis=0)
-    return (category < np.quantile(rest, TAIL, axis=0)).mean(axis=0)
+    deciles = np.quantile(rest, [1 - TAIL if upper else TAIL for upper in sides], axis=0)
+    return [((category > q) if upper else (category < q)).mean(axis=0) for upper, q in zip(sides, deciles)]
 
 
 def _si_from_sums(cat_sum: np.ndarray, total: np.ndarray, lo: np.ndarray, hi: np.ndarray,

@@ -137,10 +137,10 @@ def write_layer_controls(con: duckdb.DuckDBPyConnection, run_id: int, layer: str
                 aurocs.append(stats.auroc_by_category(part, masks, runs))
                 found.append(measures_of(part, list(zip(masks, (members[c] for c in categories))), classes,
                                          index.wnids, runs))
+            tails = [stats.both_tail_shares(values, is_cat) for is_cat in masks]
             return (np.concatenate(aurocs, axis=1),
                     [Measures.joined([part[row] for part in found]) for row in range(len(categories))],
-                    np.array([stats.tail_shares(values, is_cat, upper=False) for is_cat in masks]),
-                    np.array([stats.tail_shares(values, is_cat, upper=True) for is_cat in masks]))
+                    np.array([below for below, _ in tails]), np.array([above for _, above in tails]))
 
         parts = [part for first, values in layer_chunks(source, run, layer, stat)
                  for part in in_blocks(block, first, values)]
