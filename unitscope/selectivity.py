@@ -150,7 +150,7 @@ def rank_sum_p_by_class(values: npt.ArrayLike, label_sets: Sequence[npt.ArrayLik
         row[tested] = np.searchsorted(codes, classes[tested])
         plans.append((codes, n2, row, int(mask.sum())))
     u_stats = [np.zeros((len(codes), u)) for codes, *_ in plans]
-    step = u if runs is not None else run_columns(n, u)
+    step = max(u, 1) if runs is not None else run_columns(n, u)
     for start in range(0, u if n else 0, step):
         order, lo, hi = runs or sorted_runs(values[:, start:start + step])
         # Unit by unit: its (n,) temporaries stay in cache, where the block's were slower for all their fewer calls.

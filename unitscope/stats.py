@@ -171,7 +171,7 @@ def auroc_by_category(values: npt.ArrayLike, labels: Sequence[npt.ArrayLike],
     rows = [row for row, _, _ in live]
     members = np.array([mask for _, mask, _ in live], dtype=np.float64)  # (C', n) 0/1
     n_c = members.sum(axis=1)[:, None]
-    step = u if runs is not None else run_columns(n, u)
+    step = max(u, 1) if runs is not None else run_columns(n, u)
     for start in range(0, u, step):
         # Average ranks of each column (ties share theirs), then every category's rank sum in one product.
         ranks = (runs or sorted_runs(values[:, start:start + step])).ranks()

@@ -45,7 +45,8 @@ def class_profile(source: Source, run: Run, layer: str, unit: int, stat: str, ca
     """The unit's class profile, mean descending, and each WNID's class name.
 
     The stored profile when publication wrote it (category-free: the category's classes are marked
-    here, from the run's cached category members), else one grouped query over the unit's responses (about 0.1 s at 286,000 images).
+    here, from the run's cached category members), else one grouped query over the unit's responses
+    (about 0.1 s at 286,000 images).
     Cached, so the class page and the unit pages that share its stat and category reuse it;
     callers must not change what it returns.
     """
