@@ -153,8 +153,8 @@ class LayerNull:
         for bottom, counts in zip(bottoms, self._in_bottom):
             counts[0, columns] = np.count_nonzero(labels[bottom], axis=1)
         members = [_membership(bottom, n) for bottom in bottoms]
-        # A shuffle's rows: n labels (bool), their float32 copy, c * k gathered labels, c SIs and counts.
-        k = sum(bottom.shape[1] for bottom in bottoms)
+        # A shuffle's rows: n labels (bool), their float32 copy, c * k gathered labels (one bottom set at a time), c SIs.
+        k = max(bottom.shape[1] for bottom in bottoms)
         step = _chunk(5 * n + c * k + 64 * c, self.shuffles.permutations, CHUNK_BYTES)
         for start, rows in self.shuffles.rows(step):
             if self.checkpoint is not None:

@@ -206,7 +206,7 @@ def tail_shares(values: npt.ArrayLike, labels: npt.ArrayLike, *, upper: bool) ->
 
 
 def both_tail_shares(values: npt.ArrayLike, labels: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    """(tail_shares(upper=False), tail_shares(upper=True)) from one copy of the rest and one selection of its deciles."""
+    """(tail_shares(upper=False), tail_shares(upper=True)) from one copy of the rest."""
     below, above = _tails(values, labels, (False, True))
     return below, above
 
@@ -217,8 +217,10 @@ def _tails(values: npt.ArrayLike, labels: npt.ArrayLike, sides: tuple[bool, ...]
     if labels.all() or not labels.any():
         return [np.full(values.shape[1], np.nan) for _ in sides]
     rest, category = values[~labels], values[labels]
-    deciles = np.quantile(rest, [1 - TAIL if upper else TAIL for upper in sides], axis=0)
-    return [((category > q) if upper else (category < q)).mean(axis=0) for upper, q in zip(sides, deciles)]
+    # One quantile call per side with a Python float: numpy then interpolates in the values' dtype (float32), where a
+    # list of q's would interpolate in float64 and move the comparisons' edge.
+    return [((category > np.quantile(rest, 1 - TAIL, axis=0)) if upper
+             else (category < np.quantile(rest, TAIL, axis=0))).mean(axis=0) for upper in sides]
 
 
 def _si_from_sums(cat_sum: np.ndarray, total: np.ndarray, lo: np.ndarray, hi: np.ndarray,

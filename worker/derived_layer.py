@@ -25,7 +25,7 @@ from typing import TypeVar
 import duckdb
 import numpy as np
 
-from unitscope import claim_rules, metrics_sql, nulls, schema, stats
+from unitscope import claim_rules, metrics_sql, nulls, schema, selectivity, stats
 from unitscope.data.images import category_wnids, image_index
 from unitscope.data.measures import TUNING, Measures, measures_of
 from unitscope.data.runs import require_layer, require_run
@@ -128,18 +128,20 @@ def write_layer_controls(con: duckdb.DuckDBPyConnection, run_id: int, layer: str
         def block(first: int, values: np.ndarray) -> tuple[np.ndarray, list[Measures], np.ndarray, np.ndarray]:
             if null is not None:
                 null.add(first, values)
-            aurocs, found = [], []
+            aurocs, beats = [], []
             step = stats.run_columns(*values.shape)
             for start in range(0, values.shape[1], step):
-                # Each column sorted once for both rank statistics, AUROC and Baek's tests.
+                # Each column sorted once for both rank statistics, AUROC and Baek's tests: both are exact sums of
+                # halves, the same whatever the columns beside. The float measures take the whole block, as the
+                # server's (a one-column block would sum in another order).
                 part = values[:, start:start + step]
                 runs = stats.sorted_runs(part)
                 aurocs.append(stats.auroc_by_category(part, masks, runs))
-                found.append(measures_of(part, list(zip(masks, (members[c] for c in categories))), classes,
-                                         index.wnids, runs))
+                beats.append(selectivity.beats_every_class(part, masks, classes, runs=runs))
             tails = [stats.both_tail_shares(values, is_cat) for is_cat in masks]
             return (np.concatenate(aurocs, axis=1),
-                    [Measures.joined([part[row] for part in found]) for row in range(len(categories))],
+                    measures_of(values, list(zip(masks, (members[c] for c in categories))), classes, index.wnids,
+                                np.concatenate(beats, axis=1)),
                     np.array([below for below, _ in tails]), np.array([above for _, above in tails]))
 
         parts = [part for first, values in layer_chunks(source, run, layer, stat)

@@ -43,14 +43,15 @@ class Measures:
 
 
 def measures_of(values: np.ndarray, categories: Sequence[tuple[np.ndarray, Collection[str]]], classes: np.ndarray,
-                wnids: Sequence[str], runs: stats.SortedRuns | None = None) -> list[Measures]:
+                wnids: Sequence[str], beats: np.ndarray | None = None) -> list[Measures]:
     """Every unit's measures for each category, from the layer's (images, units) responses on one stat, each
     category's (labels, WNIDs), and each image's class code into `wnids`. What does not depend on the category
-    (the tuning shape, the CSI, each unit's sort for Baek's tests) is computed once for all; runs:
-    stats.sorted_runs(values), when the caller has them."""
+    (the tuning shape, the CSI, each unit's sort for Baek's tests) is computed once for all; beats: Baek's criterion
+    (selectivity.beats_every_class), when the caller has it (publication sorts once for it and the AUROC)."""
     index_csi, preferred = selectivity.csi(values, classes)
     tuning = selectivity.tuning_shape(values)
-    beats = selectivity.beats_every_class(values, [labels for labels, _ in categories], classes, runs=runs)
+    if beats is None:
+        beats = selectivity.beats_every_class(values, [labels for labels, _ in categories], classes)
     return [Measures(
         d_prime=selectivity.d_prime(values, labels),
         csi=index_csi,
