@@ -29,7 +29,7 @@ from fixtures import (
 
 from app.main import create_app
 from app.params import ScoreParams
-from unitscope import claim_rules
+from unitscope import claim_rules, stats
 
 N = len(IMAGES)
 PARAMS = [
@@ -342,3 +342,15 @@ def test_layers_page_shows_selective_and_rest_side_by_side(client: TestClient) -
     shares = page.figures["layers-shares-data"]["data"]
     assert shares[0]["y"] == [x["groups"]["selective"]["share_with_bottom_at_base_rate"] for x in body]
     assert shares[1]["y"] == [x["groups"]["rest"]["share_with_bottom_at_base_rate"] for x in body]
+
+
+def test_a_tail_is_taken_at_the_float32_decile_of_the_rest() -> None:
+    """The rest's decile is interpolated in the responses' float32, as the server and older DBs take it: here
+    1 + 0.1 x (one ulp above 1) rounds to 1 in float32 (1.0000000119 in float64), so a category image at 1 is not
+    below it."""
+    rest = [0.0, 1.0, float(np.nextafter(np.float32(1), np.float32(2))), *range(2, 11)]  # 12 values: the decile at 1.1
+    values = np.array([*rest, 1.0], dtype=np.float32)[:, None]
+    labels = np.arange(13) == 12
+    assert stats.tail_shares(values, labels, upper=False)[0] == 0.0
+    below, above = stats.both_tail_shares(values, labels)
+    assert (below[0], above[0]) == (0.0, 0.0)
