@@ -13,7 +13,7 @@ a larger AUROC to come first than one of 150, whose AUROC is known better. The o
 first of each side with its AUROC, e.g. `+ golden retriever (0.93) · − wolf (0.81)`, or says that nothing
 passes.
 
-Cost: each unit's responses are ranked once per side (unitscope.stats.sorted_runs, in chunks of units); a
+Cost: each unit's responses are ranked once per side (unitscope.stats.column_runs, in chunks of units); a
 class's rank sum is a segment sum over the images sorted by class, a synset's the sum of its classes'.
 """
 
@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import special
 
-from unitscope.stats import bh_qvalues, run_columns, sorted_runs
+from unitscope.stats import bh_qvalues, column_runs
 
 LABEL_Q = 0.05  # a term must pass this BH q-value
 LABEL_TERMS = 3  # terms kept per unit and side
@@ -93,17 +93,16 @@ def _auroc_and_p(values: np.ndarray, codes: np.ndarray, candidates: Candidates,
     p = np.full((len(n_c), u), np.nan)
     live = (n_c > 0) & (n_c < n)
     k1, k2 = n_c[live, None], (n - n_c)[live, None]
-    step = run_columns(n, u)
-    for start in range(0, u, step):
-        ranks = sorted_runs(values[:, start:start + step]).ranks()
+    for columns, _, runs in column_runs(values):
+        ranks = runs.ranks()
         if lower:  # the ranks of -values, exactly: average ranks are half-integers
             ranks = n + 1 - ranks
         class_sums = np.zeros((n_classes, ranks.shape[1]))
         class_sums[present] = np.add.reduceat(ranks[order], starts, axis=0)
         u_stat = (candidates.members[live] @ class_sums) - k1 * (k1 + 1) / 2  # pairs the candidate wins
-        auroc[live, start:start + step] = u_stat / (k1 * k2)
+        auroc[live, columns] = u_stat / (k1 * k2)
         mean, sd = k1 * k2 / 2, np.sqrt(k1 * k2 * (n + 1) / 12)
-        p[live, start:start + step] = special.ndtr(-(u_stat - mean - 0.5) / sd)
+        p[live, columns] = special.ndtr(-(u_stat - mean - 0.5) / sd)
     return auroc, p, n_c
 
 

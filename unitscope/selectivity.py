@@ -17,7 +17,7 @@ import numpy.typing as npt
 from scipy import special
 
 from unitscope.claim_rules import BAEK_ALPHA, FEW_IMAGES
-from unitscope.stats import CHUNK_BYTES, SortedRuns, run_columns, sorted_runs
+from unitscope.stats import CHUNK_BYTES, SortedRuns, column_runs
 
 
 class Reference(NamedTuple):
@@ -49,7 +49,6 @@ IT_REFERENCE: tuple[Reference, ...] = (
     Reference("half_peak_share", 0.21, "± 0.13 (SD)", "Kreiman et al. 2006, Neuron 49:433: IT single units, "
               "77 pictures"),
 )
-
 
 
 def _blocks(values: npt.ArrayLike) -> Iterator[tuple[slice, np.ndarray]]:
@@ -150,11 +149,9 @@ def rank_sum_p_by_class(values: npt.ArrayLike, label_sets: Sequence[npt.ArrayLik
         row[tested] = np.searchsorted(codes, classes[tested])
         plans.append((codes, n2, row, int(mask.sum())))
     u_stats = [np.zeros((len(codes), u)) for codes, *_ in plans]
-    step = max(u, 1) if runs is not None else run_columns(n, u)
-    for start in range(0, u if n else 0, step):
-        order, lo, hi = runs or sorted_runs(values[:, start:start + step])
+    for columns, _, (order, lo, hi) in column_runs(values, runs) if n else ():
         # Unit by unit: its (n,) temporaries stay in cache, where the block's were slower for all their fewer calls.
-        for j, unit in enumerate(range(start, start + len(order))):
+        for j, unit in enumerate(range(columns.start, columns.stop)):
             for mask, (codes, _, row, n1), u_stat in zip(masks, plans, u_stats):
                 below = np.zeros(n + 1)  # category values before each sorted position
                 np.cumsum(mask[order[j]], out=below[1:])

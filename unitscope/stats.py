@@ -12,7 +12,7 @@ unitscope.nulls; the thresholds that turn these numbers into verdicts in unitsco
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -113,9 +113,18 @@ class SortedRuns(NamedTuple):
         return ranks.T
 
 
-def run_columns(n: int, u: int) -> int:
-    """Columns of n values per sorted_runs call, so that a call and its users stay near CHUNK_BYTES."""
-    return _chunk(RUN_BYTES * n, u, CHUNK_BYTES)
+def column_runs(values: np.ndarray, runs: SortedRuns | None = None) -> Iterator[tuple[slice, np.ndarray, SortedRuns]]:
+    """(columns, those columns of an (n, u) array, their sorted_runs), as many columns at a time as keep a call and
+    its users near CHUNK_BYTES; given `runs`, the runs of every column (a caller that sorted once for several
+    statistics), all columns at once."""
+    if runs is not None:
+        yield slice(0, values.shape[1]), values, runs
+        return
+    n, u = values.shape
+    step = _chunk(RUN_BYTES * n, u, CHUNK_BYTES)
+    for start in range(0, u, step):
+        part = values[:, start:start + step]
+        yield slice(start, start + part.shape[1]), part, sorted_runs(part)
 
 
 def sorted_runs(block: np.ndarray) -> SortedRuns:
@@ -171,12 +180,10 @@ def auroc_by_category(values: npt.ArrayLike, labels: Sequence[npt.ArrayLike],
     rows = [row for row, _, _ in live]
     members = np.array([mask for _, mask, _ in live], dtype=np.float64)  # (C', n) 0/1
     n_c = members.sum(axis=1)[:, None]
-    step = max(u, 1) if runs is not None else run_columns(n, u)
-    for start in range(0, u, step):
+    for columns, _, sorted_part in column_runs(values, runs):
         # Average ranks of each column (ties share theirs), then every category's rank sum in one product.
-        ranks = (runs or sorted_runs(values[:, start:start + step])).ranks()
-        rank_sum = members @ ranks  # (C', step)
-        out[rows, start:start + step] = (rank_sum - n_c * (n_c + 1) / 2) / (n_c * (n - n_c))
+        rank_sum = members @ sorted_part.ranks()  # (C', columns)
+        out[rows, columns] = (rank_sum - n_c * (n_c + 1) / 2) / (n_c * (n - n_c))
     return out
 
 

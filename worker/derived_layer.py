@@ -129,13 +129,10 @@ def write_layer_controls(con: duckdb.DuckDBPyConnection, run_id: int, layer: str
             if null is not None:
                 null.add(first, values)
             aurocs, beats = [], []
-            step = stats.run_columns(*values.shape)
-            for start in range(0, values.shape[1], step):
+            for _, part, runs in stats.column_runs(values):
                 # Each column sorted once for both rank statistics, AUROC and Baek's tests: both are exact sums of
                 # halves, the same whatever the columns beside. The float measures take the whole block, as the
                 # server's (a one-column block would sum in another order).
-                part = values[:, start:start + step]
-                runs = stats.sorted_runs(part)
                 aurocs.append(stats.auroc_by_category(part, masks, runs))
                 beats.append(selectivity.beats_every_class(part, masks, classes, runs=runs))
             tails = [stats.both_tail_shares(values, is_cat) for is_cat in masks]
