@@ -3,6 +3,7 @@ and the server's choice between them: stored rows for the stored parameters, its
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from fixtures import COMPUTED_WHEN_MISSING, make_settings
 from hand_run import BEAGLE, FISH, OTHER, TENCH, image, spec_for
 
 from app.main import create_app
-from unitscope import metrics_sql, schema, unit_sql
+from unitscope import metrics_sql, schema, unit_summary
 from worker.store import WorkerStore
 
 UNITS = 3
@@ -54,18 +55,28 @@ CASES = [(unit, stat, category) for unit in range(UNITS) for stat in schema.STAT
 
 
 @pytest.mark.parametrize(("unit", "stat", "category"), CASES)
-def test_stored_rows_equal_the_servers_own_sql(published: Path, unit: int, stat: str, category: str) -> None:
+def test_stored_rows_equal_numpy_over_the_units_responses(published: Path, unit: int, stat: str, category: str) -> None:
+    values = synthetic_stats()[:, unit, schema.STATS.index(stat)].astype(np.float64)
+    wnids = np.array(WNIDS)
+    members = {BEAGLE} if category == "dog" else {TENCH}
+    is_cat = np.isin(wnids, list(members))
     q = {"run_id": 1, "layer": LAYER, "unit": unit, "category": category}
     with duckdb.connect(str(published), read_only=True) as con:
-        [(_, lo, hi, cat, rest)] = con.execute(unit_sql.stored_histogram_sql(), {**q, "stats": [stat]}).fetchall()
-        computed = unit_sql.histograms(con.execute(unit_sql.histogram_sql(stat, one_unit=True), q).fetchall())[unit]
-        assert unit_sql.Histogram(lo, hi, list(cat), list(rest)) == computed
-        assert sum(cat) + sum(rest) == len(WNIDS)
+        [(_, lo, hi, cat, rest)] = con.execute(unit_summary.stored_histogram_sql(), {**q, "stats": [stat]}).fetchall()
+        assert (lo, hi) == (values.min(), values.max())
+        bins = schema.HIST_BINS if hi > lo else 1  # unit 2 never varies: one bin
+        width = (hi - lo) / bins if hi > lo else 1.0
+        counts = {True: [0] * bins, False: [0] * bins}
+        for v, side in zip(values.tolist(), is_cat.tolist()):  # one value at a time, in Python floats
+            counts[side][min(math.floor((v - lo) / width), bins - 1)] += 1
+        assert (list(cat), list(rest)) == (counts[True], counts[False])
 
         unit_q = {key: q[key] for key in ("run_id", "layer", "unit")}
-        stored = con.execute(unit_sql.stored_profile_sql(), {**unit_q, "stat": stat}).fetchall()
-        fresh = con.execute(unit_sql.profile_sql(stat, one_unit=True), unit_q).fetchall()
-        assert sorted(stored) == sorted(row[1:] for row in fresh) and len(stored) == 3
+        stored = con.execute(unit_summary.stored_profile_sql(), {**unit_q, "stat": stat}).fetchall()
+        assert [row[0] for row in stored] == sorted(set(WNIDS))
+        for wnid, _, n, mean, median in stored:
+            v = values[wnids == wnid]
+            assert (n, median) == (len(v), np.median(v)) and mean == pytest.approx(v.mean(), rel=1e-12)
 
         n = schema.UNIT_ROW_MAX
         stored_rows = con.execute(metrics_sql.stored_rows_sql(dict.fromkeys(metrics_sql.RANK_KINDS, stat)),
@@ -80,7 +91,7 @@ def test_histogram_counts_match_numpy(published: Path) -> None:
     stats = synthetic_stats()
     is_dog = np.array([w == BEAGLE for w in WNIDS])
     with duckdb.connect(str(published), read_only=True) as con:
-        _, lo, hi, cat, rest = con.execute(unit_sql.stored_histogram_sql(), {
+        _, lo, hi, cat, rest = con.execute(unit_summary.stored_histogram_sql(), {
             "run_id": 1, "layer": LAYER, "category": "dog", "stats": ["max"], "unit": 0}).fetchone()
     values = stats[:, 0, 1].astype(np.float64)
     bins = np.minimum(np.floor((values - lo) / ((hi - lo) / schema.HIST_BINS)), schema.HIST_BINS - 1).astype(int)
@@ -102,7 +113,8 @@ def test_server_reads_the_stored_rows_and_computes_the_same_without_them(
 ) -> None:
     """With the derived rows, no unit SQL runs; with them deleted, the server computes the same JSON."""
     with monkeypatch.context() as m:
-        for module, name in ((unit_sql, "histogram_sql"), (unit_sql, "profile_sql"), (metrics_sql, "ranking_sql")):
+        for module, name in ((unit_summary, "bin_counts"), (unit_summary, "class_profiles"),
+                             (metrics_sql, "ranking_sql")):
             m.setattr(module, name, _refuse)
         with TestClient(create_app(make_settings(published, tmp_path))) as c:
             stored = [c.get(url) for url in UNIT_URLS]
@@ -168,3 +180,27 @@ def test_a_repeated_url_is_rendered_once_per_db_generation(tmp_path: Path, monke
         after = c.get("/api/layers/conv1/units/0").json()
     assert len(calls) == 3
     assert [e["value"] for e in after["positive"]] == pytest.approx([e["value"] + 1 for e in first[0].json()["positive"]])
+
+
+def test_a_column_alone_gives_its_numbers_in_a_block_to_the_bit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server computes one unit's column, publication a chunk of them: the same floats either way, and the
+    near-zero images are the brute-force sort by (|value|, row)."""
+    monkeypatch.setattr(unit_summary, "BLOCK_VALUES", 3_000)  # several blocks of columns per call
+    rng = np.random.default_rng(3)
+    images, columns = 997, 9
+    values = rng.normal(size=(columns, images)).astype(np.float32).T  # a transposed C array, as layer_chunks gives
+    values[:, 4] = np.round(values[:, 4])  # ties, zeros of both signs
+    values[:, 5] = 0.25
+    codes = rng.integers(0, 40, size=images)
+    codes[codes == 7] = 8  # a class without images
+    masks = [rng.random(images) < 0.3, codes < 10]
+    block_counts, block_profiles = unit_summary.bin_counts(values, masks), unit_summary.class_profiles(values, codes, 40)
+    near = unit_summary.nearest_zero(values, schema.UNIT_ROW_MAX)
+    for col in range(columns):
+        alone = values[:, col:col + 1]
+        counts, profile = unit_summary.bin_counts(alone, masks), unit_summary.class_profiles(alone, codes, 40)
+        assert [counts.histogram(r, 0) for r in range(2)] == [block_counts.histogram(r, col) for r in range(2)]
+        assert profile.rows(0) == block_profiles.rows(col) and len(profile.rows(0)) == 39
+        brute = sorted(range(images), key=lambda i: (abs(float(values[i, col])), i))[:schema.UNIT_ROW_MAX]
+        assert near[col].tolist() == brute == unit_summary.nearest_zero(alone, schema.UNIT_ROW_MAX)[0].tolist()
+    assert block_counts.histogram(0, 5).category == [int(masks[0].sum())]

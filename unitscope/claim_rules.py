@@ -123,7 +123,7 @@ def default_layer(layers: Sequence[str]) -> tuple[str, str]:
 
 
 class ClassRow(NamedTuple):
-    """One class of a unit's class profile (grouped in SQL by unitscope.unit_sql)."""
+    """One class of a unit's class profile (unitscope.unit_summary.class_profiles)."""
 
     key: Hashable  # the class key as given, e.g. a WNID
     n: int  # its images

@@ -281,33 +281,6 @@ def ranking_sql(kind: RankKind, stat: str) -> str:
     """
 
 
-def unit_rows_sql() -> str:
-    """SQL giving (kind, stat, unit, rank, image_id, value): every unit's first $n images of every
-    ranking and stat, with its response, for one layer (publication stores them in unit_rows).
-
-    Parameters: $run_id, $layer, $n. positive and negative: the stored unit_ranks' first $n (ranks_sql's
-    order is ranking_sql's); near zero: shown_sql's. Cost: shown_sql three times, and one scan of the
-    layer's rows for the values.
-    """
-    sides = " UNION ALL ".join(
-        f"""SELECT '{kind}' AS kind, stat, unit, rank, image_id FROM {schema.UNIT_RANKS}
-            WHERE run_id = $run_id AND layer = $layer AND side = '{side}' AND rank <= $n"""
-        for kind, side in (("positive", "top"), ("negative", "bottom"))
-    )
-    near = " UNION ALL ".join(
-        f"SELECT 'near_zero' AS kind, '{stat}' AS stat, unit, rank, image_id FROM ({shown_sql('near_zero', stat)})"
-        for stat in schema.STATS
-    )
-    value = " ".join(f"WHEN '{stat}' THEN r.{col}" for stat, col in schema.STAT_COLUMN.items())
-    return f"""
-    WITH picked AS ({sides} UNION ALL {near})
-    SELECT p.kind, p.stat, p.unit, p.rank, p.image_id, CASE p.stat {value} END AS value
-    FROM picked p
-    JOIN {schema.RESPONSES} r ON r.run_id = $run_id AND r.layer = $layer AND r.unit = p.unit
-                              AND r.image_id = p.image_id
-    """
-
-
 def stored_rows_sql(stats: dict[RankKind, str]) -> str:
     """SQL giving (kind, image_id, value): ranking_sql's images and values of every kind in `stats`
     (kind -> stat), from unit_rows, in rank order within each kind; a kind has fewer than

@@ -233,7 +233,7 @@ DDL: Final[tuple[str, ...]] = (
         valid        INTEGER NOT NULL,
         PRIMARY KEY (run_id, layer, category, si_stat, neg_stat, k, threshold, permutations, seed, statistic)
     )""",
-    # A unit page's histogram for every category and stat (unitscope.unit_sql.histogram_sql): the
+    # A unit page's histogram for every category and stat (unitscope.unit_summary.bin_counts): the
     # unit's range and its counts in HIST_BINS equal bins over it (1 bin when lo = hi).
     f"""CREATE TABLE IF NOT EXISTS {UNIT_HISTOGRAMS} (
         run_id INTEGER NOT NULL, layer VARCHAR NOT NULL,
@@ -247,7 +247,7 @@ DDL: Final[tuple[str, ...]] = (
     )""",
     # The rows of a unit page for every stat: each ranking's first UNIT_ROW_MAX images (positive and
     # negative: unit_ranks' first ones; near zero: smallest |stat| first, ties by image_id) with the
-    # unit's response, so that a page reads no responses (metrics_sql.unit_rows_sql).
+    # unit's response, so that a page reads no responses (worker.derived_unit).
     f"""CREATE TABLE IF NOT EXISTS {UNIT_ROWS} (
         run_id INTEGER NOT NULL, layer VARCHAR NOT NULL,
         kind     VARCHAR  NOT NULL,           -- 'positive' | 'near_zero' | 'negative'
@@ -257,7 +257,7 @@ DDL: Final[tuple[str, ...]] = (
         image_id INTEGER  NOT NULL,
         value    FLOAT    NOT NULL            -- the unit's response on stat
     )""",
-    # Each unit's class profile on every stat (unitscope.unit_sql.profile_sql): per class (WNID), its
+    # Each unit's class profile on every stat (unitscope.unit_summary.class_profiles): per class (WNID), its
     # images, mean and median response. Category-free: the server marks the category's classes.
     f"""CREATE TABLE IF NOT EXISTS {UNIT_CLASSES} (
         run_id INTEGER NOT NULL, layer VARCHAR NOT NULL,

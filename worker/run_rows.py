@@ -99,13 +99,13 @@ def insert_run(con: duckdb.DuckDBPyConnection, run_id: int, spec: RunSpec, confi
         "module": np.array([layer.module for layer in spec.layers], dtype=object),
     }
     sql = f"INSERT INTO {schema.LAYERS_TABLE} SELECT $run_id, layer, position, units, module FROM {FRAME}"
-    _insert(con, sql, layers, {"run_id": run_id})
+    insert_frame(con, sql, layers, {"run_id": run_id})
     units = {
         "layer": np.array([layer.name for layer in spec.layers for _ in layer.branches], dtype=object),
         "unit": np.concatenate([np.arange(layer.units, dtype=np.int16) for layer in spec.layers]),
         "branch": np.array([b for layer in spec.layers for b in layer.branches], dtype=object),
     }
-    _insert(
+    insert_frame(
         con,
         f"INSERT INTO {schema.UNITS} SELECT $run_id, layer, unit, branch FROM {FRAME}",
         units,
@@ -116,13 +116,13 @@ def insert_run(con: duckdb.DuckDBPyConnection, run_id: int, spec: RunSpec, confi
             "layer": np.array([layer for layer in spec.basis_layers for _ in range(spec.bases)], dtype=object),
             "basis": np.tile(np.arange(spec.bases, dtype=np.int16), len(spec.basis_layers)),
         }
-        _insert(con, f"INSERT INTO {schema.BASES} SELECT $run_id, layer, basis, basis FROM {FRAME}", bases,
+        insert_frame(con, f"INSERT INTO {schema.BASES} SELECT $run_id, layer, basis, basis FROM {FRAME}", bases,
                 {"run_id": run_id})
     members = {
         "category": np.array([c.name for c in spec.categories for _ in c.wnids], dtype=object),
         "wnid": np.array([w for c in spec.categories for w in c.wnids], dtype=object),
     }
-    _insert(
+    insert_frame(
         con,
         f"INSERT INTO {schema.CATEGORIES} SELECT $run_id, category, wnid FROM {FRAME}",
         members,
@@ -165,7 +165,7 @@ def insert_batch(
             "height": np.array([r.height for r in images], dtype=np.int32),
             "mode": np.array([r.mode for r in images], dtype=object),
         }
-        _insert(
+        insert_frame(
             con,
             f"INSERT INTO {schema.IMAGES} SELECT $run_id, image_id, path, wnid, class_index, "
             f"class_name, width, height, mode FROM {FRAME}",
@@ -176,7 +176,7 @@ def insert_batch(
         if image_stats is not None:
             _insert_image_stats(con, run_id, ids, image_stats)
         part, first_row = staged
-        _insert(con, f"INSERT INTO {schema.STAGED_ROWS} SELECT image_id, $part, row FROM {FRAME}",
+        insert_frame(con, f"INSERT INTO {schema.STAGED_ROWS} SELECT image_id, $part, row FROM {FRAME}",
                 {"image_id": ids, "row": np.arange(first_row, first_row + len(ids), dtype=np.int32)}, {"part": part})
     if skipped:
         bad = {
@@ -184,7 +184,7 @@ def insert_batch(
             "path": np.array([s[1] for s in skipped], dtype=object),
             "reason": np.array([s[2] for s in skipped], dtype=object),
         }
-        _insert(
+        insert_frame(
             con,
             f"INSERT INTO {schema.SKIPPED} SELECT $run_id, file_id, path, reason FROM {FRAME}",
             bad,
@@ -199,7 +199,7 @@ def _insert_image_stats(con: duckdb.DuckDBPyConnection, run_id: int, ids: np.nda
         raise ValueError(f"image_stats: shape {stats.shape} for {len(ids)} images and {len(columns)} statistics")
     values = np.ascontiguousarray(stats, dtype=np.float32)
     frame = {"image_id": ids, **{name: values[:, i] for i, name in enumerate(columns)}}
-    _insert(
+    insert_frame(
         con,
         f"INSERT INTO {schema.IMAGE_STATS} SELECT $run_id, image_id, {', '.join(columns)} FROM {FRAME}",
         frame,
@@ -207,7 +207,7 @@ def _insert_image_stats(con: duckdb.DuckDBPyConnection, run_id: int, ids: np.nda
     )
 
 
-def _insert(
+def insert_frame(
     con: duckdb.DuckDBPyConnection, sql: str, frame: Mapping[str, np.ndarray], params: Mapping[str, object]
 ) -> None:
     """Run `sql`, which reads the numpy columns `frame` as the relation FRAME, in one bulk insert."""

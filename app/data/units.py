@@ -5,26 +5,35 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from unitscope import claim_rules, schema, unit_sql
+from unitscope import claim_rules, schema, unit_summary
 from unitscope.claim_rules import ClassRow
-from unitscope.data.images import category_wnids
+from unitscope.data.images import category_wnids, image_index
 from unitscope.data.runs import Run, table_names
+from unitscope.data.scores import category_labels, unit_column
 from unitscope.data.source import Source, stored_or_computed
 
 
 def histograms(source: Source, run: Run, layer: str, unit: int, stats: Sequence[str],
-               category: str) -> dict[str, unit_sql.Histogram | None]:
+               category: str) -> dict[str, unit_summary.Histogram | None]:
     """A unit's responses on each of `stats` in HIST_BINS equal bins over its range, category vs rest; None without
     any.
 
-    The stored bins when publication wrote them (one lookup for every stat), else binned in SQL so the page carries
-    counts, not one value per image.
+    The stored bins when publication wrote them (one lookup for every stat), else binned here from the unit's
+    responses (unit_summary.bin_counts, publication's function), so the page carries counts, not one value per image.
     """
     q = {"run_id": run.run_id, "layer": layer, "unit": unit, "category": category}
-    stored = {stat: unit_sql.Histogram(lo=lo, hi=hi, category=list(cat), rest=list(rest))
-              for stat, lo, hi, cat, rest in source.rows(unit_sql.stored_histogram_sql(), {**q, "stats": list(stats)})}
-    return {stat: stored_or_computed(lambda stat=stat: stored.get(stat), lambda stat=stat: unit_sql.histograms(
-        source.rows(unit_sql.histogram_sql(stat, one_unit=True), q)).get(unit))[0] for stat in stats}
+    stored = {stat: unit_summary.Histogram(lo=lo, hi=hi, category=list(cat), rest=list(rest))
+              for stat, lo, hi, cat, rest in source.rows(unit_summary.stored_histogram_sql(),
+                                                         {**q, "stats": list(stats)})}
+
+    def computed(stat: str) -> unit_summary.Histogram | None:
+        if not run.images:
+            return None
+        is_cat = category_labels(source, run, category)[1]
+        return unit_summary.bin_counts(unit_column(source, run, layer, stat, unit), [is_cat]).histogram(0, 0)
+
+    return {stat: stored_or_computed(lambda stat=stat: stored.get(stat), lambda stat=stat: computed(stat))[0]
+            for stat in stats}
 
 
 def unit_maps(source: Source, run: Run, layer: str, unit: int,
@@ -45,16 +54,15 @@ def class_profile(source: Source, run: Run, layer: str, unit: int, stat: str, ca
     """The unit's class profile, mean descending, and each WNID's class name.
 
     The stored profile when publication wrote it (category-free: the category's classes are marked
-    here, from the run's cached category members), else one grouped query over the unit's responses
-    (about 0.1 s at 286,000 images).
+    here, from the run's cached category members), else computed from the unit's responses.
     Cached, so the class page and the unit pages that share its stat and category reuse it;
     callers must not change what it returns.
     """
     def read() -> Profile:
         q = {"run_id": run.run_id, "layer": layer, "unit": unit}
         rows, _ = stored_or_computed(
-            lambda: source.rows(unit_sql.stored_profile_sql(), {**q, "stat": stat}) or None,
-            lambda: [row[1:] for row in source.rows(unit_sql.profile_sql(stat, one_unit=True), q)],
+            lambda: source.rows(unit_summary.stored_profile_sql(), {**q, "stat": stat}) or None,
+            lambda: _computed_profile(source, run, layer, unit, stat),
         )
         members = category_wnids(source, run.run_id, category)
         # Mean descending, ties to the smaller WNID, so that the order never depends on the scan.
@@ -64,6 +72,17 @@ def class_profile(source: Source, run: Run, layer: str, unit: int, stat: str, ca
                 {wnid: name for wnid, name, *_ in rows})
 
     return source.cached((run.run_id, "class_profile", layer, unit, stat, category), read)
+
+
+def _computed_profile(source: Source, run: Run, layer: str, unit: int,
+                      stat: str) -> list[tuple[str, str, int, float, float]]:
+    """(wnid, class_name, n, mean, median) of every class, from the unit's responses (publication's function)."""
+    if not run.images:
+        return []
+    index = image_index(source, run.run_id)
+    profile = unit_summary.class_profiles(unit_column(source, run, layer, stat, unit), index.code[index.code >= 0],
+                                          len(index.wnids))
+    return [(index.wnids[code], index.names[code], n, mean, median) for code, n, mean, median in profile.rows(0)]
 
 
 def skipped(source: Source, run: Run) -> list[tuple[int, str, str]]:

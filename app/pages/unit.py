@@ -32,7 +32,7 @@ from app.pages.unit_interventions import (
 from app.params import THUMB_SIZES, UnitParams
 from app.render import Page
 from app.urls import Urls
-from unitscope import claim_rules, metrics_sql, unit_sql
+from unitscope import claim_rules, metrics_sql, unit_summary
 from unitscope.crop import network_crop
 from unitscope.data.images import image_sizes
 from unitscope.data.labels import layer_labels
@@ -210,7 +210,7 @@ def _build(
     )
 
 
-def _histogram(binned: unit_sql.Histogram | None, stat: str) -> Histogram:
+def _histogram(binned: unit_summary.Histogram | None, stat: str) -> Histogram:
     return Histogram(stat=stat, edges=binned.edges if binned else [], category=binned.category if binned else [],
                      rest=binned.rest if binned else [])
 

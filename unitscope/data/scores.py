@@ -214,6 +214,11 @@ def _columns(source: Source, run: Run, layer: str, stat: str, first: int, last: 
     return values.astype(np.float32, copy=False).reshape(last - first + 1, run.images).T
 
 
+def unit_column(source: Source, run: Run, layer: str, stat: str, unit: int) -> np.ndarray:
+    """One unit's responses on one stat: (images, 1) float32, rows in image id order (a column of layer_matrix)."""
+    return _columns(source, run, layer, stat, unit, unit)
+
+
 # A chunk of layer_chunks: about this many bytes of float32 responses (104 units at 1.28M images).
 CHUNK_BYTES = 512 * 2**20
 
