@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import special
 
-from unitscope.stats import bh_qvalues, column_runs
+from unitscope.stats import SortedRuns, bh_qvalues, column_runs
 
 LABEL_Q = 0.05  # a term must pass this BH q-value
 LABEL_TERMS = 3  # terms kept per unit and side
@@ -78,10 +78,10 @@ class Candidates:
                    kinds=("class",) * len(class_wnids) + ("synset",) * len(synsets), members=members)
 
 
-def _auroc_and_p(values: np.ndarray, codes: np.ndarray, candidates: Candidates,
-                 lower: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _auroc_and_p(values: np.ndarray, codes: np.ndarray, candidates: Candidates, lower: bool,
+                 runs: SortedRuns | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(auroc, p, images) per candidate and unit (K, u), (K, u), (K,): a candidate's images above the rest
-    (below, when lower)."""
+    (below, when lower). runs: stats.sorted_runs(values), when the caller has them."""
     n, u = values.shape
     n_classes = candidates.members.shape[1]
     order = np.argsort(codes, kind="stable")
@@ -93,8 +93,8 @@ def _auroc_and_p(values: np.ndarray, codes: np.ndarray, candidates: Candidates,
     p = np.full((len(n_c), u), np.nan)
     live = (n_c > 0) & (n_c < n)
     k1, k2 = n_c[live, None], (n - n_c)[live, None]
-    for columns, _, runs in column_runs(values):
-        ranks = runs.ranks()
+    for columns, _, part_runs in column_runs(values, runs):
+        ranks = part_runs.ranks()
         if lower:  # the ranks of -values, exactly: average ranks are half-integers
             ranks = n + 1 - ranks
         class_sums = np.zeros((n_classes, ranks.shape[1]))
@@ -106,31 +106,35 @@ def _auroc_and_p(values: np.ndarray, codes: np.ndarray, candidates: Candidates,
     return auroc, p, n_c
 
 
-def label_terms(positive: npt.ArrayLike, negative: npt.ArrayLike, codes: npt.ArrayLike,
-                candidates: Candidates) -> dict[str, list[list[Term]]]:
-    """Per side, per unit (in column order), the terms that pass LABEL_Q, by AUROC (then q), at most LABEL_TERMS.
+def side_terms(values: npt.ArrayLike, codes: npt.ArrayLike, candidates: Candidates, side: str,
+               runs: SortedRuns | None = None) -> list[list[Term]]:
+    """Per unit (in column order), the terms of one side that pass LABEL_Q, by AUROC's lower bound (then q), at most
+    LABEL_TERMS.
 
-    positive, negative: (n images, u units) responses on the positive and negative stat; codes: (n,) each
-    image's class code (a row of candidates.members' columns).
+    values: (n images, u units) responses on the side's stat; codes: (n,) each image's class code (a row of
+    candidates.members' columns); runs: stats.sorted_runs(values), when the caller has them (publication sorts a
+    block once for this and the layer controls).
     """
     codes = np.asarray(codes, dtype=np.int64)
-    out: dict[str, list[list[Term]]] = {}
-    for side, values, lower in (("excites", positive, False), ("inhibits", negative, True)):
-        auroc, p, images = _auroc_and_p(np.asarray(values), codes, candidates, lower)
-        units: list[list[Term]] = []
-        for unit in range(auroc.shape[1]):
-            tested = np.flatnonzero(~np.isnan(p[:, unit]))
-            q = np.full(len(p), np.nan)
-            q[tested] = bh_qvalues(p[tested, unit])
-            passing = tested[q[tested] < LABEL_Q]
-            low = auroc_lower_bound(auroc[passing, unit], images[passing], len(codes) - images[passing])
-            best = [passing[i] for i in sorted(range(len(passing)), key=lambda i: (-low[i], q[passing[i]],
-                                                                                 candidates.wnids[passing[i]]))]
-            best = best[:LABEL_TERMS]
-            units.append([Term(candidates.wnids[k], candidates.names[k], candidates.kinds[k], int(images[k]),
-                               float(auroc[k, unit]), float(q[k])) for k in best])
-        out[side] = units
-    return out
+    auroc, p, images = _auroc_and_p(np.asarray(values), codes, candidates, side == "inhibits", runs)
+    units: list[list[Term]] = []
+    for unit in range(auroc.shape[1]):
+        tested = np.flatnonzero(~np.isnan(p[:, unit]))
+        q = np.full(len(p), np.nan)
+        q[tested] = bh_qvalues(p[tested, unit])
+        passing = tested[q[tested] < LABEL_Q]
+        low = auroc_lower_bound(auroc[passing, unit], images[passing], len(codes) - images[passing])
+        best = [passing[i] for i in sorted(range(len(passing)), key=lambda i: (-low[i], q[passing[i]],
+                                                                             candidates.wnids[passing[i]]))]
+        units.append([Term(candidates.wnids[k], candidates.names[k], candidates.kinds[k], int(images[k]),
+                           float(auroc[k, unit]), float(q[k])) for k in best[:LABEL_TERMS]])
+    return units
+
+
+def label_terms(positive: npt.ArrayLike, negative: npt.ArrayLike, codes: npt.ArrayLike,
+                candidates: Candidates) -> dict[str, list[list[Term]]]:
+    """side_terms of both sides: excites on the positive stat's (n, u) responses, inhibits on the negative's."""
+    return {side: side_terms(values, codes, candidates, side) for side, values in zip(SIDES, (positive, negative))}
 
 
 def auroc_lower_bound(auroc: np.ndarray, n1: np.ndarray, n2: np.ndarray, z: float = 1.96) -> np.ndarray:

@@ -20,7 +20,8 @@ from worker.derived_unit import write_unit_pages
 
 Writer = Callable[[duckdb.DuckDBPyConnection, int, str], None]
 
-WRITERS: tuple[Writer, ...] = (write_layer_controls, write_unit_pages, write_basis_si, write_unit_labels)
+# The layer controls write the labels too, on the blocks they sort (worker.derived_labels).
+WRITERS: tuple[Writer, ...] = (write_layer_controls, write_unit_pages, write_basis_si)
 # The writers each schema version added, from the version whose derived tables are as today's on: an upgrade from
 # there keeps the tables it has and runs only the later writers (worker.publish.rederive).
 CURRENT_SINCE = 5

@@ -6,7 +6,8 @@ every response of a layer, stored once.
 - layer_null: the layer's label-permutation null for the claims' grid of specifications (the default
   category, si_stat in claim_rules.GRID_SI_STATS, neg_stat in GRID_NEG_STATS, the run's default k,
   schema.NULL_PERMUTATIONS and NULL_SEED) at NULL_THRESHOLDS. The server computes it for any other
-  parameters.
+  parameters;
+- unit_labels and unit_label_terms (worker.derived_labels), on the blocks sorted for the rank statistics.
 
 The numbers come from the functions the server calls on the fly (unitscope.stats, unitscope.metrics_sql,
 unitscope.nulls), fed the same responses a chunk of units at a time: each is per unit, so a stored value is
@@ -17,10 +18,7 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from collections.abc import Sequence
 
 import duckdb
 import numpy as np
@@ -31,30 +29,13 @@ from unitscope.data.measures import TUNING, Measures, measures_of
 from unitscope.data.runs import require_layer, require_run
 from unitscope.data.scores import category_labels, layer_chunks
 from unitscope.data.source import ConnectionSource
+from unitscope.labels import Term
+from worker.blocks import in_blocks
+from worker.derived_labels import LayerLabels, write_unit_labels
 
 # The figure's threshold (the pages' default) and Aparicio et al.'s: a second threshold costs only its
 # counts, as the shuffles and products are shared (unitscope.nulls.permutation_nulls).
 NULL_THRESHOLDS = claim_rules.GRID_THRESHOLDS
-T = TypeVar("T")
-
-
-# Threads for a chunk's per-unit work: numpy and scipy release the GIL in the sorts and products that cost most.
-WORKERS = len(os.sched_getaffinity(0))
-
-
-def in_blocks(work: Callable[..., T], first: int, *chunks: np.ndarray) -> list[T]:
-    """work(first unit, *columns) on chunks of the same units split in one block of columns per worker, in
-    threads; in column order.
-
-    For work that is per unit (every writer's statistics are): both cores, and no more memory than the chunks'.
-    """
-    width = chunks[0].shape[1]
-    bounds = np.linspace(0, width, min(WORKERS, width) + 1).astype(int).tolist()
-    blocks = list(itertools.pairwise(bounds))
-    if len(blocks) == 1:
-        return [work(first, *chunks)]
-    with ThreadPoolExecutor(len(blocks)) as pool:
-        return list(pool.map(lambda b: work(first + b[0], *(c[:, b[0]:b[1]] for c in chunks)), blocks))
 
 
 def null_category(categories: Sequence[str]) -> str:
@@ -105,8 +86,10 @@ def write_layer_controls(con: duckdb.DuckDBPyConnection, run_id: int, layer: str
     run = require_run(source, run_id)
     units = require_layer(run, layer)[0]
     categories = sorted(run.categories)
-    if not categories:
+    if not categories:  # no controls to compute: the labels on a pass of their own
+        write_unit_labels(con, run_id, layer)
         return
+    unit_labels = LayerLabels(source, run_id)
     labels = {c: category_labels(source, run, c) for c in categories}
     image_ids = labels[categories[0]][0]
     halves = {c: _split_half(con, run_id, layer, c, units) for c in categories}
@@ -125,24 +108,29 @@ def write_layer_controls(con: duckdb.DuckDBPyConnection, run_id: int, layer: str
         null = nulls.LayerNull(list(bottoms.values()), shuffles, thresholds=NULL_THRESHOLDS) \
             if shuffles is not None and stat in claim_rules.GRID_SI_STATS and bottoms else None
 
-        def block(first: int, values: np.ndarray) -> tuple[np.ndarray, list[Measures], np.ndarray, np.ndarray]:
+        def block(first: int, values: np.ndarray, stat: str = stat,
+                  ) -> tuple[np.ndarray, list[Measures], np.ndarray, np.ndarray, list[dict[str, list[list[Term]]]]]:
             if null is not None:
                 null.add(first, values)
-            aurocs, beats = [], []
+            aurocs, beats, terms = [], [], []
             for _, part, runs in stats.column_runs(values):
-                # Each column sorted once for both rank statistics, AUROC and Baek's tests: both are exact sums of
-                # halves, the same whatever the columns beside. The float measures take the whole block, as the
-                # server's (a one-column block would sum in another order).
+                # Each column sorted once for every rank statistic, AUROC, Baek's tests and the labels: each is an
+                # exact sum of halves, the same whatever the columns beside. The float measures take the whole
+                # block, as the server's (a one-column block would sum in another order).
                 aurocs.append(stats.auroc_by_category(part, masks, runs))
                 beats.append(selectivity.beats_every_class(part, masks, classes, runs=runs))
+                terms.append(unit_labels.find(stat, part, runs))
             tails = [stats.both_tail_shares(values, is_cat) for is_cat in masks]
             return (np.concatenate(aurocs, axis=1),
                     measures_of(values, list(zip(masks, (members[c] for c in categories))), classes, index.wnids,
                                 np.concatenate(beats, axis=1)),
-                    np.array([below for below, _ in tails]), np.array([above for _, above in tails]))
+                    np.array([below for below, _ in tails]), np.array([above for _, above in tails]), terms)
 
         parts = [part for first, values in layer_chunks(source, run, layer, stat)
                  for part in in_blocks(block, first, values)]
+        for part in parts:
+            for found in part[4]:
+                unit_labels.add(found)
         auroc, below, above = (np.concatenate([part[i] for part in parts], axis=1) for i in (0, 2, 3))
         found = [Measures.joined([part[1][row] for part in parts]) for row in range(len(categories))]
         for row, category in enumerate(categories):
@@ -157,6 +145,7 @@ def write_layer_controls(con: duckdb.DuckDBPyConnection, run_id: int, layer: str
             )
         for neg_stat, results in zip(bottoms, null.results() if null is not None else []):
             _write_null(con, {**q, "category": null_cat, "si_stat": stat, "neg_stat": neg_stat, "k": k}, results)
+    unit_labels.write(con, run_id, layer)
 
 
 def _shuffles(is_cat: np.ndarray) -> nulls.Shuffles | None:

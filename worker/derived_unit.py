@@ -18,7 +18,7 @@ from unitscope.data.images import image_index
 from unitscope.data.runs import require_layer, require_run
 from unitscope.data.scores import category_labels, layer_chunks
 from unitscope.data.source import ConnectionSource
-from worker.derived_layer import in_blocks
+from worker.blocks import in_blocks
 from worker.run_rows import FRAME, insert_frame
 
 # unit_rows' kinds and stats as codes in name order, so that rows sorted by code are sorted by name.
