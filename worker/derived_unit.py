@@ -100,15 +100,24 @@ def write_unit_pages(con: duckdb.DuckDBPyConnection, run_id: int, layer: str) ->
 
 def _write_histograms(con: duckdb.DuckDBPyConnection, q: dict[str, object], counts: list[unit_summary.BinCounts],
                       categories: list[str]) -> None:
-    """unit_histograms' rows of one stat: every category's, by unit."""
+    """unit_histograms' rows of one stat: every category's, by category and unit."""
+    lo, hi = np.concatenate([c.lo for c in counts]), np.concatenate([c.hi for c in counts])
+    total = np.concatenate([c.total for c in counts])  # (units, HIST_BINS)
+    units, bins = total.shape
+    kept = np.where(hi > lo, bins, 1)  # the bins a unit's lists hold: one when it never varies
     for row, category in enumerate(categories):
-        hists = [c.histogram(row, column) for c in counts for column in range(len(c.lo))]
-        con.execute(
+        cat = np.concatenate([c.category[row] for c in counts])
+        # Each unit's bins as rows, folded into its two lists in SQL: one statement, numpy columns in.
+        unit, b = np.nonzero(np.arange(bins) < kept[:, None])
+        insert_frame(
+            con,
             f"""INSERT INTO {schema.UNIT_HISTOGRAMS}
-                SELECT $run_id, $layer, $category, $stat, unnest($unit), unnest($lo), unnest($hi), unnest($cat),
-                       unnest($rest)""",
-            {**q, "category": category, "unit": list(range(len(hists))), "lo": [h.lo for h in hists],
-             "hi": [h.hi for h in hists], "cat": [h.category for h in hists], "rest": [h.rest for h in hists]},
+                SELECT $run_id, $layer, $category, $stat, unit, any_value(lo), any_value(hi),
+                       list(cat ORDER BY bin), list(rest ORDER BY bin)
+                FROM {FRAME} GROUP BY unit ORDER BY unit""",
+            {"unit": unit.astype(np.int16), "bin": b.astype(np.int16), "lo": lo[unit], "hi": hi[unit],
+             "cat": cat[unit, b].astype(np.int32), "rest": (total - cat)[unit, b].astype(np.int32)},
+            {**q, "category": category},
         )
 
 
