@@ -27,7 +27,7 @@ from PIL import Image
 
 from app.config import LOOPBACK_HOSTS, Settings
 from unitscope import metrics_sql, schema
-from unitscope.metrics_sql import insert_ranks
+from worker.derived_ranks import write_ranks
 
 REPO = Path(__file__).resolve().parent.parent
 DOG, TENCH, GOLDFISH = "n02085620", "n01440764", "n01443537"
@@ -149,7 +149,7 @@ def build_db(path: Path, images_root: Path, run_id: int = 1, with_running: bool 
         {"run_id": run_id, "layer": layer, "category": category, "stat": stat},
     )
     # ... and mixed4c's ranks, made by the worker's code (in_top/in_bottom for k <= RANKED_K).
-    insert_ranks(con, run_id, "mixed4c", schema.RANKED_K)
+    write_ranks(con, run_id, "mixed4c", schema.RANKED_K)
     con.close()
     return path
 

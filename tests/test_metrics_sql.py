@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from unitscope import metrics_sql, schema
-from unitscope.metrics_sql import insert_ranks
+from worker.derived_ranks import write_ranks
 
 N_IMAGES, N_UNITS = 300, 7
 DOG, FISH = "n02085620", "n01440764"
@@ -29,6 +29,10 @@ def db() -> tuple[duckdb.DuckDBPyConnection, np.ndarray, np.ndarray]:
         [DOG, FISH, N_IMAGES],
     )
     con.execute("INSERT INTO categories VALUES (1, 'dog', ?)", [DOG])
+    # a complete run with the layer, as the worker's ranks (worker.derived_ranks) read it
+    con.execute(f"INSERT INTO {schema.RUNS} VALUES (1, ?, 'h', 'bvlc-googlenet', '/w', ?, '{{}}', '/x', ?, 'cpu', "
+                "'float32', TIMESTAMP '2024-05-01', TIMESTAMP '2024-05-01')", [schema.RUN_COMPLETE, "ab" * 32, N_IMAGES])
+    con.execute(f"INSERT INTO {schema.LAYERS_TABLE} VALUES (1, 'mixed4c', 0, ?, 'module.mixed4c')", [N_UNITS])
     units, images = np.meshgrid(np.arange(N_UNITS), np.arange(N_IMAGES), indexing="ij")
     frame = {  # noqa: F841 (read by DuckDB's replacement scan)
         "unit": units.ravel().astype(np.int16),
@@ -61,7 +65,7 @@ def test_counts_match_a_full_sort_with_ties_broken_by_image_id(db, k, pos_stat, 
 def test_stored_ranks_give_the_same_counts_as_the_responses(db, ranked_k):
     con, _, _ = db
     con.execute("DELETE FROM unit_ranks")
-    insert_ranks(con, 1, "mixed4c", ranked_k)
+    write_ranks(con, 1, "mixed4c", ranked_k)
     for k in (1, 7, ranked_k):
         for pos_stat, neg_stat in (("max", "min"), ("mean", "max")):
             q = {"run_id": 1, "layer": "mixed4c", "category": "dog", "k": k}
@@ -101,3 +105,30 @@ def test_stat_and_side_names_are_checked_before_they_reach_sql():
         metrics_sql.counts_sql("max; DROP TABLE responses", "min")
     with pytest.raises(ValueError, match="unknown side 'middle'"):
         metrics_sql.ranks_sql("max", "middle")
+
+
+def test_stored_ranks_are_the_ranking_sqls_rows(db):
+    """The worker's ranks (numpy) are ranks_sql's, row for row, where values tie everywhere, and zeros of both signs
+    tie too."""
+    con, _, _ = db
+    _rewrite_max(con, "CASE WHEN act_max = 0 AND image_id % 2 = 0 THEN -act_max ELSE act_max END")
+    assert con.execute("SELECT count(*) FROM responses WHERE act_max = 0 AND signbit(act_max)").fetchone()[0] > 0
+    con.execute("DELETE FROM unit_ranks")
+    write_ranks(con, 1, "mixed4c", 40)
+    for stat in schema.STATS:
+        for side in schema.SIDES:
+            want = con.execute(f"SELECT unit, rank, image_id FROM ({metrics_sql.ranks_sql(stat, side)}) ORDER BY ALL",
+                               {"run_id": 1, "layer": "mixed4c", "k": 40}).fetchall()
+            got = con.execute("SELECT unit, rank, image_id FROM unit_ranks WHERE stat = ? AND side = ? ORDER BY ALL",
+                              [stat, side]).fetchall()
+            assert got == want and len(got) == N_UNITS * 40
+    _rewrite_max(con, "CASE WHEN act_max = 0 THEN 0.0::FLOAT ELSE act_max END")  # the module's DB as it was
+    assert con.execute("SELECT count(*) FROM responses WHERE act_max = 0 AND signbit(act_max)").fetchone()[0] == 0
+
+
+def _rewrite_max(con: duckdb.DuckDBPyConnection, value: str) -> None:
+    """Every response's act_max as `value` (SQL); UPDATE would keep a -0.0 that equals the value it replaces."""
+    con.execute(f"CREATE TEMP TABLE rewritten AS SELECT * REPLACE ({value} AS act_max) FROM responses")
+    con.execute("DELETE FROM responses")
+    con.execute("INSERT INTO responses SELECT * FROM rewritten")
+    con.execute("DROP TABLE rewritten")

@@ -183,8 +183,8 @@ def test_a_repeated_url_is_rendered_once_per_db_generation(tmp_path: Path, monke
 
 
 def test_a_column_alone_gives_its_numbers_in_a_block_to_the_bit(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The server computes one unit's column, publication a chunk of them: the same floats either way, and the
-    near-zero images are the brute-force sort by (|value|, row)."""
+    """The server computes one unit's column, publication a chunk of them: the same floats either way, and each
+    ranking is the brute-force sort by (key, row)."""
     monkeypatch.setattr(unit_summary, "BLOCK_VALUES", 3_000)  # several blocks of columns per call
     rng = np.random.default_rng(3)
     images, columns = 997, 9
@@ -195,12 +195,15 @@ def test_a_column_alone_gives_its_numbers_in_a_block_to_the_bit(monkeypatch: pyt
     codes[codes == 7] = 8  # a class without images
     masks = [rng.random(images) < 0.3, codes < 10]
     block_counts, block_profiles = unit_summary.bin_counts(values, masks), unit_summary.class_profiles(values, codes, 40)
-    near = unit_summary.nearest_zero(values, schema.UNIT_ROW_MAX)
+    keys = {"top": lambda v: -v, "bottom": lambda v: v, "near_zero": abs}
+    ranked = {r: unit_summary.first_rows(values, schema.UNIT_ROW_MAX, r) for r in keys}
     for col in range(columns):
         alone = values[:, col:col + 1]
         counts, profile = unit_summary.bin_counts(alone, masks), unit_summary.class_profiles(alone, codes, 40)
         assert [counts.histogram(r, 0) for r in range(2)] == [block_counts.histogram(r, col) for r in range(2)]
         assert profile.rows(0) == block_profiles.rows(col) and len(profile.rows(0)) == 39
-        brute = sorted(range(images), key=lambda i: (abs(float(values[i, col])), i))[:schema.UNIT_ROW_MAX]
-        assert near[col].tolist() == brute == unit_summary.nearest_zero(alone, schema.UNIT_ROW_MAX)[0].tolist()
+        for ranking, key in keys.items():  # Python's sort by (key, row), one value at a time
+            brute = sorted(range(images), key=lambda i: (key(float(values[i, col])), i))[:schema.UNIT_ROW_MAX]
+            assert ranked[ranking][col].tolist() == brute
+            assert unit_summary.first_rows(alone, schema.UNIT_ROW_MAX, ranking)[0].tolist() == brute
     assert block_counts.histogram(0, 5).category == [int(masks[0].sum())]

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Final, Literal
 
-import duckdb
-
 from unitscope import schema
 
 # Category membership of each image of a run, as a relation (image_id, is_cat).
@@ -172,17 +170,6 @@ def ranks_sql(stat: str, side: str) -> str:
     )
     WHERE rank <= $k
     """
-
-
-def insert_ranks(con: duckdb.DuckDBPyConnection, run_id: int, layer: str, ranked_k: int) -> None:
-    """Store each unit's first `ranked_k` images of `layer` from both sides of every stat in unit_ranks."""
-    for stat in schema.STATS:
-        for side in schema.SIDES:
-            con.execute(
-                f"INSERT INTO {schema.UNIT_RANKS} SELECT $run_id, $layer, $stat, $side, unit, rank, image_id "
-                f"FROM ({ranks_sql(stat, side)}) ORDER BY unit, rank",
-                {"run_id": run_id, "layer": layer, "stat": stat, "side": side, "k": ranked_k},
-            )
 
 
 def counts_sql(pos_stat: str, neg_stat: str) -> str:

@@ -1,4 +1,4 @@
-"""A unit page's histogram, class profile and near-zero images: computed from response columns for one unit (the server) or a
+"""A unit page's histogram, class profile and rankings of images: computed from response columns for one unit (the server) or a
 chunk of a layer's units (publication), and the SQL that reads the stored ones.
 
 Both callers feed the same function the unit's column in image id order, and every number is per column
@@ -10,7 +10,7 @@ category's histogram and the class profile, where grouped SQL scanned the layer 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -139,17 +139,24 @@ def class_profiles(values: np.ndarray, codes: np.ndarray, classes: int) -> Class
     return ClassProfiles(n=n, mean=mean, median=median)
 
 
-def nearest_zero(values: np.ndarray, n: int) -> np.ndarray:
-    """Each column's first min(n, images) rows by |value|, smallest first, ties by row (image id order): the
-    near-zero ranking of metrics_sql.ranking_sql, as (columns, depth) row indices."""
+# How each ranking orders a unit's images: by this key of the value, smallest first, ties by image id
+# (metrics_sql.ranks_sql's top and bottom, and ranking_sql's near zero).
+RANKING_KEYS: dict[str, Callable[[np.ndarray], np.ndarray]] = {"top": np.negative, "bottom": np.positive,
+                                                               "near_zero": np.abs}
+
+
+def first_rows(values: np.ndarray, n: int, ranking: str) -> np.ndarray:
+    """Each column's first min(n, images) rows by a ranking of RANKING_KEYS ('top': largest first, 'bottom':
+    smallest first, 'near_zero': smallest |value| first), ties by row (image id order): (columns, depth) rows."""
+    key_of = RANKING_KEYS[ranking]
     images, columns = values.shape
     depth = min(n, images)
     out = np.zeros((columns, depth), dtype=np.intp)
     for first, rows in _blocks(values) if depth else ():
-        a = np.abs(rows)
-        edge = np.partition(a, depth - 1, axis=1)[:, depth - 1]  # each row's depth-th smallest |value|
-        row, col = np.nonzero(a <= edge[:, None])  # at least depth per row, more where |value| ties at the edge
-        order = np.lexsort((col, a[row, col], row))
+        key = key_of(rows)
+        edge = np.partition(key, depth - 1, axis=1)[:, depth - 1]  # each row's depth-th smallest key
+        row, col = np.nonzero(key <= edge[:, None])  # at least depth per row, more where keys tie at the edge
+        order = np.lexsort((col, key[row, col], row))
         row, col = row[order], col[order]
         out[first:first + len(rows)] = col[np.searchsorted(row, np.arange(len(rows)))[:, None] + np.arange(depth)]
     return out

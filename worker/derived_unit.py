@@ -1,7 +1,7 @@
 """Publication's writer for unit pages: every unit's rows of images, histograms and class profiles.
 
 For every stat, a chunk of units at a time (in threads): each ranking's first UNIT_ROW_MAX images with their
-values (positive and negative: the stored unit_ranks' first ones; near zero: unitscope.unit_summary.nearest_zero),
+values (positive and negative: the stored unit_ranks' first ones; near zero: unitscope.unit_summary.first_rows),
 every category's histogram and the class profile (unit_summary). The server's unit page then reads these rows
 instead of its unit's responses.
 """
@@ -64,7 +64,7 @@ def write_unit_pages(con: duckdb.DuckDBPyConnection, run_id: int, layer: str) ->
 
         def block(first: int, values: np.ndarray, mine: np.ndarray = mine) -> _Block:
             ours = mine[(ranked_unit[mine] >= first) & (ranked_unit[mine] < first + values.shape[1])]
-            near = unit_summary.nearest_zero(values, schema.UNIT_ROW_MAX)
+            near = unit_summary.first_rows(values, schema.UNIT_ROW_MAX, "near_zero")
             return _Block(unit_summary.bin_counts(values, masks),
                           unit_summary.class_profiles(values, codes, len(index.wnids)),
                           near, values[near, np.arange(len(near))[:, None]],

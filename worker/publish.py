@@ -19,7 +19,7 @@ import duckdb
 from tqdm import tqdm
 
 from unitscope import schema
-from unitscope.metrics_sql import IN_ORDER_KEY, in_order_key, insert_ranks, si_sql
+from unitscope.metrics_sql import IN_ORDER_KEY, in_order_key, si_sql
 from worker import derived
 from worker.db_files import (
     fsync,
@@ -30,6 +30,7 @@ from worker.db_files import (
     wal_of,
     write_error,
 )
+from worker.derived_ranks import write_ranks
 from worker.run_rows import run_categories, run_layers
 from worker.staged_arrays import VALUES, StagedArrays, StagedIndex, narrow, staged_index
 
@@ -163,7 +164,7 @@ def _build(db: Path, work: Path, publishing: Path, staged: StagedArrays, config:
                 )
             bar.update(units[layer])
             bar.set_postfix_str(f"{layer}: ranks")
-            insert_ranks(pub, run_id, layer, ranked_k)
+            write_ranks(pub, run_id, layer, ranked_k)
             bar.update(units[layer])
             derived.write_layer(pub, run_id, layer, step=_step(bar, layer, units[layer]))
         pub.execute("CHECKPOINT")
