@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import importlib
 import os
 import re
 import shutil
@@ -34,6 +35,7 @@ from worker.models import (
     LoadedModel,
     WeightsError,
     get_model,
+    registered_models,
     state_dict_sha256,
 )
 
@@ -55,8 +57,12 @@ def photos(model: LoadedModel) -> Tensor:
 
 
 def test_every_registered_model_is_offered_by_the_settings() -> None:
-    # worker.model_names is the torch-free copy that --model's choices come from.
+    # worker.model_names is the torch-free copy that --model's choices come from; get_model imports a model's family
+    # on first use, and every family's builders register exactly the names it offers.
     assert MODEL_NAMES == tuple(sorted(worker.model_names.MODEL_NAMES))
+    for module in ("bvlc", "squeezenet", "tv_googlenet", "tv_inception3", "tv_resnet", "tv_vgg"):
+        importlib.import_module(f"worker.models.{module}")
+    assert registered_models() == MODEL_NAMES
     assert {"alexnet", "vgg16", "resnet50", "inception_v3", "googlenet", "squeezenet1_1"} <= set(MODEL_NAMES)
 
 

@@ -26,7 +26,6 @@ import torch
 from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader
-from torchvision.io import ImageReadMode, decode_jpeg
 
 from worker.images import (
     Batch,
@@ -91,6 +90,9 @@ def decode_on(device: torch.device, data: list[Tensor]) -> list[Tensor | None]:
     """uint8 3 x H x W RGB tensors on `device`, one batched decode_jpeg call; None for a file it refuses."""
     if not data:
         return []
+    # Imported here: the run imports this module for --decode pil too, which needs no torchvision (2 s to import).
+    from torchvision.io import ImageReadMode, decode_jpeg
+
     try:
         return list(decode_jpeg(data, mode=ImageReadMode.RGB, device=device))
     except RuntimeError:  # one bad file fails the whole call: find it

@@ -1,7 +1,8 @@
 """The models by name, in torchvision's manner: `get_model(name, weights=..., seed=...)`, weights
 entries that carry their transforms and metadata, and each model's documented layer taps.
 
-- `_api`: the registry, `get_model`, DEFAULT, what a `weights` argument means and the seeded random init.
+- `_api`: the registry, `get_model` (which imports a model's family on first use), DEFAULT, what a `weights`
+  argument means, the seeded random init, and `Weights` for the families built without torchvision.
 - `layers`: GoogLeNet's 12 study layers (GOOGLENET_LAYERS) and where both GoogLeNets keep them.
 - `taps`: LayerTap, Branch and LoadedModel, a network ready to run.
 - `caffe_format`: reading and verifying Caffe's per-layer float32 weight files.
@@ -14,15 +15,18 @@ entries that carry their transforms and metadata, and each model's documented la
 - `tv_inception3`: inception_v3: Mixed_5b ... Mixed_7c, concatenated branches before their ReLUs.
 """
 
-from typing import Final
+import importlib
+from typing import Any, Final
 
 from worker.models._api import (
     DEFAULT,
+    Weights,
     WeightsArg,
     WeightsError,
     get_model,
     list_models,
     recorded_weights,
+    registered_models,
     state_dict_sha256,
 )
 from worker.models.bvlc import (
@@ -33,15 +37,24 @@ from worker.models.bvlc import (
     CaffeTransform,
 )
 from worker.models.layers import GOOGLENET_LAYERS
-from worker.models.squeezenet import SQUEEZENET1_1, SQUEEZENET_LAYERS
 from worker.models.taps import Branch, LayerTap, LoadedModel
-from worker.models.tv_common import InputRenormalisation, Unnormalise
-from worker.models.tv_googlenet import TVGoogLeNet
-from worker.models.tv_inception3 import TVInception3
-from worker.models.tv_resnet import ResidualAdd
-from worker.models.tv_vgg import VGG_NAMES
 
-MODEL_NAMES: Final = list_models()  # every builder has registered by now: the imports above
+MODEL_NAMES: Final = list_models()
+
+# The torchvision families' names, imported on first use (torchvision's import costs 2 s that bvlc-googlenet and
+# the server never need): name -> its module.
+_LAZY: Final = {
+    "SQUEEZENET1_1": "squeezenet", "SQUEEZENET_LAYERS": "squeezenet", "InputRenormalisation": "tv_common",
+    "Unnormalise": "tv_common", "TVGoogLeNet": "tv_googlenet", "TVInception3": "tv_inception3",
+    "ResidualAdd": "tv_resnet", "VGG_NAMES": "tv_vgg",
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"worker.models.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "BVLC_GOOGLENET",
@@ -51,6 +64,7 @@ __all__ = [
     "SQUEEZENET1_1",
     "SQUEEZENET_LAYERS",
     "VGG_NAMES",
+    "Weights",
     "BVLCGoogLeNet",
     "Branch",
     "CaffeInception",
@@ -67,6 +81,7 @@ __all__ = [
     "WeightsError",
     "get_model",
     "list_models",
+    "registered_models",
     "recorded_weights",
     "state_dict_sha256",
 ]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import torch
 from torch import nn
@@ -34,6 +35,24 @@ class WeightsError(ValueError):
 
 
 _BUILDERS: dict[str, Builder] = {}
+# The module that registers each model (worker.model_names lists the same names; a test checks both). A family
+# is imported when one of its models is asked for: the torchvision families cost 2 s of torchvision's import,
+# which bvlc-googlenet does not need.
+_FAMILIES: Final[dict[str, str]] = {
+    "bvlc-googlenet": "bvlc", "squeezenet1_1": "squeezenet", "googlenet": "tv_googlenet",
+    "inception_v3": "tv_inception3", "alexnet": "tv_vgg",
+    **{f"vgg{depth}{bn}": "tv_vgg" for depth in (11, 13, 16, 19) for bn in ("", "_bn")},
+    **{f"resnet{depth}": "tv_resnet" for depth in (18, 34, 50, 101, 152)},
+}  # fmt: skip
+
+
+@dataclasses.dataclass
+class Weights:
+    """A model's weights entry, with torchvision.models.Weights' fields, for the families built without torchvision."""
+
+    url: str
+    transforms: Callable[..., Any]
+    meta: dict[str, Any]
 
 
 def register_model(name: str) -> Callable[[Builder], Builder]:
@@ -49,7 +68,12 @@ def register_model(name: str) -> Callable[[Builder], Builder]:
 
 
 def list_models() -> tuple[str, ...]:
-    """Names of the registered models, sorted."""
+    """Names of the models get_model builds, sorted."""
+    return tuple(sorted(_FAMILIES))
+
+
+def registered_models() -> tuple[str, ...]:
+    """Names of the models whose builders have registered so far (those of the families imported), sorted."""
     return tuple(sorted(_BUILDERS))
 
 
@@ -62,10 +86,10 @@ def get_model(name: str, *, weights: WeightsArg, seed: int | None = None) -> Loa
     `weights_sha256` as the digest of the initial parameters (`state_dict_sha256`), so two seeds
     are two configurations of a run.
     """
-    try:
-        builder = _BUILDERS[name]
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(list_models())}") from None
+    if name not in _FAMILIES:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(list_models())}")
+    importlib.import_module(f"worker.models.{_FAMILIES[name]}")  # registers its builders
+    builder = _BUILDERS[name]
     if weights is not None:
         if seed is not None:
             raise ValueError("a seed only applies to random weights (weights=None)")

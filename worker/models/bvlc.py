@@ -11,12 +11,9 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 from torch.nn import functional as F
-from torchvision.models import Weights
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms.v2.functional import resize
 
 from worker.categories import load_imagenet_classes
-from worker.models._api import WeightsArg, register_model
+from worker.models._api import Weights, WeightsArg, register_model
 from worker.models.caffe_format import caffe_weights
 from worker.models.layers import GOOGLENET_LAYERS, MIXED, MIXED_BRANCHES
 from worker.models.taps import Branch, LayerTap, LoadedModel, build_taps
@@ -229,6 +226,10 @@ class CaffeTransform:
         return max(self.resize, round(width * scale)), max(self.resize, round(height * scale))
 
     def _from_tensor(self, image: Tensor) -> Tensor:
+        # torchvision only here, for the GPU decoder's tensors: a PIL image needs none (worker.models._api)
+        from torchvision.transforms import InterpolationMode
+        from torchvision.transforms.v2.functional import resize
+
         width, height = self._resized(image.shape[-1], image.shape[-2])
         resized = resize(image, [height, width], interpolation=InterpolationMode.BILINEAR, antialias=True)
         left, top = (width - self.crop) // 2, (height - self.crop) // 2
