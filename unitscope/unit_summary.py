@@ -1,5 +1,5 @@
-"""A unit page's histogram, class profile and rankings of images: computed from response columns for one unit (the server) or a
-chunk of a layer's units (publication), and the SQL that reads the stored ones.
+"""A unit page's histogram, class profile and rankings of images: computed from response columns for one unit
+(the server) or a chunk of a layer's units (publication), and the SQL that reads the stored ones.
 
 Both callers feed the same function the unit's column in image id order, and every number is per column
 (integer counts, a sum in image order, two middle values), so a stored value is the one the server would
@@ -48,9 +48,20 @@ class BinCounts:
     category: np.ndarray  # (categories, columns, HIST_BINS) int64: each category's images per bin
     total: np.ndarray  # (columns, HIST_BINS) int64: every image per bin
 
+    @classmethod
+    def joined(cls, parts: Sequence[BinCounts]) -> BinCounts:
+        """The counts of consecutive blocks of columns, as one."""
+        return cls(lo=np.concatenate([p.lo for p in parts]), hi=np.concatenate([p.hi for p in parts]),
+                   category=np.concatenate([p.category for p in parts], axis=1),
+                   total=np.concatenate([p.total for p in parts]))
+
+    def bins(self) -> np.ndarray:
+        """Each column's bins a Histogram holds: HIST_BINS, or one when the column never varies."""
+        return np.where(self.hi > self.lo, schema.HIST_BINS, 1)
+
     def histogram(self, row: int, column: int) -> Histogram:
-        """The column's Histogram for the category of `row`: HIST_BINS bins, or one when the column never varies."""
-        bins = schema.HIST_BINS if self.hi[column] > self.lo[column] else 1
+        """The column's Histogram for the category of `row`."""
+        bins = int(self.bins()[column])
         cat = self.category[row, column, :bins]
         return Histogram(lo=float(self.lo[column]), hi=float(self.hi[column]), category=cat.tolist(),
                          rest=(self.total[column, :bins] - cat).tolist())
@@ -121,12 +132,13 @@ def class_profiles(values: np.ndarray, codes: np.ndarray, classes: int) -> Class
     order = np.argsort(codes, kind="stable")
     ends = np.cumsum(n)
     present = np.flatnonzero(n)
-    mean = np.full((columns, classes), np.nan)
+    mean = np.empty((columns, classes))  # every row is a bincount below; a class without images is NaN at the end
     median = np.full((columns, classes), np.nan)
     for first, rows in _blocks(values):
         last = first + len(rows)
         for i, row in enumerate(rows):
-            # bincount adds each class's weights one by one in image order: the same sum for a column alone or in a chunk
+            # bincount adds each class's weights one by one in image order: the same sum for a column alone or in
+            # a chunk
             mean[first + i] = np.bincount(codes, weights=row, minlength=classes)
         by_class = rows[:, order]
         for code in present.tolist():

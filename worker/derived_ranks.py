@@ -29,7 +29,7 @@ def write_ranks(con: duckdb.DuckDBPyConnection, run_id: int, layer: str, ranked_
                   for found in in_blocks(lambda _, block: {side: unit_summary.first_rows(block, ranked_k, side)
                                                            for side in schema.SIDES}, first, values)]
         for side in schema.SIDES:
-            rows = np.concatenate([found[side] for found in blocks]) if blocks else np.zeros((0, 0), dtype=np.intp)
+            rows = np.concatenate([found[side] for found in blocks])
             units, depth = rows.shape
             insert_frame(
                 con,

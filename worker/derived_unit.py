@@ -71,7 +71,8 @@ def write_unit_pages(con: duckdb.DuckDBPyConnection, run_id: int, layer: str) ->
                           ours, values[ranked_row[ours], ranked_unit[ours] - first])
 
         blocks = [b for first, values in layer_chunks(source, run, layer, stat) for b in in_blocks(block, first, values)]
-        _write_histograms(con, {**p, "stat": stat}, [b.counts for b in blocks], categories)
+        counts = unit_summary.BinCounts.joined([b.counts for b in blocks])
+        _write_histograms(con, {**p, "stat": stat}, counts, categories)
         _write_classes(con, {**p, "stat": stat}, [b.profiles for b in blocks], index.wnids, index.names)
         near = np.concatenate([b.near for b in blocks])
         depth = near.shape[1]
@@ -98,25 +99,21 @@ def write_unit_pages(con: duckdb.DuckDBPyConnection, run_id: int, layer: str) ->
     )
 
 
-def _write_histograms(con: duckdb.DuckDBPyConnection, q: dict[str, object], counts: list[unit_summary.BinCounts],
+def _write_histograms(con: duckdb.DuckDBPyConnection, q: dict[str, object], counts: unit_summary.BinCounts,
                       categories: list[str]) -> None:
     """unit_histograms' rows of one stat: every category's, by category and unit."""
-    lo, hi = np.concatenate([c.lo for c in counts]), np.concatenate([c.hi for c in counts])
-    total = np.concatenate([c.total for c in counts])  # (units, HIST_BINS)
-    units, bins = total.shape
-    kept = np.where(hi > lo, bins, 1)  # the bins a unit's lists hold: one when it never varies
+    # Each unit's bins as rows (BinCounts.histogram's), folded into its two lists in SQL: numpy columns in.
+    unit, b = np.nonzero(np.arange(schema.HIST_BINS) < counts.bins()[:, None])
     for row, category in enumerate(categories):
-        cat = np.concatenate([c.category[row] for c in counts])
-        # Each unit's bins as rows, folded into its two lists in SQL: one statement, numpy columns in.
-        unit, b = np.nonzero(np.arange(bins) < kept[:, None])
+        cat = counts.category[row]
         insert_frame(
             con,
             f"""INSERT INTO {schema.UNIT_HISTOGRAMS}
                 SELECT $run_id, $layer, $category, $stat, unit, any_value(lo), any_value(hi),
                        list(cat ORDER BY bin), list(rest ORDER BY bin)
                 FROM {FRAME} GROUP BY unit ORDER BY unit""",
-            {"unit": unit.astype(np.int16), "bin": b.astype(np.int16), "lo": lo[unit], "hi": hi[unit],
-             "cat": cat[unit, b].astype(np.int32), "rest": (total - cat)[unit, b].astype(np.int32)},
+            {"unit": unit.astype(np.int16), "bin": b.astype(np.int16), "lo": counts.lo[unit], "hi": counts.hi[unit],
+             "cat": cat[unit, b].astype(np.int32), "rest": (counts.total - cat)[unit, b].astype(np.int32)},
             {**q, "category": category},
         )
 

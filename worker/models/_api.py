@@ -13,6 +13,7 @@ from typing import Any, Final
 import torch
 from torch import nn
 
+from worker.model_names import FAMILIES, MODEL_NAMES
 from worker.models.taps import LoadedModel
 
 
@@ -35,17 +36,6 @@ class WeightsError(ValueError):
 
 
 _BUILDERS: dict[str, Builder] = {}
-# The module that registers each model (worker.model_names lists the same names; a test checks both). A family
-# is imported when one of its models is asked for: the torchvision families cost 2 s of torchvision's import,
-# which bvlc-googlenet does not need.
-_FAMILIES: Final[dict[str, str]] = {
-    "bvlc-googlenet": "bvlc", "squeezenet1_1": "squeezenet", "googlenet": "tv_googlenet",
-    "inception_v3": "tv_inception3", "alexnet": "tv_vgg",
-    **{f"vgg{depth}{bn}": "tv_vgg" for depth in (11, 13, 16, 19) for bn in ("", "_bn")},
-    **{f"resnet{depth}": "tv_resnet" for depth in (18, 34, 50, 101, 152)},
-}  # fmt: skip
-
-
 @dataclasses.dataclass
 class Weights:
     """A model's weights entry, with torchvision.models.Weights' fields, for the families built without torchvision."""
@@ -69,7 +59,7 @@ def register_model(name: str) -> Callable[[Builder], Builder]:
 
 def list_models() -> tuple[str, ...]:
     """Names of the models get_model builds, sorted."""
-    return tuple(sorted(_FAMILIES))
+    return MODEL_NAMES
 
 
 def registered_models() -> tuple[str, ...]:
@@ -86,9 +76,9 @@ def get_model(name: str, *, weights: WeightsArg, seed: int | None = None) -> Loa
     `weights_sha256` as the digest of the initial parameters (`state_dict_sha256`), so two seeds
     are two configurations of a run.
     """
-    if name not in _FAMILIES:
+    if name not in FAMILIES:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(list_models())}")
-    importlib.import_module(f"worker.models.{_FAMILIES[name]}")  # registers its builders
+    importlib.import_module(f"worker.models.{FAMILIES[name]}")  # registers its builders
     builder = _BUILDERS[name]
     if weights is not None:
         if seed is not None:
