@@ -16,6 +16,10 @@ from hand_run import BEAGLE, FISH, OTHER, TENCH, image, spec_for
 
 from app.main import create_app
 from unitscope import metrics_sql, schema, unit_summary
+from unitscope.data import unit_tables
+from unitscope.data.images import image_index
+from unitscope.data.runs import require_run
+from unitscope.data.source import ConnectionSource
 from worker.store import WorkerStore
 
 UNITS = 3
@@ -62,7 +66,11 @@ def test_stored_rows_equal_numpy_over_the_units_responses(published: Path, unit:
     is_cat = np.isin(wnids, list(members))
     q = {"run_id": 1, "layer": LAYER, "unit": unit, "category": category}
     with duckdb.connect(str(published), read_only=True) as con:
-        [(_, lo, hi, cat, rest)] = con.execute(unit_summary.stored_histogram_sql(), {**q, "stats": [stat]}).fetchall()
+        # Read as the server reads them: a layer's table at once, sliced per unit (unitscope.data.unit_tables).
+        source = ConnectionSource(con, database=None)
+        run = require_run(source, 1)
+        histogram = unit_tables.histograms(source, run, LAYER, category)[unit, stat]
+        lo, hi, cat, rest = histogram.lo, histogram.hi, histogram.category, histogram.rest
         assert (lo, hi) == (values.min(), values.max())
         bins = schema.HIST_BINS if hi > lo else 1  # unit 2 never varies: one bin
         width = (hi - lo) / bins if hi > lo else 1.0
@@ -71,28 +79,29 @@ def test_stored_rows_equal_numpy_over_the_units_responses(published: Path, unit:
             counts[side][min(math.floor((v - lo) / width), bins - 1)] += 1
         assert (list(cat), list(rest)) == (counts[True], counts[False])
 
-        unit_q = {key: q[key] for key in ("run_id", "layer", "unit")}
-        stored = con.execute(unit_summary.stored_profile_sql(), {**unit_q, "stat": stat}).fetchall()
-        assert [row[0] for row in stored] == sorted(set(WNIDS))
-        for wnid, _, n, mean, median in stored:
-            v = values[wnids == wnid]
+        stored = unit_tables.class_rows(source, run, LAYER, stat).unit(unit)
+        index_wnids = image_index(source, 1).wnids
+        assert [index_wnids[code] for code in stored["code"]] == sorted(set(WNIDS))
+        for code, n, mean, median in zip(*(stored[c].tolist() for c in ("code", "n", "mean", "median"))):
+            v = values[wnids == index_wnids[code]]
             assert (n, median) == (len(v), np.median(v)) and mean == pytest.approx(v.mean(), rel=1e-12)
 
         n = schema.UNIT_ROW_MAX
-        stored_rows = con.execute(metrics_sql.stored_rows_sql(dict.fromkeys(metrics_sql.RANK_KINDS, stat)),
-                                  {"run_id": 1, "layer": LAYER, "unit": unit, "n": n}).fetchall()
         for kind in metrics_sql.RANK_KINDS:
             ranked = con.execute(metrics_sql.ranking_sql(kind, stat), {**q, "n": n}).fetchall()
-            assert [(i, v) for k, i, v in stored_rows if k == kind] == [(r[0], r[4]) for r in ranked]
+            ids, stored_values = unit_tables.ranked_rows(source, run, LAYER, unit, kind, stat, n)
+            assert list(zip(ids.tolist(), stored_values.tolist())) == [(r[0], r[4]) for r in ranked]
             assert len(ranked) == schema.UNIT_ROW_MAX
+            assert unit_tables.ranked_rows(source, run, LAYER, unit, kind, stat, 5)[0].tolist() == ids[:5].tolist()
 
 
 def test_histogram_counts_match_numpy(published: Path) -> None:
     stats = synthetic_stats()
     is_dog = np.array([w == BEAGLE for w in WNIDS])
     with duckdb.connect(str(published), read_only=True) as con:
-        _, lo, hi, cat, rest = con.execute(unit_summary.stored_histogram_sql(), {
-            "run_id": 1, "layer": LAYER, "category": "dog", "stats": ["max"], "unit": 0}).fetchone()
+        [(lo, hi, cat, rest)] = con.execute(
+            f"""SELECT lo, hi, category_counts, rest_counts FROM {schema.UNIT_HISTOGRAMS}
+                WHERE layer = ? AND category = 'dog' AND stat = 'max' AND unit = 0""", [LAYER]).fetchall()
     values = stats[:, 0, 1].astype(np.float64)
     bins = np.minimum(np.floor((values - lo) / ((hi - lo) / schema.HIST_BINS)), schema.HIST_BINS - 1).astype(int)
     assert (lo, hi) == (values.min(), values.max())

@@ -268,23 +268,6 @@ def ranking_sql(kind: RankKind, stat: str) -> str:
     """
 
 
-def stored_rows_sql(stats: dict[RankKind, str]) -> str:
-    """SQL giving (kind, image_id, value): ranking_sql's images and values of every kind in `stats`
-    (kind -> stat), from unit_rows, in rank order within each kind; a kind has fewer than
-    min($n, images) rows when unit_rows does not hold its first $n.
-
-    Parameters: $run_id, $layer, $unit, $n. Cost: a lookup of the unit's rows, whatever the number of images.
-    """
-    for stat in stats.values():
-        schema.stat_column(stat)  # refuses anything but a stat name: it is spliced into the SQL
-    which = " OR ".join(f"(kind = '{kind}' AND stat = '{stat}')" for kind, stat in stats.items())
-    return f"""
-    SELECT kind, image_id, value FROM {schema.UNIT_ROWS}
-    WHERE run_id = $run_id AND layer = $layer AND unit = $unit AND rank <= $n AND ({which})
-    ORDER BY kind, rank
-    """
-
-
 def shown_sql(kind: RankKind, stat: str, table: str = schema.RESPONSES) -> str:
     """SQL giving (unit, image_id, rank): every unit's first $n images of one ranking, for one layer.
 

@@ -172,25 +172,3 @@ def first_rows(values: np.ndarray, n: int, ranking: str) -> np.ndarray:
         row, col = row[order], col[order]
         out[first:first + len(rows)] = col[np.searchsorted(row, np.arange(len(rows)))[:, None] + np.arange(depth)]
     return out
-
-
-def stored_histogram_sql() -> str:
-    """SQL giving the stored (stat, lo, hi, category_counts, rest_counts) of one unit on each stat in $stats.
-
-    Parameters: $run_id, $layer, $category, $stats (a list), $unit.
-    """
-    return f"""
-    SELECT stat, lo, hi, category_counts, rest_counts FROM {schema.UNIT_HISTOGRAMS}
-    WHERE run_id = $run_id AND layer = $layer AND category = $category AND list_contains($stats, stat) AND unit = $unit
-    """
-
-
-def stored_profile_sql() -> str:
-    """SQL giving one unit's stored class rows (wnid, class_name, n, mean, median) on $stat.
-
-    Parameters: $run_id, $layer, $stat, $unit.
-    """
-    return f"""
-    SELECT wnid, class_name, n, mean, median FROM {schema.UNIT_CLASSES}
-    WHERE run_id = $run_id AND layer = $layer AND stat = $stat AND unit = $unit
-    """

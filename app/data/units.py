@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from unitscope import claim_rules, schema, unit_summary
 from unitscope.claim_rules import ClassRow
+from unitscope.data import unit_tables
 from unitscope.data.images import category_wnids, image_index
 from unitscope.data.runs import Run, table_names
 from unitscope.data.scores import category_labels, unit_column
@@ -18,13 +19,11 @@ def histograms(source: Source, run: Run, layer: str, unit: int, stats: Sequence[
     """A unit's responses on each of `stats` in HIST_BINS equal bins over its range, category vs rest; None without
     any.
 
-    The stored bins when publication wrote them (one lookup for every stat), else binned here from the unit's
-    responses (unit_summary.bin_counts, publication's function), so the page carries counts, not one value per image.
+    The stored bins when publication wrote them (the layer's, read once: unitscope.data.unit_tables), else binned here
+    from the unit's responses (unit_summary.bin_counts, publication's function), so the page carries counts, not one
+    value per image.
     """
-    q = {"run_id": run.run_id, "layer": layer, "unit": unit, "category": category}
-    stored = {stat: unit_summary.Histogram(lo=lo, hi=hi, category=list(cat), rest=list(rest))
-              for stat, lo, hi, cat, rest in source.rows(unit_summary.stored_histogram_sql(),
-                                                         {**q, "stats": list(stats)})}
+    stored = unit_tables.histograms(source, run, layer, category)
 
     def computed(stat: str) -> unit_summary.Histogram | None:
         if not run.images:
@@ -32,7 +31,7 @@ def histograms(source: Source, run: Run, layer: str, unit: int, stats: Sequence[
         is_cat = category_labels(source, run, category)[1]
         return unit_summary.bin_counts(unit_column(source, run, layer, stat, unit), [is_cat]).histogram(0, 0)
 
-    return {stat: stored_or_computed(lambda stat=stat: stored.get(stat), lambda stat=stat: computed(stat))[0]
+    return {stat: stored_or_computed(lambda stat=stat: stored.get((unit, stat)), lambda stat=stat: computed(stat))[0]
             for stat in stats}
 
 
@@ -59,9 +58,11 @@ def class_profile(source: Source, run: Run, layer: str, unit: int, stat: str, ca
     callers must not change what it returns.
     """
     def read() -> Profile:
-        q = {"run_id": run.run_id, "layer": layer, "unit": unit}
+        index = image_index(source, run.run_id)
+        stored = unit_tables.class_rows(source, run, layer, stat).unit(unit)
         rows, _ = stored_or_computed(
-            lambda: source.rows(unit_summary.stored_profile_sql(), {**q, "stat": stat}) or None,
+            lambda: [(index.wnids[code], index.names[code], n, mean, median) for code, n, mean, median in zip(
+                *(stored[name].tolist() for name in ("code", "n", "mean", "median")))] or None,
             lambda: _computed_profile(source, run, layer, unit, stat),
         )
         members = category_wnids(source, run.run_id, category)

@@ -82,25 +82,24 @@ class Visualization:
 _VIS_COLUMNS = "unit, direction, idx, objective, dataset_extreme, steps, size, seed, probs"
 
 
-def _visualizations(source: Source, where: str, params: dict[str, object]) -> list[Visualization]:
-    if schema.UNIT_VISUALIZATIONS not in table_names(source):
-        return []
-    rows = source.rows(f"SELECT {_VIS_COLUMNS} FROM {schema.UNIT_VISUALIZATIONS} WHERE {where} "
-                       "ORDER BY unit, direction, idx", params)
-    return [Visualization(int(u), d, int(i), float(o), float(e), int(st), int(sz), int(sd),
-                          np.asarray(p, dtype=np.float64)) for u, d, i, o, e, st, sz, sd, p in rows]
+def layer_visualizations(source: Source, run: Run, layer: str) -> list[Visualization]:
+    """Every optimised image of a layer, by unit, negative first (cached per DB generation: the claims page reads them
+    for every cell, a unit page its unit's)."""
+    def read() -> list[Visualization]:
+        if schema.UNIT_VISUALIZATIONS not in table_names(source):
+            return []
+        rows = source.rows(f"SELECT {_VIS_COLUMNS} FROM {schema.UNIT_VISUALIZATIONS} "
+                           "WHERE run_id = $run AND layer = $layer ORDER BY unit, direction, idx",
+                           {"run": run.run_id, "layer": layer})
+        return [Visualization(int(u), d, int(i), float(o), float(e), int(st), int(sz), int(sd),
+                              np.asarray(p, dtype=np.float64)) for u, d, i, o, e, st, sz, sd, p in rows]
+
+    return source.cached(("layer_visualizations", run.run_id, layer), read)
 
 
 def unit_visualizations(source: Source, run: Run, layer: str, unit: int) -> list[Visualization]:
-    """A unit's optimised images, negative first."""
-    return _visualizations(source, "run_id = $run AND layer = $layer AND unit = $unit",
-                           {"run": run.run_id, "layer": layer, "unit": unit})
-
-
-def layer_visualizations(source: Source, run: Run, layer: str) -> list[Visualization]:
-    """Every optimised image of a layer (cached per DB generation: the claims page reads them for every cell)."""
-    return source.cached(("layer_visualizations", run.run_id, layer), lambda: _visualizations(
-        source, "run_id = $run AND layer = $layer", {"run": run.run_id, "layer": layer}))
+    """A unit's optimised images, negative first (from the layer's, read once)."""
+    return [v for v in layer_visualizations(source, run, layer) if v.unit == unit]
 
 
 def visualization_png(source: Source, run: Run, layer: str, unit: int, direction: str, index: int) -> bytes | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from unitscope import metrics_sql, schema
+from unitscope.data import unit_tables
 from unitscope.data.images import category_wnids, image_index
 from unitscope.data.runs import Run
 from unitscope.data.source import Source, stored_or_computed
@@ -16,18 +17,17 @@ def rankings(source: Source, run: Run, layer: str, unit: int, stats: dict[metric
              category: str, n: int) -> dict[metrics_sql.RankKind, list[RankedImage]]:
     """A unit's n images of each ranking in `stats` (kind -> stat).
 
-    From unit_rows (one lookup for all of them, the images' classes from the image index) where it
-    holds the first n, else ranked over the unit's responses.
+    From unit_rows (the layer's, read once: unitscope.data.unit_tables; the images' classes from the image index)
+    where it holds the first n, else ranked over the unit's responses.
     """
     params = {"run_id": run.run_id, "layer": layer, "unit": unit, "n": n}
     index = image_index(source, run.run_id)
     members = category_wnids(source, run.run_id, category)
-    found: dict[metrics_sql.RankKind, list[RankedImage]] = {kind: [] for kind in stats}
-    for kind, image_id, value in source.rows(metrics_sql.stored_rows_sql(stats), params):
-        wnid = index.wnid(image_id)
-        found[kind].append((image_id, wnid, index.class_name(image_id), wnid in members, value))
+    found: dict[metrics_sql.RankKind, list[RankedImage]] = {}
     for kind, stat in stats.items():
-        rows = found[kind]
+        ids, values = unit_tables.ranked_rows(source, run, layer, unit, kind, stat, n)
+        rows = [(image_id, wnid, index.class_name(image_id), wnid in members, value)
+                for image_id, value in zip(ids.tolist(), values.tolist()) for wnid in (index.wnid(image_id),)]
         found[kind], _ = stored_or_computed(
             lambda: rows if len(rows) == min(n, run.images) else None,
             lambda: source.rows(metrics_sql.ranking_sql(kind, stat), {**params, "category": category}),
