@@ -1,0 +1,44 @@
+"""The staged arrays (worker.staged_arrays): what a publication reads back is what the batches wrote, whatever the
+order of their rows and parts, a few rows of a file mapped at a time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from worker import staged_arrays
+from worker.staged_arrays import VALUES, StagedArrays, StagedIndex
+
+
+def test_read_gives_each_images_written_row_in_image_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    units = 5
+    # Three rows a mapping: every read spans several blocks, some of them without a row the index names.
+    monkeypatch.setattr(staged_arrays, "READ_BYTES", 3 * units * VALUES * 4)
+    rng = np.random.default_rng(11)
+    staged = StagedArrays(tmp_path / "run.duckdb.staged")
+    written: dict[tuple[str, int], np.ndarray] = {}  # (part, row) -> [units, 3]
+    for part, rows in (("main", 20), ("shard-1", 13)):
+        values = rng.normal(size=(rows, units, VALUES)).astype(np.float32)
+        for start in (8, 0, 16):  # batches written out of order, as resumed or interleaved writers do
+            if start < rows:
+                staged.write(part, start, {"conv1": values[start:start + 8]})
+        written.update({(part, r): values[r] for r in range(rows)})
+    # Image ids ascending, their rows shuffled across both parts; rows 4 and 17 of main are never committed.
+    places = [p for p in written if p not in {("main", 4), ("main", 17)}]
+    places = [places[i] for i in rng.permutation(len(places))]
+    index = StagedIndex(ids=np.arange(len(places), dtype=np.int32), parts=np.array([p for p, _ in places], dtype=object),
+                        rows=np.array([r for _, r in places]))
+    for unit_slice in (slice(None), slice(1, 3), slice(4, 5)):
+        expected = np.stack([written[place][unit_slice] for place in places])
+        np.testing.assert_array_equal(staged.read("conv1", units, index, unit_slice), expected)
+
+
+def test_read_refuses_a_file_shorter_than_its_committed_rows(tmp_path: Path) -> None:
+    staged = StagedArrays(tmp_path / "run.duckdb.staged")
+    staged.write("main", 0, {"conv1": np.zeros((2, 3, VALUES), np.float32)})
+    index = StagedIndex(ids=np.arange(3, dtype=np.int32), parts=np.array(["main"] * 3, dtype=object),
+                        rows=np.arange(3))
+    with pytest.raises(staged_arrays.StoreError, match="pass --restart"):
+        staged.read("conv1", 3, index)
