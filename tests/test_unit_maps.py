@@ -29,9 +29,18 @@ from worker.store import WorkerStore
 F16_RTOL = 2.0**-11  # float16 rounds to 11 significant bits
 
 
+def _layer_values(con: duckdb.DuckDBPyConnection, layer: str, units: int) -> tuple[np.ndarray, np.ndarray]:
+    """(image ids ascending, [images, units, 3 stats in schema.STATS order]) of a published layer."""
+    cols = con.execute(f"SELECT image_id, unit, {', '.join(schema.STAT_COLUMN[s] for s in schema.STATS)} "
+                       "FROM responses WHERE run_id = 1 AND layer = ? ORDER BY image_id, unit", [layer]).fetchnumpy()
+    ids = np.unique(cols["image_id"])
+    values = np.stack([cols[schema.STAT_COLUMN[s]] for s in schema.STATS], axis=1).reshape(len(ids), units, 3)
+    return ids, values
+
+
 @pytest.mark.parametrize("n", [1, 2, 4, 6])
 def test_shown_images_are_the_rankings_the_server_shows(hand_ro: dict[str, Path], n: int, monkeypatch) -> None:
-    """shown_sql, for all units at once, gives exactly ranking_sql's first n images of each unit."""
+    """shown_images, for a chunk of units at once, gives exactly ranking_sql's first n images of each unit."""
     monkeypatch.setattr(schema, "MAP_N", n)
     with duckdb.connect(str(hand_ro["db"]), read_only=True) as con:
         for layer, units in LAYERS.items():
@@ -42,14 +51,20 @@ def test_shown_images_are_the_rankings_the_server_shows(hand_ro: dict[str, Path]
                         "run_id": 1, "layer": layer, "unit": unit, "category": "dog", "n": n}).fetchall()
                     assert len(rows) == min(n, 6)
                     expected |= {(unit, r[0]) for r in rows}
-            assert shown_images(con, 1, layer) == expected, (layer, n)
+            ids, values = _layer_values(con, layer, len(units))
+            assert shown_images(values, ids) == expected, (layer, n)
+            # The worker reads a layer a chunk of units at a time: the chunks' images are the layer's.
+            assert shown_images(values[:, :1], ids) | shown_images(values[:, 1:], ids, first_unit=1) == expected
 
 
-def test_shown_sql_keeps_the_ranking_order_ties_by_image_id(hand_ro: dict[str, Path]) -> None:
+def test_shown_images_keep_the_ranking_order_ties_by_image_id(hand_ro: dict[str, Path],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     # mixed4c unit 1: every max is 5.0, so the first 3 by max are images 0, 1, 2.
+    monkeypatch.setattr(schema, "MAP_N", 3)
+    monkeypatch.setattr("worker.map_store.SHOWN", (("positive", "max"),))
     with duckdb.connect(str(hand_ro["db"]), read_only=True) as con:
-        rows = con.execute(metrics_sql.shown_sql("positive", "max"), {"run_id": 1, "layer": "mixed4c", "n": 3}).fetchall()
-    assert [(image_id, rank) for unit, image_id, rank in rows if unit == 1] == [(0, 1), (1, 2), (2, 3)]
+        ids, values = _layer_values(con, "mixed4c", len(LAYERS["mixed4c"]))
+    assert {image_id for unit, image_id in shown_images(values, ids) if unit == 1} == {0, 1, 2}
 
 
 def test_codec_is_float16_little_endian_row_major() -> None:

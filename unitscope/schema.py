@@ -50,7 +50,6 @@ IMAGES: Final = "images"
 SKIPPED: Final = "skipped"
 CATEGORIES: Final = "categories"
 RESPONSES: Final = "responses"
-STAGING: Final = "staged_layer"  # a worker's temporary view of one layer's staged responses (worker.map_store)
 STAGED_ROWS: Final = "staged_rows"
 UNIT_SI: Final = "unit_si"
 UNIT_RANKS: Final = "unit_ranks"

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 import duckdb
 import numpy as np
 
-from unitscope import metrics_sql, schema
+from unitscope import schema
 from unitscope.maps import SHOWN, encode
+from unitscope.unit_summary import first_rows
 from worker.run_rows import run_layers
-from worker.staged_arrays import StagedArrays, narrow, staged_index
+from worker.staged_arrays import VALUES, StagedArrays, staged_index
 
 MapsTodo = dict[int, dict[str, list[int]]]  # image id -> layer -> units whose map is still needed
 
@@ -26,39 +27,39 @@ class MapRow:
     values: np.ndarray  # height x width, float32
 
 
-def shown_images(
-    con: duckdb.DuckDBPyConnection, run_id: int, layer: str, table: str = schema.RESPONSES
-) -> set[tuple[int, int]]:
-    """(unit, image_id) of every map a layer's unit pages show by default, from `table`'s responses."""
+# unit_summary.first_rows' name of each ranking a unit page shows.
+_RANKING: dict[str, str] = {"positive": "top", "negative": "bottom", "near_zero": "near_zero"}
+_CHUNK_BYTES = 512 * 2**20  # the staged responses of one chunk of a layer's units
+
+
+def shown_images(values: np.ndarray, image_ids: np.ndarray, first_unit: int = 0) -> set[tuple[int, int]]:
+    """(unit, image_id) of every map the unit pages show by default (SHOWN: each ranking's first MAP_N, in
+    metrics_sql.ranking_sql's order, ties by image id), from a chunk of units' responses: values [images in
+    image_ids order (ascending), units first_unit.., 3 stats in schema.STATS order]."""
     shown: set[tuple[int, int]] = set()
     for kind, stat in SHOWN:
-        rows = con.execute(
-            metrics_sql.shown_sql(kind, stat, table), {"run_id": run_id, "layer": layer, "n": schema.MAP_N}
-        ).fetchall()
-        shown.update((unit, image_id) for unit, image_id, _ in rows)
+        rows = first_rows(values[:, :, schema.STATS.index(stat)], schema.MAP_N, _RANKING[kind])
+        units = np.repeat(np.arange(first_unit, first_unit + rows.shape[0]), rows.shape[1])
+        shown.update(zip(units.tolist(), image_ids[rows.ravel()].tolist()))
     return shown
 
 
 def maps_todo(con: duckdb.DuckDBPyConnection, run_id: int, staged: StagedArrays) -> MapsTodo:
-    """The maps a run in the worker's working file still needs: shown (from its staged responses, one layer at
-    a time as the view schema.STAGING) and not yet stored. Empty once the second pass is complete."""
+    """The maps a run in the worker's working file still needs: shown (from its staged responses, a chunk of a
+    layer's units at a time, so that memory holds a chunk at any number of images) and not yet stored. Empty once
+    the second pass is complete."""
     index = staged_index(con)
     stored = set(con.execute(
         f"SELECT layer, unit, image_id FROM {schema.UNIT_MAPS} WHERE run_id = $run_id", {"run_id": run_id}
     ).fetchall())  # fmt: skip
     todo: MapsTodo = {}
+    step = max(1, _CHUNK_BYTES // max(1, len(index.ids) * VALUES * 4))
     for layer, units in run_layers(con, run_id):
-        con.register("_unitscope_staged", narrow(index.ids, staged.read(layer, units, index)))
-        try:
-            con.execute(f"CREATE OR REPLACE TEMP VIEW {schema.STAGING} AS SELECT {int(run_id)} AS run_id, "
-                        f"'{layer.replace(chr(39), chr(39) * 2)}' AS layer, * FROM _unitscope_staged")
-            shown = shown_images(con, run_id, layer, schema.STAGING)
-        finally:
-            con.execute(f"DROP VIEW IF EXISTS {schema.STAGING}")
-            con.unregister("_unitscope_staged")
-        for unit, image_id in sorted(shown):
-            if (layer, unit, image_id) not in stored:
-                todo.setdefault(image_id, {}).setdefault(layer, []).append(unit)
+        for first in range(0, units, step):
+            values = staged.read(layer, units, index, slice(first, first + step))
+            for unit, image_id in sorted(shown_images(values, index.ids, first)):
+                if (layer, unit, image_id) not in stored:
+                    todo.setdefault(image_id, {}).setdefault(layer, []).append(unit)
     return todo
 
 
