@@ -184,32 +184,39 @@ def counts_sql(pos_stat: str, neg_stat: str) -> str:
     return f"""
     WITH members AS MATERIALIZED ({_MEMBERSHIP}),
     ranked AS MATERIALIZED (
-        SELECT unit, 'top' AS side, image_id FROM ({ranks_sql(pos_stat, "top")})
+        SELECT unit, true AS top, image_id FROM ({ranks_sql(pos_stat, "top")})
         UNION ALL
-        SELECT unit, 'bottom' AS side, image_id FROM ({ranks_sql(neg_stat, "bottom")})
+        SELECT unit, false AS top, image_id FROM ({ranks_sql(neg_stat, "bottom")})
     )
     {_COUNTS}
     """
 
 
-# The counts from `ranked` (unit, side, image_id) and `members` (image_id, is_cat): an image of the bottom
-# set is also in the top set when the unit's top rows hold its id.
+# The counts from `ranked` (unit, top: whether the row is of the top set, image_id) and `members` (image_id, is_cat). An image in both of a unit's sets
+# is found by INTERSECT of the two sides: a correlated EXISTS per bottom row took 1.5-2x as long (mixed4c at 286,000
+# images, k = 1000: 48-72 ms against 33 ms).
 _COUNTS = """,
-    marked AS (
-        SELECT r.unit, r.side, m.is_cat,
-               r.side = 'bottom' AND EXISTS (
-                   SELECT 1 FROM ranked t WHERE t.side = 'top' AND t.unit = r.unit AND t.image_id = r.image_id
-               ) AS both_sides
+    both_sides AS (
+        SELECT unit, image_id FROM ranked WHERE top
+        INTERSECT
+        SELECT unit, image_id FROM ranked WHERE NOT top
+    ),
+    shared AS (
+        SELECT b.unit, count(*) AS overlap, count(*) FILTER (WHERE m.is_cat) AS category_overlap
+        FROM both_sides b JOIN members m USING (image_id)
+        GROUP BY b.unit
+    ),
+    sides AS (
+        SELECT r.unit, count(*) FILTER (WHERE r.top AND m.is_cat) AS in_top,
+               count(*) FILTER (WHERE NOT r.top AND m.is_cat) AS in_bottom
         FROM ranked r JOIN members m USING (image_id)
+        GROUP BY r.unit
     )
-    SELECT unit,
-           (count(*) FILTER (WHERE side = 'top' AND is_cat))::INTEGER AS in_top,
-           (count(*) FILTER (WHERE side = 'bottom' AND is_cat))::INTEGER AS in_bottom,
-           (count(*) FILTER (WHERE both_sides))::INTEGER AS overlap,
-           (count(*) FILTER (WHERE side = 'bottom' AND is_cat AND NOT both_sides))::INTEGER AS in_bottom_only
-    FROM marked
-    GROUP BY unit
-    ORDER BY unit
+    SELECT s.unit, s.in_top::INTEGER AS in_top, s.in_bottom::INTEGER AS in_bottom,
+           coalesce(o.overlap, 0)::INTEGER AS overlap,
+           (s.in_bottom - coalesce(o.category_overlap, 0))::INTEGER AS in_bottom_only
+    FROM sides s LEFT JOIN shared o USING (unit)
+    ORDER BY s.unit
 """
 
 
@@ -222,7 +229,7 @@ def stored_counts_sql() -> str:
     return f"""
     WITH members AS MATERIALIZED ({_MEMBERSHIP}),
     ranked AS MATERIALIZED (
-        SELECT unit, side, image_id FROM {schema.UNIT_RANKS}
+        SELECT unit, side = 'top' AS top, image_id FROM {schema.UNIT_RANKS}
         WHERE run_id = $run_id AND layer = $layer AND rank <= $k
           AND ((side = 'top' AND stat = $pos_stat) OR (side = 'bottom' AND stat = $neg_stat))
     )
