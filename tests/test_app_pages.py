@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from urllib.parse import urlencode
 
+import duckdb
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -24,10 +25,12 @@ from fixtures import (
     expected_scores,
     expected_si,
     in_category,
+    make_settings,
     ranked,
 )
 from PIL import Image
 
+from app.main import create_app
 from app.params import ScoreParams, UnitParams
 from unitscope import schema
 from worker.models import GOOGLENET_LAYERS
@@ -350,3 +353,19 @@ def test_real_worker_db_pages_and_twins(real_client: TestClient) -> None:
         assert real_client.get(twin(url)).status_code == 200, url
     thumb = real_client.get(unit["positive"][0]["thumbnail"])
     assert thumb.status_code == 200 and max(Image.open(io.BytesIO(thumb.content)).size) == 160
+
+
+def test_layer_table_escapes_labels_and_links(hand: dict[str, Path]) -> None:
+    # The unit table's rows are rendered without autoescape (a cold layer page's cost); the label and the link still
+    # escape, so a label's markup shows as text and a link keeps every parameter.
+    label = '<b class="x">dog & "cat"</b>'
+    with duckdb.connect(str(hand["db"])) as con:
+        con.execute("DELETE FROM unit_labels WHERE layer = 'mixed4c' AND unit = 0")
+        con.execute("INSERT INTO unit_labels VALUES (1, 'mixed4c', 0, ?)", [label])
+    with TestClient(create_app(make_settings(hand["db"], hand["root"]))) as client:
+        url = "/layers/mixed4c?k=2&threshold=0.4"
+        page = Page(client.get(url).text)
+        row = next(r for r in page.rows["units-table"][1:] if r[0] == "0")
+        assert row[-1] == label
+        assert not page.find_all("b", **{"class": "x"})
+        assert "/layers/mixed4c/units/0?k=2&threshold=0.4" in page.hrefs()

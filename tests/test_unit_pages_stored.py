@@ -69,7 +69,7 @@ def test_stored_rows_equal_numpy_over_the_units_responses(published: Path, unit:
         # Read as the server reads them: a layer's table at once, sliced per unit (unitscope.data.unit_tables).
         source = ConnectionSource(con, database=None)
         run = require_run(source, 1)
-        histogram = unit_tables.histograms(source, run, LAYER, category)[unit, stat]
+        histogram = unit_tables.histogram(source, run, LAYER, category, unit, stat)
         lo, hi, cat, rest = histogram.lo, histogram.hi, histogram.category, histogram.rest
         assert (lo, hi) == (values.min(), values.max())
         bins = schema.HIST_BINS if hi > lo else 1  # unit 2 never varies: one bin

@@ -23,16 +23,14 @@ def histograms(source: Source, run: Run, layer: str, unit: int, stats: Sequence[
     from the unit's responses (unit_summary.bin_counts, publication's function), so the page carries counts, not one
     value per image.
     """
-    stored = unit_tables.histograms(source, run, layer, category)
-
     def computed(stat: str) -> unit_summary.Histogram | None:
         if not run.images:
             return None
         is_cat = category_labels(source, run, category)[1]
         return unit_summary.bin_counts(unit_column(source, run, layer, stat, unit), [is_cat]).histogram(0, 0)
 
-    return {stat: stored_or_computed(lambda stat=stat: stored.get((unit, stat)), lambda stat=stat: computed(stat))[0]
-            for stat in stats}
+    return {stat: stored_or_computed(lambda stat=stat: unit_tables.histogram(source, run, layer, category, unit, stat),
+                                     lambda stat=stat: computed(stat))[0] for stat in stats}
 
 
 def unit_maps(source: Source, run: Run, layer: str, unit: int,
