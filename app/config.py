@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     # The layer page's label-permutation null (app.data.layer_tests); at least 1,000.
     null_permutations: int = Field(schema.NULL_PERMUTATIONS, ge=1000, le=100_000, description="label permutations of a layer's "
                                    "null, at least 1000 (default 1000)")  # fmt: skip
+    lazy: bool = Field(False, description="serve at once and read each layer's stored tables on its first request "
+                       "(default: read them before serving, and again when the worker publishes; app.warm)")
     request_threads: int = Field(4, ge=1, le=256, description="requests served at once; more wait their turn "
                                  "(default 4)")  # fmt: skip
     # Computations of parameters publication did not store (app.heavy): their own pool, so that pages that read

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,6 +18,7 @@ from app.errors import install_error_handlers
 from app.heavy import HeavyPool
 from app.routes import ROUTERS
 from app.static_files import STATIC, CompressedStatic
+from app.warm import warm
 
 # app/templates and app/static link to the repository's templates/ and static/: the pages sit inside
 # the package in a checkout, an editable install and a wheel alike (app's package data, pyproject.toml).
@@ -51,6 +53,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # threads serve requests nearer to first come, first served, which bounds the tail
         # (bench/load.py, docs/performance.md).
         to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
+        if not settings.lazy:
+            await to_thread.run_sync(warm, db, settings)
+            db.on_replace = lambda: threading.Thread(target=warm, args=(db, settings), name="warm", daemon=True).start()
         yield
         pool.close()
         db.close()

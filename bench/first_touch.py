@@ -1,10 +1,11 @@
 """What a fresh server pays once per layer: each page kind's first request against a second one of the same kind.
 
-In process (the app under Starlette's TestClient, nothing cached), over every layer of the DB's run, in the order a
-user meets them: `/api/layers` and `/layers`, each layer's JSON and page, each layer's first unit (JSON, then a
-second unit's page), then a third unit's JSON, the baseline: a unit request once its layer is open. A load run's
-first seconds queue behind these costs, which is why its p99 over 30 s sits above the one over 60 s
-(docs/performance.md). Run it alternately against an older checkout (PYTHONPATH) to compare: the machine is shared.
+In process (the app under Starlette's TestClient), over every layer of the DB's run, in the order a user meets
+them: `/api/layers` and `/layers`, each layer's JSON and page, each layer's first unit (JSON, then a second unit's
+page), then a third unit's JSON, the baseline: a unit request once its layer is open. A lazy server (`--lazy`,
+nothing read ahead) pays these on its first requests, and a load run's first seconds queue behind them; the
+default server reads them ahead (app.warm): its start is timed, then the same requests. Run it alternately against
+an older checkout (PYTHONPATH) to compare: the machine is shared.
 
     .venv/bin/python bench/first_touch.py --db /path/to/scale.duckdb --repeats 2
 """
@@ -12,6 +13,7 @@ first seconds queue behind these costs, which is why its p99 over 30 s sits abov
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 import time
@@ -23,9 +25,11 @@ from app.config import Settings
 from app.main import create_app
 
 
-def one_pass(db: Path) -> dict[str, float]:
-    """ms per kind of request for one fresh app over db."""
-    with TestClient(create_app(Settings(db=db)), base_url="http://127.0.0.1") as client:
+def one_pass(db: Path, lazy: bool) -> dict[str, float]:
+    """ms of the start and per kind of request for one fresh app over db."""
+    start = time.perf_counter()
+    with TestClient(create_app(Settings(db=db, lazy=lazy)), base_url="http://127.0.0.1") as client:
+        times = {"start": (time.perf_counter() - start) * 1000}
         index = client.get("/api/").raise_for_status().json()
         layers = [entry["name"] for entry in index["layers"]]
         plan = [
@@ -37,7 +41,6 @@ def one_pass(db: Path) -> dict[str, float]:
             ("unit page", [f"/layers/{layer}/units/1" for layer in layers]),
             ("later unit json", [f"/api/layers/{layer}/units/2" for layer in layers]),
         ]
-        times = {}
         for kind, urls in plan:
             start = time.perf_counter()
             for url in urls:
@@ -55,10 +58,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no DB at {args.db}", file=sys.stderr)
         return 1
     print(f"DB {args.db}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
-    for repeat in range(args.repeats):
-        times = one_pass(args.db)
-        first = sum(ms for kind, ms in times.items() if kind != "later unit json")
-        print(f"pass {repeat + 1}: " + " | ".join(f"{kind} {ms:,.0f} ms" for kind, ms in times.items()))
+    for repeat, lazy in itertools.product(range(args.repeats), (True, False)):
+        times = one_pass(args.db, lazy)
+        first = sum(ms for kind, ms in times.items() if kind not in ("start", "later unit json"))
+        print(f"pass {repeat + 1}, {'lazy' if lazy else 'read ahead'}: "
+              + " | ".join(f"{kind} {ms:,.0f} ms" for kind, ms in times.items()))
         print(f"  first touches {first:,.0f} ms in all; the first unit JSON of a layer "
               f"{times['first unit json'] / max(times['later unit json'], 1e-9):.1f}x a later one")
     return 0

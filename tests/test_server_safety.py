@@ -57,12 +57,16 @@ def test_a_database_damaged_in_place_gives_503_and_healthz_notices(tmp_path: Pat
     db = tmp_path / "d.duckdb"
     publish_mixed4c_run(db, rng.normal(0, 1, (len(wnids), 256, 3)).astype(np.float32), wnids,
                         (builtin_category("dog"),))
-    settings = make_settings(db, tmp_path)
     assert _damage_table(db, schema.UNIT_ROWS) > 0
-    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+    # A server that serves at once (no reading ahead: app.warm) finds the damage on the first request that reads it.
+    with TestClient(create_app(make_settings(db, tmp_path, lazy=True)), raise_server_exceptions=False) as c:
         assert c.get("/healthz").status_code == 200
         codes = {c.get(f"/api/layers/mixed4c/units/{u}").status_code for u in range(0, 256, 16)}
         assert 503 in codes and 500 not in codes  # a unit whose rows share a block with another table reads fine
+        health = c.get("/healthz")
+        assert health.status_code == 503 and "cannot be read" in health.json()["error"]["detail"]
+    # One that reads each layer's tables before serving (the default) knows before its first request.
+    with TestClient(create_app(make_settings(db, tmp_path)), raise_server_exceptions=False) as c:
         health = c.get("/healthz")
         assert health.status_code == 503 and "cannot be read" in health.json()["error"]["detail"]
 

@@ -188,6 +188,8 @@ class Database:
         self._lock = threading.Lock()
         self._current: Generation | None = None
         self._failed: Identity | None = None
+        # Told, on the request that found it, when a newer file replaced the one served (app.warm reads it ahead).
+        self.on_replace: Callable[[], None] | None = None
 
     def _open(self, identity: Identity) -> Generation:
         con = open_read_only(self.path, memory_limit=self.settings.memory_limit, threads=self.settings.db_threads)
@@ -223,6 +225,8 @@ class Database:
             self._failed = None
         if current is not None:
             current.retire()
+            if self.on_replace is not None:
+                self.on_replace()
         return fresh
 
     @contextmanager
