@@ -174,7 +174,8 @@ def test_a_repeated_url_is_rendered_once_per_db_generation(tmp_path: Path, monke
     calls: list[int] = []
     real = contexts.build
     monkeypatch.setattr(contexts, "build", lambda *a, **k: calls.append(1) or real(*a, **k))
-    with TestClient(create_app(make_settings(db, tmp_path))) as c:
+    # lazy: no reading ahead (app.warm), which would build unit 0 at start and again for the new file
+    with TestClient(create_app(make_settings(db, tmp_path, lazy=True))) as c:
         first = [c.get(url) for url in ("/api/layers/conv1/units/0", "/layers/conv1/units/0")]
         again = [c.get(url) for url in ("/api/layers/conv1/units/0", "/layers/conv1/units/0")]
         assert len(calls) == 2
