@@ -78,14 +78,24 @@ def test_rank_sum_ties_count_one_half() -> None:
 def test_sorted_runs_give_scipys_average_ranks_and_exact_runs() -> None:
     """The unstable sort's runs of equal values: average ranks equal scipy.stats.rankdata's, ties included."""
     rng = np.random.default_rng(7)
-    values = rng.standard_normal((500, 5)).astype(np.float32)
+    values = rng.standard_normal((500, 7)).astype(np.float32)
     values[:, 1] = np.maximum(values[:, 1], 0)  # half the column tied at the ReLU's floor
     values[:, 2] = np.round(values[:, 2])  # a few values, long runs
     values[:, 3] = 1.0  # one run
     values[::2, 4] = -0.0  # signed zeros are equal
     values[1::2, 4] = 0.0
+    # both signs from the smallest subnormal to the largest float, and each one's neighbours
+    extremes = np.array([np.finfo(np.float32).max, 1e-45, 1.0, 3.5, 1e30], dtype=np.float32)
+    below = np.nextafter(extremes, np.float32(0))
+    spread = np.concatenate([extremes, -extremes, below, -below, np.zeros(2, np.float32)])
+    values[:, 5] = np.resize(spread, len(values))
+    values[:, 6] = values[::-1, 5]
     runs = stats.sorted_runs(values)
     np.testing.assert_array_equal(runs.ranks(), sps.rankdata(values, axis=0))
+    # float64, which sorts another way (numpy's argsort): the same ranks as scipy's
+    wide = values.astype(np.float64)
+    wide[:, 0] += 1e-12  # values float32 cannot tell apart
+    np.testing.assert_array_equal(stats.sorted_runs(wide).ranks(), sps.rankdata(wide, axis=0))
     for j in range(values.shape[1]):
         ordered = values[runs.order[j], j]
         assert (np.diff(ordered) >= 0).all()
