@@ -20,7 +20,7 @@ from app.pages import unit as unit_page
 from app.params import ScoreParams, UnitParams
 from app.urls import Urls
 from unitscope.data.runs import find_run
-from unitscope.errors import Unavailable
+from unitscope.errors import NotFound, Unavailable
 
 log = logging.getLogger("app.warm")
 
@@ -48,10 +48,13 @@ def warm(db: Database, settings: Settings) -> None:
             for step in steps:
                 try:
                     step()
-                except HeavyNeeded:
+                except (HeavyNeeded, NotFound):  # computed, or answered 404, on request as before
                     left += 1
     except Unavailable as exc:  # no file yet, or a damaged one: /healthz says which
         log.warning("stopped reading ahead: %s", exc)
+        return
+    except Exception:  # reading ahead only fills a cache: a failure here is the failing page's, not the server's
+        log.exception("stopped reading ahead")
         return
     log.info("read %d layers ahead in %.1f s%s", len(run.layers), time.perf_counter() - start,
              f"; {left} pages need computing on request" if left else "")

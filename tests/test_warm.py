@@ -80,3 +80,18 @@ def test_a_newly_published_file_is_read_ahead_in_the_background(tmp_path: Path, 
                 thread.join(timeout=60)
         assert _visit(c, queries) == 0
         assert c.get("/api/layers/mixed4c/units/0").json() != before  # the new file's numbers
+
+
+def test_a_run_without_the_default_category_still_starts_and_answers_as_before(tmp_path: Path) -> None:
+    """Reading ahead asks for the default parameters; a run they do not fit is answered on request, as by a lazy
+    server, and the server starts."""
+    db = tmp_path / "d.duckdb"
+    wnids = tuple(w for w in ("n01530575", "n01440764", "n01443537") for _ in range(300))  # brambling: a bird
+    stats = np.random.default_rng(2).normal(0, 1, (len(wnids), 32, 3)).astype(np.float32)
+    publish_mixed4c_run(db, stats, wnids, (builtin_category("bird"),))
+    answers = {}
+    for lazy in (True, False):
+        with TestClient(create_app(make_settings(db, tmp_path, lazy=lazy))) as c:
+            answers[lazy] = [(c.get(url).status_code, c.get(url).content) for url in FIRST_VISIT]
+    assert answers[False] == answers[True]
+    assert {code for code, _ in answers[True]} == {404}  # no category "dog" in this run
