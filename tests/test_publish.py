@@ -126,3 +126,29 @@ def test_responses_are_read_in_storage_order_without_a_sort_and_stay_so_when_cop
                 ordered = con.execute(metrics_sql.layer_matrix_sql(stat), q).fetchnumpy()["v"]
                 assert scanned.size == images * units
                 np.testing.assert_array_equal(scanned, ordered)
+
+
+def test_responses_split_by_chunk_of_units_are_the_batches_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A publication whose chunks hold a few units each (as at a million images) reads the staged files once, split by
+    chunk (worker.staged_arrays.StagedArrays.chunks): each response and basis response is the value its batch held."""
+    from worker import publish, staged_arrays
+
+    monkeypatch.setattr(publish, "_CHUNK_BYTES", 90 * 3 * 4 * 4 * 3)  # 3 units a chunk: 6 chunks of 16 units
+    splits: list[int] = []
+    real = staged_arrays.StagedArrays.chunks
+    monkeypatch.setattr(staged_arrays.StagedArrays, "chunks",
+                        lambda self, layer, units, index, step: splits.append(step) or real(self, layer, units, index, step))
+    rng = np.random.default_rng(5)
+    wnids = tuple(w for w in ("n02085620", "n01440764", "n01443537") for _ in range(30))
+    stats = rng.normal(size=(90, 16, 3)).astype(np.float32)
+    basis = rng.normal(size=(90, 16, 3)).astype(np.float32)
+    db = tmp_path / "d.duckdb"
+    publish_mixed4c_run(db, stats, wnids, (builtin_category("dog"),), bases=(basis,))
+    assert splits == [3, 3]  # the layer and its basis, each in chunks of 3 units
+    with duckdb.connect(str(db), read_only=True) as con:
+        for table, expected in (("responses", stats), ("basis_responses", basis)):
+            rows = con.execute(f"SELECT unit, image_id, act_mean, act_max, act_min FROM {table} "
+                               "ORDER BY unit, image_id").fetchnumpy()
+            assert len(rows["unit"]) == 90 * 16
+            got = np.stack([rows[c] for c in ("act_mean", "act_max", "act_min")], axis=1).reshape(16, 90, 3)
+            np.testing.assert_array_equal(got, expected.transpose(1, 0, 2))

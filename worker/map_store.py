@@ -55,8 +55,7 @@ def maps_todo(con: duckdb.DuckDBPyConnection, run_id: int, staged: StagedArrays)
     todo: MapsTodo = {}
     step = max(1, _CHUNK_BYTES // max(1, len(index.ids) * VALUES * 4))
     for layer, units in run_layers(con, run_id):
-        for first in range(0, units, step):
-            values = staged.read(layer, units, index, slice(first, first + step))
+        for first, values in staged.chunks(layer, units, index, step):
             for unit, image_id in sorted(shown_images(values, index.ids, first)):
                 if (layer, unit, image_id) not in stored:
                     todo.setdefault(image_id, {}).setdefault(layer, []).append(unit)

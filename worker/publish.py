@@ -178,8 +178,7 @@ def _insert_staged(pub: duckdb.DuckDBPyConnection, staged: StagedArrays, index: 
     chunk of units at a time so that memory holds a chunk, not the layer."""
     # the values, their transpose and two id columns, 4 bytes each
     step = max(1, _CHUNK_BYTES // max(1, len(index.ids) * VALUES * 4 * 4))
-    for first in range(0, units, step):
-        values = staged.read(layer, units, index, slice(first, first + step))
+    for first, values in staged.chunks(layer, units, index, step):
         pub.register(_FRAME, narrow(index.ids, values, first))
         try:
             pub.execute(sql, dict(params))
