@@ -53,10 +53,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # threads serve requests nearer to first come, first served, which bounds the tail
         # (bench/load.py, docs/performance.md).
         to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
+        stopping = threading.Event()
         if not settings.lazy:
-            await to_thread.run_sync(warm, db, settings)
-            db.on_replace = lambda: threading.Thread(target=warm, args=(db, settings), name="warm", daemon=True).start()
+            await to_thread.run_sync(warm, db, settings, stopping)
+            db.on_replace = lambda: threading.Thread(target=warm, args=(db, settings, stopping), name="warm",
+                                                     daemon=True).start()
         yield
+        stopping.set()
         pool.close()
         db.close()
 

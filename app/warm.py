@@ -9,6 +9,7 @@ in the background whenever the worker publishes a new file, nobody waits on them
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 from app.config import Settings
@@ -25,12 +26,15 @@ from unitscope.errors import NotFound, Unavailable
 log = logging.getLogger("app.warm")
 
 
-def warm(db: Database, settings: Settings) -> None:
+def warm(db: Database, settings: Settings, stop: threading.Event) -> None:
     """Build /layers, each layer's page and its first unit's page for the newest run, into the server's cache.
 
     What publication did not store (an older DB) would be computed in the heavy pool on request; here it is
-    left for that request, as is everything when no DB can be opened yet.
+    left for that request, as is everything when no DB can be opened yet. It gives up between pages once `stop` is
+    set (the server stops) or a newer file is served (whose own reading ahead has started).
     """
+    if stop.is_set():
+        return
     start = time.perf_counter()
     scores, unit = ScoreParams(), UnitParams()
     try:
@@ -46,6 +50,8 @@ def warm(db: Database, settings: Settings) -> None:
                     steps.append(lambda layer=layer: unit_page.build(reader, layer, 0, unit, Urls()))
             left = 0
             for step in steps:
+                if stop.is_set() or not db.serves(reader.generation):
+                    return
                 try:
                     step()
                 except (HeavyNeeded, NotFound):  # computed, or answered 404, on request as before

@@ -68,3 +68,18 @@ def test_read_refuses_a_file_shorter_than_its_committed_rows(tmp_path: Path) -> 
                         rows=np.arange(3))
     with pytest.raises(staged_arrays.StoreError, match="pass --restart"):
         staged.read("conv1", 3, index)
+
+
+def test_chunks_leave_no_scratch_when_the_caller_stops_early_and_take_an_empty_index(tmp_path: Path,
+                                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    units = 5
+    monkeypatch.setattr(staged_arrays, "READ_BYTES", 3 * units * VALUES * 4)
+    staged, index, rows = _staged(tmp_path / "run.duckdb.staged", units)
+    chunks = staged.chunks("conv1", units, index, 1)
+    first, values = next(chunks)  # a publication that failed on its first chunk
+    np.testing.assert_array_equal(values, np.stack([row[0:1] for row in rows]))
+    assert (staged.root / staged_arrays.SPLIT).exists()
+    chunks.close()
+    assert not (staged.root / staged_arrays.SPLIT).exists()
+    empty = StagedIndex(ids=np.empty(0, np.int32), parts=np.empty(0, dtype=object), rows=np.empty(0, np.int64))
+    assert [(f, v.shape) for f, v in staged.chunks("conv1", units, empty, 1)] == [(u, (0, 1, VALUES)) for u in range(5)]

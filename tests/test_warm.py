@@ -95,3 +95,29 @@ def test_a_run_without_the_default_category_still_starts_and_answers_as_before(t
             answers[lazy] = [(c.get(url).status_code, c.get(url).content) for url in FIRST_VISIT]
     assert answers[False] == answers[True]
     assert {code for code, _ in answers[True]} == {404}  # no category "dog" in this run
+
+
+def test_reading_ahead_gives_up_on_a_file_no_longer_served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file replaced while it is read ahead is left between two pages: its reading would only fill the cache with
+    entries nobody asks for."""
+    from app import warm as warm_module
+
+    db, fresh = tmp_path / "d.duckdb", tmp_path / "fresh" / "d.duckdb"
+    _publish(db, 0)
+    fresh.parent.mkdir()
+    _publish(fresh, 1)
+    app = create_app(make_settings(db, tmp_path))
+    layer_pages: list[object] = []
+    real_layers, real_layer = warm_module.layers_page.build, warm_module.layer_page.build
+
+    def layers_then_publish(reader: Reader, p: object) -> object:
+        found = real_layers(reader, p)
+        os.replace(fresh, db)  # the worker publishes while the server reads ahead
+        app.state.db.generation()  # and a request finds the new file
+        return found
+
+    monkeypatch.setattr(warm_module.layers_page, "build", layers_then_publish)
+    monkeypatch.setattr(warm_module.layer_page, "build", lambda *a, **k: layer_pages.append(a) or real_layer(*a, **k))
+    with TestClient(app) as c:
+        assert layer_pages == []  # the old file's layer pages were not built
+        assert c.get("/api/layers/mixed4c").status_code == 200

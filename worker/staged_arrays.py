@@ -115,36 +115,37 @@ class StagedArrays:
         layer's files for a while, the memory of a chunk and a mapped block.
         """
         firsts = range(0, units, step)
-        if len(firsts) <= 2:  # the files read at most twice: no cheaper to split them
+        if len(firsts) <= 2 or not len(index.rows):  # the files read at most twice: no cheaper to split them
             for first in firsts:
                 yield first, self.read(layer, units, index, slice(first, first + step))
             return
         scratch = self.root / SPLIT
-        shutil.rmtree(scratch, ignore_errors=True)  # a killed publication's, written again
-        scratch.mkdir(parents=True)
         try:
-            order: list[np.ndarray] = []  # the index positions of the scratch files' rows, in their order
-            for positions, block in self._blocks(layer, units, index):
-                order.append(positions)
-                for first in firsts:
-                    with (scratch / f"{first}.f32").open("ab") as f:
-                        f.write(np.ascontiguousarray(block[:, first:first + step]).data)
-            written = np.concatenate(order) if order else np.empty(0, dtype=np.int64)
+            written = self._split(layer, units, index, step, scratch)
             for first in firsts:
-                path = scratch / f"{first}.f32"
-                width = min(step, units - first)
-                out = np.empty((len(index.rows), width, VALUES), dtype=np.float32)
-                rows = max(1, READ_BYTES // (width * VALUES * _BYTES))  # read a block at a time: no second chunk
-                with path.open("rb") as f:
-                    for at in range(0, len(written), rows):
-                        block = np.fromfile(f, dtype=np.float32, count=min(rows, len(written) - at) * width * VALUES)
-                        out[written[at:at + rows]] = block.reshape(-1, width, VALUES)
-                path.unlink()
-                yield first, out
+                yield first, _unsplit(scratch / f"{first}.f32", written, len(index.rows), min(step, units - first))
+        finally:  # also when the caller stops early: nothing of the split outlives the call
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _split(self, layer: str, units: int, index: StagedIndex, step: int, scratch: Path) -> np.ndarray:
+        """Append each block of `layer`'s rows to one scratch file per chunk of `step` units under `scratch` (made
+        afresh: a killed publication's is written again); returns the index positions of the files' rows."""
+        shutil.rmtree(scratch, ignore_errors=True)
+        order: list[np.ndarray] = []
+        try:
+            scratch.mkdir(parents=True)
         except OSError as exc:
             raise write_error(scratch, exc) from None
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+        for positions, block in self._blocks(layer, units, index):
+            order.append(positions)
+            for first in range(0, units, step):
+                path = scratch / f"{first}.f32"
+                try:
+                    with path.open("ab") as f:
+                        f.write(np.ascontiguousarray(block[:, first:first + step]).data)
+                except OSError as exc:
+                    raise write_error(path, exc) from None
+        return np.concatenate(order)
 
     def _blocks(self, layer: str, units: int, index: StagedIndex) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(positions in the index, float32 [those images, units, 3]) for every committed row of `layer`, READ_BYTES
@@ -174,3 +175,16 @@ class StagedArrays:
     def remove(self) -> None:
         """Delete every part (a published or discarded run)."""
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _unsplit(path: Path, written: np.ndarray, images: int, width: int) -> np.ndarray:
+    """One chunk's scratch file (rows at index positions `written`) as float32 [images, width, 3] in index order,
+    read a block at a time (no second copy of the chunk); the file is deleted once read."""
+    out = np.empty((images, width, VALUES), dtype=np.float32)
+    rows = max(1, READ_BYTES // (width * VALUES * _BYTES))
+    with path.open("rb") as f:
+        for at in range(0, len(written), rows):
+            block = np.fromfile(f, dtype=np.float32, count=min(rows, len(written) - at) * width * VALUES)
+            out[written[at:at + rows]] = block.reshape(-1, width, VALUES)
+    path.unlink()
+    return out

@@ -229,6 +229,10 @@ class Database:
                 self.on_replace()
         return fresh
 
+    def serves(self, generation: Generation) -> bool:
+        """Whether `generation` is the one new requests get."""
+        return self._current is generation
+
     @contextmanager
     def reader(self) -> Iterator[Reader]:
         """A cursor on the newest generation for the length of one request."""
