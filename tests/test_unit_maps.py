@@ -215,3 +215,23 @@ def test_an_image_in_both_rows_shows_where_its_map_peaks_and_dips(hand: dict[str
     assert all(p.get("style") == "left: 90.0%; top: 75.0%" for p in peaks)  # cell centre (4.5 / 5, 1.5 / 2)
     assert all(t.get("style") == "left: 50.0%; top: 25.0%" for t in troughs)
 
+
+
+def test_the_todo_read_in_split_chunks_is_the_todo_read_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """maps_todo a unit at a time (the staged file split by chunk, as at a million images) finds the same maps."""
+    from worker import map_store, staged_arrays
+
+    files = tuple(f"{w}/{i}.JPEG" for i, w in enumerate(WNIDS * 8))
+    stats = np.random.default_rng(4).normal(size=(len(files), 6, 3)).astype(np.float32)
+    steps: list[int] = []
+    real = staged_arrays.StagedArrays.chunks
+    monkeypatch.setattr(staged_arrays.StagedArrays, "chunks",
+                        lambda self, layer, units, index, step: steps.append(step) or real(self, layer, units, index, step))
+    with WorkerStore.open(tmp_path / "maps.duckdb") as store:
+        store.begin(spec_for(files, units=6))
+        store.write_batch([image(i, f.split("/")[0]) for i, f in enumerate(files)], [], {"conv1": stats})
+        whole = store.maps_todo()
+        monkeypatch.setattr(map_store, "_CHUNK_BYTES", len(files) * 3 * 4)  # one unit a chunk: six chunks
+        split = store.maps_todo()
+    assert steps[0] >= 6 and steps[1] == 1  # the whole layer in one chunk, then six
+    assert split == whole and sum(len(units) for layers in whole.values() for units in layers.values()) > 6
