@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from worker.publish import _CHUNK_BYTES
+from worker.publish import chunk_units
 from worker.staged_arrays import MAIN_PART, VALUES, StagedArrays, StagedIndex
 
 
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{time.perf_counter() - t:.1f} s; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     index = StagedIndex(ids=np.arange(args.images, dtype=np.int32),
                         parts=np.full(args.images, MAIN_PART, dtype=object), rows=np.arange(args.images))
-    step = max(1, _CHUNK_BYTES // (args.images * VALUES * 4 * 4))  # publish._insert_staged's chunk
+    step = chunk_units(args.images)  # publication's chunk
     chunks = -(-args.units // step)
     sums: dict[str, list[float]] = {}
     times: dict[str, float] = {}

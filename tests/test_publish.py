@@ -134,6 +134,7 @@ def test_responses_split_by_chunk_of_units_are_the_batches_values(tmp_path: Path
     from worker import publish, staged_arrays
 
     monkeypatch.setattr(publish, "_CHUNK_BYTES", 90 * 3 * 4 * 4 * 3)  # 3 units a chunk: 6 chunks of 16 units
+    monkeypatch.setattr(staged_arrays, "SPLIT_FROM", 3)
     splits: list[int] = []
     real = staged_arrays.StagedArrays.chunks
     monkeypatch.setattr(staged_arrays.StagedArrays, "chunks",

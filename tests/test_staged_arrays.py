@@ -45,10 +45,11 @@ def test_read_gives_each_images_written_row_in_image_order(tmp_path: Path, monke
 @pytest.mark.parametrize("step", [1, 2, 3, 5])
 def test_chunks_read_the_files_once_and_give_what_read_gives(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                               step: int) -> None:
-    """Each chunk of units as read() gives it, the last one short; with more than two chunks the files are read once
-    (split into scratch files, gone afterwards), with at most two each is read as before."""
+    """Each chunk of units as read() gives it, the last one short; from SPLIT_FROM chunks on (3 here) the files are
+    read once (split into scratch files, gone afterwards), with fewer each is read as before."""
     units = 5
     monkeypatch.setattr(staged_arrays, "READ_BYTES", 3 * units * VALUES * 4)
+    monkeypatch.setattr(staged_arrays, "SPLIT_FROM", 3)
     staged, index, rows = _staged(tmp_path / "run.duckdb.staged", units)
     reads: list[str] = []
     real_blocks = StagedArrays._blocks
@@ -57,7 +58,7 @@ def test_chunks_read_the_files_once_and_give_what_read_gives(tmp_path: Path, mon
     assert [first for first, _ in got] == list(range(0, units, step))
     for first, values in got:
         np.testing.assert_array_equal(values, np.stack([row[first:first + step] for row in rows]))
-    assert len(reads) == (1 if len(got) > 2 else len(got))
+    assert len(reads) == (1 if len(got) >= 3 else len(got))
     assert not (staged.root / staged_arrays.SPLIT).exists()
 
 
@@ -74,6 +75,7 @@ def test_chunks_leave_no_scratch_when_the_caller_stops_early_and_take_an_empty_i
                                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     units = 5
     monkeypatch.setattr(staged_arrays, "READ_BYTES", 3 * units * VALUES * 4)
+    monkeypatch.setattr(staged_arrays, "SPLIT_FROM", 3)
     staged, index, rows = _staged(tmp_path / "run.duckdb.staged", units)
     chunks = staged.chunks("conv1", units, index, 1)
     first, values = next(chunks)  # a publication that failed on its first chunk

@@ -176,14 +176,18 @@ def _insert_staged(pub: duckdb.DuckDBPyConnection, staged: StagedArrays, index: 
                    sql: str, params: Mapping[str, object]) -> None:
     """Insert a staged layer's responses with `sql` (reading the relation _FRAME), in (unit, image_id) order, a
     chunk of units at a time so that memory holds a chunk, not the layer."""
-    # the values, their transpose and two id columns, 4 bytes each
-    step = max(1, _CHUNK_BYTES // max(1, len(index.ids) * VALUES * 4 * 4))
-    for first, values in staged.chunks(layer, units, index, step):
+    for first, values in staged.chunks(layer, units, index, chunk_units(len(index.ids))):
         pub.register(_FRAME, narrow(index.ids, values, first))
         try:
             pub.execute(sql, dict(params))
         finally:
             pub.unregister(_FRAME)
+
+
+def chunk_units(images: int) -> int:
+    """Units of a staged layer inserted at a time: the values, their transpose and two id columns, 4 bytes each, in
+    _CHUNK_BYTES."""
+    return max(1, _CHUNK_BYTES // max(1, images * VALUES * 4 * 4))
 
 
 def _progress(total: int, desc: str = "publishing") -> tqdm:

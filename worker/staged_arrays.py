@@ -31,6 +31,11 @@ VALUES = len(schema.STATS)  # mean, max, min
 _BYTES = np.dtype(np.float32).itemsize
 READ_BYTES = 64 << 20  # rows of a file mapped at a time by StagedArrays.read
 SPLIT = "split"  # StagedArrays.chunks' scratch folder in the staged arrays' root, beside the parts
+# Chunks of a layer from which StagedArrays.chunks splits the files rather than reading them once per chunk. A split
+# costs about 40 reads of a file that the page cache holds (bench/staged_chunks.py, 1,024 units: 27 chunks at
+# 286,000 images read in 6.4 s, split in 9.5 s; 61 chunks at 640,000, 31.4 against 19.9 s); a file past the page
+# cache makes every read a disk's, and the split wins sooner.
+SPLIT_FROM = 40
 
 
 def narrow(ids: np.ndarray, values: np.ndarray, first_unit: int = 0) -> dict[str, np.ndarray]:
@@ -100,8 +105,8 @@ class StagedArrays:
         """float32 [images, units in unit_slice, 3] of `layer`, the images in index order (the whole file is read)."""
         start, stop, _ = unit_slice.indices(units)
         out = np.empty((len(index.rows), stop - start, VALUES), dtype=np.float32)
-        for positions, block in self._blocks(layer, units, index):
-            out[positions] = block[:, start:stop]
+        for positions, block, rows in self._blocks(layer, units, index):
+            out[positions] = block[rows, start:stop]
         return out
 
     def chunks(self, layer: str, units: int, index: StagedIndex, step: int) -> Iterator[tuple[int, np.ndarray]]:
@@ -110,12 +115,12 @@ class StagedArrays:
 
         A chunk's units are a few of every row, so reading the files for each chunk (read) costs chunks x the files:
         quadratic in the images, as a chunk holds fewer units the more images there are (mixed5b's responses at 1.28M
-        images took 549 s to publish, 8.9x the 62 s at 286,000). Instead one pass splits the rows by chunk into
-        scratch files under SPLIT, each then read whole: the files read once and written once more, the disk of one
-        layer's files for a while, the memory of a chunk and a mapped block.
+        images took 549 s to publish, 8.9x the 62 s at 286,000). From SPLIT_FROM chunks on, one pass splits the rows
+        by chunk into scratch files under SPLIT, each then read whole: the files read once and written once more, the
+        disk of one layer's files for a while, the memory of a chunk and a mapped block.
         """
         firsts = range(0, units, step)
-        if len(firsts) <= 2 or not len(index.rows):  # the files read at most twice: no cheaper to split them
+        if len(firsts) < SPLIT_FROM or not len(index.rows):
             for first in firsts:
                 yield first, self.read(layer, units, index, slice(first, first + step))
             return
@@ -136,8 +141,9 @@ class StagedArrays:
             scratch.mkdir(parents=True)
         except OSError as exc:
             raise write_error(scratch, exc) from None
-        for positions, block in self._blocks(layer, units, index):
+        for positions, block, rows in self._blocks(layer, units, index):
             order.append(positions)
+            block = block[rows]  # every unit of these rows, read once for all the chunks
             for first in range(0, units, step):
                 path = scratch / f"{first}.f32"
                 try:
@@ -147,9 +153,11 @@ class StagedArrays:
                     raise write_error(path, exc) from None
         return np.concatenate(order)
 
-    def _blocks(self, layer: str, units: int, index: StagedIndex) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(positions in the index, float32 [those images, units, 3]) for every committed row of `layer`, READ_BYTES
-        of a file at a time, in the files' order."""
+    def _blocks(self, layer: str, units: int,
+                index: StagedIndex) -> Iterator[tuple[np.ndarray, np.memmap, np.ndarray]]:
+        """(positions in the index, a mapped block [rows, units, 3] of a file, those images' rows in it) for every
+        committed row of `layer`, READ_BYTES of a file at a time, in the files' order: a caller copies only the units
+        it needs."""
         row_bytes = units * VALUES * _BYTES
         # A few units of every row touch every page of the file, and a mapped page that was read counts in the
         # process's RSS (RssFile) until it is unmapped: mapped whole, mixed5b's file at 286,000 images added 3.4 GB to
@@ -169,7 +177,7 @@ class StagedArrays:
                     continue
                 block = np.memmap(path, dtype=np.float32, mode="r", offset=first * row_bytes,
                                   shape=(int(rows[hi - 1]) + 1 - first, units, VALUES))
-                yield mine[lo:hi], np.asarray(block[rows[lo:hi] - first])
+                yield mine[lo:hi], block, rows[lo:hi] - first
                 del block
 
     def remove(self) -> None:
