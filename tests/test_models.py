@@ -187,12 +187,14 @@ def test_caffe_transform_is_bgr_minus_mean(bvlc_random) -> None:
 
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
 @pytest.mark.parametrize("images_per_group", [1, 2, 3])
-def test_caffe_lrn_matches_torch(memory_format: torch.memory_format, images_per_group: int) -> None:
+@pytest.mark.parametrize("beta", [0.75, 0.6])  # Caffe's (the rsqrt path) and another (pow)
+def test_caffe_lrn_matches_torch(memory_format: torch.memory_format, images_per_group: int, beta: float) -> None:
     torch.manual_seed(0)
     x = (torch.randn(3, 64, 9, 7) * 300).relu().contiguous(memory_format=memory_format)
-    ours = CaffeLRN(5, alpha=1e-4, beta=0.75, k=1.0)
+    ours = CaffeLRN(5, alpha=1e-4, beta=beta, k=1.0)
     ours.chunk_bytes = images_per_group * x[0].numel() * 4  # exercise the grouping
-    reference = nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0)(x)
+    # torch's LRN in float64, as the exact value: ours is float32
+    reference = nn.LocalResponseNorm(5, alpha=1e-4, beta=beta, k=1.0)(x.double()).float()
     got = ours(x)
     torch.testing.assert_close(got, reference, rtol=1e-6, atol=0)
     assert got.is_contiguous(memory_format=memory_format)
