@@ -131,7 +131,7 @@ def test_database_without_a_complete_run(tmp_path: Path) -> None:
     con.execute(f"INSERT INTO {schema.META} VALUES ('schema_version', ?)", [str(schema.SCHEMA_VERSION)])
     con.close()
     with TestClient(create_app(make_settings(db, tmp_path))) as c:
-        assert c.get("/api/").json() == {"run": None, "runs": [], "layers": []}
+        assert c.get("/api/").json() == {"run": None, "runs": [], "layers": [], "image_notice": None}
         assert c.get("/api/layers").json() == []
         assert c.get("/api/skipped").json() == {"run_id": None, "count": 0, "files": []}
         for url in ("/", "/layers", "/skipped", "/healthz"):

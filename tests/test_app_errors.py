@@ -28,6 +28,11 @@ NOT_FOUND = [
     ("/api/skipped?run=2", "no complete run 2"),  # run 2 is still running
     ("/images/99", "no image 99"),
     ("/images/0?run=9", "no complete run 9"),
+    # The label search's filters name a run and a layer: one that does not exist is unknown, not an empty search.
+    ("/api/units?run=99", "no complete run 99"),
+    ("/api/units?run=2&q=dog", "no complete run 2"),
+    ("/api/units?layer=nope", "unknown layer 'nope'; the runs have conv1, mixed4c"),
+    ("/api/units?run=1&layer=nope", "unknown layer 'nope'; run 1 has conv1, mixed4c"),
     ("/api/nothing", "no page at /api/nothing"),
 ]
 
@@ -57,6 +62,8 @@ INVALID = [
     "/images/0?size=3",
     f"/images/0?size={THUMB_MAX + 1}",
     "/images/0?size=big",
+    "/api/units?side=up",
+    "/api/units?limit=-1",
 ]
 
 

@@ -204,10 +204,12 @@ def test_the_jump_box_searches_labels_and_opens_units(page: object, real_db: Pat
     assert all(name.lower() in rows.nth(i).inner_text().lower() for i in range(min(5, rows.count())))
     shot(page, "units-search")
     rows.nth(0).locator("a").first.click()
-    page.wait_for_url(re.compile(r"/layers/\w+/units/\d+"))  # type: ignore[attr-defined]
+    page.wait_for_url(re.compile(r"/layers/\w+/units/\d+\?run=\d+$"))  # type: ignore[attr-defined]
+    run = page.url.rsplit("run=", 1)[1]  # type: ignore[attr-defined]  # a search's links name their unit's run
     label = page.locator(".unit-label")  # type: ignore[attr-defined]
     assert label.count() == 1 and name.lower() in label.inner_text().lower()
     shot(page, "unit-label")
     page.fill("form.jump input[name=q]", f"{LAYER} 7")  # type: ignore[attr-defined]
     page.press("form.jump input[name=q]", "Enter")  # type: ignore[attr-defined]
-    page.wait_for_url(re.compile(rf"/layers/{LAYER}/units/7$"))  # type: ignore[attr-defined]
+    # The header's form carries the page's run: the jump stays in it.
+    page.wait_for_url(re.compile(rf"/layers/{LAYER}/units/7\?run={run}$"))  # type: ignore[attr-defined]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from math import comb
 
 import duckdb
@@ -281,6 +282,14 @@ def test_units_selective_more_often_than_random_directions_are_axis_aligned(tmp_
     assert per_basis == [0, 0] and "of 40 directions: 0, 0 selective" in claim["control"]
     medians = np.median(np.concatenate([stats.si(b[:, :, 1].astype(np.float64), IS_DOG) for b in bases]))
     assert f"{medians:.3g} for the directions" in claim["control"]
+    _assert_whole_test_worded_by_its_p(claim["control"])
+
+
+def _assert_whole_test_worded_by_its_p(control: str) -> None:
+    """The whole-distribution test reads "units higher" only when its p says so, else "units not higher"."""
+    found = re.search(r"\((units (?:not )?higher), one-sided Mann–Whitney p = ([0-9.e-]+)\)", control)
+    assert found is not None, control
+    assert found[1] == ("units higher" if float(found[2]) < 0.05 else "units not higher"), control
 
 
 def test_random_directions_as_selective_as_the_units_are_not_axis_aligned(tmp_path):
@@ -292,6 +301,8 @@ def test_random_directions_as_selective_as_the_units_are_not_axis_aligned(tmp_pa
     claim = _bases_run(tmp_path, bases)
     assert claim["verdict"] == "does_not_hold"
     assert "8, 8 selective" in claim["control"] and "random directions are selective as often" in claim["reason"]
+    assert "units not higher" in claim["control"]  # the same SIs, shuffled over directions
+    _assert_whole_test_worded_by_its_p(claim["control"])
 
 
 def test_a_count_reads_as_a_count_and_the_smallest_permutation_p_as_a_bound() -> None:

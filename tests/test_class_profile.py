@@ -10,10 +10,22 @@ import duckdb
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from fixtures import CATEGORIES, DOG, GOLDFISH, IMAGES, LAYERS, TENCH, Page
+from fixtures import (
+    CATEGORIES,
+    DOG,
+    GOLDFISH,
+    IMAGES,
+    LAYERS,
+    TENCH,
+    Page,
+    make_settings,
+)
+from hand_run import publish_mixed4c_run
 
+from app.main import create_app
 from app.pages import classes as class_profile
 from unitscope import claim_rules
+from worker.categories import builtin_category
 
 _STAT = {"mean": 0, "max": 1, "min": 2}
 
@@ -144,12 +156,12 @@ def test_unit_page_summary_is_the_class_profile_on_si_stat(client: TestClient, p
     assert summary["beats_category_median"] == profile["beats_category_median"]
     members = [(c["wnid"], rank) for rank, c in enumerate(profile["classes"], 1) if c["is_category"]]
     assert [(m["wnid"], m["rank"]) for m in summary["category"]["members"]] == members
-    # The category's box is over all its classes; the median class ranked against (beats_category_median) is over
-    # those of 5 or more images, none in the hand-made run.
-    assert summary["category"]["median"] == pytest.approx(
-        float(np.median([c["mean"] for c in profile["classes"] if c["is_category"]])))
+    # Both boxes are over the classes of 5 or more images, none in the hand-made run: no spread, no median class,
+    # every class counted as left out.
+    assert summary["category"] | {"members": []} == {"classes": 0, "few_images": len(members), "min": None, "q1": None,
+                                                     "median": None, "q3": None, "max": None, "members": []}
     assert profile["beats_category_median"]["median"] is None
-    assert summary["rest"]["classes"] == 3 - len(members)
+    assert (summary["rest"]["classes"], summary["rest"]["few_images"]) == (0, 3 - len(members))
 
 
 def test_unit_page_shows_the_class_charts_the_beating_classes_and_links_to_the_class_page(
@@ -166,15 +178,72 @@ def test_unit_page_shows_the_class_charts_the_beating_classes_and_links_to_the_c
     shown = sorted((x, c[1], y) for t in bars for x, y, c in zip(t["x"], t["y"], t["customdata"]))
     assert [(wnid, y) for _, wnid, y in shown] == [(e["wnid"], e["mean"]) for e in body["top"] + body["bottom"]]
     assert [c[1] for c in red["customdata"]] == [e["wnid"] for e in body["top"] + body["bottom"] if e["is_category"]]
-    spread = page.figures["class-spread-data"]["data"]
-    assert spread[0]["x"] == [m["mean"] for m in body["category"]["members"]]
-    assert spread[1]["median"] == [body["rest"]["median"]]
+    # Every class has fewer than 5 images: the category's are faded points beside no box, and the rest has none.
+    (spread,) = page.figures["class-spread-data"]["data"]
+    assert spread["type"] == "scatter" and spread["x"] == [m["mean"] for m in body["category"]["members"]]
     # No class of the hand-made run has 5 images: none is ranked, and the page says why (the listing of the
     # classes that beat the category's median class is checked on a run with 50 images a class, test_claims.py).
     assert body["beats_category_median"] == {"count": 0, "median": None, "classes": []}
     assert page.find_all(id="beats-category-median") == []
     assert any(p.text.startswith("No class of dog has 5 or more images in this run") for p in page.find_all("p"))
 
+
+# A published run where some classes have fewer than FEW_IMAGES images: unit 0's max per class, as
+# (wnid, values). Dogs: Chihuahua (mean 1), Japanese spaniel (2), Maltese (4), and Pekinese, only 2 images (10);
+# others: tench (3), goldfish (0.5), and great white shark, 1 image (8).
+THIN_CLASSES = [
+    ("n02085620", [0.5, 1.5, 1.0, 1.0, 0.75, 1.25]),
+    ("n02085782", [2.0, 2.0, 1.5, 2.5, 2.0, 2.0]),
+    ("n02085936", [4.0, 3.5, 4.5, 4.0, 4.0, 4.0]),
+    ("n02086079", [10.0, 10.0]),
+    ("n01440764", [3.0, 2.5, 3.5, 3.0, 3.0, 3.0]),
+    ("n01443537", [0.5, 0.25, 0.75, 0.5, 0.5, 0.5]),
+    ("n01484850", [8.0]),
+]
+
+
+@pytest.fixture(scope="module")
+def thin(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("thin")
+    wnids = tuple(w for w, values in THIN_CLASSES for _ in values)
+    stats = np.zeros((len(wnids), 2, 3), dtype=np.float32)
+    stats[:, 0, 1] = [v for _, values in THIN_CLASSES for v in values]
+    stats[:, 1, 1] = np.arange(len(wnids)) % 3  # a second unit, so the layer is a layer
+    stats[:, :, 2] = -stats[:, :, 1]
+    stats[:, :, 0] = 0.5 * (stats[:, :, 1] + stats[:, :, 2])
+    publish_mixed4c_run(root / "thin.duckdb", stats, wnids, (builtin_category("dog"),))
+    with TestClient(create_app(make_settings(root / "thin.duckdb", root))) as c:
+        yield c
+
+
+def test_the_unit_page_draws_and_prints_one_median_class(thin: TestClient) -> None:
+    """The category's median class is the median over its classes of 5 or more images (1, 2, 4: 2), not over all
+    four (1, 2, 4, 10: 3): the box, the dashed line, the printed value and both JSON medians are that one number."""
+    url = "/layers/mixed4c/units/0?si_stat=max"
+    c = thin.get("/api" + url).json()["classes"]
+    assert c["beats_category_median"] == {"count": 1, "median": 2.0,
+                                          "classes": [{"wnid": "n01440764", "class_name": "n01440764", "mean": 3.0}]}
+    # Ranks by mean: Pekinese 10, shark 8, Maltese 4, tench 3, spaniel 2, Chihuahua 1, goldfish 0.5.
+    assert [(m["wnid"], m["rank"], m["few_images"]) for m in c["category"]["members"]] == [
+        ("n02086079", 1, True), ("n02085936", 3, False), ("n02085782", 5, False), ("n02085620", 6, False)]
+    # The boxes: the ranked dogs 4, 2, 1 and the ranked others 3, 0.5 (numpy's linear quartiles, by hand).
+    assert {k: v for k, v in c["category"].items() if k != "members"} == {
+        "classes": 3, "few_images": 1, "min": 1.0, "q1": 1.5, "median": 2.0, "q3": 3.0, "max": 4.0}
+    assert c["rest"] == {"classes": 2, "few_images": 1, "min": 0.5, "q1": 1.125, "median": 1.75, "q3": 2.375,
+                         "max": 3.0}
+    page = Page(thin.get(url).text)
+    bars = page.figures["class-bars-data"]["layout"]
+    assert [(s["y0"], s["y1"]) for s in bars["shapes"]] == [(2.0, 2.0)]
+    assert [a["text"] for a in bars["annotations"]] == ["dog's median class 2"]
+    box, faded = page.figures["class-spread-data"]["data"][:2]
+    assert box["type"] == "box" and box["x"] == [4.0, 2.0, 1.0] and float(np.median(box["x"])) == 2.0
+    assert faded["type"] == "scatter" and faded["x"] == [10.0] and faded["y"] == [box["name"]]
+    summary = page.by_id("beats-category-median").one("summary").text
+    assert summary.startswith("1 of 2 other classes have a higher mean than dog's median class (2.000, ")
+    # The class page draws the same line.
+    assert thin.get("/api/layers/mixed4c/units/0/classes").json()["beats_category_median"]["median"] == 2.0
+    shapes = Page(thin.get("/layers/mixed4c/units/0/classes").text).figures["class-bars-data"]["layout"]["shapes"]
+    assert [(s["y0"], s["y1"]) for s in shapes] == [(2.0, 2.0)]
 
 def test_class_page_lists_every_class_of_its_twin_and_links_back(client: TestClient) -> None:
     url = "/layers/mixed4c/units/0/classes?category=fish&stat=mean"

@@ -1,4 +1,5 @@
-"""`/compare`, `/categories` and the runs page on a hand-built DB of three runs of two models, against brute force."""
+"""`/compare`, `/categories`, the runs page and the jump box on a hand-built DB of three runs of two models, against
+brute force."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from fixtures import Page, make_settings
 from scipy import stats
 
 from app.main import create_app
-from unitscope import schema
+from unitscope import claim_rules, schema
 
 DOG, BIRD, OTHER = "n02085620", "n01530575", "n01440764"
 WNIDS = [DOG, DOG, DOG, BIRD, BIRD, OTHER, OTHER, OTHER]  # image ids 0-7
@@ -252,6 +253,24 @@ def test_a_page_of_one_run_keeps_it_in_every_link(multi, url):
             assert query.get(key) == ["1"], (url, href)
 
 
+def test_categories_and_compare_say_how_k_was_chosen_and_warn_when_top_and_bottom_overlap(multi):
+    """The layer pages' k reason and overlap warning, on the two pages that score whole runs: 8 images, so k = 5 makes
+    every unit's top and bottom 5 share at least 2 images, and k = 9 ranks all 8 on both sides."""
+    for k, said in ((3, None), (5, "share at least 2 images"), (9, "are all of them")):
+        categories = multi.get(f"/api/categories?run=1&k={k}").json()
+        compare = multi.get(f"/api/compare?a=1&b=3&k={k}").json()
+        assert categories["k_source"] == "given" and categories["k_reason"] == f"k = {k}, as given"
+        assert [compare[side]["k_reason"] for side in "ab"] == [f"run 1: k = {k}, as given", f"run 3: k = {k}, as given"]
+        for warnings in (categories["warnings"], compare["a"]["warnings"], compare["b"]["warnings"]):
+            assert (warnings == []) if said is None else (len(warnings) == 1 and said in warnings[0]), (k, warnings)
+        page = Page(multi.get(f"/categories?run=1&k={k}").text)
+        assert [p.text for p in page.find_all("p", cls="warning")] == [f"⚠ {w}" for w in categories["warnings"]]
+        page = Page(multi.get(f"/compare?a=1&b=3&k={k}").text)
+        assert len(page.find_all("p", cls="warning")) == (0 if said is None else 2)
+    default = multi.get("/api/categories?run=1").json()
+    assert default["k_source"] == "default" and default["k_reason"] == claim_rules.default_k(8)[1]
+
+
 def test_categories_keeps_k_within_the_stored_ranks(multi):
     response = multi.get(f"/api/categories?k={schema.RANKED_K + 1}")
     assert response.status_code == 422 and "less than or equal to 1000" in response.text
@@ -267,3 +286,34 @@ def test_compare_opens_on_the_claims_layer_and_says_what_to_run_with_one_run(mul
     alone = client.get("/compare").text  # the hand DB has one complete run
     assert "compared with itself" in alone and "--weights random" in alone
     assert "compared with itself" not in page
+
+
+# ---------------------------------------------------------------- the header's jump box across runs
+
+
+@pytest.mark.parametrize(("query", "target"), [
+    # The latest run (3, net-y) has no l1: the latest run that has it (2) is the one opened, and named in the link.
+    ("q=l1+2", "/layers/l1/units/2?run=2"),
+    # From a page of run 1, its own unit.
+    ("q=l1+2&run=1", "/layers/l1/units/2?run=1"),
+    # A layer of the latest run needs no run in the link; from a run without it, the run that has it.
+    ("q=c1+1", "/layers/c1/units/1"),
+    ("q=c1+1&run=1", "/layers/c1/units/1?run=3"),
+    # l1 has units 0-2: unit 3 is a search, in the page's run.
+    ("q=l1+3&run=1", "/units?run=1&q=l1+3"),
+    ("q=nope+1", "/units?q=nope+1"),
+])
+def test_the_jump_box_opens_the_unit_in_the_pages_run_or_the_latest_that_has_the_layer(multi, query, target):
+    r = multi.get(f"/jump?{query}", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == target
+
+
+def test_the_jump_box_refuses_an_unknown_run_and_carries_the_pages_run(multi):
+    r = multi.get("/jump?q=l1+2&run=9", follow_redirects=False)
+    assert r.status_code == 404 and "no complete run 9" in r.text
+    assert multi.get("/jump?q=l1+2&run=x", follow_redirects=False).status_code == 422
+    # The header's form sends the page's run as a hidden field, and nothing for a page of the latest run.
+    form = Page(multi.get("/layers/l1?run=1").text).one("form", cls="jump")
+    assert [(i.get("name"), i.get("type"), i.get("value")) for i in form.find_all("input")] == [
+        ("q", "search", None), ("run", "hidden", "1")]
+    assert [i.get("name") for i in Page(multi.get("/layers/c1").text).one("form", cls="jump").find_all("input")] == ["q"]

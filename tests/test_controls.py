@@ -312,6 +312,10 @@ def test_overlap_warning_only_when_the_sets_must_share_images():
     assert claim_rules.overlap_warning(1000, 2000) is None  # exactly disjoint is still possible
     warning = claim_rules.overlap_warning(1001, 2000)
     assert warning is not None and "at least 2 images" in warning
+    # k past the images ranks all 300 on both sides (not "at least 9,700 shared", which 300 images cannot hold)
+    warning = claim_rules.overlap_warning(5000, 300)
+    assert warning is not None and "are all of them" in warning and "9,700" not in warning
+    assert "are all of them" in claim_rules.overlap_warning(300, 300)
 
 
 def test_the_sparse_product_and_the_gathered_bottom_counts_agree(independent, monkeypatch):

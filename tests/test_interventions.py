@@ -336,6 +336,12 @@ def test_the_jobs_on_a_real_run(real_db: Path, tmp_path: Path) -> None:
     bad = subprocess.run([*run, "visualize", "--db", str(db), "--units", "9999"], cwd=REPO, capture_output=True,
                          text=True, timeout=120)
     assert bad.returncode == 1 and "units 0 to 511" in bad.stderr
+    # A layer or category the run lacks is a message, not a traceback (the job closed what it had opened).
+    for job, flag, value, said in (("visualize", "--layer", "nope", "--layer nope: run 1 has conv1"),
+                                   ("ablate", "--category", "cat", "--category cat: run 1 has")):
+        bad = subprocess.run([*run, job, "--db", str(db), flag, value], cwd=REPO, capture_output=True, text=True,
+                             timeout=120)
+        assert bad.returncode == 1 and said in bad.stderr and "Traceback" not in bad.stderr, bad.stderr[-2000:]
 
 
 def test_an_interrupted_ablation_resumes_to_the_uninterrupted_result(real_db: Path, tmp_path: Path,

@@ -93,6 +93,67 @@ def test_bad_input_is_named(hand_ro: dict[str, Path], tmp_path: Path) -> None:
         unitscope.open(other)
 
 
+def test_a_unit_is_a_whole_number_within_the_layer(hand_ro: dict[str, Path]) -> None:
+    """mixed4c has units 0, 1 and 2 (fixtures.MIXED4C): -1 is no index from the end, True and 2.0 are no units."""
+    with unitscope.open(hand_ro["db"]) as db:
+        layer = db.run().layer("mixed4c")
+        for unit in (-1, -3, 3, -513):
+            with pytest.raises(NotFound, match=f"unit {unit} is not in mixed4c, which has units 0 to 2"):
+                layer.unit(unit)
+        for unit in (True, False, 2.0, "1", None):
+            with pytest.raises(TypeError, match="a unit is a whole number"):
+                layer.unit(unit)  # type: ignore[arg-type]
+        found = layer.unit(np.int64(2))  # a numpy integer, as from scores().fetchnumpy(), is one
+        assert found.unit == 2 and type(found.unit) is int
+        assert found.responses("max").tolist() == [m for _, m, _ in LAYERS["mixed4c"][2]]
+
+
+def test_search_refuses_what_the_servers_search_refuses(hand_ro: dict[str, Path], client: TestClient) -> None:
+    """An unknown run or layer is NotFound (the server's 404), a bad side, limit or max_q a ValueError (its 422)."""
+    with unitscope.open(hand_ro["db"]) as db:
+        for where, message in (({"run_id": 99}, "no complete run 99"),
+                               ({"run_id": 2}, "no complete run 2"),  # still running
+                               ({"layer": "nope"}, "unknown layer 'nope'; the runs have conv1, mixed4c"),
+                               ({"run_id": 1, "layer": "nope"}, "unknown layer 'nope'; run 1 has conv1, mixed4c")):
+            with pytest.raises(NotFound, match=re.escape(message)):
+                db.search(**where)
+        with pytest.raises(ValueError, match="side must be one of excites, inhibits or None, got 'up'"):
+            db.search(side="up")
+        for limit in (-1, 0, 2.5, True):
+            with pytest.raises(ValueError, match="limit must be a whole number of at least 1"):
+                db.search(limit=limit)  # type: ignore[arg-type]
+        for max_q in (0, -0.1, 1.5):
+            with pytest.raises(ValueError, match=r"max_q must be a number in \(0, 1\]"):
+                db.search(max_q=max_q)
+        # Filters that name a real run and layer: the hand-made DB's label tables are empty, so nothing matches,
+        # as on the server.
+        assert db.search(run_id=1, layer="mixed4c", side="inhibits", limit=1).fetchall() == []
+    body = client.get("/api/units", params={"run": 1, "layer": "mixed4c", "side": "inhibits", "limit": 1}).json()
+    assert (body["total"], body["units"]) == (0, [])
+
+
+def test_open_says_unavailable_for_what_is_no_unitscope_db(tmp_path: Path) -> None:
+    """Junk, a missing path, a folder, a Parquet file and an empty file: unitscope.Unavailable naming the path."""
+    import duckdb
+
+    junk = tmp_path / "junk.duckdb"
+    junk.write_bytes(b"junk\n")
+    parquet = tmp_path / "t.parquet"
+    duckdb.sql(f"COPY (SELECT 1 AS x) TO '{parquet}' (FORMAT parquet)")
+    empty = tmp_path / "empty.duckdb"
+    empty.write_bytes(b"")
+    (tmp_path / "folder.duckdb").mkdir()
+    for path, why in ((junk, "is not a DuckDB file, so not a unitscope database"),
+                      (parquet, "is not a DuckDB file, so not a unitscope database"),
+                      (empty, "is not a DuckDB file, so not a unitscope database"),
+                      (tmp_path / "folder.duckdb", "is not a file: a unitscope database is one DuckDB file")):
+        with pytest.raises(Unavailable) as raised:
+            unitscope.open(path)
+        assert str(raised.value) == f"{path} {why}"
+    with pytest.raises(Unavailable, match=re.escape(f"no database file at {tmp_path / 'missing.duckdb'}")):
+        unitscope.open(tmp_path / "missing.duckdb")
+    assert not (tmp_path / "missing.duckdb").exists()  # read-only: nothing made on the way
+
 def test_the_docs_example_runs_on_a_real_db(real_db: Path) -> None:
     """docs/python-api.md's worked example, run as written on the real-worker DB."""
     text = (REPO / "docs" / "python-api.md").read_text()

@@ -10,7 +10,7 @@ import duckdb
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from fixtures import make_settings
+from fixtures import Page, make_settings
 from hand_run import publish_mixed4c_run
 
 from app.main import create_app
@@ -95,8 +95,14 @@ def test_the_db_cannot_choose_which_files_are_served(hand: dict[str, Path], tmp_
         r = c.get("/images/3")
         assert r.status_code == 404 and "image roots" in r.json()["error"]["detail"]
         assert Path("/etc/hostname").read_bytes() not in r.content
+        # The runs page says so, and how to start the server, where thumbnails would otherwise just break.
+        notice = c.get("/api/").json()["image_notice"]
+        assert "run 1's images are in /, which this server does not serve" in notice and "--image-roots /" in notice
+        assert Page(c.get("/").text).by_id("image-notice").text == f"⚠ {notice}"
     with TestClient(create_app(make_settings(hand["db"], tmp_path, image_roots=(Path("/"),)))) as c:
         assert c.get("/images/3").content == Path("/etc/hostname").read_bytes()  # the operator's choice
+        assert c.get("/api/").json()["image_notice"] is None
+        assert not Page(c.get("/").text).find_all(id="image-notice")
 
 
 def test_an_unknown_host_is_refused_and_every_answer_carries_security_headers(client: TestClient) -> None:

@@ -15,6 +15,8 @@ import pytest
 import torch
 from fixtures import clean_env
 
+from unitscope.data.runs import runs
+from unitscope.data.source import ConnectionSource
 from unitscope.flags import flag_name, from_flags
 from worker import cli
 from worker.categories import (
@@ -25,6 +27,7 @@ from worker.categories import (
     load_imagenet_classes,
     parse_category_arg,
 )
+from worker.models.layers import GOOGLENET_LAYERS
 from worker.settings import WorkerSettings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -84,11 +87,11 @@ def test_real_run_publishes_a_complete_run(real_run, imagenet_sample, bvlc_weigh
             "SELECT image_id, unit, act_mean, act_max, act_min FROM responses WHERE layer = 'mixed3a' "
             "ORDER BY image_id, unit"
         ).fetchnumpy()
-        # Two random bases of the claims' default layer (of conv1 and mixed3a: conv1, at <= 2/3 of the depth).
+        # Two random bases of the claims' default layer: of conv1 and mixed3a, mixed3a, 3/11 of the network's depth.
         assert con.execute("SELECT layer, basis, seed FROM bases ORDER BY 2").fetchall() == [
-            ("conv1", 0, 0), ("conv1", 1, 1)]
+            ("mixed3a", 0, 0), ("mixed3a", 1, 1)]
         assert con.execute("SELECT count(*), count(DISTINCT (basis, unit, image_id)) FROM basis_responses"
-                           ).fetchall() == [(2 * 64 * LIMIT, 2 * 64 * LIMIT)]
+                           ).fetchall() == [(2 * 256 * LIMIT, 2 * 256 * LIMIT)]
     assert [r[0] for r in images] == list(range(LIMIT))
     manifest = {row["path"]: row for row in csv.DictReader(open(imagenet_sample / "manifest.csv"))}
     classes = load_imagenet_classes()
@@ -192,6 +195,11 @@ def test_a_bad_environment_value_is_a_one_line_error_naming_the_variable(monkeyp
     assert error_line(capsys).startswith(expected)
 
 
+def test_a_missing_setting_names_its_flag_and_its_variable(capsys, no_env, tmp_path):
+    assert cli.main(["export", "--db", str(tmp_path / "x.duckdb")]) == cli.EXIT_ERROR
+    assert error_line(capsys) == "error: --out (or UNITSCOPE_OUT) is required"
+
+
 def test_a_bad_flag_choice_is_refused_by_argparse(capsys, no_env):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["run", "--device", "tpu"])
@@ -255,6 +263,11 @@ def test_basis_layers_default_to_the_claims_layer(no_env):
     assert WorkerSettings(basis_layers="all").resolved_basis_layers(layers[:3]) == ("conv1", "conv2", "conv3")
     assert WorkerSettings(basis_layers="mixed5b, conv1").resolved_basis_layers(layers) == ("conv1", "mixed5b")
     assert WorkerSettings(bases=0).resolved_basis_layers(layers) == ()
+    # Some layers run: placed by the network's depth, where among the two run conv1 would be "2/3 of the way".
+    assert WorkerSettings().resolved_basis_layers(["conv1", "mixed4c"], layers) == ("mixed4c",)
+    assert WorkerSettings().resolved_basis_layers(["mixed4c", "mixed4d", "mixed4e"], layers) == ("mixed4c",)
+    assert WorkerSettings().resolved_basis_layers(["mixed5a", "mixed5b"], layers) == ("mixed5a",)  # none shallow enough
+    assert WorkerSettings().resolved_basis_layers(["conv1", "mixed4c"]) == ("conv1",)  # the network unknown
     with pytest.raises(ValueError, match="--basis-layers mixed9: not among the layers run"):
         WorkerSettings(basis_layers=("mixed9",)).resolved_basis_layers(layers)
 
@@ -266,6 +279,11 @@ def test_auto_model_follows_the_weights(tmp_path, no_env):
     assert WorkerSettings(weights=str(tmp_path / "w.pth")).resolved_model() == "googlenet"
     assert WorkerSettings().resolved_model() == "googlenet"
     assert WorkerSettings(model="googlenet", weights=str(tmp_path / "folder")).resolved_model() == "googlenet"
+    # A Caffe folder whose deploy.prototxt names its network (the shared folders' first lines)
+    for name, model in (("SqueezeNet", "squeezenet1_1"), ("GoogleNet", "bvlc-googlenet")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "deploy.prototxt").write_text(f'name: "{name}"\nlayer {{\n')
+        assert WorkerSettings(weights=str(tmp_path / name)).resolved_model() == model
 
 
 # ---------------------------------------------------------------- categories
@@ -338,3 +356,14 @@ def test_googlenet_from_a_local_state_dict_runs_through_the_cli(tmp_path, imagen
     assert json.loads(preprocessing)["convention"] == "torchvision"
     assert modules == [("conv1", "conv1"), ("mixed3a", "inception3a")]
     assert n_responses == 6 * (64 + 256)
+    # Two of the network's 12 layers run: the claims' layer is placed by the network's depth (mixed3a is 3/11 of the
+    # way), where among the two run conv1 would have been "at most 2/3"; the random bases are recorded on it, and the
+    # network's order survives a republication of the derived tables.
+    assert cli.main(["derive", "--db", str(db)]) == 0
+    with duckdb.connect(str(db), read_only=True) as con:
+        basis_layers = con.execute("SELECT DISTINCT layer FROM bases").fetchall()
+        (run,) = runs(ConnectionSource(con, database=None))
+    assert basis_layers == [("mixed3a",)]
+    assert run.network == tuple(GOOGLENET_LAYERS)
+    layer, reason = run.default_layer()
+    assert layer == "mixed3a" and "through the network (0.27)" in reason

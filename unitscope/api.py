@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from unitscope import claim_rules, schema
 from unitscope.data import interventions, labels, measures, rankings, runs, scores
 from unitscope.data.source import ALIAS, ConnectionSource, open_read_only
 from unitscope.errors import NotFound
+from unitscope.labels import SIDES
 
 _names = itertools.count()  # each relation registers its arrays under a name of its own
 
@@ -65,11 +67,18 @@ class Database:
                limit: int = 50) -> duckdb.DuckDBPyRelation:
         """Units whose label terms (a class or WordNet synset, by name or WNID) or label contain `text`: run_id,
         layer, unit, label, auroc and q (of the best matching term), si and d_prime (dog, max); the search of
-        /api/units, sorted the same way."""
+        /api/units, sorted the same way. NotFound for an unknown run or layer; ValueError for a bad side, sort,
+        max_q or limit (the server's 422)."""
         if sort not in labels.SORTS:
             raise ValueError(f"sort must be one of {', '.join(labels.SORTS)}, got {sort!r}")
+        if side is not None and side not in SIDES:
+            raise ValueError(f"side must be one of {', '.join(SIDES)} or None, got {side!r}")
+        if isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 1:
+            raise ValueError(f"limit must be a whole number of at least 1, got {limit!r}")
+        if isinstance(max_q, bool) or not isinstance(max_q, numbers.Real) or not 0 < max_q <= 1:
+            raise ValueError(f"max_q must be a number in (0, 1], got {max_q!r}")
         _, hits = labels.search(self.source, text, run_id=run_id, layer=layer, side=side, max_q=max_q, sort=sort,
-                                limit=limit)
+                                limit=int(limit))
         return self.relation({
             "run_id": np.array([h.run_id for h in hits], dtype=np.int64),
             "layer": np.array([h.layer for h in hits], dtype=object),
@@ -208,9 +217,10 @@ class Layer:
         })
 
     def unit(self, unit: int) -> Unit:
-        """A unit (channel) of the layer, 0-based."""
+        """A unit (channel) of the layer, 0-based: NotFound past either end, TypeError for anything but a whole
+        number (a numpy integer is one; True and 3.0 are not)."""
         runs.require_unit(self.run.info, self.name, unit)
-        return Unit(self, unit)
+        return Unit(self, int(unit))
 
     def __repr__(self) -> str:
         return f"<layer {self.name} of run {self.run.run_id}: {self.units} units>"

@@ -89,9 +89,16 @@ def default_k(n_images: int, study_k: int = 1000) -> tuple[int, str]:
 
 
 def overlap_warning(k: int, n_images: int) -> str | None:
-    """A warning when a unit's top k and bottom k must share images (2k > n), else None."""
-    if 2 * k <= n_images:
+    """A warning when a unit's top k and bottom k must share images (2k > n), else None.
+
+    A k past the images ranks them all (min(k, n), as base_rate and the counts do).
+    """
+    depth = min(k, n_images)
+    if 2 * depth <= n_images:
         return None
+    if k >= n_images:
+        return (f"k = {k} is at least the {n_images:,} images: each unit's top and bottom k are all of them, so "
+                f"in_top and in_bottom count the same images, and say nothing about two-sided tuning")
     return (f"k = {k} is more than half of the {n_images:,} images: each unit's top and bottom {k} share "
             f"at least {2 * k - n_images:,} images, so in_top and in_bottom partly count the same images, "
             f"and a category image counted in both says nothing about two-sided tuning")
@@ -112,13 +119,25 @@ def enriched_exclusively(exclusive_q: float) -> bool:
     return exclusive_q < FDR
 
 
-def default_layer(layers: Sequence[str]) -> tuple[str, str]:
-    """The layer at the study's relative depth (the deepest at or below DEFAULT_DEPTH), and why."""
-    names = list(layers)
-    last = max(len(names) - 1, 1)
-    chosen = max((name for i, name in enumerate(names) if i / last <= DEFAULT_DEPTH), key=names.index)
-    depth = names.index(chosen) / last
-    return chosen, (f"{chosen}, the deepest layer at most 2/3 of the way through the network ({depth:.2f}), "
+def default_layer(layers: Sequence[str], network: Sequence[str] | None = None) -> tuple[str, str]:
+    """The recorded layer at the study's relative depth (the deepest at or below DEFAULT_DEPTH), and why.
+
+    network: every layer of the model in depth order, when known (the worker knows it), so that a run recording
+    only some layers (conv1 and mixed4c) still picks mixed4c; without it, depth is counted among `layers`. When
+    every recorded layer lies deeper, the shallowest of them.
+    """
+    recorded = list(layers)
+    order = list(network) if network is not None else recorded
+    last = max(len(order) - 1, 1)
+    depth = {name: order.index(name) / last for name in recorded}
+    within = [name for name in recorded if depth[name] <= DEFAULT_DEPTH]
+    among = "the network" if network is not None else f"the {len(recorded)} recorded layers"
+    if not within:
+        chosen = min(recorded, key=depth.__getitem__)
+        return chosen, (f"{chosen}, the shallowest recorded layer ({depth[chosen]:.2f} of the way through {among}): "
+                        "none lies at most 2/3 of the way, where mixed4c is in GoogLeNet")
+    chosen = max(within, key=depth.__getitem__)
+    return chosen, (f"{chosen}, the deepest layer at most 2/3 of the way through {among} ({depth[chosen]:.2f}), "
                     "as mixed4c is in GoogLeNet")
 
 

@@ -88,7 +88,11 @@ def _describe(model: type[BaseSettings], exc: ValidationError, given: dict[str, 
     problems = []
     for error in exc.errors():
         name = str(error["loc"][0])  # every check is on one field
-        source = flag_name(name, model.model_fields[name]) if name in given else _env_name(model, name)
+        flag = flag_name(name, model.model_fields[name])
+        if error["type"] == "missing":  # neither given: name both ways to give it
+            problems.append(f"{flag} (or {_env_name(model, name)}) is required")
+            continue
+        source = flag if name in given else _env_name(model, name)
         message = error["msg"][:1].lower() + error["msg"][1:]
         problems.append(f"{source}: {message}, got {error['input']!r}")
     return "; ".join(problems)

@@ -114,6 +114,16 @@ def in_order_key(run_id: int) -> str:
     return f"{IN_ORDER_KEY}{run_id}"
 
 
+# Meta key prefix of a run's network: every layer of its model in depth order, comma-separated (the recorded ones may
+# be a few), so that relative depth is the network's (claim_rules.default_layer). Runs published before have none.
+NETWORK_KEY = "network_layers/"
+
+
+def network_key(run_id: int) -> str:
+    """The meta key of run_id's network layers."""
+    return f"{NETWORK_KEY}{run_id}"
+
+
 def layer_matrix_sql(stat: str, *, in_order: bool = False) -> str:
     """SQL giving (v): the responses of units $first..$last of one layer on `stat`, in (unit, image_id) order.
 

@@ -158,7 +158,7 @@ def run(settings: WorkerSettings) -> int:
         else:
             model = get_model(model_name, weights=DEFAULT if settings.weights is None else settings.weights)
         layers = model.select_layers(settings.layers)
-        basis_layers = settings.resolved_basis_layers(layers)  # a ValueError names the unknown ones
+        basis_layers = settings.resolved_basis_layers(layers, list(model.taps))  # a ValueError names unknown ones
         from worker.device_decode import preprocessing_json
         from worker.extract import Extractor, resolve_device
 
@@ -185,6 +185,7 @@ def run(settings: WorkerSettings) -> int:
             device=str(device),
             bases=settings.bases,
             basis_layers=basis_layers,
+            network=tuple(model.taps),
         )
         config_hash = spec.config_hash()
         plan = _plan(settings, store, spec) if rank is None or rank.is_main else None

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from unitscope import claim_rules, schema
+from unitscope import schema
 from unitscope.data.runs import Run, require_run
 from unitscope.data.source import ConnectionSource, open_read_only
 from unitscope.errors import Problem
@@ -39,6 +39,9 @@ class Job:
     def __init__(self, name: str, settings: InterventionSettings) -> None:
         self.name, self.settings = name, settings
         self._stack = ExitStack()
+        # Set before anything can fail: close() reads them.
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._work: duckdb.DuckDBPyConnection | None = None
         db = Path(settings.db).expanduser()
         if not db.is_file():
             raise StoreError(f"{db} does not exist: publish a run first (python -m worker run --db {db})")
@@ -48,7 +51,7 @@ class Job:
             self._con = open_read_only(self.db)
             self.source = ConnectionSource(self._con)
             self.run: Run = require_run(self.source, settings.run)
-            self.layer = settings.layer or claim_rules.default_layer(list(self.run.layers))[0]
+            self.layer = settings.layer or self.run.default_layer()[0]
             if self.layer not in self.run.layers:
                 raise ValueError(f"--layer {self.layer}: run {self.run.run_id} has {', '.join(self.run.layers)}")
             if settings.category not in self.run.categories:
@@ -62,7 +65,6 @@ class Job:
             raise
         self.units = self.run.layers[self.layer][0]
         self.work_path = self.db.with_name(f"{self.db.name}.{name}")
-        self._work: duckdb.DuckDBPyConnection | None = None
 
     def __enter__(self) -> Job:
         return self
@@ -75,7 +77,7 @@ class Job:
         if self._work is not None:
             self._work.close()
             self._work = None
-        if getattr(self, "_con", None) is not None:
+        if self._con is not None:
             self._con.close()
             self._con = None
         self._stack.close()

@@ -19,7 +19,13 @@ import duckdb
 from tqdm import tqdm
 
 from unitscope import schema
-from unitscope.metrics_sql import IN_ORDER_KEY, in_order_key, si_sql
+from unitscope.metrics_sql import (
+    IN_ORDER_KEY,
+    NETWORK_KEY,
+    in_order_key,
+    network_key,
+    si_sql,
+)
 from worker import derived
 from worker.db_files import (
     fsync,
@@ -114,6 +120,8 @@ def _build(db: Path, work: Path, publishing: Path, staged: StagedArrays, config:
         run_id = pub.execute(f"SELECT coalesce(max(run_id), 0) + 1 FROM {schema.RUNS}").fetchone()[0]
         pub.execute(f"ATTACH '{_sql_str(work)}' AS work (READ_ONLY)")
         p = {"new": run_id}
+        pub.execute(f"INSERT INTO {schema.META} SELECT $key, m.value FROM work.{schema.META} m, work.{schema.RUNS} r "
+                    "WHERE m.key = $prefix || r.run_id", {"key": network_key(run_id), "prefix": NETWORK_KEY})
         pub.execute(
             f"INSERT INTO {schema.RUNS} BY NAME SELECT * REPLACE ($new AS run_id, "
             f"'{schema.RUN_COMPLETE}' AS status, $finished AS finished_at) FROM work.{schema.RUNS}",
@@ -292,6 +300,9 @@ def _copy_published(pub: duckdb.DuckDBPyConnection, db: Path, tables: tuple[str,
     if schema.RESPONSES in tables and schema.RESPONSES in present:  # the copy kept the rows' order
         pub.execute(f"INSERT INTO {schema.META} SELECT * FROM old.{schema.META} WHERE starts_with(key, $prefix)",
                     {"prefix": IN_ORDER_KEY})
+    if schema.RUNS in tables:
+        pub.execute(f"INSERT INTO {schema.META} SELECT * FROM old.{schema.META} WHERE starts_with(key, $prefix)",
+                    {"prefix": NETWORK_KEY})
     pub.execute("DETACH old")
     pub.execute("CHECKPOINT")
 

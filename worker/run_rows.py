@@ -16,6 +16,7 @@ import duckdb
 import numpy as np
 
 from unitscope import schema
+from unitscope.metrics_sql import network_key
 from worker.categories import Category
 from worker.db_files import utc_now
 
@@ -49,6 +50,7 @@ class RunSpec:
     dtype: str = "float32"
     bases: int = 0  # random orthonormal bases recorded for each of basis_layers (worker.basis); basis b has seed b
     basis_layers: tuple[str, ...] = ()
+    network: tuple[str, ...] = ()  # every layer of the model, in depth order (not hashed: the model determines it)
 
     def config_hash(self) -> str:
         """sha256 over everything that determines the stored values (not the device or batch size)."""
@@ -100,6 +102,9 @@ def insert_run(con: duckdb.DuckDBPyConnection, run_id: int, spec: RunSpec, confi
     }
     sql = f"INSERT INTO {schema.LAYERS_TABLE} SELECT $run_id, layer, position, units, module FROM {FRAME}"
     insert_frame(con, sql, layers, {"run_id": run_id})
+    if spec.network:
+        con.execute(f"INSERT INTO {schema.META} VALUES ($key, $value)",
+                    {"key": network_key(run_id), "value": ",".join(spec.network)})
     units = {
         "layer": np.array([layer.name for layer in spec.layers for _ in layer.branches], dtype=object),
         "unit": np.concatenate([np.arange(layer.units, dtype=np.int16) for layer in spec.layers]),

@@ -5,6 +5,7 @@ Each field is named once: `python -m worker run` builds its flags from these fie
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Literal
@@ -29,9 +30,11 @@ class WorkerSettings(BaseSettings):
 
     images: Path | None = Field(None, description="ImageFolder root, <root>/<wnid>/<image> (default: download "
                                 "Imagewoof + Imagenette into the cache)")  # fmt: skip
-    db: Path = Field(Path("unitscope.duckdb"), description="DuckDB file to publish to (default unitscope.duckdb)")
+    db: Path = Field(Path("unitscope.duckdb"), description="the DuckDB file: `run` publishes to it, the other jobs "
+                     "read it (default unitscope.duckdb)")
     model: Literal[("auto", *MODEL_NAMES)] = Field(  # type: ignore[valid-type]
-        "auto", description="default auto: bvlc-googlenet for a weights folder, googlenet otherwise"
+        "auto", description="default auto: for a Caffe weights folder squeezenet1_1 if its deploy.prototxt names "
+        "SqueezeNet, else bvlc-googlenet; googlenet otherwise"
     )
     weights: str | None = Field(None, description="a Caffe weights folder (bvlc-googlenet, squeezenet1_1), a "
                                 "torchvision .pth state dict, or 'random' (untrained, see --seed) (default: "
@@ -106,12 +109,13 @@ class WorkerSettings(BaseSettings):
             return None
         return 0 if self.seed is None else self.seed
 
-    def resolved_basis_layers(self, layers: Sequence[str]) -> tuple[str, ...]:
-        """The layers (of those run, in depth order) whose random bases are recorded; none without bases."""
+    def resolved_basis_layers(self, layers: Sequence[str], network: Sequence[str] | None = None) -> tuple[str, ...]:
+        """The layers (of those run, in depth order) whose random bases are recorded; none without bases. network: the
+        model's layers, by which the default (the claims' layer) is placed when only some are run."""
         if not self.bases:
             return ()
         if not self.basis_layers:
-            return (claim_rules.default_layer(list(layers))[0],)
+            return (claim_rules.default_layer(list(layers), network)[0],)
         if self.basis_layers == ("all",):
             return tuple(layers)
         unknown = [name for name in self.basis_layers if name not in layers]
@@ -120,12 +124,24 @@ class WorkerSettings(BaseSettings):
         return tuple(name for name in layers if name in self.basis_layers)
 
     def resolved_model(self) -> str:
-        """The model to run: `auto` picks bvlc-googlenet for a weights folder, googlenet otherwise."""
+        """The model to run: `auto` picks, for a Caffe weights folder, squeezenet1_1 when its deploy.prototxt names
+        SqueezeNet and bvlc-googlenet otherwise; googlenet for anything else."""
         if self.model != "auto":
             return self.model
-        if self.weights is not None and Path(self.weights).expanduser().is_dir():
-            return "bvlc-googlenet"
-        return "googlenet"
+        folder = Path(self.weights).expanduser() if self.weights is not None else None
+        if folder is None or not folder.is_dir():
+            return "googlenet"
+        return "squeezenet1_1" if _caffe_net_name(folder) == "SqueezeNet" else "bvlc-googlenet"
+
+
+def _caffe_net_name(folder: Path) -> str | None:
+    """The `name:` a Caffe folder's deploy.prototxt gives its network (its first line), if it has one."""
+    try:
+        with (folder / "deploy.prototxt").open(encoding="utf-8", errors="replace") as prototxt:
+            found = re.match(r'\s*name:\s*"([^"]*)"', prototxt.readline())
+    except OSError:
+        return None
+    return found[1] if found else None
 
 
 class _DeriveBase(BaseSettings):

@@ -34,13 +34,17 @@ class CategoriesContext(BaseModel):
     neg_stat: str
     si_stat: str
     threshold: float
+    k_source: str = Field(description="'given' (?k=) or 'default' (chosen from the run's size)")
+    k_reason: str = Field(description="how k was chosen, for the page")
+    warnings: list[str] = Field(description="what makes these numbers hard to read, e.g. overlapping top and bottom")
     categories: list[CategoryShares]
 
 
 def build(source: Source, p: CategoriesParams) -> CategoriesContext:
     """Each category of the run, scored with the same k, stats and threshold (p.category is not read)."""
     run = require_run(source, p.run)
-    k = resolve_k(p, run.images)[0]
+    k, k_source, k_reason = resolve_k(p, run.images)
+    overlap = claim_rules.overlap_warning(k, run.images)
     shown = []
     for name, n_category in run.categories.items():
         shown.append(CategoryShares(
@@ -49,7 +53,8 @@ def build(source: Source, p: CategoriesParams) -> CategoriesContext:
         ))
     return CategoriesContext(
         run_id=run.run_id, n_images=run.images, k=k, pos_stat=p.pos_stat, neg_stat=p.neg_stat, si_stat=p.si_stat,
-        threshold=p.threshold, categories=shown,
+        threshold=p.threshold, k_source=k_source, k_reason=k_reason, warnings=[] if overlap is None else [overlap],
+        categories=shown,
     )
 
 

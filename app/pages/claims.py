@@ -256,6 +256,14 @@ def _low_level(ctx: LayerContext, urls: Urls) -> Claim:
                  verdict=verdict, reason=reason, evidence_url=urls.layer(ctx.layer))
 
 
+def _higher(p: float | None) -> str:
+    """The one-sided test that the units' SIs are higher than the directions', worded by its outcome."""
+    if p is None:
+        return "units higher than directions: n/a, one-sided Mann–Whitney"
+    found = "units higher" if p < claim_rules.ALPHA else "units not higher"
+    return f"{found}, one-sided Mann–Whitney p = {p:.3g}"
+
+
 def _axis_aligned(reader: Reader, run: Run, ctx: LayerContext, urls: Urls) -> Claim:
     """The random-basis control (Bau et al. 2017): a layer's selectivity could lie in its space, not its units."""
     directions = basis_si(reader, run, ctx.layer, ctx.category, ctx.si_stat)
@@ -274,8 +282,7 @@ def _axis_aligned(reader: Reader, run: Run, ctx: LayerContext, urls: Urls) -> Cl
     control = (f"{len(per_basis)} random bases (seeds 0–{len(per_basis) - 1}) of {directions.shape[1]} directions: "
                f"{', '.join(str(int(n)) for n in per_basis)} selective; the whole SI distributions: median "
                f"{_num(float(np.median(units)) if units.size else None)} for the units against "
-               f"{_num(float(np.median(rotated)) if rotated.size else None)} for the directions (units higher, "
-               f"one-sided Mann–Whitney {'n/a' if whole is None else f'p = {whole:.3g}'})")
+               f"{_num(float(np.median(rotated)) if rotated.size else None)} for the directions ({_higher(whole)})")
     verdict = claim_rules.axis_aligned_verdict(p)
     rate = f"{sel} selective units against {per_basis.mean():.1f} selective directions per random basis"
     reason = {"cannot_tell": "no unit with an SI",
@@ -289,7 +296,7 @@ def build(reader: Reader, p: ClaimsParams, urls: Urls, *, permutations: int, see
     """Every claim on the chosen layer, with the layer page's own numbers as evidence."""
     run = require_run(reader, p.run)
     if p.layer is None:
-        layer, layer_reason = claim_rules.default_layer(list(run.layers))
+        layer, layer_reason = run.default_layer()
     else:
         require_layer(run, p.layer)
         layer, layer_reason = p.layer, f"{p.layer}, as asked"

@@ -61,7 +61,8 @@ class BeatsCategoryMedian(BaseModel):
 
     count: int
     median: float | None = Field(
-        description="the category's median class: the median over its classes of their means; null without one")
+        description=f"the category's median class: the median of the means of its classes of {claim_rules.FEW_IMAGES} "
+        "or more images (claim_rules.category_median); null without one")
     classes: list[ClassMean] = Field(description="in profile order, highest mean first")
 
 
@@ -69,15 +70,19 @@ class RankedClass(ClassMean):
     """A class with its place in the whole profile."""
 
     rank: int = Field(description="1 for the class with the highest mean")
+    few_images: bool = Field(description=f"fewer than {claim_rules.FEW_IMAGES} images: drawn, but not in the box")
 
 
 class Spread(BaseModel):
-    """How a group of classes' means spread: quartiles (numpy's linear percentiles); null for no class."""
+    """How a group's classes of FEW_IMAGES or more images spread: their means' quartiles (numpy's linear
+    percentiles), null for no such class. The classes ranked, so that the category's median is its median class."""
 
-    classes: int
+    classes: int = Field(description=f"the group's classes of {claim_rules.FEW_IMAGES} or more images, those the "
+                         "spread is over")
+    few_images: int = Field(description=f"the group's classes of fewer than {claim_rules.FEW_IMAGES} images, left out")
     min: float | None
     q1: float | None
-    median: float | None
+    median: float | None = Field(description="for the category, its median class: beats_category_median's median")
     q3: float | None
     max: float | None
 
@@ -128,30 +133,34 @@ def _beats(rows: list[ClassRow], names: dict[str, str]) -> BeatsCategoryMedian:
     return BeatsCategoryMedian(count=len(beaten), median=claim_rules.category_median(rows), classes=beaten)
 
 
-def _spread(means: list[float], median: float | None) -> Spread:
+def _spread(rows: list[ClassRow]) -> Spread:
+    """The spread of the ranked classes among rows; claim_rules' rule decides which are ranked."""
+    means = [row.mean for row in rows if not row.few_images]
+    few = len(rows) - len(means)
     if not means:
-        return Spread(classes=0, min=None, q1=None, median=None, q3=None, max=None)
+        return Spread(classes=0, few_images=few, min=None, q1=None, median=None, q3=None, max=None)
     q1, q3 = (float(q) for q in np.percentile(means, [25, 75]))
-    return Spread(classes=len(means), min=min(means), q1=q1, median=median, q3=q3, max=max(means))
+    return Spread(classes=len(means), few_images=few, min=min(means), q1=q1, median=float(np.median(means)), q3=q3,
+                  max=max(means))
 
 
 def summary(rows: list[ClassRow], names: dict[str, str], stat: str) -> ClassSummary:
     """The unit page's summary of a profile (rows mean descending, as profile() gives them)."""
-    members = [RankedClass(wnid=row.key, class_name=names[row.key], mean=row.mean, rank=rank)
+    members = [RankedClass(wnid=row.key, class_name=names[row.key], mean=row.mean, rank=rank, few_images=row.few_images)
                for rank, row in enumerate(rows, 1) if row.is_category]
-    rest = [row.mean for row in rows if not row.is_category]
+    beats = _beats(rows, names)
+    # One median class on the page: the box's median is the number the summary prints and the bars' dashed line
+    # draw, claim_rules.category_median's, over the same classes.
+    category = _spread([row for row in rows if row.is_category]).model_copy(update={"median": beats.median})
     return ClassSummary(
         stat=stat,
         classes=len(rows),
         top=[_entry(row, names) for row in rows[:SUMMARY_CLASSES]],
         bottom=[_entry(row, names) for row in rows[max(SUMMARY_CLASSES, len(rows) - SUMMARY_CLASSES):]],
-        # The box of every category class (its median too); the median class ranked against is
-        # beats_category_median's, over the classes of FEW_IMAGES or more.
-        category=CategorySpread(**_spread([m.mean for m in members],
-                                          float(np.median([m.mean for m in members])) if members else None
-                                          ).model_dump(), members=members),
-        rest=_spread(rest, float(np.median(rest)) if rest else None),
-        beats_category_median=_beats(rows, names),
+        # Both boxes over the ranked classes (FEW_IMAGES or more), as claim_rules ranks them.
+        category=CategorySpread(**category.model_dump(), members=members),
+        rest=_spread([row for row in rows if not row.is_category]),
+        beats_category_median=beats,
     )
 
 
@@ -210,21 +219,40 @@ def class_bars(groups: list[list[ClassEntry]], stat: str, category: str, median:
 
 
 def class_spread(summary: ClassSummary, category: str) -> Figure:
-    """The category's classes, each a point on its class mean over a box, against the other classes' box."""
+    """The category's classes, each a point on its class mean over a box, against the other classes' box.
+
+    Both boxes are over the classes of FEW_IMAGES or more images, so the category box's median is its median class
+    (the summary's number); a class of fewer images is a faded point beside the box, not in it.
+    """
     members = summary.category.members
-    data: list[dict[str, Any]] = [{
-        "type": "box",
-        "orientation": "h",
-        "name": f"{category} classes ({len(members)})",
-        "x": [m.mean for m in members],
-        "text": [f"{m.class_name}: rank {m.rank} of {summary.classes}" for m in members],
-        "boxpoints": "all",
-        "jitter": 0.5,
-        "pointpos": 0,
-        "hovertemplate": "%{text}<br>mean %{x:.3g}<extra></extra>",
-        "marker": {"color": RED, "size": 6},
-        "line": {"color": RED},
-    }]
+    ranked = [m for m in members if not m.few_images]
+    row = f"{category} classes ({len(ranked)})"
+    data: list[dict[str, Any]] = []
+    if ranked:
+        data.append({
+            "type": "box",
+            "orientation": "h",
+            "name": row,
+            "x": [m.mean for m in ranked],
+            "text": [f"{m.class_name}: rank {m.rank} of {summary.classes}" for m in ranked],
+            "boxpoints": "all",
+            "jitter": 0.5,
+            "pointpos": 0,
+            "hovertemplate": "%{text}<br>mean %{x:.3g}<extra></extra>",
+            "marker": {"color": RED, "size": 6},
+            "line": {"color": RED},
+        })
+    few = [m for m in members if m.few_images]
+    if few:
+        data.append({
+            "type": "scatter", "mode": "markers", "name": f"{category} classes of fewer than "
+            f"{claim_rules.FEW_IMAGES} images ({len(few)})",
+            "x": [m.mean for m in few], "y": [row] * len(few),
+            "text": [f"{m.class_name}: rank {m.rank} of {summary.classes}, fewer than {claim_rules.FEW_IMAGES} "
+                     "images (not in the box)" for m in few],
+            "hovertemplate": "%{text}<br>mean %{x:.3g}<extra></extra>",
+            "marker": {"color": RED, "size": 6, "opacity": 0.4, "symbol": "circle-open"},
+        })
     rest = summary.rest
     if rest.classes:  # only its quartiles travel: the summary stays small with a thousand classes
         data.append({

@@ -40,6 +40,9 @@ class CompareSide(BaseModel):
     run: RunInfo
     n_category: int = Field(description="the run's images in the category")
     k: int = Field(description="the k in use for this run: the one given, or this run's default")
+    k_reason: str = Field(description="how this run's k was chosen, for the page")
+    warnings: list[str] = Field(description="what makes this run's numbers hard to read, e.g. overlapping top and "
+                                "bottom")
     base_rate: float = Field(description="min(k, images) x category share, this run's own")
     layers: list[LayerShares]
 
@@ -89,9 +92,11 @@ def _pick(all_runs: list[Run], a: int | None, b: int | None) -> tuple[Run, Run]:
 
 def _side(source: Source, run: Run, p: ScoreParams) -> CompareSide:
     n_category = require_category(run, p.category)
-    k = resolve_k(p, run.images)[0]
-    return CompareSide(run=run_info(run), n_category=n_category, k=k, base_rate=claim_rules.base_rate(k, run.images, n_category),
-                       layers=layer_shares(source, run, p))
+    k, _, k_reason = resolve_k(p, run.images)
+    overlap = claim_rules.overlap_warning(k, run.images)
+    return CompareSide(run=run_info(run), n_category=n_category, k=k, k_reason=f"run {run.run_id}: {k_reason}",
+                       warnings=[] if overlap is None else [f"run {run.run_id}: {overlap}"],
+                       base_rate=claim_rules.base_rate(k, run.images, n_category), layers=layer_shares(source, run, p))
 
 
 def _pairs(source: Source, a: Run, b: Run, layer: str, p: CompareParams) -> UnitPairs:
@@ -116,7 +121,7 @@ def build(source: Source, p: CompareParams) -> CompareContext:
     if p.layer is not None and p.layer not in common:
         raise NotFound(f"layer {p.layer!r} is not in both runs; both have {', '.join(common) or 'none'}")
     # The claims page's default layer (the study's relative depth), so both pages open on the same layer.
-    layer = p.layer if p.layer is not None else (claim_rules.default_layer(common)[0] if common else None)
+    layer = p.layer if p.layer is not None else (claim_rules.default_layer(common, a.network)[0] if common else None)
     return CompareContext(
         **p.model_dump(exclude={"a", "b", "layer"}),
         a=_side(source, a, _score(p, a)), b=_side(source, b, _score(p, b)),

@@ -11,7 +11,7 @@ from app.params import SearchParams
 from app.render import Page
 from app.urls import Urls
 from unitscope.data.labels import has_labels, search
-from unitscope.data.runs import find_run
+from unitscope.data.runs import find_run, runs
 from unitscope.data.source import Source
 
 # The header's box: `mixed4c 447`, `mixed4c/447` or `mixed4c:447` name a unit.
@@ -85,12 +85,23 @@ def _url(ctx: UnitsContext, urls: Urls) -> str:
     return urls.search(ctx.q, **_query(ctx), offset=ctx.offset or None)
 
 
-def jump_target(source: Source, text: str, urls: Urls) -> str:
-    """Where the header's box goes: a unit page for `layer unit` of the latest run, else the search."""
+def jump_target(source: Source, text: str, urls: Urls, run_id: int | None = None) -> str:
+    """Where the header's box goes: the unit page for `layer unit`, else the label search.
+
+    The unit is looked for in the page's run (`run_id`) first, then in the latest run that has the layer, so
+    `mixed4c 447` finds mixed4c even when the latest run is of another network; NotFound for an unknown run.
+    """
     match = UNIT_TEXT.match(text)
-    run = find_run(source, None)
-    if match and run is not None and match[1] in run.layers and int(match[2]) < run.layers[match[1]][0]:
-        return urls.unit(match[1], int(match[2]))
+    asked = find_run(source, run_id)  # NotFound for a run the DB does not have
+    if match:
+        layer, unit = match[1], int(match[2])
+        run = next((r for r in ([asked] if asked else []) + runs(source) if layer in r.layers), None)
+        if run is not None and unit < run.layers[layer][0]:
+            latest = runs(source)[0]
+            # The run stays in the link when the page named it, or when it is not the latest (which a link
+            # without one shows).
+            keep = run_id is not None or run.run_id != latest.run_id
+            return urls.with_params(run=run.run_id if keep else None).unit(layer, unit)
     return urls.search(text.strip() or None)
 
 

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from unitscope import schema
-from unitscope.data.runs import table_names
+from unitscope.data.runs import require_layer, require_run, runs, table_names
 from unitscope.data.source import Source
+from unitscope.errors import NotFound
 from unitscope.labels import SIDES, Term
 
 SortKey = Literal["auroc", "si", "d_prime", "q"]
@@ -74,12 +75,26 @@ class Hit:
     q: float | None  # that term's q
 
 
+def require_scope(source: Source, run_id: int | None, layer: str | None) -> None:
+    """NotFound unless the run is a complete run and the layer is one of its layers (of any complete run without a
+    run): a filter that names nothing is a mistake to report, not an empty search."""
+    if run_id is not None:
+        run = require_run(source, run_id)
+        if layer is not None:
+            require_layer(run, layer)
+    elif layer is not None:
+        known = list(dict.fromkeys(name for run in runs(source) for name in run.layers))
+        if layer not in known:
+            raise NotFound(f"unknown layer {layer!r}; the runs have {', '.join(known) or 'no layers'}")
+
+
 def search(source: Source, text: str | None, *, run_id: int | None = None, layer: str | None = None,
            side: str | None = None, max_q: float = 0.05, sort: SortKey = "auroc", limit: int = 50,
            offset: int = 0) -> tuple[int, list[Hit]]:
     """(total, one page of hits): units with a term (a class or synset, by name or WNID, any case) or a label that
     contains `text`, among terms with q ≤ max_q; sorted by `sort` (largest first; q smallest first), then run,
-    layer and unit."""
+    layer and unit. NotFound for a run or a layer that no complete run has, as every other view."""
+    require_scope(source, run_id, layer)
     if not has_labels(source):
         return 0, []
     order = {"auroc": "auroc DESC NULLS LAST", "si": "si DESC NULLS LAST", "d_prime": "d_prime DESC NULLS LAST",

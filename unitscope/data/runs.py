@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from unitscope import metrics_sql, schema
+from unitscope import claim_rules, metrics_sql, schema
 from unitscope.data.source import Source
 from unitscope.errors import NotFound
 
@@ -30,6 +31,11 @@ class Run:
     layers: dict[str, tuple[int, int, str]]  # name -> (units, position, module), in depth order
     categories: dict[str, int]  # name -> images in it
     in_order: bool = False  # its responses are stored in (layer, unit, image_id) order (metrics_sql.IN_ORDER_KEY)
+    network: tuple[str, ...] | None = None  # every layer of its model in depth order; None before it was recorded
+
+    def default_layer(self) -> tuple[str, str]:
+        """The claims' layer of this run (claim_rules.default_layer, at the network's depth when it is known), and why."""
+        return claim_rules.default_layer(list(self.layers), self.network)
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -75,6 +81,8 @@ def _read_runs(source: Source) -> list[Run]:
             names.setdefault(run_id, []).append(category)
     in_order = {key.removeprefix(metrics_sql.IN_ORDER_KEY) for (key,) in source.rows(
         f"SELECT key FROM {schema.META} WHERE starts_with(key, $prefix)", {"prefix": metrics_sql.IN_ORDER_KEY})}
+    networks = {key.removeprefix(metrics_sql.NETWORK_KEY): tuple(value.split(",")) for key, value in source.rows(
+        f"SELECT key, value FROM {schema.META} WHERE starts_with(key, $prefix)", {"prefix": metrics_sql.NETWORK_KEY})}
     result = []
     for row in run_rows:
         run_id = row[0]
@@ -89,7 +97,8 @@ def _read_runs(source: Source) -> list[Run]:
         }
         result.append(
             Run(*row, images=images.get(run_id, 0), skipped=skipped.get(run_id, 0),
-                layers=layers.get(run_id, {}), categories=categories, in_order=str(run_id) in in_order)
+                layers=layers.get(run_id, {}), categories=categories, in_order=str(run_id) in in_order,
+                network=networks.get(str(run_id)))
         )
     return result
 
@@ -122,9 +131,15 @@ def require_layer(run: Run, layer: str) -> tuple[int, int, str]:
 
 
 def require_unit(run: Run, layer: str, unit: int) -> int:
-    """The units of a layer of the run, or NotFound when the layer or the unit is not in it."""
+    """The units of a layer of the run, or NotFound when the layer or the unit is not in it.
+
+    TypeError for a unit that is not a whole number: a bool or 3.0 names no unit, and a negative one is no index
+    from the end.
+    """
     units = require_layer(run, layer)[0]
-    if unit >= units:
+    if isinstance(unit, bool) or not isinstance(unit, numbers.Integral):
+        raise TypeError(f"a unit is a whole number (0 to {units - 1} in {layer}), got {unit!r}")
+    if not 0 <= unit < units:
         raise NotFound(f"unit {unit} is not in {layer}, which has units 0 to {units - 1}")
     return units
 

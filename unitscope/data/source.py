@@ -65,6 +65,19 @@ ALIAS = "unitscope"
 REQUIRED_TABLES = frozenset({schema.META, schema.RUNS, schema.IMAGES, schema.RESPONSES, schema.LAYERS_TABLE})
 
 
+# Every DuckDB file starts with a checksum (8 bytes) and then these four.
+DUCKDB_MAGIC, DUCKDB_MAGIC_AT = b"DUCK", 8
+
+
+def _is_duckdb_file(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            head = f.read(DUCKDB_MAGIC_AT + len(DUCKDB_MAGIC))
+    except OSError:
+        return True  # unreadable: let DuckDB say why
+    return head[DUCKDB_MAGIC_AT:] == DUCKDB_MAGIC
+
+
 def open_read_only(path: Path, *, memory_limit: str = "1GB", threads: int = 2) -> duckdb.DuckDBPyConnection:
     """A read-only connection to a unitscope DB, or Unavailable saying why not (not one, another schema version).
 
@@ -73,9 +86,20 @@ def open_read_only(path: Path, *, memory_limit: str = "1GB", threads: int = 2) -
     process, so a second connect to the same path while the old file is still open returns the
     *old* file's data. A fresh in-memory instance never hits that cache.
     """
+    # DuckDB's own errors for these are IOExceptions that name neither the cause nor unitscope: say both.
+    if not Path(path).exists():
+        raise Unavailable(f"no database file at {path}")
+    if not Path(path).is_file():
+        raise Unavailable(f"{path} is not a file: a unitscope database is one DuckDB file")
+    if not _is_duckdb_file(Path(path)):  # junk, a Parquet or CSV file: DuckDB's own message would not say so
+        raise Unavailable(f"{path} is not a DuckDB file, so not a unitscope database")
     con = duckdb.connect(":memory:", config={"memory_limit": memory_limit, "threads": threads})
     try:
-        con.execute(f"ATTACH ? AS {ALIAS} (READ_ONLY)", [str(path)])
+        try:
+            con.execute(f"ATTACH ? AS {ALIAS} (READ_ONLY)", [str(path)])
+        except duckdb.Error as exc:  # a storage version this DuckDB cannot read, a damaged file, a lock held
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise Unavailable(f"cannot open {path} as a unitscope database: {type(exc).__name__}: {first}") from exc
         # Defence in depth: no SQL run here may touch another file or change the limits.
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
@@ -84,11 +108,11 @@ def open_read_only(path: Path, *, memory_limit: str = "1GB", threads: int = 2) -
                                             [ALIAS]).fetchall()}
         missing = REQUIRED_TABLES - tables
         if missing:
-            raise Unavailable(f"{Path(path).name} is not a unitscope database (missing {sorted(missing)})")
+            raise Unavailable(f"{path} is not a unitscope database (missing {sorted(missing)})")
         # Every DB the worker writes stamps its version: a file without one is no DB of ours, whatever tables it has.
         rows = con.execute(f"SELECT value FROM {schema.META} WHERE key = 'schema_version'").fetchall()
         if not rows:
-            raise Unavailable(f"{Path(path).name} has no schema version: not a database written by the worker")
+            raise Unavailable(f"{path} has no schema version: not a database written by the worker")
         if str(rows[0][0]) != str(schema.SCHEMA_VERSION):
             older = str(rows[0][0]).isdigit() and int(rows[0][0]) < schema.SCHEMA_VERSION
             hint = "; `python -m worker derive --db FILE` upgrades it" if older else ""
