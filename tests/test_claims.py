@@ -156,6 +156,19 @@ def test_a_layer_that_is_not_in_the_run_is_404(claims_of, tmp_path):
         assert r.status_code == 404 and "mixed9z" in r.json()["error"]["detail"]
 
 
+def test_a_category_without_images_in_the_run_is_a_warning(tmp_path):
+    """Built-in categories are always recorded: a small run may hold no feline. Its layer page says why nothing is
+    selective; the dog page of the same run has no such warning."""
+    publish_mixed4c_run(tmp_path / "c.duckdb", _responses("one_sided"), WNIDS,
+                        (builtin_category("dog"), builtin_category("feline")))
+    with TestClient(create_app(make_settings(tmp_path / "c.duckdb", tmp_path))) as c:
+        feline = c.get("/api/layers/mixed4c?category=feline").json()
+        dog = c.get("/api/layers/mixed4c?category=dog").json()
+    assert feline["n_category"] == 0 and all(row["si"] is None for row in feline["units"])
+    assert any(f"none of the run's {len(WNIDS)} images are in category feline" in w for w in feline["warnings"])
+    assert not any("are in category" in w for w in dog["warnings"])
+
+
 def test_a_centre_surround_unit_fails_the_exclusive_test_that_the_studys_count_passes(claims_of):
     """Its bottom 100 are its top 100: the study's in_bottom counts them, the exclusive test has nothing left."""
     body = claims_of("centre_surround")

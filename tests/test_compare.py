@@ -156,6 +156,8 @@ def test_defaults_and_refusals(multi):
         ("/api/compare?a=1&b=9", "no complete run 9"),
         ("/api/compare?a=1&b=2&layer=c1", "layer 'c1' is not in both runs; both have l0, l1, l2"),
         ("/api/compare?a=1&b=3&category=bird", "unknown category 'bird'; run 3 has dog"),
+        ("/api/compare?a=1&b=3&layer=l0", "runs 1 and 3 ran different models (net-x and net-y): their units do not "
+         "pair"),
     ):
         response = multi.get(url)
         assert response.status_code == 404 and detail in response.json()["error"]["detail"], url

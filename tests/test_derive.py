@@ -48,6 +48,12 @@ def test_derive_refuses_an_unknown_version_and_a_missing_db(tmp_path: Path, caps
     assert db.read_bytes() == before
     assert cli.main(["derive", "--db", str(tmp_path / "none.duckdb")]) == cli.EXIT_ERROR
     assert "does not exist" in capsys.readouterr().err
+    # A first run still writing it: derive and export say so, not "does not exist".
+    (tmp_path / "first.duckdb.partial").write_bytes(b"")
+    for job in (["derive"], ["export", "--out", str(tmp_path / "out")]):
+        assert cli.main([*job, "--db", str(tmp_path / "first.duckdb")]) == cli.EXIT_ERROR
+        err = capsys.readouterr().err
+        assert "is not published yet: a run is being written to first.duckdb.partial" in err, err
 
 
 def test_derive_upgrades_a_schema_3_db_without_random_bases(tmp_path: Path) -> None:

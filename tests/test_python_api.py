@@ -84,6 +84,9 @@ def test_bad_input_is_named(hand_ro: dict[str, Path], tmp_path: Path) -> None:
             run.layer("conv1").scores(category="cats")
         with pytest.raises(ValueError, match="unknown stat 'median'"):
             run.layer("conv1").scores(si_stat="median")
+        for threshold in (2, -0.1, float("nan")):  # the server's 422s
+            with pytest.raises(ValueError, match="threshold must be an SI, between 0 and 1"):
+                run.layer("conv1").scores(threshold=threshold)
         with pytest.raises(NotFound, match="no complete run 9"):
             db.run(9)
     other = tmp_path / "other.duckdb"

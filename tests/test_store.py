@@ -118,6 +118,9 @@ def test_a_db_that_is_not_a_unitscope_db_is_refused(tmp_path):
 
 
 def test_missing_folder_is_a_clear_error(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(StoreError, match=f"{tmp_path / 'a-file'} is a file, not a folder"):
+        WorkerStore.open(tmp_path / "a-file" / "x.duckdb")
     with pytest.raises(StoreError, match=f"folder {tmp_path / 'nope'} does not exist"):
         WorkerStore.open(tmp_path / "nope" / "x.duckdb")
 

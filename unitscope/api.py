@@ -161,6 +161,8 @@ class Layer:
             schema.stat_column(stat)  # ValueError naming the valid stats
         if k is not None and k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
+        if not 0 <= threshold <= 1:  # an SI lies in [0, 1]; NaN fails this too (the server's 422)
+            raise ValueError(f"threshold must be an SI, between 0 and 1, got {threshold}")
         runs.require_category(run, category)  # NotFound naming the run's categories
         k = claim_rules.default_k(max(run.images, 1))[0] if k is None else k
         found = scores.layer_scores(source, run, self.name, category=category, k=k, si_stat=si_stat,

@@ -18,6 +18,14 @@ class StoreError(RuntimeError):
     """The DB cannot be opened, locked or written; the message names the file and what to do."""
 
 
+def no_db(db: Path) -> StoreError:
+    """The error for a published DB that is not there: a first run may still be writing it beside."""
+    if db.with_name(db.name + ".partial").exists():
+        return StoreError(f"{db} is not published yet: a run is being written to {db.name}.partial (resume it with "
+                          f"python -m worker run --db {db}); this job reads the published file")
+    return StoreError(f"{db} does not exist: publish a run first (python -m worker run --db {db})")
+
+
 def wal_of(path: Path) -> Path:
     """DuckDB's write-ahead log beside a database file."""
     return path.with_name(path.name + ".wal")

@@ -12,7 +12,7 @@ import shutil
 import time
 from pathlib import Path
 
-from worker.db_files import check_version, open_read_only
+from worker.db_files import check_version, no_db, open_read_only
 from worker.settings import ExportSettings
 from worker.store import StoreError
 
@@ -25,7 +25,7 @@ def export(settings: ExportSettings) -> int:
     """Write every table of settings.db under settings.out; returns the exit code."""
     db, out = Path(settings.db), Path(settings.out)
     if not db.is_file():
-        raise StoreError(f"{db} does not exist")
+        raise no_db(db)
     if out.exists():
         raise StoreError(f"{out} already exists; name a new folder (an export never writes over one)")
     partial = out.with_name(out.name + ".partial")

@@ -22,7 +22,7 @@ from unitscope import schema
 from unitscope.data.runs import Run, require_run
 from unitscope.data.source import ConnectionSource, open_read_only
 from unitscope.errors import Problem
-from worker.db_files import Transaction, init_schema, remove, wal_of
+from worker.db_files import Transaction, init_schema, no_db, remove, wal_of
 from worker.publish import publish_rows
 from worker.settings import InterventionSettings
 from worker.store import StoreError, WorkerStore
@@ -44,7 +44,7 @@ class Job:
         self._work: duckdb.DuckDBPyConnection | None = None
         db = Path(settings.db).expanduser()
         if not db.is_file():
-            raise StoreError(f"{db} does not exist: publish a run first (python -m worker run --db {db})")
+            raise no_db(db)
         self.store = self._stack.enter_context(WorkerStore.open(db, memory_limit=settings.memory_limit))
         self.db = self.store.db
         try:

@@ -33,6 +33,7 @@ from worker.db_files import (
     check_version,
     first_line,
     init_schema,
+    no_db,
     open_read_only,
     remove,
     wal_of,
@@ -116,7 +117,8 @@ class WorkerStore:
     def _check_location(self) -> None:
         folder = self.db.parent
         if not folder.is_dir():
-            raise StoreError(f"cannot create {self.db}: folder {folder} does not exist")
+            what = f"{folder} is a file, not a folder" if folder.exists() else f"folder {folder} does not exist"
+            raise StoreError(f"cannot create {self.db}: {what}")
         if self.db.is_dir():
             raise StoreError(f"--db {self.db} is a folder; give a file path such as {self.db / 'unitscope.duckdb'}")
 
@@ -279,7 +281,7 @@ class WorkerStore:
     def rederive(self) -> int:
         """Recompute the derived tables of every published run (worker.publish.rederive); returns the layers done."""
         if not self.db.exists():
-            raise StoreError(f"{self.db} does not exist")
+            raise no_db(self.db)
         return rederive(self.db, self.publishing, config=self._config)
 
     def publish(self, *, ranked_k: int = schema.RANKED_K) -> Published:

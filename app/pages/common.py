@@ -130,13 +130,23 @@ def score_info(run: Run, p: ScoreParams) -> ScoreInfo:
     """The view's parameters with k resolved once, and the warnings that follow from them."""
     n_category = require_category(run, p.category)
     k, k_source, k_reason = resolve_k(p, run.images)
-    overlap = claim_rules.overlap_warning(k, run.images)
+    warnings = [w for w in (claim_rules.overlap_warning(k, run.images), _empty_category(run, p.category, n_category))
+                if w is not None]
     return ScoreInfo(
         run_id=run.run_id, category=p.category, k=k, pos_stat=p.pos_stat, neg_stat=p.neg_stat,
         si_stat=p.si_stat, threshold=p.threshold, n_images=run.images, n_category=n_category,
         base_rate=claim_rules.base_rate(k, run.images, n_category), categories=list(run.categories),
-        k_source=k_source, k_reason=k_reason, warnings=[] if overlap is None else [overlap],
+        k_source=k_source, k_reason=k_reason, warnings=warnings,
     )
+
+
+def _empty_category(run: Run, category: str, n_category: int) -> str | None:
+    """A warning when the category has no image in the run (or every image is in it): no unit has an SI."""
+    if 0 < n_category < run.images:
+        return None
+    which = "none of" if n_category == 0 else "all"
+    return (f"{which} the run's {run.images:,} images are in category {category}: an SI compares the category with the "
+            "rest, so no unit has one, and nothing here is selective for it")
 
 
 def scores(source: Source, run: Run, layer: str, p: ScoreParams, k: int) -> Scores:

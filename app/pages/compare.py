@@ -118,6 +118,9 @@ def build(source: Source, p: CompareParams) -> CompareContext:
     a, b = _pick(all_runs, p.a, p.b)
     common = [name for name, (units, _, _) in a.layers.items() if b.layers.get(name, (None,))[0] == units]
     same_model = a.model == b.model
+    if p.layer is not None and not same_model:
+        raise NotFound(f"runs {a.run_id} and {b.run_id} ran different models ({a.model} and {b.model}): their units do "
+                       "not pair, so there is no layer to pair them on; without ?layer= their layers line up by depth")
     if p.layer is not None and p.layer not in common:
         raise NotFound(f"layer {p.layer!r} is not in both runs; both have {', '.join(common) or 'none'}")
     # The claims page's default layer (the study's relative depth), so both pages open on the same layer.
