@@ -283,7 +283,10 @@ def test_an_explicit_k_that_overlaps_warns_in_json_and_on_the_page(client: TestC
             (warning,) = ctx["warnings"]
             assert warning == claim_rules.overlap_warning(k, N)
         (shown,) = Page(client.get(url).text).find_all("p", cls="warning")
-        assert f"share at least {2 * k - N:,} images" in shown.text, url
+        # From k = N on, top and bottom are every image (min(k, N)): not "share at least 2k - N" of N images.
+        said = (f"share at least {2 * k - N:,} images" if k < N
+                else f"the {N:,} images: each unit's top and bottom k are all")
+        assert said in shown.text, url
     hrefs = Page(client.get(f"/layers/mixed4c?k={k}").text).hrefs()
     assert f"/layers/mixed4c/units/0?k={k}" in hrefs  # a given k is kept
 
