@@ -67,7 +67,9 @@ class ScoreParams(RunParams):
     pos_stat: StatName = Field(schema.DEFAULT_POS_STAT, description="stat ranking the strongest positive")
     neg_stat: StatName = Field(schema.DEFAULT_NEG_STAT, description="stat ranking the strongest negative")
     si_stat: StatName = Field(schema.DEFAULT_SI_STAT, description="stat the selectivity index is computed on")
-    threshold: float = Field(claim_rules.FIGURE_SI, ge=0.0, le=1.0, description="SI at or above which a unit is selective")
+    # allow_inf_nan: NaN fails every bound, and "should be less than or equal to 1" would not say why.
+    threshold: float = Field(claim_rules.FIGURE_SI, ge=0.0, le=1.0, allow_inf_nan=False,
+                             description="SI at or above which a unit is selective")
 
 
 class UnitParams(ScoreParams):
@@ -120,7 +122,7 @@ class SearchParams(RunParams):
     run: whole(0, ID_MAX) | None = Field(None, description="only this run; default: every run")
     layer: str | None = Field(None, min_length=1, max_length=NAME_MAX, description="only this layer")
     side: Literal["excites", "inhibits"] | None = Field(None, description="only terms that excite, or inhibit")
-    max_q: float = Field(0.05, gt=0.0, le=1.0, description="only terms with q at or below this")
+    max_q: float = Field(0.05, gt=0.0, le=1.0, allow_inf_nan=False, description="only terms with q at or below this")
     sort: Literal["auroc", "si", "d_prime", "q"] = Field("auroc", description="auroc: the best matching term's; "
                                                          "si, d_prime: the study's category (dog) on max; q: smallest first")
     limit: whole(1, 500) = Field(50, description="units per page (≤ 500)")

@@ -97,6 +97,9 @@ def test_bad_parameters_are_422(client: TestClient, url: str) -> None:
 def test_validation_detail_names_the_parameter(client: TestClient) -> None:
     error = client.get("/api/layers/mixed4c?k=0&pos_stat=median").json()["error"]
     assert "k:" in error["detail"] and "pos_stat:" in error["detail"]
+    # NaN fails every bound: the detail says what is wrong with it, not "should be less than or equal to 1"
+    error = client.get("/api/layers/mixed4c?threshold=nan").json()["error"]
+    assert "threshold: Input should be a finite number" in error["detail"], error
 
 
 def test_error_shape_is_exactly_this(client: TestClient) -> None:

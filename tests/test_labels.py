@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import duckdb
 import numpy as np
@@ -162,6 +163,11 @@ def test_search_finds_units_by_a_term_sorted_as_asked(real_client: TestClient, r
     # Pages: the second page starts where the first ended.
     second = real_client.get("/api/units", params={"q": name, "limit": 2, "offset": 2}).json()
     assert [(u["layer"], u["unit"]) for u in second["units"]] == [e[1:3] for e in expected[2:4]]
+    # Past the last hit: no hits, and "previous" is the last page that has some (not offset - limit).
+    past = real_client.get("/api/units", params={"q": name, "limit": 2, "offset": 999_999}).json()
+    last = (len(expected) - 1) // 2 * 2
+    assert past["units"] == [] and past["next_url"] is None and past["total"] == len(expected)
+    assert parse_qs(urlsplit(past["prev_url"]).query).get("offset", ["0"]) == [str(last)], past["prev_url"]
     by_si = real_client.get("/api/units", params={"q": name, "sort": "si", "limit": 50}).json()["units"]
     sis = [u["si"] for u in by_si if u["si"] is not None]
     assert sis == sorted(sis, reverse=True)

@@ -69,7 +69,7 @@ def build(source: Source, p: SearchParams, urls: Urls) -> UnitsContext:
     return UnitsContext(
         q=p.q, run=p.run, layer=p.layer, side=p.side, max_q=p.max_q, total=total, offset=p.offset, limit=p.limit,
         sort=p.sort, labelled=has_labels(source), units=units,
-        prev_url=urls.search(p.q, **query, offset=max(0, p.offset - p.limit) or None) if p.offset else None,
+        prev_url=urls.search(p.q, **query, offset=_previous(p.offset, p.limit, total) or None) if p.offset else None,
         next_url=urls.search(p.q, **query, offset=p.offset + p.limit) if p.offset + p.limit < total else None)
 
 
@@ -79,6 +79,12 @@ def _query(view: SearchParams | UnitsContext) -> dict[str, object]:
     return {"run": view.run, "layer": view.layer, "side": view.side,
             **{name: None if getattr(view, name) == getattr(defaults, name) else getattr(view, name)
                for name in ("max_q", "sort", "limit")}}
+
+
+def _previous(offset: int, limit: int, total: int) -> int:
+    """The offset of the page before `offset`: the last page that has hits when `offset` is past them all."""
+    last = (total - 1) // limit * limit if total else 0
+    return max(0, min(offset - limit, last))
 
 
 def _url(ctx: UnitsContext, urls: Urls) -> str:

@@ -105,8 +105,7 @@ def search(source: Source, text: str | None, *, run_id: int | None = None, layer
         "run_id": run_id, "layer": layer, "side": side, "max_q": max_q, "limit": limit, "offset": offset,
         "category": schema.DEFAULT_CATEGORY, "stat": schema.DEFAULT_SI_STAT,
     }
-    rows = source.rows(
-        f"""WITH scope AS (
+    scored = f"""WITH scope AS (
                 SELECT * FROM {schema.UNIT_LABEL_TERMS}
                 WHERE ($run_id IS NULL OR run_id = $run_id) AND ($layer IS NULL OR layer = $layer)
                   AND ($side IS NULL OR side = $side) AND q <= $max_q
@@ -127,11 +126,15 @@ def search(source: Source, text: str | None, *, run_id: int | None = None, layer
                     AND s.category = $category AND s.stat = $stat
                 LEFT JOIN {schema.UNIT_MEASURES} me ON me.run_id = m.run_id AND me.layer = m.layer
                     AND me.unit = m.unit AND me.category = $category AND me.stat = $stat
-            )
-            SELECT run_id, layer, unit, auroc, q, si, d_prime, count(*) OVER () AS total FROM scored
-            ORDER BY {order}, run_id DESC, layer, unit LIMIT $limit OFFSET $offset""", params)
+            )"""
+    rows = source.rows(f"""{scored} SELECT run_id, layer, unit, auroc, q, si, d_prime, count(*) OVER () AS total
+                           FROM scored ORDER BY {order}, run_id DESC, layer, unit LIMIT $limit OFFSET $offset""",
+                       params)
     if not rows:
-        return 0, []
+        # A page past the last hit still says how many there are (its links lead back to them).
+        total = source.rows(f"{scored} SELECT count(*) FROM scored",
+                            {k: v for k, v in params.items() if k not in ("limit", "offset")})[0][0] if offset else 0
+        return int(total), []
     keys = [(r[0], r[1], r[2]) for r in rows]
     where = " OR ".join(f"(run_id = $r{i} AND layer = $l{i} AND unit = $u{i})" for i in range(len(keys)))
     key_params = {f"{c}{i}": v for i, key in enumerate(keys) for c, v in zip("rlu", key, strict=True)}
