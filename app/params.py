@@ -10,7 +10,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 from unitscope import claim_rules, schema
 
 # Bounds: beyond them a request is refused with 422 rather than left to exhaust the server.
-K_MAX = 10_000  # images per unit ranking for in_top/in_bottom (the study: 1000 of 286k)
+K_MAX = claim_rules.K_MAX  # images per unit ranking for in_top/in_bottom
 N_MAX = schema.UNIT_ROW_MAX  # images per row on a unit page
 ID_MAX = 2**31 - 1  # ids are INTEGER in the DB
 THUMB_MIN, THUMB_MAX = 16, 512  # thumbnail edge in pixels

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -73,6 +75,24 @@ def test_a_units_rows_and_responses(hand_ro: dict[str, Path]) -> None:
     assert responses.max() == pytest.approx(top["value"][0])
 
 
+def test_relations_save_as_the_docs_say_and_the_db_stays_read_only(hand_ro: dict[str, Path], tmp_path: Path) -> None:
+    """`.write_parquet` / `.write_csv` of a relation (docs/python-api.md) write the file; the DB itself is read-only."""
+    import duckdb
+
+    with unitscope.open(hand_ro["db"]) as db:
+        scores = db.run().layer("mixed4c").scores(k=2)
+        expected = scores.fetchnumpy()
+        scores.write_parquet(str(tmp_path / "scores.parquet"))
+        db.run().layer("mixed4c").unit(0).top(3).write_csv(str(tmp_path / "top.csv"))
+        with pytest.raises(duckdb.Error, match="read-only"):
+            db.sql("CREATE TABLE mine (x INT)")
+    saved = duckdb.sql(f"SELECT * FROM '{tmp_path / 'scores.parquet'}' ORDER BY unit").fetchnumpy()
+    assert saved["unit"].tolist() == expected["unit"].tolist()
+    np.testing.assert_array_equal(saved["in_top"], expected["in_top"])
+    top = duckdb.sql(f"SELECT image_id FROM '{tmp_path / 'top.csv'}' ORDER BY rank").fetchnumpy()["image_id"]
+    assert top.tolist() == ranked("mixed4c", 0, "max", "top")[:3]
+
+
 def test_bad_input_is_named(hand_ro: dict[str, Path], tmp_path: Path) -> None:
     with unitscope.open(hand_ro["db"]) as db:
         run = db.run()
@@ -84,11 +104,27 @@ def test_bad_input_is_named(hand_ro: dict[str, Path], tmp_path: Path) -> None:
             run.layer("conv1").scores(category="cats")
         with pytest.raises(ValueError, match="unknown stat 'median'"):
             run.layer("conv1").scores(si_stat="median")
+        for k in (0, 10_001):  # the server's 422s
+            with pytest.raises(ValueError, match="k must be 1 to 10,000"):
+                run.layer("conv1").scores(k=k)
         for threshold in (2, -0.1, float("nan")):  # the server's 422s
             with pytest.raises(ValueError, match="threshold must be an SI, between 0 and 1"):
                 run.layer("conv1").scores(threshold=threshold)
         with pytest.raises(NotFound, match="no complete run 9"):
             db.run(9)
+        with pytest.raises(TypeError, match="a run id is a whole number, got '1'"):
+            db.run("1")  # not "no complete run 1"
+        assert db.run(np.int64(1)).info.run_id == 1
+    # A handle reads the file as it was opened: after a publication renames a new file over it, a run it cannot see
+    # says so (the worker publishes by rename; here a copy renamed over it).
+    copy = tmp_path / "published.duckdb"
+    shutil.copy(hand_ro["db"], copy)
+    with unitscope.open(copy) as db:
+        shutil.copy(hand_ro["db"], tmp_path / "next.duckdb")
+        os.replace(tmp_path / "next.duckdb", copy)
+        assert db.run().info.run_id == 1  # still the old file's
+        with pytest.raises(NotFound, match="published again since it was opened: unitscope.open"):
+            db.run(2)
     other = tmp_path / "other.duckdb"
     import duckdb
     duckdb.connect(str(other)).execute("CREATE TABLE t (x INT)").close()

@@ -31,12 +31,23 @@ from unitscope.labels import SIDES
 _names = itertools.count()  # each relation registers its arrays under a name of its own
 
 
+def _identity(path: Path) -> tuple[int, int] | None:
+    """The file at `path` now (device, inode): publication renames a new file over the old one."""
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
+
+
 class Database:
     """A unitscope DB opened read-only."""
 
     def __init__(self, path: str | Path, *, memory_limit: str = "4GB", threads: int = 2) -> None:
         self.path = Path(path)
-        self.connection = open_read_only(self.path, memory_limit=memory_limit, threads=threads)
+        self._opened = _identity(self.path)
+        # Not sandboxed: a relation is the user's to save (.write_parquet, .write_csv); the file stays read-only.
+        self.connection = open_read_only(self.path, memory_limit=memory_limit, threads=threads, sandboxed=False)
         self.source = ConnectionSource(self.connection)
         # The relations handed out live on a cursor of their own, so a half-read one never blocks a query.
         self._tables = self.connection.cursor()
@@ -48,7 +59,15 @@ class Database:
 
     def run(self, run_id: int | None = None) -> Run:
         """A complete run: the latest, or the one with this id."""
-        return Run(self, runs.require_run(self.source, run_id))
+        if run_id is not None and (not isinstance(run_id, numbers.Integral) or isinstance(run_id, bool)):
+            raise TypeError(f"a run id is a whole number, got {run_id!r}")
+        try:
+            return Run(self, runs.require_run(self.source, None if run_id is None else int(run_id)))
+        except NotFound as missing:
+            if _identity(self.path) != self._opened:  # the worker published a new file since: this handle reads the old
+                raise NotFound(f"{missing}; {self.path} was published again since it was opened: "
+                               "unitscope.open() it again to see the new runs") from None
+            raise
 
     def relation(self, columns: Mapping[str, np.ndarray]) -> duckdb.DuckDBPyRelation:
         """Numpy columns as a DuckDB relation of this connection; the arrays are kept until close()."""
@@ -159,8 +178,8 @@ class Layer:
         run, source = self.run.info, self.run.db.source
         for stat in (pos_stat, neg_stat, si_stat):
             schema.stat_column(stat)  # ValueError naming the valid stats
-        if k is not None and k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
+        if k is not None and not 1 <= k <= claim_rules.K_MAX:
+            raise ValueError(f"k must be 1 to {claim_rules.K_MAX:,}, got {k}")
         if not 0 <= threshold <= 1:  # an SI lies in [0, 1]; NaN fails this too (the server's 422)
             raise ValueError(f"threshold must be an SI, between 0 and 1, got {threshold}")
         runs.require_category(run, category)  # NotFound naming the run's categories

@@ -18,6 +18,7 @@ Verdict = Literal["holds", "holds_not_specific", "does_not_hold", "cannot_tell"]
 # Selectivity: SI >= threshold. The study's figure marks SI >= 0.7 (the pages' default); Aparicio
 # et al. (2016) use 0.65. Publication stores the null at both.
 FIGURE_SI: Final = 0.7
+K_MAX: Final = 10_000  # the largest k of a view (the study: 1000 of 286k); the server's 422 and the API's ValueError
 SELECTIVE_SI: Final = 0.65
 FDR: Final = 0.05  # a unit's in_top/in_bottom is significant at BH q < FDR across the layer's units
 ALPHA: Final = 0.05  # a permutation p below this rejects chance

@@ -78,8 +78,12 @@ def _is_duckdb_file(path: Path) -> bool:
     return head[DUCKDB_MAGIC_AT:] == DUCKDB_MAGIC
 
 
-def open_read_only(path: Path, *, memory_limit: str = "1GB", threads: int = 2) -> duckdb.DuckDBPyConnection:
+def open_read_only(path: Path, *, memory_limit: str = "1GB", threads: int = 2,
+                   sandboxed: bool = True) -> duckdb.DuckDBPyConnection:
     """A read-only connection to a unitscope DB, or Unavailable saying why not (not one, another schema version).
+
+    sandboxed (the server's): no SQL on it may read or write another file or change the limits. The Python API's
+    user owns the machine and saves relations with .write_parquet: not sandboxed (the DB stays read-only).
 
     Why `ATTACH ... (READ_ONLY)` into a private in-memory instance instead of
     `duckdb.connect(path, read_only=True)`: DuckDB caches database instances by path inside a
@@ -100,9 +104,9 @@ def open_read_only(path: Path, *, memory_limit: str = "1GB", threads: int = 2) -
         except duckdb.Error as exc:  # a storage version this DuckDB cannot read, a damaged file, a lock held
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise Unavailable(f"cannot open {path} as a unitscope database: {type(exc).__name__}: {first}") from exc
-        # Defence in depth: no SQL run here may touch another file or change the limits.
-        con.execute("SET enable_external_access = false")
-        con.execute("SET lock_configuration = true")
+        if sandboxed:  # defence in depth: no SQL run here may touch another file or change the limits
+            con.execute("SET enable_external_access = false")
+            con.execute("SET lock_configuration = true")
         con.execute(f"USE {ALIAS}")
         tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = ?",
                                             [ALIAS]).fetchall()}
