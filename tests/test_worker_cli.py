@@ -367,3 +367,14 @@ def test_googlenet_from_a_local_state_dict_runs_through_the_cli(tmp_path, imagen
     assert run.network == tuple(GOOGLENET_LAYERS)
     layer, reason = run.default_layer()
     assert layer == "mixed3a" and "through the network (0.27)" in reason
+    # The pages' depth axis is the network's too: conv1 at 0 and mixed3a at 3/11 (not 0 and 1 of the two recorded).
+    from fastapi.testclient import TestClient
+    from fixtures import make_settings
+
+    from app.main import create_app
+
+    with TestClient(create_app(make_settings(db, tmp_path))) as client:
+        (dog,) = [c for c in client.get("/api/categories").json()["categories"] if c["category"] == "dog"]
+        claims = client.get("/api/claims").json()
+    assert [(s["layer"], s["depth"]) for s in dog["layers"]] == [("conv1", 0.0), ("mixed3a", pytest.approx(3 / 11))]
+    assert claims["layer"] == "mixed3a"

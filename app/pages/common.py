@@ -195,13 +195,15 @@ class LayerGroups:
     name: str
     units: int
     position: int
-    depth: float  # relative depth: 0 for the run's first layer, 1 for its last
+    depth: float  # relative depth in the network: 0 for its first layer, 1 for its last
     groups: Groups
 
 
-def relative_depth(index: int, layers: int) -> float:
-    """index / (layers - 1), so the layers of networks of any depth share one axis; 0 for a lone layer."""
-    return index / (layers - 1) if layers > 1 else 0.0
+def relative_depth(run: Run, layer: str) -> float:
+    """i / (layers - 1) in the run's network, so the layers of networks of any depth share one axis (0 for a lone
+    layer); among the recorded layers for a run published before the worker stored its network."""
+    order = list(run.network) if run.network is not None else list(run.layers)
+    return order.index(layer) / (len(order) - 1) if len(order) > 1 else 0.0
 
 
 def layer_groups(source: Source, run: Run, p: ScoreParams) -> list[LayerGroups]:
@@ -211,9 +213,8 @@ def layer_groups(source: Source, run: Run, p: ScoreParams) -> list[LayerGroups]:
     """
     info = score_info(run, p)
     return [
-        LayerGroups(name, units, position, relative_depth(index, len(run.layers)),
-                    groups(scores(source, run, name, p, info.k), info))
-        for index, (name, (units, position, _)) in enumerate(run.layers.items())
+        LayerGroups(name, units, position, relative_depth(run, name), groups(scores(source, run, name, p, info.k), info))
+        for name, (units, position, _) in run.layers.items()
     ]
 
 
