@@ -253,7 +253,8 @@ def test_each_claim_gives_its_verdict_under_every_specification(claims_of):
     for claim in body["claims"]:
         cells = claim["robustness"]["cells"]
         assert {(c["pos_stat"], c["neg_stat"], c["si_stat"], c["threshold"]) for c in cells} == grid
-        assert claim["robustness"]["robust"] == all(c["verdict"] == claim["verdict"] for c in cells)
+        assert claim["robustness"]["robust"] == (claim["verdict"] != "cannot_tell"
+                                                 and all(c["verdict"] == claim["verdict"] for c in cells))
         asked = next(c for c in cells if (c["pos_stat"], c["neg_stat"], c["si_stat"], c["threshold"]) ==
                      ("max", "min", "max", 0.7))
         assert asked["verdict"] == claim["verdict"] and asked["url"] == "/claims"
@@ -269,6 +270,13 @@ def test_each_claim_gives_its_verdict_under_every_specification(claims_of):
         cells = page.by_id(f'grid-{claim["id"]}').find_all("td", cls="cell")
         assert [td.one("a").get("href") for td in cells] == [c["url"] for c in claim["robustness"]["cells"]]
         assert [td.classes[1] for td in cells] == [c["verdict"] for c in claim["robustness"]["cells"]]
+    # Without intervention jobs, their two claims cannot tell in any cell: untested, not robust.
+    for name in ("negative_stimulus", "important"):
+        claim = _claim(body, name)
+        assert {c["verdict"] for c in claim["robustness"]["cells"]} == {"cannot_tell"}
+        assert claim["robustness"]["robust"] is False
+        row = page.by_id(f"grid-{name}").parent
+        assert row.one("span", cls="robust-no").text == "untested: 16 of 16 cannot tell"
 
 
 def _bases_run(tmp_path, bases: tuple[np.ndarray, ...]) -> dict:

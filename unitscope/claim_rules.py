@@ -174,8 +174,9 @@ def beats_category_median(profile: list[ClassRow]) -> list[Hashable]:
 
 
 def robust(verdict: Verdict, cells: Sequence[Verdict]) -> bool:
-    """A claim is robust when every specification of the grid gives the verdict of the one asked for."""
-    return all(cell == verdict for cell in cells)
+    """A claim is robust when every specification of the grid gives the verdict of the one asked for, and that verdict
+    is one: a grid that cannot tell anywhere is untested, not robust."""
+    return verdict != "cannot_tell" and all(cell == verdict for cell in cells)
 
 
 def selective_verdict(p: float | None, selective_units: int, warned: bool) -> Verdict:
