@@ -161,15 +161,17 @@ def _known_head(dog_units: tuple[int, ...]) -> torch.Tensor:
     return weight
 
 
-def _synthetic_db(tmp_path: Path, selective: int = 2) -> Path:
-    """A run of layer mixed4c with 8 units in which the first `selective` are dog-selective (SI 1), 40 images, half
-    dogs."""
+def _synthetic_db(tmp_path: Path, selective: int = 2, on_mean: tuple[int, ...] = ()) -> Path:
+    """A run of layer mixed4c with 8 units in which the first `selective` are dog-selective on max (SI 1), and the
+    units `on_mean` on mean; 40 images, half dogs."""
     db = tmp_path / "synthetic.duckdb"
     wnids = tuple(DOG_WNIDS[i % 2] if i % 2 == 0 else OTHER_WNIDS[i % 8] for i in range(40))
     rng = np.random.default_rng(0)
     stats = rng.normal(0, 1, size=(40, UNITS, 3)).astype(np.float32)
     dog = np.array([w in DOG.wnids for w in wnids])
     stats[:, :selective, 1] = np.where(dog, 10.0, 0.0)[:, None]  # max: dogs only
+    for unit in on_mean:
+        stats[:, unit, 0] = np.where(dog, 10.0, 0.0)
     publish_mixed4c_run(db, stats, wnids, (DOG,))
     return db
 
@@ -293,6 +295,23 @@ def test_negative_stimulus_reads_the_network_on_the_stored_images(tmp_path: Path
     assert seen["category_p"][0] == pytest.approx(selective_share, abs=1e-6)
     empty = client_json(db, tmp_path, "/api/layers/mixed4c/units/7")
     assert empty["visualizations"] == [] and empty["spectrum"] == []
+
+
+def test_negative_stimulus_controls_are_selective_under_no_specification(tmp_path: Path) -> None:
+    """Units 0 to 3 are selective on max, unit 4 on mean. Asked on mean, unit 4 is the selective group; units 0 to 3,
+    visualised because they are selective on max, are not its controls: only units 5 and 6 are."""
+    db = _synthetic_db(tmp_path, selective=4, on_mean=(4,))
+    _publish(db, tmp_path, lambda con: con.executemany(
+        f"INSERT INTO {schema.UNIT_VISUALIZATIONS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        _visualization_rows(0.8, 0.05)))
+    body = client_json(db, tmp_path, "/api/claims?layer=mixed4c&si_stat=mean&threshold=0.65")
+    claim = next(c for c in body["claims"] if c["id"] == "negative_stimulus")
+    assert claim["control"].startswith("the 2 control units' negative images (4 visualised units selective under "
+                                       "another specification left out): median 10.5%"), claim["control"]
+    assert "1 of 1 selective units visualised" in claim["control"]
+    # By hand (_visualization_rows: 0.05 + 0.01 x unit from unit 4 on): unit 4 reads 0.09, units 5 and 6 0.10 and
+    # 0.11, median 0.105. Counted as controls, units 0 to 3 (0.80 to 0.83) would have put the median at 0.815.
+    assert claim["value"] == pytest.approx(0.09, abs=1e-6)
 
 
 def client_json(db: Path, tmp_path: Path, url: str) -> dict:

@@ -19,6 +19,7 @@ from unitscope.data.interventions import (
     network_classes,
 )
 from unitscope.data.runs import Run
+from unitscope.data.scores import selective_anywhere
 from unitscope.data.source import Source
 
 NEGATIVE_STIMULUS = ("The images that drive the selective units furthest below zero look like the category, to the "
@@ -32,10 +33,11 @@ def _median(values: list[float]) -> float | None:
 
 def negative_stimulus(source: Source, run: Run, ctx: LayerContext, urls: Urls) -> Claim:
     """Per unit, the category's share of the network's probability on its negative-optimised images (mean over the
-    unit's images); the selective units' against the control units' (the other units visualised)."""
+    unit's images); the selective units' against the control units': the other units visualised that are selective
+    under no specification of the grid (scores.selective_anywhere), so no cell counts another's selective units."""
     test = (f"per unit, the {ctx.category} share of the network's probability on the images optimised to drive it down; "
-            "the value is the selective units' median, against the other units visualised (one-sided Mann–Whitney "
-            "over units)")
+            "the value is the selective units' median, against the other units visualised that are selective under no "
+            "specification of the grid (one-sided Mann–Whitney over units)")
     stored = layer_visualizations(source, run, ctx.layer)
     classes = network_classes(source, run)
     command = f"python -m worker visualize --db DB --layer {ctx.layer}"
@@ -50,15 +52,18 @@ def negative_stimulus(source: Source, run: Run, ctx: LayerContext, urls: Urls) -
     negative = {u: float(np.mean(s)) for u, s in shares["negative"].items()}
     positive = {u: float(np.mean(s)) for u, s in shares["positive"].items()}
     selective = {u.unit for u in ctx.units if u.selective}
+    elsewhere = selective_anywhere(source, run, ctx.layer, ctx.category) - selective
     sel = sorted(u for u in negative if u in selective)
-    rest = sorted(u for u in negative if u not in selective)
+    rest = sorted(u for u in negative if u not in selective and u not in elsewhere)
+    left_out = sum(u in elsewhere for u in negative)
     sel_neg, rest_neg = [negative[u] for u in sel], [negative[u] for u in rest]
     sel_pos = [positive[u] for u in sel if u in positive]
     p = stats.mann_whitney_p(np.array(sel_neg), np.array(rest_neg), alternative="greater") \
         if sel_neg and rest_neg else None
     below = sum(negative[u] < positive[u] for u in sel if u in positive)
     chance = float(mask.mean())
-    control = (f"the {len(rest)} control units' negative images: median {_pct(_median(rest_neg))}; the same selective "
+    aside = f" ({left_out} visualised units selective under another specification left out)" if left_out else ""
+    control = (f"the {len(rest)} control units' negative images{aside}: median {_pct(_median(rest_neg))}; the same selective "
                f"units' positive images: median {_pct(_median(sel_pos))} (negative below positive for {below} of "
                f"{len(sel_pos)}); a uniform reading gives {_pct(chance)} ({int(mask.sum())} of {mask.size} classes); "
                f"{len(sel)} of {len(selective)} selective units visualised; one-sided Mann–Whitney "

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
-from unitscope import metrics_sql, schema, stats
+from unitscope import claim_rules, metrics_sql, schema, stats
 from unitscope.data.runs import Run, require_category, require_layer, table_names
 from unitscope.data.source import Source, stored_or_computed
 from unitscope.errors import Unavailable
@@ -76,6 +76,17 @@ def layer_scores(source: Source, run: Run, layer: str, *, category: str, k: int,
     rows = tuple(ScoreRow(unit, si[unit], *rest) for unit, *rest in counts)
     return Scores(rows=rows, source="precomputed" if si_stored and counts_stored else "computed", chance=p_q,
                   exclusive=ex, by_unit={r[0]: r for r in rows})
+
+
+def selective_anywhere(source: Source, run: Run, layer: str, category: str) -> set[int]:
+    """The layer's units selective for `category` under some specification of the claims' grid: SI on any of
+    claim_rules.GRID_SI_STATS at or above the lowest of GRID_THRESHOLDS. A control group of "other units" leaves them
+    out, so that units picked as selective under one specification are not another's controls."""
+    units = require_layer(run, layer)[0]
+    lowest = min(claim_rules.GRID_THRESHOLDS)
+    return {unit for stat in claim_rules.GRID_SI_STATS
+            for unit, si in _layer_si(source, run, layer, units, category, stat)[0].items()
+            if si is not None and si >= lowest}
 
 
 def _layer_si(source: Source, run: Run, layer: str, units: int, category: str,
