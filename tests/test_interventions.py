@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 from fastapi.testclient import TestClient
-from fixtures import REPO, make_settings
+from fixtures import REPO, Page, make_settings
 from hand_run import publish_mixed4c_run
 from PIL import Image
 from torch import nn
@@ -312,6 +312,39 @@ def test_negative_stimulus_controls_are_selective_under_no_specification(tmp_pat
     # By hand (_visualization_rows: 0.05 + 0.01 x unit from unit 4 on): unit 4 reads 0.09, units 5 and 6 0.10 and
     # 0.11, median 0.105. Counted as controls, units 0 to 3 (0.80 to 0.83) would have put the median at 0.815.
     assert claim["value"] == pytest.approx(0.09, abs=1e-6)
+
+
+def test_groups_ablated_on_other_images_are_named_not_hidden(tmp_path: Path) -> None:
+    """An ablate job on 64 images, then one on 32 for another category: the first job's groups are left out (their
+    deltas would compare other images); the page and the claim say so and how to ablate them again."""
+    db = _synthetic_db(tmp_path, selective=2)
+    groups = [("baseline", "baseline", None, None, None, None, 32, []),
+              ("selective bird max>=0.7", "selective", "bird", "max", 0.7, None, 32, [3]),
+              ("selective dog max>=0.7", "selective", "dog", "max", 0.7, None, 64, [0, 1]),
+              *[(f"random dog max>=0.7 {i}", "random", "dog", "max", 0.7, i, 64, [2 + i, 4]) for i in (1, 2, 3)]]
+    _publish(db, tmp_path, lambda con: (
+        con.executemany(f"INSERT INTO {schema.ABLATION_GROUPS} VALUES (1, 'mixed4c', ?, ?, ?, ?, ?, ?, ?, ?)", groups),
+        con.executemany(f"INSERT INTO {schema.ABLATION_CLASSES} VALUES (1, 'mixed4c', ?, 0, 4, 2, 3, 1.5)",
+                        [(g[0],) for g in groups])))
+    ablation = client_json(db, tmp_path, "/api/layers/mixed4c/ablation")  # dog at max >= 0.7: the first job's
+    assert ablation["available"] is False
+    assert ablation["hidden"].startswith("4 stored groups of mixed4c (4 on 64 images) are left out: the latest ablate "
+                                         "job's baseline has 32 images"), ablation["hidden"]
+    claim = _claim(db, tmp_path, "important")
+    assert claim["verdict"] == "cannot_tell" and ablation["hidden"] in claim["control"]
+    with TestClient(create_app(make_settings(db, tmp_path))) as client:
+        page = Page(client.get("/layers/mixed4c/ablation").text)
+    assert page.by_id("ablation-hidden").text == f"⚠ {ablation['hidden']}"
+    # The worker warns before it orphans groups: a job on 32 images keeps none of the four on 64 (it replaces the
+    # baseline and bird's group by name); one on 64 images would orphan bird's group and nothing else.
+    from worker.ablate import _orphaned
+    from worker.interventions import Job
+    from worker.settings import AblateSettings
+
+    with Job("ablate", AblateSettings(db=db)) as job:
+        mine = [Group("baseline", "baseline", ()), Group("selective bird max>=0.7", "selective", (3,))]
+        assert (_orphaned(job, mine, 32), _orphaned(job, mine, 64)) == (4, 0)
+        assert _orphaned(job, [Group("baseline", "baseline", ())], 64) == 1
 
 
 def client_json(db: Path, tmp_path: Path, url: str) -> dict:

@@ -19,6 +19,7 @@ import numpy as np
 
 from unitscope import schema
 from unitscope.data.interventions import control_units, selective_units
+from unitscope.data.runs import table_names
 from worker.interventions import Job, config_digest, say
 from worker.settings import AblateSettings, parse_units
 
@@ -108,6 +109,11 @@ def ablate(settings: AblateSettings) -> int:
         loader = make_loader(ImageDataset(root, [(i, p) for i, p, _ in todo], model.transform),
                              batch_size=batch_size, workers=min(workers, max(1, len(todo) // batch_size)),
                              pin_memory=device.type == "cuda")
+        orphaned = _orphaned(job, groups, len(images))
+        if orphaned:
+            say(f"warning: {orphaned} groups of {job.layer} stored by an earlier ablate job were tallied on another "
+                f"number of images than this job's {len(images):,}; once this job replaces the baseline the pages leave "
+                "them out until they are ablated again on these images (rerun with that job's --limit to keep them)")
         say(f"ablating {len(groups) - 1} groups of {job.layer}'s units (run {job.run.run_id}; {len(groups[1].units)} "
             f"selective for {settings.category}, {settings.groups} random groups as large) on {len(images)} images "
             f"on {device}" + (f"; resuming after {done}" if done else ""))
@@ -153,6 +159,18 @@ def ablate(settings: AblateSettings) -> int:
         say(f"{len(groups) - 1} groups on {int(tally.n.sum())} images ({skipped} no longer decode) stored in {job.db} "
             f"in {seconds:.0f} s ({seconds / max(1, len(groups) - 1):.1f} s per group); baseline top-1 {base:.1%}")
     return 0
+
+
+def _orphaned(job: Job, groups: list[Group], images: int) -> int:
+    """Stored groups of the layer that this job does not replace and that were tallied on another number of images:
+    its baseline will leave them out (unitscope.data.interventions.ablation_groups)."""
+    if schema.ABLATION_GROUPS not in table_names(job.source):
+        return 0
+    names = [g.name for g in groups]
+    return int(job.source.rows(
+        f"SELECT count(*) FROM {schema.ABLATION_GROUPS} WHERE run_id = $run AND layer = $layer AND images <> $images "
+        "AND NOT list_contains($names, name)",
+        {"run": job.run.run_id, "layer": job.layer, "images": images, "names": names})[0][0])
 
 
 def _resume(checkpoint: Path, digest: str, tally: Tally) -> int:

@@ -58,6 +58,9 @@ class AblationContext(BaseModel):
     p: float | None = Field(None, description="one-sided permutation p: random groups whose delta_category is as low "
                             "as the selective group's or lower, (1 + count) / (1 + groups)")
     command: str = Field(description="the worker command that computes it")
+    hidden: str | None = Field(None, description="stored groups of this layer left out because they were ablated on "
+                               "another number of images than the baseline's (an earlier job's --limit), and what to "
+                               "run; null when none")
 
 
 def build(source: Source, layer: str, p: ScoreParams) -> AblationContext:
@@ -74,8 +77,17 @@ def layer_ablation(source: Source, run: Run, layer: str, category: str, si_stat:
     command = (f"python -m worker ablate --db DB --layer {layer} --category {category} --si-stat {si_stat} "
                f"--threshold {threshold:g}")
     found = interventions.layer_ablation(source, run, layer, category, si_stat, threshold)
+    hidden = interventions.hidden_ablations(source, run, layer)
+    note = None
+    if hidden:
+        current = interventions.ablation_groups(source, run, layer)
+        counts = ", ".join(f"{n} on {images:,} images" for images, n in hidden.items())
+        baseline = f"has {current[0].images:,} images" if current else "is missing"
+        note = (f"{sum(hidden.values())} stored groups of {layer} ({counts}) are left out: the latest ablate job's "
+                f"baseline {baseline}, and a group is compared only on its baseline's images; ablate them again with "
+                "one --limit")
     context = AblationContext(run_id=run.run_id, layer=layer, category=category, categories=list(run.categories),
-                              available=found is not None, command=command)
+                              available=found is not None, command=command, hidden=note)
     if found is None:
         return context
     context.selection = f"SI ({si_stat}) ≥ {threshold:g}: {len(found.groups[0].units)} units"

@@ -94,7 +94,8 @@ def important(source: Source, run: Run, ctx: LayerContext, urls: Urls) -> Claim:
     evidence = urls.ablation(ctx.layer)
     if not abl.available:
         return Claim(id="important", claim=IMPORTANT, test=test, value=None, verdict="cannot_tell",
-                     control=f"no ablation of these selective units in this run ({abl.command})",
+                     control=f"no ablation of these selective units in this run ({abl.command})"
+                             + (f"; {abl.hidden}" if abl.hidden else ""),
                      reason=f"not ablated at SI ({ctx.si_stat}) ≥ {ctx.threshold:g}", evidence_url=evidence)
     sel = abl.groups[0]
     random = [g.delta_category for g in abl.groups if g.kind == "random" and g.delta_category is not None]

@@ -173,6 +173,19 @@ def ablation_groups(source: Source, run: Run, layer: str) -> list[AblationGroup]
     return source.cached(("ablation_groups", run.run_id, layer), read)
 
 
+def hidden_ablations(source: Source, run: Run, layer: str) -> dict[int, int]:
+    """Images -> how many of the layer's stored groups were tallied on that many, for every count but the baseline's:
+    the groups ablation_groups leaves out (an earlier ablate job's --limit), so a page can say why, not "none"."""
+    if schema.ABLATION_GROUPS not in table_names(source):
+        return {}
+    rows = source.rows(
+        f"""SELECT images, count(*) FROM {schema.ABLATION_GROUPS} WHERE run_id = $run AND layer = $layer
+              AND images IS DISTINCT FROM (SELECT max(images) FROM {schema.ABLATION_GROUPS}
+                                           WHERE run_id = $run AND layer = $layer AND kind = 'baseline')
+            GROUP BY images ORDER BY images""", {"run": run.run_id, "layer": layer})
+    return {int(images): int(n) for images, n in rows}
+
+
 def _natural(name: str) -> tuple[object, ...]:
     """'random dog 10' after 'random dog 9'."""
     head, _, tail = name.rpartition(" ")
