@@ -55,7 +55,8 @@ def test_unknown_units_and_formats_are_refused(client: TestClient) -> None:
     assert client.get("/api/layers/mixed4c/units/0/responses.xlsx").status_code == 422
 
 
-def test_worker_export_writes_every_table_as_parquet_that_rebuilds_the_db(tmp_path: Path) -> None:
+def test_worker_export_writes_every_table_as_parquet_that_rebuilds_the_db(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
     db = tmp_path / "hand.duckdb"
     publish_hand_run(db, ranked_k=3)
     out = tmp_path / "export"
@@ -64,6 +65,9 @@ def test_worker_export_writes_every_table_as_parquet_that_rebuilds_the_db(tmp_pa
     assert {p.stem for p in out.glob("*.parquet")} == set(published)
     assert (out / "schema.sql").is_file() and (out / "load.sql").is_file()
     assert not out.with_name("export.partial").exists()
+    # load.sql names the files where they are, for a reader of it (IMPORT DATABASE finds them either way)
+    load = (out / "load.sql").read_text()
+    assert f"'{out / 'responses.parquet'}'" in load and "export.partial" not in load
     with duckdb.connect() as con:  # a Parquet file reads on its own, as Polars or pandas would read it
         assert con.execute(f"SELECT count(*) FROM '{out / 'responses.parquet'}'").fetchone()[0] == \
             len(published[schema.RESPONSES])
@@ -77,3 +81,8 @@ def test_worker_export_writes_every_table_as_parquet_that_rebuilds_the_db(tmp_pa
         con.execute(f"UPDATE {schema.META} SET value = '5' WHERE key = 'schema_version'")
     assert cli.main(["export", "--db", str(db), "--out", str(tmp_path / "other")]) == cli.EXIT_ERROR
     assert not (tmp_path / "other").exists()
+    # Not a DuckDB file at all: said so, not DuckDB's "Cannot launch in-memory database in read-only mode"
+    (tmp_path / "x.parquet").write_bytes(b"PAR1" + bytes(64))
+    capsys.readouterr()
+    assert cli.main(["export", "--db", str(tmp_path / "x.parquet"), "--out", str(tmp_path / "x")]) == cli.EXIT_ERROR
+    assert "x.parquet is not a DuckDB file, so not a unitscope DB" in capsys.readouterr().err

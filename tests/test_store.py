@@ -107,7 +107,7 @@ def test_a_db_that_is_not_a_unitscope_db_is_refused(tmp_path):
         WorkerStore.open(foreign)
     text = tmp_path / "text.duckdb"
     text.write_text("hello")
-    with pytest.raises(StoreError, match="cannot open .*text.duckdb as a DuckDB file"):
+    with pytest.raises(StoreError, match="text.duckdb is not a DuckDB file, so not a unitscope DB"):
         WorkerStore.open(text)
     newer = tmp_path / "newer.duckdb"
     publish_hand_run(newer, ranked_k=2)

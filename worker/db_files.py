@@ -12,6 +12,7 @@ from typing import Final
 import duckdb
 
 from unitscope import schema
+from unitscope.data.source import is_duckdb_file
 
 
 class StoreError(RuntimeError):
@@ -53,6 +54,8 @@ def utc_now() -> datetime:
 
 def open_read_only(path: Path) -> duckdb.DuckDBPyConnection:
     """A read-only connection to a DuckDB file, or a StoreError naming it."""
+    if path.is_file() and not is_duckdb_file(path):  # DuckDB's own error would not say so (a Parquet file, say)
+        raise StoreError(f"{path} is not a DuckDB file, so not a unitscope DB; use another --db")
     try:
         return duckdb.connect(str(path), read_only=True)
     except duckdb.Error as exc:

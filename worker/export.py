@@ -38,6 +38,11 @@ def export(settings: ExportSettings) -> int:
         _say(f"exporting {len(tables)} tables of {db} to {out}…")
         partial.parent.mkdir(parents=True, exist_ok=True)
         con.execute(f"EXPORT DATABASE '{str(partial).replace(chr(39), chr(39) * 2)}' (FORMAT parquet)")
+    # load.sql names each file by the folder it was written to: the final one, for a reader of load.sql itself
+    # (IMPORT DATABASE finds the files beside it either way).
+    load = partial / "load.sql"
+    if load.is_file():
+        load.write_text(load.read_text().replace(str(partial), str(out)))
     partial.rename(out)
     size = sum(p.stat().st_size for p in out.iterdir())
     _say(f"{len(tables)} tables, {size / 2**20:,.1f} MiB of Parquet in {time.perf_counter() - started:.1f} s: {out} "

@@ -69,7 +69,8 @@ REQUIRED_TABLES = frozenset({schema.META, schema.RUNS, schema.IMAGES, schema.RES
 DUCKDB_MAGIC, DUCKDB_MAGIC_AT = b"DUCK", 8
 
 
-def _is_duckdb_file(path: Path) -> bool:
+def is_duckdb_file(path: Path) -> bool:
+    """Whether the file starts as every DuckDB file does (True when it cannot be read: DuckDB then says why)."""
     try:
         with path.open("rb") as f:
             head = f.read(DUCKDB_MAGIC_AT + len(DUCKDB_MAGIC))
@@ -95,7 +96,7 @@ def open_read_only(path: Path, *, memory_limit: str = "1GB", threads: int = 2,
         raise Unavailable(f"no database file at {path}")
     if not Path(path).is_file():
         raise Unavailable(f"{path} is not a file: a unitscope database is one DuckDB file")
-    if not _is_duckdb_file(Path(path)):  # junk, a Parquet or CSV file: DuckDB's own message would not say so
+    if not is_duckdb_file(Path(path)):  # junk, a Parquet or CSV file: DuckDB's own message would not say so
         raise Unavailable(f"{path} is not a DuckDB file, so not a unitscope database")
     con = duckdb.connect(":memory:", config={"memory_limit": memory_limit, "threads": threads})
     try:
