@@ -315,17 +315,21 @@ def test_negative_stimulus_controls_are_selective_under_no_specification(tmp_pat
 
 
 def test_groups_ablated_on_other_images_are_named_not_hidden(tmp_path: Path) -> None:
-    """An ablate job on 64 images, then one on 32 for another category: the first job's groups are left out (their
+    """An ablate job on 64 images, then one on 32 at another threshold: the first job's groups are left out (their
     deltas would compare other images); the page and the claim say so and how to ablate them again."""
     db = _synthetic_db(tmp_path, selective=2)
     groups = [("baseline", "baseline", None, None, None, None, 32, []),
-              ("selective bird max>=0.7", "selective", "bird", "max", 0.7, None, 32, [3]),
+              ("selective dog max>=0.65", "selective", "dog", "max", 0.65, None, 32, [3]),
               ("selective dog max>=0.7", "selective", "dog", "max", 0.7, None, 64, [0, 1]),
               *[(f"random dog max>=0.7 {i}", "random", "dog", "max", 0.7, i, 64, [2 + i, 4]) for i in (1, 2, 3)]]
     _publish(db, tmp_path, lambda con: (
         con.executemany(f"INSERT INTO {schema.ABLATION_GROUPS} VALUES (1, 'mixed4c', ?, ?, ?, ?, ?, ?, ?, ?)", groups),
         con.executemany(f"INSERT INTO {schema.ABLATION_CLASSES} VALUES (1, 'mixed4c', ?, 0, 4, 2, 3, 1.5)",
                         [(g[0],) for g in groups])))
+    latest = client_json(db, tmp_path, "/api/layers/mixed4c/ablation?threshold=0.65")
+    assert latest["available"] is True  # the latest job's, with no random group: p cannot reach 0.05, and it says so
+    assert latest["few_groups"].startswith("0 random groups: a permutation p over them cannot fall below 1, so it "
+                                         "cannot reach 0.05 with fewer than 19"), latest["few_groups"]
     ablation = client_json(db, tmp_path, "/api/layers/mixed4c/ablation")  # dog at max >= 0.7: the first job's
     assert ablation["available"] is False
     assert ablation["hidden"].startswith("4 stored groups of mixed4c (4 on 64 images) are left out: the latest ablate "
@@ -336,13 +340,13 @@ def test_groups_ablated_on_other_images_are_named_not_hidden(tmp_path: Path) -> 
         page = Page(client.get("/layers/mixed4c/ablation").text)
     assert page.by_id("ablation-hidden").text == f"⚠ {ablation['hidden']}"
     # The worker warns before it orphans groups: a job on 32 images keeps none of the four on 64 (it replaces the
-    # baseline and bird's group by name); one on 64 images would orphan bird's group and nothing else.
+    # baseline and the 0.65 group by name); one on 64 images would orphan the 0.65 group and nothing else.
     from worker.ablate import _orphaned
     from worker.interventions import Job
     from worker.settings import AblateSettings
 
     with Job("ablate", AblateSettings(db=db)) as job:
-        mine = [Group("baseline", "baseline", ()), Group("selective bird max>=0.7", "selective", (3,))]
+        mine = [Group("baseline", "baseline", ()), Group("selective dog max>=0.65", "selective", (3,))]
         assert (_orphaned(job, mine, 32), _orphaned(job, mine, 64)) == (4, 0)
         assert _orphaned(job, [Group("baseline", "baseline", ())], 64) == 1
 

@@ -15,6 +15,7 @@ from app.figures import BLUE, GREY, RED, Figure, base_layout, titled_axis
 from app.params import ScoreParams
 from app.render import Page
 from app.urls import Urls
+from unitscope import claim_rules
 from unitscope.data import interventions
 from unitscope.data.runs import Run, require_category, require_layer, require_run
 from unitscope.data.source import Source
@@ -58,6 +59,8 @@ class AblationContext(BaseModel):
     p: float | None = Field(None, description="one-sided permutation p: random groups whose delta_category is as low "
                             "as the selective group's or lower, (1 + count) / (1 + groups)")
     command: str = Field(description="the worker command that computes it")
+    few_groups: str | None = Field(None, description="why p cannot reach the claims' alpha with this few random "
+                                   "groups; null with enough")
     hidden: str | None = Field(None, description="stored groups of this layer left out because they were ablated on "
                                "another number of images than the baseline's (an earlier job's --limit), and what to "
                                "run; null when none")
@@ -94,6 +97,12 @@ def layer_ablation(source: Source, run: Run, layer: str, category: str, si_stat:
     context.n_category, context.n_rest, context.p = found.n_category, found.n_rest, found.p
     context.baseline = Baseline(top1=found.top1, top5=found.top5, n=found.n, top1_category=found.top1_category,
                                 top1_rest=found.top1_rest)
+    random = sum(g.kind == "random" for g in found.groups)
+    if random < claim_rules.MIN_RANDOM_GROUPS:
+        context.few_groups = (f"{random} random groups: a permutation p over them cannot fall below "
+                              f"{1 / (1 + random):.3g}, so it cannot reach {claim_rules.ALPHA:g} with fewer than "
+                              f"{claim_rules.MIN_RANDOM_GROUPS}, and the claim cannot tell (python -m worker ablate "
+                              "--groups 20)")
     context.groups = [GroupResult(name=g.name, kind=g.kind, units=list(g.units), top1_category=g.top1_category,
                                   top1_rest=g.top1_rest, delta_category=g.delta_category, delta_rest=g.delta_rest)
                       for g in found.groups]
