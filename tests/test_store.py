@@ -35,8 +35,10 @@ def test_an_unfinished_run_of_another_configuration_is_not_mixed_in(tmp_path):
     with WorkerStore.open(db) as store:
         store.begin(spec_for(("a/0.JPEG", "a/1.JPEG")))
     with WorkerStore.open(db) as store:
-        with pytest.raises(StoreError, match="different configuration.*--restart"):
+        with pytest.raises(StoreError, match="different configuration.*--restart") as refused:
             store.begin(spec_for(("a/0.JPEG",)))
+        # what differs, and only that
+        assert "it differs in files (--limit): 2, now 1)" in str(refused.value)
         store.discard_partial()
         assert store.begin(spec_for(("a/0.JPEG",))).resumed is False
 

@@ -65,6 +65,19 @@ class Progress:
     resumed: bool
 
 
+def _differences(con: duckdb.DuckDBPyConnection, spec: RunSpec) -> list[str]:
+    """What a working file's unfinished run has that `spec` has not, as "what: stored, not given" (the run's own rows)."""
+    model, sha, root, files = con.execute(
+        f"SELECT model, weights_sha256, images_root, n_files FROM {schema.RUNS}").fetchone()
+    layers = [r[0] for r in con.execute(f"SELECT layer FROM {schema.LAYERS_TABLE} ORDER BY position").fetchall()]
+    categories = sorted({r[0] for r in con.execute(f"SELECT DISTINCT category FROM {schema.CATEGORIES}").fetchall()})
+    given = {"model": (model, spec.model), "weights (sha256)": (sha[:12], spec.weights_sha256[:12]),
+             "images": (root, spec.images_root), "files (--limit)": (files, len(spec.files)),
+             "layers": (" ".join(layers), " ".join(layer.name for layer in spec.layers)),
+             "categories": (" ".join(categories), " ".join(sorted(c.name for c in spec.categories)))}
+    return [f"{what}: {stored}, now {now}" for what, (stored, now) in given.items() if stored != now]
+
+
 class WorkerStore:
     """The writer side of one DB path. Use `WorkerStore.open(db)` as a context manager."""
 
@@ -201,9 +214,11 @@ class WorkerStore:
         con = self._work()
         row = con.execute(f"SELECT config_hash, model, images_root, n_files, started_at FROM {schema.RUNS}").fetchone()
         if row is not None and row[0] != config_hash:
+            differ = _differences(con, spec)
             raise StoreError(
                 f"{self.partial} holds an unfinished run with a different configuration "
-                f"({row[1]} on {row[3]} files of {row[2]}, started {row[4]:%Y-%m-%d %H:%M} UTC); "
+                f"({row[1]} on {row[3]} files of {row[2]}, started {row[4]:%Y-%m-%d %H:%M} UTC"
+                f"{'; it differs in ' + '; '.join(differ) if differ else ''}); "
                 "rerun that command to finish it, or pass --restart to discard it"
             )
         if _has_rows(con, _OLD_STAGING):
