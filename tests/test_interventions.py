@@ -288,6 +288,16 @@ def test_negative_stimulus_reads_the_network_on_the_stored_images(tmp_path: Path
     assert [(v["direction"], v["index"]) for v in unit["visualizations"]] == [("negative", 0), ("positive", 0)]
     assert unit["visualizations"][0]["category_p"] == pytest.approx(selective_share, abs=1e-6)
     assert unit["convergence"] == {"positive": True, "negative": True, "message": None}
+    # The spectrum's photos run from the most negative to the most positive, the near-zero ones (chosen by |value|)
+    # among them in order, on every unit; some units' near-zero photos have both signs.
+    mixed = 0
+    for u in range(UNITS - 1):
+        spectrum = client_json(db, tmp_path, f"/api/layers/mixed4c/units/{u}")["spectrum"]
+        photos = [s["value"] for s in spectrum if s["kind"] in ("negative", "near_zero", "positive")]
+        near = [s["value"] for s in spectrum if s["kind"] == "near_zero"]
+        assert photos == sorted(photos), u
+        mixed += min(near) < 0 < max(near)
+    assert mixed
     assert unit["visualizations"][1]["top5"][0]["class_index"] in (0, 1)
     with unitscope.open(db) as notebook:
         seen = notebook.run().layer("mixed4c").unit(0).visualizations().fetchnumpy()

@@ -140,6 +140,8 @@ def spectrum(source: Source, run: Run, layer: str, unit: int, category: str, ent
 
     def dataset(kind: str, reverse: bool) -> list[SpectrumItem]:
         rows = ranked[kind][::-1] if reverse else ranked[kind]
+        if kind == "near_zero":  # ranked by |value|: on the spectrum, in the order of the values, as the rest
+            rows = sorted(rows, key=lambda row: row[-1])
         return [SpectrumItem(kind=kind, value=float(value), thumbnail=urls.image(run.run_id, image_id, THUMB_SIZES[1]),
                              link=urls.image(run.run_id, image_id), label=class_name, is_category=bool(is_cat))
                 for image_id, _, class_name, is_cat, value in rows]
