@@ -99,6 +99,9 @@ def test_two_ranks_publish_the_single_process_db(tmp_path: Path, images: Path, r
     done = subprocess.run(torchrun_cmd(images, db), cwd=REPO, env=env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "rank 1 of 2: 6 images stored in dist.duckdb.shard-1-of-2; rank 0 publishes" in done.stderr
+    # The summary's counts are rank 0's share, and say so beside the whole run's
+    assert re.search(r"published to .*: 14 images, 0 skipped; this session, rank 0 of 2: 8 images in", done.stderr), \
+        done.stderr
     assert_same_db(db, reference)
 
 

@@ -219,7 +219,7 @@ def run(settings: WorkerSettings) -> int:
                 store.fold_shards()
             _second_pass(settings, store, root, files, model.transform, extractor, device.type)
         result = store.publish()
-    _summary(result, counts, time.perf_counter() - started, store.db)
+    _summary(result, counts, time.perf_counter() - started, store.db, rank)
     return EXIT_SKIPPED if result.skipped else EXIT_OK
 
 
@@ -386,11 +386,13 @@ def _second_pass(
     _say(f"second pass: {done.maps} maps of {done.images} images in {done.seconds:.1f} s{missing}")
 
 
-def _summary(result: Published, counts: _Counts, seconds: float, db: Path) -> None:
+def _summary(result: Published, counts: _Counts, seconds: float, db: Path, rank: Rank | None = None) -> None:
     rate = counts.images / counts.seconds if counts.seconds > 0 else 0.0
+    # Under torchrun the counts are rank 0's own share; the published figures are the whole run's.
+    who = "this session" if rank is None else f"this session, rank 0 of {rank.world}"
     _say(
         f"run {result.run_id} published to {db}: {result.images} images, {result.skipped} skipped"
-        f"{' (see the skipped table)' if result.skipped else ''}; this session: {counts.images} images in "
+        f"{' (see the skipped table)' if result.skipped else ''}; {who}: {counts.images} images in "
         f"{counts.seconds:.1f} s ({rate:.1f} images/s), {seconds:.1f} s in all; DB {result.db_bytes / 1e6:.1f} MB, "
         f"{result.bytes_per_value:.2f} bytes per stored value"
     )
