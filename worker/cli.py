@@ -278,7 +278,6 @@ def _images_root(settings: WorkerSettings) -> Path:
     return Path(ensure_default_images(Path(settings.cache).expanduser())).resolve()
 
 
-
 def build_loader(
     root: Path, decodable: list[tuple[int, str]], transform: Any, settings: WorkerSettings, device_type: str
 ) -> Any:
@@ -388,8 +387,7 @@ def _second_pass(
 
 def _summary(result: Published, counts: _Counts, seconds: float, db: Path, rank: Rank | None = None) -> None:
     rate = counts.images / counts.seconds if counts.seconds > 0 else 0.0
-    # Under torchrun the counts are rank 0's own share; the published figures are the whole run's.
-    who = "this session" if rank is None else f"this session, rank 0 of {rank.world}"
+    who = "this session" if rank is None else f"this session, rank 0 of {rank.world}"  # its share: not the run's
     _say(
         f"run {result.run_id} published to {db}: {result.images} images, {result.skipped} skipped"
         f"{' (see the skipped table)' if result.skipped else ''}; {who}: {counts.images} images in "
