@@ -24,20 +24,11 @@ import numpy as np
 
 from unitscope import claim_rules, schema
 from unitscope.data import interventions, labels, measures, rankings, runs, scores
-from unitscope.data.source import ALIAS, ConnectionSource, open_read_only
+from unitscope.data.source import ALIAS, ConnectionSource, file_identity, open_read_only
 from unitscope.errors import NotFound
 from unitscope.labels import SIDES
 
 _names = itertools.count()  # each relation registers its arrays under a name of its own
-
-
-def _identity(path: Path) -> tuple[int, int] | None:
-    """The file at `path` now (device, inode): publication renames a new file over the old one."""
-    try:
-        found = path.stat()
-    except OSError:
-        return None
-    return found.st_dev, found.st_ino
 
 
 class Database:
@@ -45,7 +36,7 @@ class Database:
 
     def __init__(self, path: str | Path, *, memory_limit: str = "4GB", threads: int = 2) -> None:
         self.path = Path(path)
-        self._opened = _identity(self.path)
+        self._opened = file_identity(self.path)
         # Not sandboxed: a relation is the user's to save (.write_parquet, .write_csv); the file stays read-only.
         self.connection = open_read_only(self.path, memory_limit=memory_limit, threads=threads, sandboxed=False)
         self.source = ConnectionSource(self.connection)
@@ -64,7 +55,7 @@ class Database:
         try:
             return Run(self, runs.require_run(self.source, None if run_id is None else int(run_id)))
         except NotFound as missing:
-            if _identity(self.path) != self._opened:  # the worker published a new file since: this handle reads the old
+            if file_identity(self.path) != self._opened:  # a newer file was published: this handle reads the old one
                 raise NotFound(f"{missing}; {self.path} was published again since it was opened: "
                                "unitscope.open() it again to see the new runs") from None
             raise

@@ -120,6 +120,12 @@ def enriched_exclusively(exclusive_q: float) -> bool:
     return exclusive_q < FDR
 
 
+def relative_depth(layer: str, order: Sequence[str]) -> float:
+    """i / (layers - 1) of `layer` in `order` (a network's layers, in depth order), so that networks of any depth share
+    one axis; 0 for a lone layer."""
+    return list(order).index(layer) / (len(order) - 1) if len(order) > 1 else 0.0
+
+
 def default_layer(layers: Sequence[str], network: Sequence[str] | None = None) -> tuple[str, str]:
     """The recorded layer at the study's relative depth (the deepest at or below DEFAULT_DEPTH), and why.
 
@@ -129,8 +135,7 @@ def default_layer(layers: Sequence[str], network: Sequence[str] | None = None) -
     """
     recorded = list(layers)
     order = list(network) if network is not None else recorded
-    last = max(len(order) - 1, 1)
-    depth = {name: order.index(name) / last for name in recorded}
+    depth = {name: relative_depth(name, order) for name in recorded}
     within = [name for name in recorded if depth[name] <= DEFAULT_DEPTH]
     among = "the network" if network is not None else f"the {len(recorded)} recorded layers"
     if not within:

@@ -297,12 +297,13 @@ def _copy_published(pub: duckdb.DuckDBPyConnection, db: Path, tables: tuple[str,
     for table in tables:
         if table in present:
             pub.execute(f"INSERT INTO {table} BY NAME SELECT * FROM old.{table}")
-    if schema.RESPONSES in tables and schema.RESPONSES in present:  # the copy kept the rows' order
-        pub.execute(f"INSERT INTO {schema.META} SELECT * FROM old.{schema.META} WHERE starts_with(key, $prefix)",
-                    {"prefix": IN_ORDER_KEY})
-    if schema.RUNS in tables:
-        pub.execute(f"INSERT INTO {schema.META} SELECT * FROM old.{schema.META} WHERE starts_with(key, $prefix)",
-                    {"prefix": NETWORK_KEY})
+    # The runs' meta keys go with what they describe: the rows' order with the copied responses, the network with the
+    # runs.
+    for prefix, copied in ((IN_ORDER_KEY, schema.RESPONSES in tables and schema.RESPONSES in present),
+                           (NETWORK_KEY, schema.RUNS in tables)):
+        if copied:
+            pub.execute(f"INSERT INTO {schema.META} SELECT * FROM old.{schema.META} WHERE starts_with(key, $prefix)",
+                        {"prefix": prefix})
     pub.execute("DETACH old")
     pub.execute("CHECKPOINT")
 

@@ -12,7 +12,6 @@ The connection itself is unitscope.data.source.open_read_only's.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextlib import contextmanager
@@ -26,14 +25,13 @@ import numpy as np
 from app import heavy
 from app.config import Settings
 from unitscope.cache import LruCache
-from unitscope.data.source import ALIAS, open_read_only
+from unitscope.data.source import ALIAS, Identity, file_identity, open_read_only
 from unitscope.errors import Unavailable
 
 T = TypeVar("T")
 
 log = logging.getLogger("app.data.db")
 
-Identity = tuple[int, int, int, int]
 # Rendered responses kept (app.twin): a layer page is ~0.5 MB, a unit page ~0.1 MB.
 BODY_CACHE_SIZE = 256
 # Failures that mean "the database cannot answer now", not a bug in a query, and leave the file as good as it was.
@@ -51,12 +49,6 @@ def _without_path(text: str, path: Path) -> str:
     return text
 
 
-def _identity(path: Path) -> Identity | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 @dataclass(eq=False)
@@ -198,7 +190,7 @@ class Database:
 
     def generation(self) -> Generation:
         """The generation for the file at the path now, opening it if it changed."""
-        identity = _identity(self.path)
+        identity = file_identity(self.path)
         current = self._current
         if current is not None and (identity == current.identity or identity is None):
             # Same file, or the path vanished for a moment: keep serving what we have.

@@ -199,13 +199,6 @@ class LayerGroups:
     groups: Groups
 
 
-def relative_depth(run: Run, layer: str) -> float:
-    """i / (layers - 1) in the run's network, so the layers of networks of any depth share one axis (0 for a lone
-    layer); among the recorded layers for a run published before the worker stored its network."""
-    order = list(run.network) if run.network is not None else list(run.layers)
-    return order.index(layer) / (len(order) - 1) if len(order) > 1 else 0.0
-
-
 def layer_groups(source: Source, run: Run, p: ScoreParams) -> list[LayerGroups]:
     """Every layer of the run, in depth order, its units grouped under the parameters (p.run is not read).
 
@@ -213,7 +206,7 @@ def layer_groups(source: Source, run: Run, p: ScoreParams) -> list[LayerGroups]:
     """
     info = score_info(run, p)
     return [
-        LayerGroups(name, units, position, relative_depth(run, name), groups(scores(source, run, name, p, info.k), info))
+        LayerGroups(name, units, position, run.depth(name), groups(scores(source, run, name, p, info.k), info))
         for name, (units, position, _) in run.layers.items()
     ]
 

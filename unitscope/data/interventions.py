@@ -7,6 +7,7 @@ stored unit_si), so the jobs and the pages pick the same units.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -139,11 +140,22 @@ def ablation_groups(source: Source, run: Run, layer: str) -> list[AblationGroup]
     """The layer's ablated groups tallied on the baseline's images, baseline first, then by kind and name.
 
     A group tallied on another number of images (an earlier job's --limit) is left out: its deltas would compare
-    different images."""
-    if schema.ABLATION_GROUPS not in table_names(source):
-        return []
+    different images (hidden_ablations counts them)."""
+    return _stored_groups(source, run, layer)[0]
 
-    def read() -> list[AblationGroup]:
+
+def hidden_ablations(source: Source, run: Run, layer: str) -> dict[int, int]:
+    """Images -> how many of the layer's stored groups were tallied on that many, for every count but the baseline's:
+    the groups ablation_groups leaves out (an earlier ablate job's --limit), so a page can say why, not "none"."""
+    return _stored_groups(source, run, layer)[1]
+
+
+def _stored_groups(source: Source, run: Run, layer: str) -> tuple[list[AblationGroup], dict[int, int]]:
+    """The layer's groups on the baseline's images (ablation_groups), and the count of the others by their images."""
+    if schema.ABLATION_GROUPS not in table_names(source):
+        return [], {}
+
+    def read() -> tuple[list[AblationGroup], dict[int, int]]:
         groups = source.rows(
             f"SELECT name, kind, category, si_stat, threshold, images, units FROM {schema.ABLATION_GROUPS} "
             "WHERE run_id = $run AND layer = $layer", {"run": run.run_id, "layer": layer})
@@ -168,22 +180,11 @@ def ablation_groups(source: Source, run: Run, layer: str) -> list[AblationGroup]
         order = {"baseline": 0, "selective": 1, "random": 2, "unit": 3}
         base = next((g for g in out if g.kind == "baseline"), None)
         current = [g for g in out if base is not None and g.images == base.images]
-        return sorted(current, key=lambda g: (order.get(g.kind, 9), _natural(g.name)))
+        hidden = Counter(g.images for g in out if base is None or g.images != base.images)
+        return (sorted(current, key=lambda g: (order.get(g.kind, 9), _natural(g.name))),
+                dict(sorted(hidden.items())))
 
     return source.cached(("ablation_groups", run.run_id, layer), read)
-
-
-def hidden_ablations(source: Source, run: Run, layer: str) -> dict[int, int]:
-    """Images -> how many of the layer's stored groups were tallied on that many, for every count but the baseline's:
-    the groups ablation_groups leaves out (an earlier ablate job's --limit), so a page can say why, not "none"."""
-    if schema.ABLATION_GROUPS not in table_names(source):
-        return {}
-    rows = source.rows(
-        f"""SELECT images, count(*) FROM {schema.ABLATION_GROUPS} WHERE run_id = $run AND layer = $layer
-              AND images IS DISTINCT FROM (SELECT max(images) FROM {schema.ABLATION_GROUPS}
-                                           WHERE run_id = $run AND layer = $layer AND kind = 'baseline')
-            GROUP BY images ORDER BY images""", {"run": run.run_id, "layer": layer})
-    return {int(images): int(n) for images, n in rows}
 
 
 def _natural(name: str) -> tuple[object, ...]:

@@ -34,8 +34,13 @@ class Run:
     network: tuple[str, ...] | None = None  # every layer of its model in depth order; None before it was recorded
 
     def default_layer(self) -> tuple[str, str]:
-        """The claims' layer of this run (claim_rules.default_layer, at the network's depth when it is known), and why."""
+        """The claims' layer of this run (claim_rules.default_layer, at the network's depth when known), and why."""
         return claim_rules.default_layer(list(self.layers), self.network)
+
+    def depth(self, layer: str) -> float:
+        """The layer's relative depth in the run's network; among the recorded layers for a run published before the
+        worker stored its network."""
+        return claim_rules.relative_depth(layer, self.network if self.network is not None else list(self.layers))
 
 
 def _utc(value: datetime | None) -> datetime | None:

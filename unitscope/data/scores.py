@@ -78,15 +78,17 @@ def layer_scores(source: Source, run: Run, layer: str, *, category: str, k: int,
                   exclusive=ex, by_unit={r[0]: r for r in rows})
 
 
-def selective_anywhere(source: Source, run: Run, layer: str, category: str) -> set[int]:
+def selective_anywhere(source: Source, run: Run, layer: str, category: str) -> frozenset[int]:
     """The layer's units selective for `category` under some specification of the claims' grid: SI on any of
     claim_rules.GRID_SI_STATS at or above the lowest of GRID_THRESHOLDS. A control group of "other units" leaves them
-    out, so that units picked as selective under one specification are not another's controls."""
+    out, so that units picked as selective under one specification are not another's controls. The same for every
+    cell of the claims' grid: read once per run, layer and category."""
     units = require_layer(run, layer)[0]
     lowest = min(claim_rules.GRID_THRESHOLDS)
-    return {unit for stat in claim_rules.GRID_SI_STATS
-            for unit, si in _layer_si(source, run, layer, units, category, stat)[0].items()
-            if si is not None and si >= lowest}
+    return source.cached(("selective_anywhere", run.run_id, layer, category), lambda: frozenset(
+        unit for stat in claim_rules.GRID_SI_STATS
+        for unit, si in _layer_si(source, run, layer, units, category, stat)[0].items()
+        if si is not None and si >= lowest))
 
 
 def _layer_si(source: Source, run: Run, layer: str, units: int, category: str,

@@ -8,6 +8,7 @@ pass their own keys and never build the DB's identity into them.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
@@ -63,6 +64,19 @@ def stored_or_computed(stored: Callable[[], T | None], compute: Callable[[], T])
 ALIAS = "unitscope"
 # The tables without which a file is no unitscope DB (older DBs may lack later ones: readers check).
 REQUIRED_TABLES = frozenset({schema.META, schema.RUNS, schema.IMAGES, schema.RESPONSES, schema.LAYERS_TABLE})
+
+
+Identity = tuple[int, int, int, int]  # (device, inode, mtime_ns, size)
+
+
+def file_identity(path: Path) -> Identity | None:
+    """The file at `path` now, None when there is none: the worker publishes by renaming a new file over the old, so a
+    reader that kept the identity it opened knows when it reads a superseded file."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 # Every DuckDB file starts with a checksum (8 bytes) and then these four.
