@@ -410,6 +410,43 @@ def test_the_jobs_on_a_real_run(real_db: Path, tmp_path: Path) -> None:
         assert bad.returncode == 1 and said in bad.stderr and "Traceback" not in bad.stderr, bad.stderr[-2000:]
 
 
+def test_an_interrupted_visualize_resumes_and_counts_every_unit_it_stores(real_db: Path, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """Interrupted after its first unit (one unit a batch), the rerun optimises only the second, and its summary
+    counts both units' images, saying one came from the interrupted job."""
+    import worker.feature_vis
+    from worker.settings import VisualizeSettings
+    from worker.visualize import visualize
+
+    db = tmp_path / "real.duckdb"
+    shutil.copy(real_db, db)
+    settings = VisualizeSettings(db=db, units="447,505", steps=2, size=32, per_direction=1, batch_size=2,
+                                 device="cpu")
+    real_optimise, optimised = worker.feature_vis.optimise, []
+
+    def interrupted(model: LoadedModel, layer: str, targets: list[Target], **kw: object) -> np.ndarray:
+        if optimised:
+            raise KeyboardInterrupt
+        optimised.append(targets[0].unit)
+        return real_optimise(model, layer, targets, **kw)
+
+    monkeypatch.setattr(worker.feature_vis, "optimise", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        visualize(settings)
+    monkeypatch.setattr(worker.feature_vis, "optimise", lambda *a, **kw: optimised.append(a[2][0].unit)
+                        or real_optimise(*a, **kw))
+    capsys.readouterr()
+    assert visualize(settings) == 0
+    said = capsys.readouterr().err
+    assert optimised == [447, 505]  # 447 once, before the interruption
+    assert "resuming: 1 already done" in said
+    assert "4 images of 2 units stored" in said and "1 of them from the interrupted job; 1 optimised in" in said
+    with duckdb.connect(str(db), read_only=True) as con:
+        stored = con.execute(f"SELECT unit, count(*) FROM {schema.UNIT_VISUALIZATIONS} GROUP BY unit ORDER BY unit")
+        assert stored.fetchall() == [(447, 2), (505, 2)]
+
+
 def test_an_interrupted_ablation_resumes_to_the_uninterrupted_result(real_db: Path, tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Interrupted after two batches (Ctrl-C), the rerun resumes from the saved tallies and publishes exactly what an

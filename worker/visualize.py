@@ -104,11 +104,12 @@ def visualize(settings: VisualizeSettings) -> int:
                                    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         job.write_classes(model)
         seconds = time.perf_counter() - started
-        images = len(todo) * per_unit
         say("publishing…")
         # A unit visualised again replaces all its images (another --per-direction leaves none behind).
         job.publish([(schema.UNIT_VISUALIZATIONS, ("run_id", "layer", "unit"))])
         rate = seconds / len(todo) / 2 if todo else 0.0
-        say(f"{images} images of {len(todo)} units stored in {job.db} in {seconds:.0f} s: {rate:.1f} s per unit and "
-            f"direction ({settings.per_direction} images of {settings.steps} steps at {settings.size} px)")
+        resumed = f", {len(units) - len(todo)} of them from the interrupted job" if len(todo) < len(units) else ""
+        say(f"{len(units) * per_unit} images of {len(units)} units stored in {job.db}{resumed}; {len(todo)} optimised "
+            f"in {seconds:.0f} s: {rate:.1f} s per unit and direction ({settings.per_direction} images of "
+            f"{settings.steps} steps at {settings.size} px)")
     return 0
