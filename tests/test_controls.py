@@ -383,9 +383,15 @@ def test_nulls_at_several_thresholds_are_each_thresholds_own(independent):
     assert both[0].selective.observed > both[1].selective.observed  # a higher threshold, fewer units
 
 
-def test_a_null_fed_in_chunks_equals_naive_counts_under_the_same_shuffles(independent):
+@pytest.mark.parametrize("image_block", [nulls.IMAGE_BLOCK, 48])  # all images at once; blocks of 48 and a last part
+@pytest.mark.parametrize("sparse_share", [nulls.SPARSE_BOTTOM_SHARE, 0])  # in_bottom by the product; by the bits
+def test_a_null_fed_in_chunks_equals_naive_counts_under_the_same_shuffles(independent, monkeypatch, image_block,
+                                                                          sparse_share):
     """Chunks of units in any order, two bottom sets: each shuffle's statistics are the naive ones (drawn in one go)."""
+    monkeypatch.setattr(nulls, "IMAGE_BLOCK", image_block)
+    monkeypatch.setattr(nulls, "SPARSE_BOTTOM_SHARE", sparse_share)
     values, bottom, labels = independent
+    assert labels.size % image_block and (image_block < labels.size) == (image_block == 48)
     permutations, seed, threshold = 40, 12, 0.52
     rows = np.random.default_rng(seed).permuted(np.broadcast_to(labels, (permutations, labels.size)).copy(), axis=1)
     halves = bottom[:, ::2]  # a second bottom set, sharing the shuffles and the SIs

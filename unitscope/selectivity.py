@@ -149,7 +149,8 @@ def rank_sum_p_by_class(values: npt.ArrayLike, label_sets: Sequence[npt.ArrayLik
         row[tested] = np.searchsorted(codes, classes[tested])
         plans.append((codes, n2, row, int(mask.sum())))
     u_stats = [np.zeros((len(codes), u)) for codes, *_ in plans]
-    for columns, _, (order, lo, hi) in column_runs(values, runs) if n else ():
+    for columns, _, part_runs in column_runs(values, runs) if n else ():
+        order, lo, hi = part_runs.order, part_runs.lo, part_runs.hi
         # Unit by unit: its (n,) temporaries stay in cache, where the block's were slower for all their fewer calls.
         for j, unit in enumerate(range(columns.start, columns.stop)):
             for mask, (codes, _, row, n1), u_stat in zip(masks, plans, u_stats):

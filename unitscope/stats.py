@@ -13,7 +13,7 @@ unitscope.nulls; the thresholds that turn these numbers into verdicts in unitsco
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import NamedTuple
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -99,18 +99,25 @@ def _chunk(bytes_per_item: int, total: int, budget: int) -> int:
 RUN_BYTES = 64
 
 
-class SortedRuns(NamedTuple):
+@dataclass
+class SortedRuns:
     """Each column of an (n, c) block sorted (sorted_runs): three (c, n) arrays."""
 
     order: np.ndarray  # the column's rows in ascending order of value
     lo: np.ndarray  # at each sorted position, the first position of its run of equal values
     hi: np.ndarray  # ... and one past its last
+    _ranks: np.ndarray | None = field(default=None, repr=False)
 
     def ranks(self) -> np.ndarray:
-        """scipy.stats.rankdata(block, axis=0): 1-based ranks, ties sharing their average; (n, c) float64."""
-        ranks = np.empty(self.order.shape)
-        np.put_along_axis(ranks, self.order, (self.lo + self.hi + 1) / 2, axis=1)
-        return ranks.T
+        """scipy.stats.rankdata(block, axis=0): 1-based ranks, ties sharing their average; (n, c) float64, read-only.
+
+        Computed once: publication asks for a block's ranks for AUROC and again for the labels."""
+        if self._ranks is None:
+            ranks = np.empty(self.order.shape)
+            np.put_along_axis(ranks, self.order, (self.lo + self.hi + 1) / 2, axis=1)
+            ranks.flags.writeable = False
+            self._ranks = ranks.T
+        return self._ranks
 
 
 def column_runs(values: np.ndarray, runs: SortedRuns | None = None) -> Iterator[tuple[slice, np.ndarray, SortedRuns]]:
