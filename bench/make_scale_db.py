@@ -36,7 +36,12 @@ from pathlib import Path
 
 import numpy as np
 
-from worker.categories import Category, builtin_category, load_imagenet_classes
+from worker.categories import (
+    BUILTIN_SYNSETS,
+    Category,
+    builtin_category,
+    load_imagenet_classes,
+)
 from worker.models import GOOGLENET_LAYERS
 from worker.run_rows import ImageRow, LayerSpec, RunSpec
 from worker.store import StoreError, WorkerStore
@@ -212,6 +217,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=1000, help="images per write_batch transaction")
     parser.add_argument("--share", type=float, default=0.55, help="share of images in the dog category")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--all-categories", action="store_true",
+                        help="record the other built-in categories beside dog, as a real run does (6 in all; "
+                        "default: dog alone, as the figures before 2026-12-04 night)")
     parser.add_argument("--memory-limit", default="6GB",
                         help="DuckDB memory_limit for the store's connections (default 6GB; 'none': DuckDB's default)")
     parser.add_argument("--force", action="store_true", help="delete an existing DB at --db first")
@@ -257,7 +265,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         images_root=str(db.parent / "synthetic-images"),  # does not exist: no image files are written
         files=data.files,
         layers=specs,
-        categories=(data.category,),
+        categories=(data.category, *(builtin_category(name) for name in BUILTIN_SYNSETS
+                                     if args.all_categories and name != CATEGORY)),
         device="cpu",
     )
     print(f"dataset: {int(data.is_cat.sum()):,} {CATEGORY} images ({data.is_cat.mean():.1%}) in "

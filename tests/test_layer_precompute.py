@@ -15,7 +15,7 @@ from fixtures import COMPUTED_WHEN_MISSING, make_settings
 from hand_run import publish_hand_run, publish_mixed4c_run
 
 from app.main import create_app
-from unitscope import claim_rules, metrics_sql, nulls, schema, stats
+from unitscope import claim_rules, nulls, schema, stats
 from worker.categories import Category, builtin_category
 
 DOGS = ("n02085620", "n02085782", "n02085936")
@@ -132,9 +132,8 @@ def test_the_default_pages_read_the_stored_rows(dbs, monkeypatch: pytest.MonkeyP
 
     for module, name in ((nulls, "permutation_null"), (nulls, "permutation_nulls"), (stats, "auroc"),
                          (stats, "auroc_by_category"), (stats, "tail_shares"),
-                         (stats, "both_tail_shares")):
+                         (stats, "both_tail_shares"), (stats, "split_half_si")):
         monkeypatch.setattr(module, name, refuse)
-    monkeypatch.setattr(metrics_sql, "split_half_si_sql", refuse)
     for url, body in expected.items():
         assert _get(dbs, "stored", url) == body
     selective = next(c for c in expected["/api/claims"]["claims"] if c["id"] == "selective")

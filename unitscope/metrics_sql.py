@@ -79,31 +79,6 @@ def _si_query(table: str, where: str) -> str:
     """
 
 
-def split_half_si_sql() -> str:
-    """SQL giving (unit, half, stat, si): SI on every stat over the even (half 0) and the odd (half 1) image ids.
-
-    Parameters: $run_id, $layer, $category.
-    The same formula as si_sql, each half on its own: min and max over the half's own images, so
-    a half is scored as if it were the whole run. Image ids follow the sorted file list, i.e. the
-    class folders, so each half holds about half of every class. Cost: one grouped scan of the
-    layer's rows, as si_sql, for all three stats.
-    """
-    per_stat = "\n    UNION ALL ".join(
-        f"SELECT unit, half, '{stat}' AS stat, {_si(stat)} AS si FROM agg" for stat in schema.STATS
-    )
-    return f"""
-    WITH agg AS MATERIALIZED (
-        SELECT r.unit, (r.image_id % 2)::INTEGER AS half,
-               {_si_aggregates()}
-        FROM {schema.RESPONSES} r JOIN ({_MEMBERSHIP}) m USING (image_id)
-        WHERE r.run_id = $run_id AND r.layer = $layer
-        GROUP BY r.unit, half
-    )
-    {per_stat}
-    ORDER BY unit, half, stat
-    """
-
-
 # The meta key that says a run's responses are stored in (layer, unit, image_id) order: publication inserts them so
 # and every copy keeps DuckDB's insertion order (preserve_insertion_order, on by default).
 IN_ORDER_KEY = "responses_in_order/"

@@ -209,7 +209,7 @@ DDL: Final[tuple[str, ...]] = (
         auroc      DOUBLE,                    -- unitscope.stats.auroc on stat
         tail_below DOUBLE,                    -- share of the category below the rest's lower decile of stat
         tail_above DOUBLE,                    -- ... above the rest's upper decile
-        si_half_a  DOUBLE,                    -- SI on stat over the even image ids (metrics_sql.split_half_si_sql)
+        si_half_a  DOUBLE,                    -- SI on stat over the even image ids (stats.split_half_si)
         si_half_b  DOUBLE,                    -- ... over the odd ones
         PRIMARY KEY (run_id, layer, category, stat, unit)
     )""",

@@ -265,6 +265,21 @@ def _si_from_sums(cat_sum: np.ndarray, total: np.ndarray, lo: np.ndarray, hi: np
         return np.where((hi > lo) & (den > 0), cat / den, np.nan)
 
 
+def split_half_si(values: npt.ArrayLike, labels: npt.ArrayLike, image_ids: npt.ArrayLike) -> tuple[np.ndarray,
+                                                                                                  np.ndarray]:
+    """si() over the images with an even id, then over those with an odd id: each half min-max normalised over its own
+    images, as if it were the whole run. values: (n, u); labels, image_ids: (n,). NaN for every unit of a half
+    without images. Image ids follow the sorted file list (the class folders), so each half holds about half of
+    every class."""
+    values = _values(values)
+    labels = _labels(labels, values.shape[0])
+    odd = (np.asarray(image_ids) % 2).astype(bool)
+    halves = []
+    for rows in (~odd, odd):
+        halves.append(si(values[rows], labels[rows]) if rows.any() else np.full(values.shape[1], np.nan))
+    return halves[0], halves[1]
+
+
 def si(values: npt.ArrayLike, labels: npt.ArrayLike) -> np.ndarray:
     """The product's SI per unit: min-max over all n images, mean_C(A_N) / (mean_C(A_N) + mean_notC(A_N)).
 

@@ -16,6 +16,7 @@ the value the server would compute (to the last bit of a float sum; tests/test_l
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Sequence
@@ -60,18 +61,6 @@ def _write_measures(con: duckdb.DuckDBPyConnection, q: dict[str, object], m: Mea
     )
 
 
-def _split_half(con: duckdb.DuckDBPyConnection, run_id: int, layer: str, category: str,
-                units: int) -> dict[tuple[str, int], np.ndarray]:
-    """(si_half_a, si_half_b) per unit for each stat, NaN where undefined: {(stat, half): (units,)}."""
-    out = {(stat, half): np.full(units, np.nan) for stat in schema.STATS for half in (0, 1)}
-    rows = con.execute(metrics_sql.split_half_si_sql(),
-                       {"run_id": run_id, "layer": layer, "category": category}).fetchall()
-    for unit, half, stat, si in rows:
-        if si is not None:
-            out[stat, half][unit] = si
-    return out
-
-
 def write_layer_controls(con: duckdb.DuckDBPyConnection, run_id: int, layer: str) -> None:
     """Store unit_controls, unit_measures and layer_null for one published layer of run_id.
 
@@ -92,7 +81,6 @@ def write_layer_controls(con: duckdb.DuckDBPyConnection, run_id: int, layer: str
     unit_labels = LayerLabels(source, run_id)
     labels = {c: category_labels(source, run, c) for c in categories}
     image_ids = labels[categories[0]][0]
-    halves = {c: _split_half(con, run_id, layer, c, units) for c in categories}
     index = image_index(source, run_id)
     classes = index.code[image_ids]
     members = {c: category_wnids(source, run_id, c) for c in categories}
@@ -109,7 +97,8 @@ def write_layer_controls(con: duckdb.DuckDBPyConnection, run_id: int, layer: str
             if shuffles is not None and stat in claim_rules.GRID_SI_STATS and bottoms else None
 
         def block(first: int, values: np.ndarray, stat: str = stat,
-                  ) -> tuple[np.ndarray, list[Measures], np.ndarray, np.ndarray, list[dict[str, list[list[Term]]]]]:
+                  ) -> tuple[np.ndarray, list[Measures], np.ndarray, np.ndarray, list[dict[str, list[list[Term]]]],
+                             np.ndarray]:
             if null is not None:
                 null.add(first, values)
             aurocs, beats, terms = [], [], []
@@ -124,7 +113,8 @@ def write_layer_controls(con: duckdb.DuckDBPyConnection, run_id: int, layer: str
             return (np.concatenate(aurocs, axis=1),
                     measures_of(values, list(zip(masks, (members[c] for c in categories))), classes, index.wnids,
                                 np.concatenate(beats, axis=1)),
-                    np.array([below for below, _ in tails]), np.array([above for _, above in tails]), terms)
+                    np.array([below for below, _ in tails]), np.array([above for _, above in tails]), terms,
+                    np.array([stats.split_half_si(values, is_cat, image_ids) for is_cat in masks]))
 
         parts = [part for first, values in layer_chunks(source, run, layer, stat)
                  for part in in_blocks(block, first, values)]
@@ -132,6 +122,7 @@ def write_layer_controls(con: duckdb.DuckDBPyConnection, run_id: int, layer: str
             for found in part[4]:
                 unit_labels.add(found)
         auroc, below, above = (np.concatenate([part[i] for part in parts], axis=1) for i in (0, 2, 3))
+        halves = np.concatenate([part[5] for part in parts], axis=2)  # (categories, 2, units)
         found = [Measures.joined([part[1][row] for part in parts]) for row in range(len(categories))]
         for row, category in enumerate(categories):
             _write_measures(con, {**q, "category": category, "stat": stat}, found[row])
@@ -141,7 +132,7 @@ def write_layer_controls(con: duckdb.DuckDBPyConnection, run_id: int, layer: str
                            unnest($above), unnest($a), unnest($b)""",
                 {**q, "category": category, "stat": stat, "unit": list(range(units)),
                  "auroc": _nullable(auroc[row]), "below": _nullable(below[row]), "above": _nullable(above[row]),
-                 "a": _nullable(halves[category][stat, 0]), "b": _nullable(halves[category][stat, 1])},
+                 "a": _nullable(halves[row, 0]), "b": _nullable(halves[row, 1])},
             )
         for neg_stat, results in zip(bottoms, null.results() if null is not None else []):
             _write_null(con, {**q, "category": null_cat, "si_stat": stat, "neg_stat": neg_stat, "k": k}, results)
@@ -153,6 +144,14 @@ def _shuffles(is_cat: np.ndarray) -> nulls.Shuffles | None:
     server's null is then None at no cost)."""
     if is_cat.all() or not is_cat.any():
         return None
+    return _drawn(np.packbits(is_cat).tobytes(), is_cat.size)
+
+
+@functools.lru_cache(maxsize=1)
+def _drawn(packed: bytes, n: int) -> nulls.Shuffles:
+    """The shuffles of one category's labels, drawn once for every layer of a publication: 13 s a layer at 1.28M
+    images (2026-12-04), the same draw each time."""
+    is_cat = np.unpackbits(np.frombuffer(packed, np.uint8), count=n).view(np.bool_)
     return nulls.Shuffles(is_cat, schema.NULL_PERMUTATIONS, schema.NULL_SEED)
 
 

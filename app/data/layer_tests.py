@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from app import heavy
-from unitscope import claim_rules, metrics_sql, nulls, schema, stats
-from unitscope.data.runs import Run, require_category, require_layer, table_names
+from unitscope import claim_rules, nulls, schema, stats
+from unitscope.data.runs import Run, require_category, table_names
 from unitscope.data.scores import (
     bottom_rows,
     category_labels,
@@ -139,18 +139,14 @@ def _stored_halves(reader: Source, run: Run, layer: str, category: str, stat: st
 
 
 def _computed_halves(reader: Source, run: Run, layer: str, category: str, stat: str) -> tuple[SiByUnit, SiByUnit]:
-    units = require_layer(run, layer)[0]
-    halves: tuple[SiByUnit, SiByUnit] = ({}, {})
-    for unit, half, row_stat, si in reader.rows(metrics_sql.split_half_si_sql(),
-                                                {"run_id": run.run_id, "layer": layer, "category": category}):
-        if row_stat == stat:
-            halves[half][int(unit)] = None if si is None else float(si)
-    return {u: halves[0].get(u) for u in range(units)}, {u: halves[1].get(u) for u in range(units)}
+    image_ids, labels = category_labels(reader, run, category)
+    a, b = stats.split_half_si(layer_matrix(reader, run, layer, stat), labels, image_ids)
+    return _by_unit(a), _by_unit(b)
 
 
 def split_half(reader: Source, run: Run, layer: str, category: str, stat: str) -> Halves:
     """Each unit's SI on the even and on the odd image ids, each half min-max normalised over its own
-    images as if it were the whole run (unitscope.metrics_sql.split_half_si_sql)."""
+    images as if it were the whole run (unitscope.stats.split_half_si)."""
     require_category(run, category)
 
     def read() -> Halves:
