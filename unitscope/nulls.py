@@ -7,7 +7,7 @@ numpy only. The SIs come from unitscope.stats.si's formula; the p-values are upp
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,11 +102,6 @@ class Shuffles:
             rows = np.broadcast_to(labels, (min(step, permutations - start), n)).copy()
             rng.permuted(rows, axis=1, out=rows)  # each row shuffled on its own
             self._packed[start:start + len(rows)] = np.packbits(rows, axis=1)
-
-    def rows(self, step: int) -> Iterator[tuple[int, np.ndarray]]:
-        """(first, (R, n) bool): the shuffles, `step` rows at a time."""
-        for start in range(0, self.permutations, step):
-            yield start, self.bits(slice(start, start + step), slice(0, self.labels.size))
 
     def bits(self, rows: slice, images: slice) -> np.ndarray:
         """(R, m) bool: these shuffles' labels of images start .. stop - 1 (start a multiple of 8)."""
