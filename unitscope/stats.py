@@ -159,14 +159,9 @@ def sorted_runs(block: np.ndarray) -> SortedRuns:
 
 
 def _radix_order(row: np.ndarray) -> np.ndarray:
-    """The ascending order of a finite float32 row: an LSD radix sort of its bits in two 16-bit digits.
-
-    numpy sorts 16-bit integers stably by radix, in linear time. Two such passes took 40.6 ms against 123.3 ms for
-    numpy's argsort of the floats at 1.28M values (5.0 against 25.8 ms at 286,000), and sorted_runs 60.5 against
-    149.7 ms a column (bench/sort_speed.py, 2026-12-04, load 0.4). The bits are mapped to unsigned keys in the floats' order:
-    a negative float's bits inverted, a positive one's sign bit set. -0.0 sorts just before +0.0, which are equal
-    values of one run.
-    """
+    """The ascending order of a finite float32 row: two stable passes of numpy's radix sort of 16-bit integers, on
+    the bits mapped to unsigned keys in the floats' order (a negative float's bits inverted, a positive one's sign bit
+    set; -0.0 just before +0.0, one run). 3x numpy's argsort at 1.28M values (bench/sort_speed.py)."""
     bits = row.view(np.uint32)
     key = np.where(bits >> 31, ~bits, bits | np.uint32(0x80000000))
     low = np.argsort(key.astype(np.uint16), kind="stable")
@@ -265,19 +260,15 @@ def _si_from_sums(cat_sum: np.ndarray, total: np.ndarray, lo: np.ndarray, hi: np
         return np.where((hi > lo) & (den > 0), cat / den, np.nan)
 
 
-def split_half_si(values: npt.ArrayLike, labels: npt.ArrayLike, image_ids: npt.ArrayLike) -> tuple[np.ndarray,
-                                                                                                  np.ndarray]:
-    """si() over the images with an even id, then over those with an odd id: each half min-max normalised over its own
-    images, as if it were the whole run. values: (n, u); labels, image_ids: (n,). NaN for every unit of a half
-    without images. Image ids follow the sorted file list (the class folders), so each half holds about half of
-    every class."""
+def split_half_si(values: npt.ArrayLike, labels: npt.ArrayLike, ids: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """si() over the images with an even id, then the odd ones, each half as if it were the whole run: values (n, u),
+    labels and image ids (n,). NaN for a half without images. Ids follow the class folders: each half holds about
+    half of every class."""
     values = _values(values)
     labels = _labels(labels, values.shape[0])
-    odd = (np.asarray(image_ids) % 2).astype(bool)
-    halves = []
-    for rows in (~odd, odd):
-        halves.append(si(values[rows], labels[rows]) if rows.any() else np.full(values.shape[1], np.nan))
-    return halves[0], halves[1]
+    odd = (np.asarray(ids) % 2).astype(bool)
+    a, b = (si(values[rows], labels[rows]) if rows.any() else np.full(values.shape[1], np.nan) for rows in (~odd, odd))
+    return a, b
 
 
 def si(values: npt.ArrayLike, labels: npt.ArrayLike) -> np.ndarray:
