@@ -10,7 +10,7 @@ import duckdb
 import numpy as np
 import pytest
 
-from unitscope import claim_rules, metrics_sql, nulls, schema, stats
+from unitscope import claim_rules, metrics_sql, nulls, schema, stats, tails
 
 
 def test_hypergeom_tail_matches_a_case_worked_by_hand():
@@ -365,9 +365,36 @@ def test_tail_shares_worked_by_hand():
     # The rest (0, 1, 2) has deciles 0.2 and 1.8; the category (4, 2, 0.1): one below 0.2, two above 1.8.
     values = np.array([[4.0], [0.0], [2.0], [2.0], [1.0], [0.1]], dtype=np.float32)
     labels = np.array([True, False, True, False, False, True])
-    assert stats.tail_shares(values, labels, upper=False)[0] == pytest.approx(1 / 3)
-    assert stats.tail_shares(values, labels, upper=True)[0] == pytest.approx(2 / 3)
-    assert np.isnan(stats.tail_shares(values, np.ones(6, bool), upper=True)).all()
+    assert tails.tail_shares(values, labels, upper=False)[0] == pytest.approx(1 / 3)
+    assert tails.tail_shares(values, labels, upper=True)[0] == pytest.approx(2 / 3)
+    assert np.isnan(tails.tail_shares(values, np.ones(6, bool), upper=True)).all()
+
+
+def test_the_rest_quantiles_from_the_sorted_order_are_numpys_to_the_bit():
+    """tails.rest_quantiles against np.quantile (a partition of the rest, numpy's own lerp), over rests of 1 to 60
+    images, ties, signed zeros, extremes and float64, and the tail shares both ways."""
+    rng = np.random.default_rng(11)
+    spread = np.array([0.0, -0.0, 1.0, 1.0, 3.4e38, -3.4e38, 1e-45, 2.5, 7.0, np.nextafter(np.float32(1), 2)],
+                      dtype=np.float32)
+    cases = 0
+    for n in [*range(2, 40), 61, 200, 1001]:
+        for dtype in (np.float32, np.float64):
+            values = rng.standard_normal((n, 6)).astype(dtype) * 10
+            values[:, 1] = np.round(values[:, 1])  # long runs of ties
+            values[:, 2] = rng.choice(spread, n)  # extremes, signed zeros
+            values[:, 3] = np.maximum(values[:, 3], 0)
+            labels = rng.random(n) < rng.uniform(0.05, 0.95)
+            if labels.all() or not labels.any():
+                labels[0] = not labels[0]
+            with np.errstate(over="ignore", invalid="ignore"):  # numpy's lerp overflows between the extremes
+                want = [np.quantile(values[~labels], q, axis=0) for q in (claim_rules.TAIL, 1 - claim_rules.TAIL)]
+                got = tails.rest_quantiles(values, labels, stats.sorted_runs(values),
+                                           [claim_rules.TAIL, 1 - claim_rules.TAIL])
+                np.testing.assert_array_equal(got, want)
+                np.testing.assert_array_equal(tails.both_tail_shares(values, labels, stats.sorted_runs(values)),
+                                              tails.both_tail_shares(values, labels))
+            cases += 1
+    assert cases == 2 * 41
 
 
 def test_nulls_at_several_thresholds_are_each_thresholds_own(independent):

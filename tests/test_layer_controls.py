@@ -29,7 +29,7 @@ from fixtures import (
 
 from app.main import create_app
 from app.params import ScoreParams
-from unitscope import claim_rules, stats
+from unitscope import claim_rules, tails
 
 N = len(IMAGES)
 PARAMS = [
@@ -354,6 +354,6 @@ def test_a_tail_is_taken_at_the_float32_decile_of_the_rest() -> None:
     rest = [0.0, 1.0, float(np.nextafter(np.float32(1), np.float32(2))), *range(2, 11)]  # 12 values: the decile at 1.1
     values = np.array([*rest, 1.0], dtype=np.float32)[:, None]
     labels = np.arange(13) == 12
-    assert stats.tail_shares(values, labels, upper=False)[0] == 0.0
-    below, above = stats.both_tail_shares(values, labels)
+    assert tails.tail_shares(values, labels, upper=False)[0] == 0.0
+    below, above = tails.both_tail_shares(values, labels)
     assert (below[0], above[0]) == (0.0, 0.0)

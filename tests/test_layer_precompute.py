@@ -15,7 +15,7 @@ from fixtures import COMPUTED_WHEN_MISSING, make_settings
 from hand_run import publish_hand_run, publish_mixed4c_run
 
 from app.main import create_app
-from unitscope import claim_rules, nulls, schema, stats
+from unitscope import claim_rules, nulls, schema, stats, tails
 from worker.categories import Category, builtin_category
 
 DOGS = ("n02085620", "n02085782", "n02085936")
@@ -100,7 +100,7 @@ def test_stored_auroc_and_tails_are_the_statistics_of_the_published_responses(db
                 pairs = ((diff > 0) + 0.5 * (diff == 0)).mean(axis=(0, 1))
                 np.testing.assert_allclose(got["auroc"], pairs, rtol=1e-12)
                 # Tails: the share of the category beyond the rest's deciles, each decile interpolated by
-                # hand between order statistics (stats.tail_shares uses np.quantile).
+                # hand between order statistics (tails.rest_quantiles, from the sorted order).
                 for unit in range(UNITS):
                     rest = sorted(float(v) for v in values[~is_cat, unit])
                     cat = [float(v) for v in values[is_cat, unit]]
@@ -131,8 +131,8 @@ def test_the_default_pages_read_the_stored_rows(dbs, monkeypatch: pytest.MonkeyP
         raise AssertionError("computed, not read")
 
     for module, name in ((nulls, "permutation_null"), (nulls, "permutation_nulls"), (stats, "auroc"),
-                         (stats, "auroc_by_category"), (stats, "tail_shares"),
-                         (stats, "both_tail_shares"), (stats, "split_half_si")):
+                         (stats, "auroc_by_category"), (tails, "tail_shares"),
+                         (tails, "both_tail_shares"), (tails, "rest_quantiles"), (stats, "split_half_si")):
         monkeypatch.setattr(module, name, refuse)
     for url, body in expected.items():
         assert _get(dbs, "stored", url) == body

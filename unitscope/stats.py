@@ -1,13 +1,13 @@
-"""Every statistic of the product, once: chance p-values, FDR, AUROC, SI, tails, correlations, effect sizes.
+"""Every statistic of the product, once: chance p-values, FDR, AUROC, SI, correlations, effect sizes.
 
 numpy and scipy, no torch: the worker's publication and the server's pages compute with the same
 functions, and the Python API returns what they return. scipy.stats does what it can
 (Benjamini-Hochberg, ranks, Mann-Whitney, the exclusive test's hypergeometric tails); the hand-written
 ones are those where a vectorised need was measured (the hypergeometric tail of a whole layer at once),
-the per-unit forms scipy has not (SI, the tails) and those scipy lacks (Cliff's delta, cross-validated
+the per-unit forms scipy has not (SI) and those scipy lacks (Cliff's delta, cross-validated
 R^2). Definitions follow unitscope/schema.py: SI
 min-max normalises each unit's responses over all images of the run. The permutation nulls are in
-unitscope.nulls; the thresholds that turn these numbers into verdicts in unitscope.claim_rules.
+unitscope.nulls, the category's tails in unitscope.tails; the thresholds that turn these numbers into verdicts in unitscope.claim_rules.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats as sps
 
-from unitscope.claim_rules import MIN_PAIRS, MIN_R2_IMAGES, R2_FOLDS, R2_SEED, TAIL
+from unitscope.claim_rules import MIN_PAIRS, MIN_R2_IMAGES, R2_FOLDS, R2_SEED
 
 # Working memory one chunk of permutations (or of AUROC columns) may take, beside the inputs.
 CHUNK_BYTES = 128 * 2**20
@@ -218,33 +218,6 @@ def exclusive_p(in_top: npt.ArrayLike, overlap: npt.ArrayLike, in_bottom_only: n
     with np.errstate(invalid="ignore"):  # no image outside the top k (k >= n): nothing drawn, p = 1
         p = sps.hypergeom.sf(x - 1, pool, pool_c, draws)
     return np.where((draws <= 0) | (pool <= 0), 1.0, np.clip(np.nan_to_num(p, nan=1.0), 0.0, 1.0))
-
-
-def tail_shares(values: npt.ArrayLike, labels: npt.ArrayLike, *, upper: bool) -> np.ndarray:
-    """Per unit, the share of the category's images beyond the rest's TAIL quantile: (u,).
-
-    upper: above the rest's upper decile, else below its lower decile. values: (n, u); labels:
-    (n,) bool. NaN for every unit when either group is empty.
-    """
-    return _tails(values, labels, (upper,))[0]
-
-
-def both_tail_shares(values: npt.ArrayLike, labels: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    """(tail_shares(upper=False), tail_shares(upper=True)) from one copy of the rest."""
-    below, above = _tails(values, labels, (False, True))
-    return below, above
-
-
-def _tails(values: npt.ArrayLike, labels: npt.ArrayLike, sides: tuple[bool, ...]) -> list[np.ndarray]:
-    values = _values(values)
-    labels = _labels(labels, values.shape[0])
-    if labels.all() or not labels.any():
-        return [np.full(values.shape[1], np.nan) for _ in sides]
-    rest, category = values[~labels], values[labels]
-    # One quantile call per side with a Python float: numpy then interpolates in the values' dtype (float32), where a
-    # list of q's would interpolate in float64 and move the comparisons' edge.
-    return [((category > np.quantile(rest, 1 - TAIL, axis=0)) if upper
-             else (category < np.quantile(rest, TAIL, axis=0))).mean(axis=0) for upper in sides]
 
 
 def _si_from_sums(cat_sum: np.ndarray, total: np.ndarray, lo: np.ndarray, hi: np.ndarray,

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import duckdb
 import numpy as np
 
-from unitscope import claim_rules, metrics_sql, nulls, schema, selectivity, stats
+from unitscope import claim_rules, metrics_sql, nulls, schema, selectivity, stats, tails
 from unitscope.data.images import category_wnids, image_index
 from unitscope.data.measures import TUNING, Measures, measures_of
 from unitscope.data.runs import require_layer, require_run
@@ -101,7 +101,7 @@ def write_layer_controls(con: duckdb.DuckDBPyConnection, run_id: int, layer: str
                              np.ndarray]:
             if null is not None:
                 null.add(first, values)
-            aurocs, beats, terms = [], [], []
+            aurocs, beats, terms, ends = [], [], [], []
             for _, part, runs in stats.column_runs(values):
                 # Each column sorted once for every rank statistic, AUROC, Baek's tests and the labels: each is an
                 # exact sum of halves, the same whatever the columns beside. The float measures take the whole
@@ -109,11 +109,12 @@ def write_layer_controls(con: duckdb.DuckDBPyConnection, run_id: int, layer: str
                 aurocs.append(stats.auroc_by_category(part, masks, runs))
                 beats.append(selectivity.beats_every_class(part, masks, classes, runs=runs))
                 terms.append(unit_labels.find(stat, part, runs))
-            tails = [stats.both_tail_shares(values, is_cat) for is_cat in masks]
+                ends.append(np.array([tails.both_tail_shares(part, is_cat, runs) for is_cat in masks]))
+            below_above = np.concatenate(ends, axis=2)  # (categories, 2, c)
             return (np.concatenate(aurocs, axis=1),
                     measures_of(values, list(zip(masks, (members[c] for c in categories))), classes, index.wnids,
                                 np.concatenate(beats, axis=1)),
-                    np.array([below for below, _ in tails]), np.array([above for _, above in tails]), terms,
+                    below_above[:, 0], below_above[:, 1], terms,
                     np.array([stats.split_half_si(values, is_cat, image_ids) for is_cat in masks]))
 
         parts = [part for first, values in layer_chunks(source, run, layer, stat)

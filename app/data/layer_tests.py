@@ -13,6 +13,7 @@ import numpy as np
 
 from app import heavy
 from unitscope import claim_rules, nulls, schema, stats
+from unitscope import tails as category_tails
 from unitscope.data.runs import Run, require_category, table_names
 from unitscope.data.scores import (
     bottom_rows,
@@ -108,7 +109,7 @@ def tails(reader: Source, run: Run, layer: str, *, category: str, neg_stat: str,
         column = "tail_above" if upper else "tail_below"
         return stored_or_computed(
             lambda: stored_unit_column(reader, run, layer, category, stat, column),
-            lambda: whole_layer(reader, run, layer, lambda: stats.tail_shares(
+            lambda: whole_layer(reader, run, layer, lambda: category_tails.tail_shares(
                 layer_matrix(reader, run, layer, stat), category_labels(reader, run, category)[1], upper=upper)),
         )[0]
 
