@@ -346,6 +346,10 @@ def test_groups_ablated_on_other_images_are_named_not_hidden(tmp_path: Path) -> 
                                          "job's baseline has 32 images"), ablation["hidden"]
     claim = _claim(db, tmp_path, "important")
     assert claim["verdict"] == "cannot_tell" and ablation["hidden"] in claim["control"]
+    with TestClient(create_app(make_settings(db, tmp_path))) as client:  # the claim at 0.65 gives the page's reason
+        claims = client.get("/api/claims", params={"layer": "mixed4c", "threshold": 0.65}).json()["claims"]
+    few = next(c for c in claims if c["id"] == "important")
+    assert (few["verdict"], few["reason"]) == ("cannot_tell", latest["few_groups"])
     with TestClient(create_app(make_settings(db, tmp_path))) as client:
         page = Page(client.get("/layers/mixed4c/ablation").text)
     assert page.by_id("ablation-hidden").text == f"⚠ {ablation['hidden']}"

@@ -49,8 +49,6 @@ def _without_path(text: str, path: Path) -> str:
     return text
 
 
-
-
 @dataclass(eq=False)
 class Generation:
     """One opened version of the DB file, with memos of what never changes inside it."""

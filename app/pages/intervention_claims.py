@@ -109,9 +109,7 @@ def important(source: Source, run: Run, ctx: LayerContext, urls: Urls) -> Claim:
                f"({abl.n_rest:,}); p = {p_text}")
     drop = f"silencing the {len(sel.units)} selective units changes top-1 on {ctx.category} by {_signed(sel.delta_category)}"
     reason = {
-        "cannot_tell": (f"{len(random)} random groups: p cannot fall below 0.05 with fewer than "
-                        f"{claim_rules.MIN_RANDOM_GROUPS} (python -m worker ablate --groups 20)"
-                        if len(random) < claim_rules.MIN_RANDOM_GROUPS else "no category image to compare with"),
+        "cannot_tell": abl.few_groups or "no category image to compare with",
         "holds": f"{drop}, more than random groups of as many units (p = {p_text}) and more than on the other classes "
                  f"({_signed(sel.delta_rest)})",
         "holds_not_specific": f"{drop}, more than random groups (p = {p_text}), but the other classes lose as much "
