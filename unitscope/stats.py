@@ -5,9 +5,9 @@ functions, and the Python API returns what they return. scipy.stats does what it
 (Benjamini-Hochberg, ranks, Mann-Whitney, the exclusive test's hypergeometric tails); the hand-written
 ones are those where a vectorised need was measured (the hypergeometric tail of a whole layer at once),
 the per-unit forms scipy has not (SI) and those scipy lacks (Cliff's delta, cross-validated
-R^2). Definitions follow unitscope/schema.py: SI
-min-max normalises each unit's responses over all images of the run. The permutation nulls are in
-unitscope.nulls, the category's tails in unitscope.tails; the thresholds that turn these numbers into verdicts in unitscope.claim_rules.
+R^2). Definitions follow unitscope/schema.py: SI min-max normalises each unit's responses over all images of the
+run. The permutation nulls are in unitscope.nulls, the category's tails in unitscope.tails; the thresholds that turn
+these numbers into verdicts in unitscope.claim_rules.
 """
 
 from __future__ import annotations

@@ -60,31 +60,26 @@ def rest_quantiles(values: np.ndarray, labels: np.ndarray, runs: SortedRuns, qs:
     """np.quantile(values[~labels], q, axis=0) for each Python float q, to the bit, from the columns' sorted order.
 
     numpy's linear method: the virtual index (m - 1) q among the rest's m values, its two neighbouring order
-    statistics (both the first, or both the last, past either end), and their lerp in the values' dtype, from the
-    upper one when the weight is 0.5 or more (numpy's _lerp). tests/test_controls.py holds it to np.quantile.
+    statistics (the last twice at its end), and their lerp in the values' dtype, from the upper one when the weight is
+    0.5 or more (numpy's _lerp). tests/test_controls.py holds it to np.quantile.
     """
     m = int((~labels).sum())
     picks = []
     for q in qs:
-        virtual = (m - 1) * q  # numpy's virtual index for its linear method
-        below = math.floor(virtual)
-        if virtual >= m - 1:
-            first = second = m - 1
-            below = -1
-        elif virtual < 0:
-            first = second = below = 0
+        virtual = (m - 1) * q  # numpy's virtual index for its linear method, in [0, m - 1] for q in [0, 1]
+        if virtual >= m - 1:  # numpy takes the last value twice, at index -1, so its weight is virtual + 1
+            picks.append((m - 1, m - 1, virtual + 1))
         else:
-            first, second = below, below + 1
-        picks.append((first, second, virtual - below))
+            below = math.floor(virtual)
+            picks.append((below, below + 1, virtual - below))
     c = values.shape[1]
     ends = np.empty((len(qs), 2, c), values.dtype)
     for j in range(c):
         rest = runs.order[j][~labels[runs.order[j]]]  # the rest's rows in ascending order of value
         for i, (first, second, _) in enumerate(picks):
             ends[i, :, j] = values[rest[first], j], values[rest[second], j]
-    edges = []
+    scalar, edges = values.dtype.type, []
     for (_, _, weight), (a, b) in zip(picks, ends):
         step = b - a
-        scalar = values.dtype.type
         edges.append(b - step * scalar(1 - weight) if weight >= 0.5 else a + step * scalar(weight))
     return edges
