@@ -26,7 +26,7 @@ import uvicorn
 from PIL import Image
 
 from app.config import LOOPBACK_HOSTS, Settings
-from unitscope import metrics_sql, schema
+from unitscope import schema
 from worker.derived_ranks import write_ranks
 
 REPO = Path(__file__).resolve().parent.parent
@@ -141,15 +141,11 @@ def build_db(path: Path, images_root: Path, run_id: int = 1, with_running: bool 
                 con.execute(f"INSERT INTO {schema.CATEGORIES} VALUES (?, ?, ?)", [rid, category, wnid])
         con.execute(f"INSERT INTO {schema.SKIPPED} VALUES (?, 6, 'n01440764/broken.JPEG', 'truncated JPEG')",
                     [rid])
-    # SI as the worker publishes it, for one (layer, category, stat) only: the rest is computed on demand.
+    # SI as the worker publishes it, for one (layer, category, stat) only: the rest is computed on demand. With
+    # mixed4c's ranks, made by the worker's code (in_top/in_bottom for k <= RANKED_K).
     layer, category, stat = PRECOMPUTED
-    con.execute(
-        f"INSERT INTO {schema.UNIT_SI} SELECT $run_id, $layer, $category, stat, unit, si "
-        f"FROM ({metrics_sql.si_sql()}) WHERE stat = $stat",
-        {"run_id": run_id, "layer": layer, "category": category, "stat": stat},
-    )
-    # ... and mixed4c's ranks, made by the worker's code (in_top/in_bottom for k <= RANKED_K).
-    write_ranks(con, run_id, "mixed4c", schema.RANKED_K)
+    write_ranks(con, run_id, layer, schema.RANKED_K, [category])
+    con.execute(f"DELETE FROM {schema.UNIT_SI} WHERE stat <> $stat", {"stat": stat})
     con.close()
     return path
 

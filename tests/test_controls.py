@@ -6,11 +6,10 @@ import itertools
 import math
 from fractions import Fraction
 
-import duckdb
 import numpy as np
 import pytest
 
-from unitscope import claim_rules, metrics_sql, nulls, schema, stats, tails
+from unitscope import claim_rules, nulls, stats, tails
 
 
 def test_hypergeom_tail_matches_a_case_worked_by_hand():
@@ -120,31 +119,6 @@ def test_si_matches_the_formula_worked_by_hand():
     assert np.isnan(got[1])
     assert got[2] == pytest.approx(1.0, abs=1e-12)
     assert np.isnan(stats.si(values, np.zeros(4, bool))).all()
-
-
-def test_si_equals_the_products_sql():
-    rng = np.random.default_rng(11)
-    n, u = 120, 5
-    values = rng.integers(-3, 4, size=(n, u)).astype(np.float32)
-    values[:, 2] = 0.5  # a constant unit: NULL in SQL, NaN here
-    labels = np.arange(n) % 4 == 1
-    con = duckdb.connect()
-    for ddl in schema.DDL:
-        con.execute(ddl)
-    con.execute("INSERT INTO images SELECT 1, i, 'x', CASE WHEN i % 4 = 1 THEN 'dog' ELSE 'cat' END, "
-                "NULL, 'x', 1, 1, 'RGB' FROM range(?) t(i)", [n])
-    con.execute("INSERT INTO categories VALUES (1, 'dog', 'dog')")
-    units, images = np.meshgrid(np.arange(u), np.arange(n), indexing="ij")
-    frame = {"unit": units.ravel(), "image_id": images.ravel(), "v": values.T.ravel()}  # noqa: F841
-    con.execute("INSERT INTO responses SELECT 1, 'mixed4c', unit, image_id, v, v, v FROM frame")
-    rows = con.execute(metrics_sql.si_sql(), {"run_id": 1, "layer": "mixed4c", "category": "dog"}).fetchall()
-    sql = {unit: si for unit, stat, si in rows if stat == "max"}
-    got = stats.si(values, labels)
-    for unit in range(u):
-        if sql[unit] is None:
-            assert np.isnan(got[unit])
-        else:
-            assert got[unit] == pytest.approx(sql[unit], abs=1e-12)
 
 
 def _bottom(values: np.ndarray, k: int) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""The metric SQL in unitscope.metrics_sql against a brute-force numpy reference, on tie-heavy data."""
+"""The metric SQL in unitscope.metrics_sql, and the stored SI, against a brute-force numpy reference, on tie-heavy
+data."""
 
 from __future__ import annotations
 
@@ -73,10 +74,17 @@ def test_stored_ranks_give_the_same_counts_as_the_responses(db, ranked_k):
             assert stored.fetchall() == con.execute(metrics_sql.counts_sql(pos_stat, neg_stat), q).fetchall()
 
 
-def test_si_matches_its_definition_for_every_stat(db):
+def test_the_stored_si_matches_its_definition_for_every_stat(db):
+    """unit_si as publication stores it (worker.derived_ranks, stats.si_by_category from the layer's reads): the
+    definition, by hand in float64, and NULL for the unit whose response never varies."""
     con, values, is_cat = db
-    got = con.execute(metrics_sql.si_sql(), {"run_id": 1, "layer": "mixed4c", "category": "dog"}).fetchall()
+    con.execute("DELETE FROM unit_ranks")
+    con.execute("DELETE FROM unit_si")
+    write_ranks(con, 1, "mixed4c", 40, ["dog"])
+    got = con.execute("SELECT unit, stat, si FROM unit_si WHERE run_id = 1 AND layer = 'mixed4c' AND category = 'dog'"
+                      " ORDER BY ALL").fetchall()
     assert len(got) == N_UNITS * len(schema.STATS)
+    assert [si for unit, _, si in got if unit == 3] == [None] * 3
     for unit, stat, si in got:
         a = values[unit, :, schema.STATS.index(stat)].astype(np.float64)
         if a.max() == a.min():

@@ -26,9 +26,30 @@ def test_d_prime_by_hand() -> None:
     # d' = 1.5 / sqrt((1 + 1/3) / 2) = 1.5 / sqrt(2/3).
     values = np.array([[1.0], [2.0], [3.0], [0.0], [0.0], [1.0], [1.0]])
     labels = np.array([1, 1, 1, 0, 0, 0, 0], dtype=bool)
-    assert selectivity.d_prime(values, labels)[0] == pytest.approx(1.5 / np.sqrt(2 / 3))
-    assert np.isnan(selectivity.d_prime(np.ones((7, 1)), labels)[0])  # no variance: undefined
-    assert np.isnan(selectivity.d_prime(values, np.eye(7, dtype=bool)[0])[0])  # one category image
+    assert selectivity.d_primes(values, [labels])[0, 0] == pytest.approx(1.5 / np.sqrt(2 / 3))
+    assert np.isnan(selectivity.d_primes(np.ones((7, 1)), [labels])[0, 0])  # no variance: undefined
+    assert np.isnan(selectivity.d_primes(values, [np.eye(7, dtype=bool)[0]])[0, 0])  # one category image
+
+
+def test_d_primes_of_several_categories_are_the_two_pass_formula_far_from_zero() -> None:
+    """Each category's d′ from its masked copies and statistics' two-pass variances, on float32 responses far from
+    zero (mean 1,000, SD 1 to 3, category offsets up to 8 SD): the centred sums of squares must not cancel."""
+    rng = np.random.default_rng(7)
+    n, u = 3_000, 4
+    classes = rng.integers(0, 20, n)
+    label_sets = [classes < 3, (classes >= 3) & (classes < 9), classes == 19, np.zeros(n, dtype=bool)]
+    spread = rng.uniform(1, 3, u)
+    values = (1_000 + rng.standard_normal((n, u)) * spread + 8 * spread * label_sets[0][:, None]
+              - 2 * spread * label_sets[1][:, None]).astype(np.float32)
+    found = selectivity.d_primes(values, label_sets)
+    for row, labels in enumerate(label_sets[:3]):
+        for unit in range(u):
+            cat, rest = values[labels, unit].astype(float).tolist(), values[~labels, unit].astype(float).tolist()
+            pooled = np.sqrt((statistics.variance(cat) + statistics.variance(rest)) / 2)
+            assert found[row, unit] == pytest.approx((statistics.fmean(cat) - statistics.fmean(rest)) / pooled,
+                                                     rel=1e-11)
+    assert np.isnan(found[3]).all()  # an empty category
+    assert found[0].min() > 7 and found[1].max() < -1  # the offsets, seen
 
 
 def test_csi_by_hand_ignores_small_classes_and_negative_responses() -> None:
@@ -55,6 +76,27 @@ def test_rank_sum_p_by_class_is_scipys_asymptotic_mann_whitney(seed: int) -> Non
             expected = sps.mannwhitneyu(values[labels], values[classes == code], alternative="greater",
                                         method="asymptotic", use_continuity=True, axis=0).pvalue
             np.testing.assert_allclose(p[row], expected, rtol=1e-9)
+
+
+def test_rank_sum_of_labels_that_split_classes_compares_each_class_s_other_images() -> None:
+    """Labels drawn image by image, not class by class: a class's U counts only its unlabelled images, and it is
+    tested when they are FEW_IMAGES or more; float32 responses with ties."""
+    rng = np.random.default_rng(5)
+    n = 600
+    classes = rng.integers(0, 30, n)
+    labels = rng.random(n) < 0.4
+    values = np.round(rng.standard_normal((n, 3)) * 4).astype(np.float32) + labels[:, None]
+    ((codes, p),) = selectivity.rank_sum_p_by_class(values, [labels], classes)
+    other = [c for c in range(30) if (~labels & (classes == c)).sum() >= selectivity.FEW_IMAGES]
+    assert list(codes) == other and labels[np.isin(classes, codes)].any()  # the tested classes hold labelled images
+    n1 = labels.sum()
+    for row, code in enumerate(codes):
+        for unit in range(3):
+            cat, rest = values[labels, unit], values[~labels & (classes == code), unit]
+            u = (cat[:, None] > rest).sum() + 0.5 * (cat[:, None] == rest).sum()  # every pair, counted
+            n2 = rest.size
+            expected = sps.norm.sf((u - n1 * n2 / 2 - 0.5) / np.sqrt(n1 * n2 * (n1 + n2 + 1) / 12))
+            assert p[row, unit] == pytest.approx(expected, rel=1e-9)
 
 
 def test_rank_sum_ties_count_one_half() -> None:

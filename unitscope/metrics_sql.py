@@ -1,9 +1,9 @@
-"""The SQL that derives the metrics from the stored responses: SI, in_top/in_bottom, rankings.
+"""The SQL that derives the metrics from the stored responses: in_top/in_bottom, rankings, and the reads of a layer.
 
 Torch-free (stdlib and duckdb), so the server imports it. Each metric is defined here once: the
-worker runs this SQL at the end of a run (SI for every stat and category, each unit's first
-RANKED_K images on both sides of every stat), the server reads those or runs the same SQL on
-demand for other parameters.
+worker stores each unit's first RANKED_K images on both sides of every stat, the server reads those
+or runs the same SQL on demand for a deeper k. SI is numpy's (unitscope.stats.si) over the layer's
+columns, which these reads give.
 """
 
 from __future__ import annotations
@@ -26,59 +26,6 @@ def membership_sql() -> str:
     return _MEMBERSHIP
 
 
-def _si(stat: str) -> str:
-    col = schema.stat_column(stat)
-    lo, cat, rest = f"min_{col}", f"cat_{col}", f"rest_{col}"
-    return f"""CASE WHEN max_{col} > {lo} AND ({cat} - {lo}) + ({rest} - {lo}) > 0
-                 THEN ({cat} - {lo}) / (({cat} - {lo}) + ({rest} - {lo})) END"""
-
-
-def _si_aggregates() -> str:
-    """Per group of rows: each stat's min, max, and mean over the category and over the rest (for _si)."""
-    return ",\n               ".join(
-        f"min({c}) AS min_{c}, max({c}) AS max_{c}, "
-        f"avg({c}) FILTER (WHERE m.is_cat) AS cat_{c}, avg({c}) FILTER (WHERE NOT m.is_cat) AS rest_{c}"
-        for c in schema.STAT_COLUMN.values()
-    )
-
-
-def si_sql() -> str:
-    """SQL giving (unit, stat, si) for every unit of one layer and every stat.
-
-    Parameters: $run_id, $layer, $category.
-
-    SI on a stat: each unit's responses are min-max normalised over all images of the run,
-    A_N = (A - min A) / (max A - min A); SI = mean_C(A_N) / (mean_C(A_N) + mean_notC(A_N)).
-    Because A_N is affine in A, mean_C(A_N) = (mean_C(A) - min A) / (max A - min A), so one
-    grouped scan gives all three stats. SI is NULL for a unit whose response never varies.
-    Cost: one scan of the layer's rows (images x units) joined to the run's category membership.
-    """
-    return _si_query(schema.RESPONSES, "")
-
-
-def basis_si_sql() -> str:
-    """SQL giving (unit, stat, si) for every direction of one random basis of a layer: si_sql's SI over
-    basis_responses. Parameters: $run_id, $layer, $basis, $category."""
-    return _si_query(schema.BASIS_RESPONSES, "AND r.basis = $basis")
-
-
-def _si_query(table: str, where: str) -> str:
-    per_stat = "\n    UNION ALL ".join(
-        f"SELECT unit, '{stat}' AS stat, {_si(stat)} AS si FROM agg" for stat in schema.STATS
-    )
-    return f"""
-    WITH agg AS MATERIALIZED (
-        SELECT r.unit,
-               {_si_aggregates()}
-        FROM {table} r JOIN ({_MEMBERSHIP}) m USING (image_id)
-        WHERE r.run_id = $run_id AND r.layer = $layer {where}
-        GROUP BY r.unit
-    )
-    {per_stat}
-    ORDER BY unit, stat
-    """
-
-
 # The meta key that says a run's responses are stored in (layer, unit, image_id) order: publication inserts them so
 # and every copy keeps DuckDB's insertion order (preserve_insertion_order, on by default).
 IN_ORDER_KEY = "responses_in_order/"
@@ -99,7 +46,7 @@ def network_key(run_id: int) -> str:
     return f"{NETWORK_KEY}{run_id}"
 
 
-def layer_matrix_sql(stat: str, *, in_order: bool = False) -> str:
+def layer_matrix_sql(stat: str, *, in_order: bool = False, basis: bool = False) -> str:
     """SQL giving (v): the responses of units $first..$last of one layer on `stat`, in (unit, image_id) order.
 
     Parameters: $run_id, $layer, $first, $last. Reshaped to (units, images) and transposed, it is the
@@ -107,10 +54,13 @@ def layer_matrix_sql(stat: str, *, in_order: bool = False) -> str:
     membership_sql's ids). in_order: the run's rows are stored in
     that order (IN_ORDER_KEY), so the scan gives it without a sort (3.6x faster: 1.1 s against 4.1 s
     for 100,000 images x 1,024 units, measured 2026-12-03; a raw read of the same floats took 0.9 s).
+    basis: the directions $first..$last of the random basis $basis instead (basis_responses, which publication
+    inserts in the same order as the responses).
     """
+    table, which = (schema.BASIS_RESPONSES, " AND basis = $basis") if basis else (schema.RESPONSES, "")
     order = "" if in_order else " ORDER BY unit, image_id"
-    return f"""SELECT {schema.stat_column(stat)} AS v FROM {schema.RESPONSES}
-               WHERE run_id = $run_id AND layer = $layer AND unit BETWEEN $first AND $last{order}"""
+    return f"""SELECT {schema.stat_column(stat)} AS v FROM {table}
+               WHERE run_id = $run_id AND layer = $layer{which} AND unit BETWEEN $first AND $last{order}"""
 
 
 def stored_bottom_sql() -> str:

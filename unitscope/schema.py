@@ -324,7 +324,7 @@ DDL: Final[tuple[str, ...]] = (
         act_max   FLOAT    NOT NULL,
         act_min   FLOAT    NOT NULL
     )""",
-    # SI of every direction of every basis, for every category and stat (metrics_sql.basis_si_sql).
+    # SI of every direction of every basis, for every category and stat (worker.derived_basis).
     f"""CREATE TABLE IF NOT EXISTS {BASIS_SI} (
         run_id INTEGER NOT NULL, layer VARCHAR NOT NULL,
         basis    SMALLINT NOT NULL,

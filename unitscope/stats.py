@@ -101,11 +101,12 @@ RUN_BYTES = 64
 
 @dataclass
 class SortedRuns:
-    """Each column of an (n, c) block sorted (sorted_runs): three (c, n) arrays."""
+    """Each column of an (n, c) block sorted (sorted_runs): three (c, n) arrays, and which columns hold ties."""
 
     order: np.ndarray  # the column's rows in ascending order of value
     lo: np.ndarray  # at each sorted position, the first position of its run of equal values
     hi: np.ndarray  # ... and one past its last
+    tied: np.ndarray  # (c,) bool: the column has a run of two or more equal values
     _ranks: np.ndarray | None = field(default=None, repr=False)
 
     def ranks(self) -> np.ndarray:
@@ -145,6 +146,7 @@ def sorted_runs(block: np.ndarray) -> SortedRuns:
     c, n = t.shape
     order = np.empty((c, n), dtype=np.int64)
     lo, hi = np.empty((c, n), dtype=np.int64), np.empty((c, n), dtype=np.int64)
+    tied = np.zeros(c, dtype=bool)
     starts = np.ones(n, dtype=bool)  # a run of equal values starts here
     # Row by row: a row's temporaries stay in cache, where numpy's accumulate along the rows of the block was 5x slower.
     for j in range(c):
@@ -152,10 +154,11 @@ def sorted_runs(block: np.ndarray) -> SortedRuns:
         ordered = t[j, order[j]]
         np.not_equal(ordered[1:], ordered[:-1], out=starts[1:])
         first = np.flatnonzero(starts)
+        tied[j] = first.size < n
         run = np.cumsum(starts) - 1
         np.take(first, run, out=lo[j])
         np.take(np.append(first[1:], n), run, out=hi[j])
-    return SortedRuns(order, lo, hi)
+    return SortedRuns(order, lo, hi, tied)
 
 
 def _radix_order(row: np.ndarray) -> np.ndarray:
@@ -233,15 +236,16 @@ def _si_from_sums(cat_sum: np.ndarray, total: np.ndarray, lo: np.ndarray, hi: np
         return np.where((hi > lo) & (den > 0), cat / den, np.nan)
 
 
-def split_half_si(values: npt.ArrayLike, labels: npt.ArrayLike, ids: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    """si() over the images with an even id, then the odd ones, each half as if it were the whole run: values (n, u),
-    labels and image ids (n,). NaN for a half without images. Ids follow the class folders: each half holds about
-    half of every class."""
+def split_half_si(values: npt.ArrayLike, label_sets: Sequence[npt.ArrayLike], ids: npt.ArrayLike) -> np.ndarray:
+    """si() over the images with an even id, then the odd ones, each half as if it were the whole run, for each
+    label set: (C, 2, u). values (n, u), label sets and image ids (n,). NaN for a half without images. Ids follow the
+    class folders: each half holds about half of every class."""
     values = _values(values)
-    labels = _labels(labels, values.shape[0])
+    masks = [_labels(m, values.shape[0]) for m in label_sets]
     odd = (np.asarray(ids) % 2).astype(bool)
-    a, b = (si(values[rows], labels[rows]) if rows.any() else np.full(values.shape[1], np.nan) for rows in (~odd, odd))
-    return a, b
+    halves = [si_by_category(values[rows], [m[rows] for m in masks]) if rows.any()
+              else np.full((len(masks), values.shape[1]), np.nan) for rows in (~odd, odd)]
+    return np.stack(halves, axis=1)
 
 
 def si(values: npt.ArrayLike, labels: npt.ArrayLike) -> np.ndarray:
@@ -250,13 +254,21 @@ def si(values: npt.ArrayLike, labels: npt.ArrayLike) -> np.ndarray:
     values: (n, u); labels: (n,) bool. NaN where a unit's response never varies or a group is
     empty (SQL's NULL). Sums in float64, as DuckDB's avg does.
     """
+    return si_by_category(values, [labels])[0]
+
+
+def si_by_category(values: npt.ArrayLike, label_sets: Sequence[npt.ArrayLike]) -> np.ndarray:
+    """si() for each label set, (C, u): each unit's min, max and total are read once for all of them."""
     values = _values(values)
-    labels = _labels(labels, values.shape[0])
+    masks = [_labels(m, values.shape[0]) for m in label_sets]
     lo = values.min(axis=0).astype(np.float64)
     hi = values.max(axis=0).astype(np.float64)
     total = values.sum(axis=0, dtype=np.float64)
-    cat_sum = values.sum(axis=0, dtype=np.float64, where=labels[:, None])  # no copy of the rows
-    return _si_from_sums(cat_sum, total, lo, hi, int(labels.sum()), values.shape[0])
+    out = np.empty((len(masks), values.shape[1]))
+    for row, labels in enumerate(masks):
+        cat_sum = values.sum(axis=0, dtype=np.float64, where=labels[:, None])  # no copy of the rows
+        out[row] = _si_from_sums(cat_sum, total, lo, hi, int(labels.sum()), values.shape[0])
+    return out
 
 
 def complete_pairs(x: Sequence[float | None], y: Sequence[float | None]) -> tuple[np.ndarray, np.ndarray]:

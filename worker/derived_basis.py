@@ -1,12 +1,17 @@
-"""Publication's SI of every direction of a layer's random bases (basis_si), for the axis_aligned claim."""
+"""Publication's SI of every direction of a layer's random bases (basis_si), for the axis_aligned claim: stats'
+si_by_category over each basis's columns, a chunk at a time, every category of the run from one read of each stat
+(the server computes stats.si the same way for a DB without the stored rows)."""
 
 from __future__ import annotations
 
 import duckdb
+import numpy as np
 
-from unitscope import schema
-from unitscope.metrics_sql import basis_si_sql
-from worker.run_rows import run_categories
+from unitscope import schema, stats
+from unitscope.data.runs import require_run
+from unitscope.data.scores import category_labels, layer_chunks
+from unitscope.data.source import ConnectionSource
+from worker.run_rows import FRAME, insert_frame
 
 
 def write_basis_si(con: duckdb.DuckDBPyConnection, run_id: int, layer: str) -> None:
@@ -14,11 +19,18 @@ def write_basis_si(con: duckdb.DuckDBPyConnection, run_id: int, layer: str) -> N
     q = {"run_id": run_id, "layer": layer}
     bases = [r[0] for r in con.execute(
         f"SELECT basis FROM {schema.BASES} WHERE run_id = $run_id AND layer = $layer ORDER BY basis", q).fetchall()]
-    categories = run_categories(con, run_id)
+    source = ConnectionSource(con, database=None)
+    run = require_run(source, run_id)
+    categories = sorted(run.categories)
+    masks = [category_labels(source, run, category)[1] for category in categories]
     for basis in bases:
-        for category in categories:
-            con.execute(
-                f"INSERT INTO {schema.BASIS_SI} SELECT $run_id, $layer, $basis, $category, stat, unit, si "
-                f"FROM ({basis_si_sql()})",
-                {**q, "basis": basis, "category": category},
-            )
+        for stat in schema.STATS:
+            si = np.concatenate([stats.si_by_category(values, masks)
+                                 for _, values in layer_chunks(source, run, layer, stat, basis)], axis=1)
+            for category, row in zip(categories, si):
+                insert_frame(
+                    con, f"INSERT INTO {schema.BASIS_SI} SELECT $run_id, $layer, $basis, $category, $stat, unit, "
+                    f"CASE WHEN isnan(si) THEN NULL ELSE si END FROM {FRAME}",  # NULL: undefined, as basis_si has it
+                    {"unit": np.arange(row.size, dtype=np.int32), "si": row},
+                    {**q, "basis": basis, "category": category, "stat": stat},
+                )

@@ -115,7 +115,7 @@ def write_layer_controls(con: duckdb.DuckDBPyConnection, run_id: int, layer: str
                     measures_of(values, list(zip(masks, (members[c] for c in categories))), classes, index.wnids,
                                 np.concatenate(beats, axis=1)),
                     below_above[:, 0], below_above[:, 1], terms,
-                    np.array([stats.split_half_si(values, is_cat, image_ids) for is_cat in masks]))
+                    stats.split_half_si(values, masks, image_ids))
 
         parts = [part for first, values in layer_chunks(source, run, layer, stat)
                  for part in in_blocks(block, first, values)]

@@ -1,33 +1,55 @@
-"""Publication's ranks: each unit's first ranked_k images of a layer from both sides of every stat (unit_ranks).
+"""Publication's SI and ranks, from one read of each stat of a layer, a chunk of units at a time.
 
-The order of metrics_sql.ranks_sql (top: largest first; bottom: smallest first; ties by image id), found in numpy
-a chunk of units at a time (unitscope.unit_summary.first_rows): one read of each stat for both sides, where the SQL
-scanned the layer twice per stat and side. The server runs ranks_sql for a k past the stored depth.
+- unit_si: stats.si_by_category for every category of the run, the function the server calls for a layer without
+  the stored rows (each unit's min, max and total read once for every category: a DuckDB scan per category took 2 s
+  of 11 for six categories at 100,000 images x 1,024 units, and its 36 filtered averages of one scan for all were
+  slower still, 13 s);
+- unit_ranks: each unit's first ranked_k images from both sides of every stat, in the order of metrics_sql.ranks_sql
+  (top: largest first; bottom: smallest first; ties by image id), found by unitscope.unit_summary.first_rows. The
+  server runs ranks_sql for a k past the stored depth.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import duckdb
 import numpy as np
 
-from unitscope import schema, unit_summary
+from unitscope import schema, stats, unit_summary
 from unitscope.data.images import image_index
 from unitscope.data.runs import require_run
-from unitscope.data.scores import layer_chunks
+from unitscope.data.scores import category_labels, layer_chunks
 from unitscope.data.source import ConnectionSource
 from worker.blocks import in_blocks
 from worker.run_rows import FRAME, insert_frame
 
 
-def write_ranks(con: duckdb.DuckDBPyConnection, run_id: int, layer: str, ranked_k: int) -> None:
-    """Store each unit's first `ranked_k` images of `layer` from both sides of every stat in unit_ranks."""
+def write_ranks(con: duckdb.DuckDBPyConnection, run_id: int, layer: str, ranked_k: int,
+                si_categories: Sequence[str] = ()) -> None:
+    """Store each unit's first `ranked_k` images of `layer` from both sides of every stat in unit_ranks, and its SI
+    for each of si_categories (publication's are the run's) in unit_si."""
     source = ConnectionSource(con, database=None)
     run = require_run(source, run_id)
     image_ids = np.flatnonzero(image_index(source, run_id).code >= 0)  # the rows of layer_chunks
+    masks = [category_labels(source, run, category)[1] for category in si_categories]
+
+    def block(_: int, values: np.ndarray) -> dict[str, np.ndarray]:
+        found = {side: unit_summary.first_rows(values, ranked_k, side) for side in schema.SIDES}
+        return {**found, "si": stats.si_by_category(values, masks)} if masks else found
+
     for stat in schema.STATS:
         blocks = [found for first, values in layer_chunks(source, run, layer, stat)
-                  for found in in_blocks(lambda _, block: {side: unit_summary.first_rows(block, ranked_k, side)
-                                                           for side in schema.SIDES}, first, values)]
+                  for found in in_blocks(block, first, values)]
+        if masks:
+            si = np.concatenate([found["si"] for found in blocks], axis=1)  # (categories, units)
+            for category, row in zip(si_categories, si):
+                insert_frame(
+                    con, f"INSERT INTO {schema.UNIT_SI} SELECT $run_id, $layer, $category, $stat, unit, "
+                    f"CASE WHEN isnan(si) THEN NULL ELSE si END FROM {FRAME}",  # NULL: undefined, as unit_si has it
+                    {"unit": np.arange(row.size, dtype=np.int32), "si": row},
+                    {"run_id": run_id, "layer": layer, "category": category, "stat": stat},
+                )
         for side in schema.SIDES:
             rows = np.concatenate([found[side] for found in blocks])
             units, depth = rows.shape

@@ -24,7 +24,6 @@ from unitscope.metrics_sql import (
     NETWORK_KEY,
     in_order_key,
     network_key,
-    si_sql,
 )
 from worker import derived
 from worker.db_files import (
@@ -142,7 +141,7 @@ def _build(db: Path, work: Path, publishing: Path, staged: StagedArrays, config:
         bases = pub.execute(f"SELECT layer, basis FROM {schema.BASES} WHERE run_id = $new ORDER BY layer, basis",
                             p).fetchall()
         # Work is counted in units x steps: every step of a layer runs over its units.
-        steps = 3 + len(derived.WRITERS)  # the responses, SI, ranks, then the derived tables
+        steps = 2 + len(derived.WRITERS)  # the responses, SI and ranks, then the derived tables
         bar = _progress(sum(units[layer] for layer in layers) * steps + sum(units[layer] for layer, _ in bases))
         for layer in layers:
             bar.set_postfix_str(f"{layer}: responses")
@@ -160,19 +159,11 @@ def _build(db: Path, work: Path, publishing: Path, staged: StagedArrays, config:
         pub.execute("DETACH work")
         # Inserted in (layer, unit, image_id) order, a chunk of units at a time: readers may scan without sorting.
         pub.execute(f"INSERT INTO {schema.META} VALUES ($key, 'layer, unit, image_id')", {"key": in_order_key(run_id)})
-        # The same SQL the server runs: SI for every stat and category, and each unit's first
-        # ranked_k images on both sides of every stat (in_top/in_bottom for any k up to it).
+        # What the server would compute: SI for every stat and category, and each unit's first ranked_k images on
+        # both sides of every stat (in_top/in_bottom for any k up to it), from one read of each stat.
         for layer in layers:
-            bar.set_postfix_str(f"{layer}: SI")
-            for category in categories:
-                pub.execute(
-                    f"INSERT INTO {schema.UNIT_SI} SELECT $run_id, $layer, $category, stat, unit, si "
-                    f"FROM ({si_sql()})",
-                    {"run_id": run_id, "layer": layer, "category": category},
-                )
-            bar.update(units[layer])
-            bar.set_postfix_str(f"{layer}: ranks")
-            write_ranks(pub, run_id, layer, ranked_k)
+            bar.set_postfix_str(f"{layer}: SI and ranks")
+            write_ranks(pub, run_id, layer, ranked_k, categories)
             bar.update(units[layer])
             derived.write_layer(pub, run_id, layer, step=_step(bar, layer, units[layer]))
         pub.execute("CHECKPOINT")

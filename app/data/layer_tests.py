@@ -141,7 +141,7 @@ def _stored_halves(reader: Source, run: Run, layer: str, category: str, stat: st
 
 def _computed_halves(reader: Source, run: Run, layer: str, category: str, stat: str) -> tuple[SiByUnit, SiByUnit]:
     image_ids, labels = category_labels(reader, run, category)
-    a, b = stats.split_half_si(layer_matrix(reader, run, layer, stat), labels, image_ids)
+    a, b = stats.split_half_si(layer_matrix(reader, run, layer, stat), [labels], image_ids)[0]
     return _by_unit(a), _by_unit(b)
 
 

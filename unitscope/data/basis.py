@@ -1,13 +1,13 @@
 """The SI of a layer's random-basis directions (the random-basis control): stored by publication, else computed
-with the same SQL (unitscope.metrics_sql.basis_si_sql)."""
+with the same function (unitscope.stats.si over each basis's columns)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from unitscope import metrics_sql, schema
+from unitscope import schema, stats
 from unitscope.data.runs import Run, require_category, require_layer, table_names
-from unitscope.data.scores import whole_layer
+from unitscope.data.scores import category_labels, layer_chunks, whole_layer
 from unitscope.data.source import Source, stored_or_computed
 
 
@@ -38,8 +38,9 @@ def basis_si(source: Source, run: Run, layer: str, category: str, stat: str) -> 
         return values.reshape(len(found), units) if values.size == len(found) * units else None
 
     def compute() -> np.ndarray:
-        return np.array([[np.nan if si is None else si for _, row_stat, si in source.rows(
-            metrics_sql.basis_si_sql(), {**q, "basis": b}) if row_stat == stat] for b in found], dtype=np.float64)
+        labels = category_labels(source, run, category)[1]
+        return np.array([np.concatenate([stats.si(values, labels) for _, values in layer_chunks(
+            source, run, layer, stat, b)]) for b in found])
 
     return source.cached((run.run_id, layer, category, stat, "basis_si"),
                          lambda: stored_or_computed(stored, lambda: whole_layer(source, run, layer, compute))[0])

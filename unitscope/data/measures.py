@@ -48,12 +48,14 @@ def measures_of(values: np.ndarray, categories: Sequence[tuple[np.ndarray, Colle
     category's (labels, WNIDs), and each image's class code into `wnids`. What does not depend on the category
     (the tuning shape, the CSI, each unit's sort for Baek's tests) is computed once for all; beats: Baek's criterion
     (selectivity.beats_every_class), when the caller has it (publication sorts once for it and the AUROC)."""
+    label_sets = [labels for labels, _ in categories]
     index_csi, preferred = selectivity.csi(values, classes)
     tuning = selectivity.tuning_shape(values)
     if beats is None:
-        beats = selectivity.beats_every_class(values, [labels for labels, _ in categories], classes)
+        beats = selectivity.beats_every_class(values, label_sets, classes)
+    d_prime = selectivity.d_primes(values, label_sets)
     return [Measures(
-        d_prime=selectivity.d_prime(values, labels),
+        d_prime=d_prime[row],
         csi=index_csi,
         csi_wnid=[wnids[c] if c >= 0 else None for c in preferred.tolist()],
         csi_in_category=np.isin(preferred, [i for i, w in enumerate(wnids) if w in members]),

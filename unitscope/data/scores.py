@@ -104,8 +104,12 @@ def _layer_si(source: Source, run: Run, layer: str, units: int, category: str,
         )
         return rows if len(rows) == units else None
 
-    rows, was_stored = stored_or_computed(stored, lambda: whole_layer(source, run, layer, lambda: [
-        (u, si) for u, row_stat, si in source.rows(metrics_sql.si_sql(), q) if row_stat == stat]))
+    def computed() -> list[tuple[int, float | None]]:
+        # stats.si over the layer's columns, as publication stores it (worker.derived_ranks): the same to the bit.
+        found = stats.si(layer_matrix(source, run, layer, stat), category_labels(source, run, category)[1])
+        return [(u, None if np.isnan(si) else si) for u, si in enumerate(found.tolist())]
+
+    rows, was_stored = stored_or_computed(stored, lambda: whole_layer(source, run, layer, computed))
     return {int(u): None if si is None else float(si) for u, si in rows}, was_stored
 
 
@@ -217,12 +221,16 @@ def layer_matrix(source: Source, run: Run, layer: str, stat: str) -> np.ndarray:
     return source.matrix((run.run_id, layer, stat), lambda: _columns(source, run, layer, stat, 0, units - 1))
 
 
-def _columns(source: Source, run: Run, layer: str, stat: str, first: int, last: int) -> np.ndarray:
-    """Units first..last of a layer on one stat: (images, last - first + 1) float32, rows in image id order."""
-    values = source.arrays(metrics_sql.layer_matrix_sql(stat, in_order=run.in_order),
-                           {"run_id": run.run_id, "layer": layer, "first": first, "last": last})["v"]
+def _columns(source: Source, run: Run, layer: str, stat: str, first: int, last: int,
+             basis: int | None = None) -> np.ndarray:
+    """Units first..last of a layer on one stat (or directions of its random basis `basis`): (images, last - first +
+    1) float32, rows in image id order."""
+    q = {"run_id": run.run_id, "layer": layer, "first": first, "last": last}
+    values = source.arrays(metrics_sql.layer_matrix_sql(stat, in_order=run.in_order, basis=basis is not None),
+                           q if basis is None else {**q, "basis": basis})["v"]
     if values.size != (last - first + 1) * run.images:
-        raise Unavailable(f"units {first}-{last} of {layer} of run {run.run_id} hold {values.size:,} responses, "
+        what = "units" if basis is None else f"directions of basis {basis} of"
+        raise Unavailable(f"{what} {first}-{last} of {layer} of run {run.run_id} hold {values.size:,} responses, "
                           "not units x images")
     return values.astype(np.float32, copy=False).reshape(last - first + 1, run.images).T
 
@@ -236,13 +244,15 @@ def unit_column(source: Source, run: Run, layer: str, stat: str, unit: int) -> n
 CHUNK_BYTES = 512 * 2**20
 
 
-def layer_chunks(source: Source, run: Run, layer: str, stat: str) -> Iterator[tuple[int, np.ndarray]]:
+def layer_chunks(source: Source, run: Run, layer: str, stat: str,
+                 basis: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """layer_matrix a chunk of units at a time: (first unit, (images, c) float32 columns), so that memory holds a
-    chunk, not the layer. Publication's derived tables read a layer so, at any number of images."""
+    chunk, not the layer. Publication's derived tables read a layer so, at any number of images. basis: the
+    directions of that random basis of the layer instead."""
     units = require_layer(run, layer)[0]
     step = max(1, CHUNK_BYTES // max(1, 4 * run.images))
     for first in range(0, units, step):
-        yield first, _columns(source, run, layer, stat, first, min(first + step, units) - 1)
+        yield first, _columns(source, run, layer, stat, first, min(first + step, units) - 1, basis)
 
 
 def bottom_rows(source: Source, run: Run, layer: str, stat: str, k: int, image_ids: np.ndarray) -> np.ndarray:
