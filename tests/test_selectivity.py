@@ -52,6 +52,19 @@ def test_d_primes_of_several_categories_are_the_two_pass_formula_far_from_zero()
     assert found[0].min() > 7 and found[1].max() < -1  # the offsets, seen
 
 
+def test_d_primes_where_the_sums_would_cancel_take_each_group_about_its_own_mean() -> None:
+    """Two constant groups (0.3 and 1.0: no variance, so no d′, where sums about the column's mean leave a rounding
+    residue that made it 1e8), and groups 10,000 SDs apart: each unit as statistics' two-pass formula gives it."""
+    labels = np.arange(40) < 12
+    rng = np.random.default_rng(3)
+    values = np.column_stack([np.where(labels, 1.0, 0.3), rng.standard_normal(40) + 1e4 * labels])
+    found = selectivity.d_primes(values, [labels])[0]
+    assert np.isnan(found[0])
+    cat, rest = values[labels, 1].tolist(), values[~labels, 1].tolist()
+    pooled = np.sqrt((statistics.variance(cat) + statistics.variance(rest)) / 2)
+    assert found[1] == pytest.approx((statistics.fmean(cat) - statistics.fmean(rest)) / pooled, rel=1e-12)
+
+
 def test_csi_by_hand_ignores_small_classes_and_negative_responses() -> None:
     # Classes 0, 1, 2 of five images: post-ReLU means 4, 2 and 0 (its responses are all negative).
     # mu_max = 4, mu_rest = (2 + 0) / 2 = 1: CSI = 3 / 5. Class 3 has one image of 100: too few to count.

@@ -9,6 +9,7 @@ each definition's source.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
@@ -70,16 +71,24 @@ def _labels(labels: npt.ArrayLike, n: int) -> np.ndarray:
     return labels
 
 
+# A group's sum of squared deviations from the block's sums is trusted while it keeps at least this share of the sum
+# of squares it is taken from: past it (a group mean 32 of its SDs from the column's, or a constant group) the
+# subtraction loses more than 10 of float64's 52 bits, and the unit's d′ is computed from copies of its groups.
+_KEPT_SHARE = 2.0**-10
+
+
 def d_primes(values: npt.ArrayLike, label_sets: Sequence[npt.ArrayLike]) -> np.ndarray:
     """(mean_C - mean_rest) / sqrt((var_C + var_rest) / 2) per label set and unit (C, u), sample variances (ddof 1).
 
     NaN when either group has fewer than two images or both variances are 0. Each block is centred on its column
-    means (so that sums of squares do not cancel) and squared once for every category; a category's sums are those of
-    its rows, the rest's the block's less them: where each category's copies of both groups took eight passes. Every
-    sum runs down a column in row order, so a unit's d′ does not depend on the columns beside it.
+    means and squared once for every category; a category's sums are those of its rows, the rest's the block's less
+    them (where each category's copies of both groups took eight passes). Where that would cancel (_KEPT_SHARE), the
+    unit's groups are copied and each variance taken about its own mean, as before. Every sum runs down one column
+    (contiguous in the layer's column-major reads), so a unit's d′ does not depend on the columns beside it.
     """
     values = np.asarray(values)
-    masks = np.array([_labels(m, values.shape[0]) for m in label_sets], dtype=bool).reshape(len(label_sets), -1)
+    masks = np.array([_labels(m, values.shape[0]) for m in label_sets], dtype=bool).reshape(len(label_sets),
+                                                                                              values.shape[0])
     out = np.full((len(masks), values.shape[1]), np.nan)
     n1 = masks.sum(axis=1)
     live = np.flatnonzero((n1 >= 2) & (values.shape[0] - n1 >= 2))
@@ -92,12 +101,22 @@ def d_primes(values: npt.ArrayLike, label_sets: Sequence[npt.ArrayLike]) -> np.n
         cat, total = np.array([block[masks[row]].sum(axis=0) for row in live]), block.sum(axis=0)
         np.square(block, out=block)
         cat_sq, total_sq = np.array([block[masks[row]].sum(axis=0) for row in live]), block.sum(axis=0)
-        var_cat = np.maximum(cat_sq - cat**2 / n1, 0) / (n1 - 1)
-        var_rest = np.maximum(total_sq - cat_sq - (total - cat) ** 2 / n0, 0) / (n0 - 1)
-        pooled = np.sqrt((var_cat + var_rest) / 2)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[live, columns] = np.where(pooled > 0, (cat / n1 - (total - cat) / n0) / pooled, np.nan)
+        m2_cat, m2_rest = cat_sq - cat**2 / n1, (total_sq - cat_sq) - (total - cat) ** 2 / n0
+        with np.errstate(invalid="ignore", divide="ignore"):  # a negative M2 is shaky, and computed again below
+            pooled = np.sqrt((m2_cat / (n1 - 1) + m2_rest / (n0 - 1)) / 2)
+            found = np.where(pooled > 0, (cat / n1 - (total - cat) / n0) / pooled, np.nan)
+        shaky = (m2_cat <= _KEPT_SHARE * cat_sq) | (m2_rest <= _KEPT_SHARE * (total_sq - cat_sq))
+        for i, j in zip(*np.nonzero(shaky)):
+            found[i, j] = _two_pass_d_prime(values[:, columns.start + j], masks[live[i]])
+        out[live, columns] = found
     return out
+
+
+def _two_pass_d_prime(column: np.ndarray, labels: np.ndarray) -> float:
+    """One unit's d′ from copies of its two groups (float64), each variance about its own mean."""
+    cat, rest = column[labels].astype(np.float64), column[~labels].astype(np.float64)
+    pooled = math.sqrt((cat.var(ddof=1) + rest.var(ddof=1)) / 2)
+    return (cat.mean() - rest.mean()) / pooled if pooled > 0 else math.nan
 
 
 def class_means(values: npt.ArrayLike, classes: npt.ArrayLike, min_images: int = FEW_IMAGES) -> tuple[
