@@ -101,11 +101,12 @@ def d_primes(values: npt.ArrayLike, label_sets: Sequence[npt.ArrayLike]) -> np.n
         cat, total = np.array([block[masks[row]].sum(axis=0) for row in live]), block.sum(axis=0)
         np.square(block, out=block)
         cat_sq, total_sq = np.array([block[masks[row]].sum(axis=0) for row in live]), block.sum(axis=0)
-        m2_cat, m2_rest = cat_sq - cat**2 / n1, (total_sq - cat_sq) - (total - cat) ** 2 / n0
+        rest, rest_sq = total - cat, total_sq - cat_sq
+        m2_cat, m2_rest = cat_sq - cat**2 / n1, rest_sq - rest**2 / n0
         with np.errstate(invalid="ignore", divide="ignore"):  # a negative M2 is shaky, and computed again below
             pooled = np.sqrt((m2_cat / (n1 - 1) + m2_rest / (n0 - 1)) / 2)
-            found = np.where(pooled > 0, (cat / n1 - (total - cat) / n0) / pooled, np.nan)
-        shaky = (m2_cat <= _KEPT_SHARE * cat_sq) | (m2_rest <= _KEPT_SHARE * (total_sq - cat_sq))
+            found = np.where(pooled > 0, (cat / n1 - rest / n0) / pooled, np.nan)
+        shaky = (m2_cat <= _KEPT_SHARE * cat_sq) | (m2_rest <= _KEPT_SHARE * rest_sq)
         for i, j in zip(*np.nonzero(shaky)):
             found[i, j] = _two_pass_d_prime(values[:, columns.start + j], masks[live[i]])
         out[live, columns] = found

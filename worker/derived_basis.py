@@ -11,7 +11,7 @@ from unitscope import schema, stats
 from unitscope.data.runs import require_run
 from unitscope.data.scores import category_labels, layer_chunks
 from unitscope.data.source import ConnectionSource
-from worker.run_rows import FRAME, insert_frame
+from worker.derived_ranks import insert_si
 
 
 def write_basis_si(con: duckdb.DuckDBPyConnection, run_id: int, layer: str) -> None:
@@ -25,12 +25,6 @@ def write_basis_si(con: duckdb.DuckDBPyConnection, run_id: int, layer: str) -> N
     masks = [category_labels(source, run, category)[1] for category in categories]
     for basis in bases:
         for stat in schema.STATS:
-            si = np.concatenate([stats.si_by_category(values, masks)
-                                 for _, values in layer_chunks(source, run, layer, stat, basis)], axis=1)
-            for category, row in zip(categories, si):
-                insert_frame(
-                    con, f"INSERT INTO {schema.BASIS_SI} SELECT $run_id, $layer, $basis, $category, $stat, unit, "
-                    f"CASE WHEN isnan(si) THEN NULL ELSE si END FROM {FRAME}",  # NULL: undefined, as basis_si has it
-                    {"unit": np.arange(row.size, dtype=np.int32), "si": row},
-                    {**q, "basis": basis, "category": category, "stat": stat},
-                )
+            insert_si(con, schema.BASIS_SI, "$run_id, $layer, $basis", {**q, "basis": basis, "stat": stat}, categories,
+                      np.concatenate([stats.si_by_category(values, masks)
+                                      for _, values in layer_chunks(source, run, layer, stat, basis)], axis=1))

@@ -42,14 +42,8 @@ def write_ranks(con: duckdb.DuckDBPyConnection, run_id: int, layer: str, ranked_
         blocks = [found for first, values in layer_chunks(source, run, layer, stat)
                   for found in in_blocks(block, first, values)]
         if masks:
-            si = np.concatenate([found["si"] for found in blocks], axis=1)  # (categories, units)
-            for category, row in zip(si_categories, si):
-                insert_frame(
-                    con, f"INSERT INTO {schema.UNIT_SI} SELECT $run_id, $layer, $category, $stat, unit, "
-                    f"CASE WHEN isnan(si) THEN NULL ELSE si END FROM {FRAME}",  # NULL: undefined, as unit_si has it
-                    {"unit": np.arange(row.size, dtype=np.int32), "si": row},
-                    {"run_id": run_id, "layer": layer, "category": category, "stat": stat},
-                )
+            insert_si(con, schema.UNIT_SI, "$run_id, $layer", {"run_id": run_id, "layer": layer, "stat": stat},
+                      si_categories, np.concatenate([found["si"] for found in blocks], axis=1))
         for side in schema.SIDES:
             rows = np.concatenate([found[side] for found in blocks])
             units, depth = rows.shape
@@ -62,3 +56,15 @@ def write_ranks(con: duckdb.DuckDBPyConnection, run_id: int, layer: str, ranked_
                  "image_id": image_ids[rows.ravel()].astype(np.int32)},
                 {"run_id": run_id, "layer": layer, "stat": stat, "side": side},
             )
+
+
+def insert_si(con: duckdb.DuckDBPyConnection, table: str, keys: str, params: dict[str, object],
+              categories: Sequence[str], si: np.ndarray) -> None:
+    """Insert each category's row of si (categories, units) into unit_si or basis_si: `keys` (SQL over `params`,
+    which hold $stat) first, then $category, $stat, unit, si; NaN as NULL, the tables' undefined."""
+    for category, row in zip(categories, si):
+        insert_frame(
+            con, f"INSERT INTO {table} SELECT {keys}, $category, $stat, unit, "
+            f"CASE WHEN isnan(si) THEN NULL ELSE si END FROM {FRAME}",
+            {"unit": np.arange(row.size, dtype=np.int32), "si": row}, {**params, "category": category},
+        )
