@@ -16,8 +16,10 @@ plus how far the product's stored statistics are from the baseline's on the same
 - product+stats (optional, --image-stats): the product path plus the low-level statistics of every
   batch (worker.image_stats on LoadedModel.to_rgb255 of the batch), as the worker computes them; its
   images/s beside the product's give the statistics' overhead.
-- cli (optional, --cli): `worker.cli.run` itself on the same subset into a temporary DB, so the
-  DuckDB writes, the model load and the publication step are included (wall time of the whole run).
+- cli (optional, --cli): `python -m worker run` as its own process on the same subset into a temporary DB, so the
+  DuckDB writes, the model load and the publication step are included (wall time of the whole run). Only this
+  process has the worker's allocator settings (worker.malloc): the baseline and product passes run in the bench's
+  own process with glibc's defaults.
 
 Both timed passes start from a cold loader (worker start-up included) with the files already in the
 page cache, after an untimed warm-up pass over --warmup batches. Each of --repeats rounds runs one
@@ -39,6 +41,7 @@ import contextlib
 import os
 import platform
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -52,7 +55,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Subset
 from torchvision.datasets import ImageFolder
 
-from worker.cli import build_loader
+from worker.cli import EXIT_OK, EXIT_SKIPPED, build_loader
 from worker.extract import Extractor, resolve_device
 from worker.image_stats import image_stats
 from worker.images import (
@@ -191,16 +194,21 @@ def product_pass(extractor: Extractor, model: LoadedModel, root: Path, files: Se
 
 
 def cli_pass(settings: WorkerSettings, files: int) -> Timing:
-    """`python -m worker run` in-process on the same subset, into a throw-away DB (wall time of the
-    whole run: model load, decoding, network, DuckDB writes and publication)."""
-    from worker import cli
-
+    """`python -m worker run` as its own process on the same subset, into a throw-away DB (wall time of the
+    whole run: the interpreter and imports, model load, decoding, network, DuckDB writes and publication)."""
     with tempfile.TemporaryDirectory(prefix="unitscope-bench-") as tmp:
-        run_settings = settings.model_copy(update={"db": Path(tmp) / "bench.duckdb", "restart": True})
+        flags = {"--images": settings.images, "--model": settings.model, "--weights": settings.weights,
+                 "--device": settings.device, "--decode": settings.decode, "--limit": settings.limit,
+                 "--batch-size": settings.batch_size, "--workers": settings.workers,
+                 "--db": Path(tmp) / "bench.duckdb"}  # fmt: skip
+        command = [sys.executable, "-m", "worker", "run", "--restart", "--layers", *settings.layers]
+        command += [str(part) for flag, value in flags.items() if value is not None for part in (flag, value)]
+        # The worker's environment without glibc's allocator variables: its own process sets its allocator.
+        env = {name: value for name, value in os.environ.items() if not name.startswith("MALLOC_")}
         clock = Clock()
-        code = cli.run(run_settings)
+        code = subprocess.run(command, env=env, check=False).returncode
         timing = clock.timing(files)
-    if code not in (cli.EXIT_OK, cli.EXIT_SKIPPED):
+    if code not in (EXIT_OK, EXIT_SKIPPED):
         raise SystemExit(f"error: worker run exited with {code}")
     return timing
 
