@@ -91,6 +91,37 @@ def test_bh_qvalues_leave_nan_out_of_m_and_keep_ties_equal():
         stats.bh_qvalues([0.2, 1.5])
 
 
+def test_bh_qvalues_of_a_matrix_treat_each_column_as_its_own_family():
+    # Column 0 is the list worked above; column 1 the tie case; column 2 has its NaN on another row (row 4), so the
+    # columns are not tested on the same rows.
+    p = np.array([[0.01, 0.5, 0.3], [0.04, 0.6, 0.3], [0.03, 0.5, 0.3], [0.20, np.nan, 0.01], [0.90, np.nan, np.nan]])
+    p[3:, 1] = [0.6, 0.6]  # column 1: 0.5, 0.6, 0.5, 0.6, 0.6 -> 0.5*5/2 = 1.25 capped by 0.6*5/5 = 0.6: all 0.6
+    q = stats.bh_qvalues(p)
+    np.testing.assert_allclose(q[:, 0], [0.05, 0.2 / 3, 0.2 / 3, 0.25, 0.90], rtol=1e-12)
+    np.testing.assert_allclose(q[:, 1], [0.6] * 5, rtol=1e-12)
+    # Column 2, m = 4: 0.01*4/1 = 0.04; the three 0.3s at ranks 2-4: 0.3*4/4 = 0.3 caps them all.
+    np.testing.assert_allclose(q[:4, 2], [0.3, 0.3, 0.3, 0.04], rtol=1e-12)
+    assert np.isnan(q[4, 2])
+
+
+def test_bh_qvalues_of_a_matrix_match_a_step_up_written_here():
+    rng = np.random.default_rng(11)
+    p = rng.random((300, 40)) ** 3
+    p[rng.random(300) < 0.1] = np.nan  # untested rows, the same in every column (labels' candidates)
+    p[:5] = np.round(p[:5], 2)  # ties
+    q = stats.bh_qvalues(p)
+    for column in range(p.shape[1]):
+        tested = np.flatnonzero(~np.isnan(p[:, column]))
+        values = p[tested, column]
+        order = np.argsort(values, kind="stable")
+        m = len(values)
+        stepped = np.minimum.accumulate((values[order] * m / np.arange(1, m + 1))[::-1])[::-1]
+        expected = np.empty(m)
+        expected[order] = np.minimum(stepped, 1.0)
+        np.testing.assert_allclose(q[tested, column], expected, rtol=1e-14)
+        assert np.isnan(np.delete(q[:, column], tested)).all()
+
+
 def test_auroc_matches_a_pairwise_count_with_ties():
     rng = np.random.default_rng(3)
     values = rng.integers(0, 4, size=(40, 6)).astype(np.float32)  # four levels: ties everywhere

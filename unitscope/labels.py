@@ -117,12 +117,11 @@ def side_terms(values: npt.ArrayLike, codes: npt.ArrayLike, candidates: Candidat
     """
     codes = np.asarray(codes, dtype=np.int64)
     auroc, p, images = _auroc_and_p(np.asarray(values), codes, candidates, side == "inhibits", runs)
+    qs = bh_qvalues(p)  # each unit's candidates a family
     units: list[list[Term]] = []
     for unit in range(auroc.shape[1]):
-        tested = np.flatnonzero(~np.isnan(p[:, unit]))
-        q = np.full(len(p), np.nan)
-        q[tested] = bh_qvalues(p[tested, unit])
-        passing = tested[q[tested] < LABEL_Q]
+        q = qs[:, unit]
+        passing = np.flatnonzero(q < LABEL_Q)  # NaN (untested) never passes
         low = auroc_lower_bound(auroc[passing, unit], images[passing], len(codes) - images[passing])
         best = [passing[i] for i in sorted(range(len(passing)), key=lambda i: (-low[i], q[passing[i]],
                                                                              candidates.wnids[passing[i]]))]

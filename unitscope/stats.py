@@ -61,17 +61,26 @@ def hypergeom_sf(x: float, k: int, n: int, n_c: int) -> float:
 
 
 def bh_qvalues(p: npt.ArrayLike) -> np.ndarray:
-    """Benjamini-Hochberg q-values (scipy.stats.false_discovery_control), in the order given.
+    """Benjamini-Hochberg q-values (scipy.stats.false_discovery_control), in the order given; of a 2-D array, each
+    column a family of its own.
 
     NaN p-values (tests that could not be run) stay NaN and do not count among the m tests.
     """
     p = np.asarray(p, dtype=np.float64)
+    if p.ndim not in (1, 2):
+        raise ValueError(f"p-values must be 1-D, or 2-D with a family per column, got {p.ndim}-D")
     if np.any((p < 0) | (p > 1)):
         raise ValueError("p-values must lie in [0, 1]")
     q = np.full(p.shape, np.nan)
     finite = ~np.isnan(p)
-    if finite.any():
-        q[finite] = sps.false_discovery_control(p[finite], method="bh")
+    if p.ndim == 2 and not (finite == finite[:, :1]).all():
+        for column in range(p.shape[1]):  # columns tested on different rows: one family at a time
+            q[:, column] = bh_qvalues(p[:, column])
+        return q
+    rows = finite if p.ndim == 1 else finite[:, 0] if p.shape[1] else np.zeros(len(p), bool)
+    if rows.any():
+        # One call for every column: scipy's per-call checks cost more than a family of a thousand tests.
+        q[rows] = sps.false_discovery_control(p[rows], method="bh", axis=0)
     return q
 
 
