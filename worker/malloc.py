@@ -2,9 +2,9 @@
 
 glibc serves a block above its mmap threshold (32 MiB at most while it adapts) with a fresh mmap and unmaps it on
 free, so every batch page-faults its largest maps in again: at the CPU's batch of 16, BVLC GoogLeNet's first maps are
-51 MB (VGG's 205 MB). On this project's 2-core CPU those faults made the network up to mixed4c about a fifth slower
-(docs/performance.md, "The allocator"). PyTorch's tuning guide reaches the same end by preloading jemalloc or tcmalloc;
-two mallopt calls need no library.
+51 MB (VGG's 205 MB). On this project's 2-core CPU those faults made the network up to mixed4c a quarter slower on a
+repeated batch, and a run's first pass a tenth slower (docs/performance.md, "The allocator"). PyTorch's tuning guide
+reaches the same end by preloading jemalloc or tcmalloc; two mallopt calls need no library.
 """
 
 from __future__ import annotations
