@@ -130,10 +130,14 @@ def test_a_negative_side_shared_by_every_unit_is_not_specific(claims_of):
     assert "of the rest" in negative["reason"]
 
 
-def test_an_overlapping_k_cannot_tell(claims_of):
+def test_an_overlapping_k_cannot_tell_for_the_claims_that_count_top_and_bottom_sets(claims_of):
     body = claims_of("two_sided", "?k=400")
     assert body["warnings"] and _claim(body, "negative")["verdict"] == "cannot_tell"
-    assert _claim(body, "selective")["verdict"] == "cannot_tell"
+    # SI and its null use no k: `selective` keeps the verdict, value and null of the default k.
+    default = _claim(claims_of("two_sided"), "selective")
+    overlapping = _claim(body, "selective")
+    assert overlapping["verdict"] == default["verdict"] != "cannot_tell"
+    assert (overlapping["value"], overlapping["control"]) == (default["value"], default["control"])
 
 
 def test_the_page_shows_every_verdict_and_links_its_twin(claims_of):

@@ -301,8 +301,9 @@ def test_compare_opens_on_the_claims_layer_and_says_what_to_run_with_one_run(mul
     # A layer of the latest run needs no run in the link; from a run without it, the run that has it.
     ("q=c1+1", "/layers/c1/units/1"),
     ("q=c1+1&run=1", "/layers/c1/units/1?run=3"),
-    # l1 has units 0-2: unit 3 is a search, in the page's run.
-    ("q=l1+3&run=1", "/units?run=1&q=l1+3"),
+    # l1 has units 0-2: unit 3 is still its unit page (a 404 that names the layer's units); any case finds l1.
+    ("q=l1+3&run=1", "/layers/l1/units/3?run=1"),
+    ("q=L1+2&run=1", "/layers/l1/units/2?run=1"),
     ("q=nope+1", "/units?q=nope+1"),
 ])
 def test_the_jump_box_opens_the_unit_in_the_pages_run_or_the_latest_that_has_the_layer(multi, query, target):

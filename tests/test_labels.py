@@ -182,8 +182,15 @@ def test_the_jump_box_goes_to_a_unit_or_to_the_search(real_client: TestClient, r
     for text in (f"{layer} 3", f"{layer}/3", f" {layer}  3 "):
         r = real_client.get("/jump", params={"q": text}, follow_redirects=False)
         assert r.status_code == 303 and r.headers["location"].endswith(f"/layers/{layer}/units/3")
+    r = real_client.get("/jump", params={"q": f"{layer.upper()} 3"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].endswith(f"/layers/{layer}/units/3")  # any case
+    # Past the layer's end: the unit page, whose 404 says which units the layer has.
     r = real_client.get("/jump", params={"q": f"{layer} 99999"}, follow_redirects=False)
-    assert r.headers["location"].endswith("/units?q=" + f"{layer}+99999")  # no such unit: a search
+    assert r.headers["location"].endswith(f"/layers/{layer}/units/99999")
+    with duckdb.connect(str(real_db), read_only=True) as con:
+        units = con.execute("SELECT units FROM layers WHERE layer = ? LIMIT 1", [layer]).fetchone()[0]
+    missing = real_client.get(r.headers["location"])
+    assert missing.status_code == 404 and f"units 0 to {units - 1}" in missing.text
     r = real_client.get("/jump", params={"q": "retriever"}, follow_redirects=False)
     assert r.headers["location"].endswith("/units?q=retriever")
 

@@ -184,9 +184,10 @@ def robust(verdict: Verdict, cells: Sequence[Verdict]) -> bool:
     return verdict != "cannot_tell" and all(cell == verdict for cell in cells)
 
 
-def selective_verdict(p: float | None, selective_units: int, warned: bool) -> Verdict:
-    """`selective`: more selective units than random labels give (permutation p < ALPHA)."""
-    if p is None or warned:
+def selective_verdict(p: float | None, selective_units: int) -> Verdict:
+    """`selective`: more selective units than random labels give (permutation p < ALPHA). SI and its null use no k,
+    so a k whose top and bottom sets overlap leaves this verdict as it is."""
+    if p is None:
         return "cannot_tell"
     return "holds" if p < ALPHA and selective_units > 0 else "does_not_hold"
 

@@ -86,9 +86,9 @@ def _selective(ctx: LayerContext, urls: Urls) -> Claim:
     control = ("random labels (same category size): "
                + (f"mean {stat.null_mean:.1f}, 95th percentile {stat.null_p95:.1f} selective units, {_p(stat)}"
                   if stat and stat.null_mean is not None else "not available"))
-    verdict = claim_rules.selective_verdict(None if stat is None else stat.p, sel, bool(ctx.warnings))
+    verdict = claim_rules.selective_verdict(None if stat is None else stat.p, sel)
     if verdict == "cannot_tell":
-        reason = "; ".join(ctx.warnings) or "no permutation null (the category or the rest has no image)"
+        reason = "no permutation null (the category or the rest has no image)"
     elif verdict == "holds":
         reason = f"{sel} of {n_units} units are selective, more than under random labels ({_p(stat)})"
     else:

@@ -94,15 +94,18 @@ def _url(ctx: UnitsContext, urls: Urls) -> str:
 def jump_target(source: Source, text: str, urls: Urls, run_id: int | None = None) -> str:
     """Where the header's box goes: the unit page for `layer unit`, else the label search.
 
-    The unit is looked for in the page's run (`run_id`) first, then in the latest run that has the layer, so
-    `mixed4c 447` finds mixed4c even when the latest run is of another network; NotFound for an unknown run.
+    The layer is looked for, in any case, in the page's run (`run_id`) first, then in the latest run that has it, so
+    `mixed4c 447` finds mixed4c even when the latest run is of another network. A unit past the layer's end still
+    opens the unit page, whose 404 gives the layer's units; NotFound for an unknown run.
     """
     match = UNIT_TEXT.match(text)
     asked = find_run(source, run_id)  # NotFound for a run the DB does not have
     if match:
-        layer, unit = match[1], int(match[2])
-        run = next((r for r in ([asked] if asked else []) + runs(source) if layer in r.layers), None)
-        if run is not None and unit < run.layers[layer][0]:
+        typed, unit = match[1].casefold(), int(match[2])
+        found = ((r, name) for r in ([asked] if asked else []) + runs(source) for name in r.layers
+                 if name.casefold() == typed)
+        run, layer = next(found, (None, ""))
+        if run is not None:
             latest = runs(source)[0]
             # The run stays in the link when the page named it, or when it is not the latest (which a link
             # without one shows).
