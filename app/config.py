@@ -52,14 +52,18 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535, description="bind port (default 8000)")
     thumbnail_dir: Path = Field(default_factory=_default_thumbnail_dir, description="where thumbnails are "
                                 "cached (default ~/.cache/unitscope/thumbnails)")  # fmt: skip
-    # When the DB was written on another machine or in a container, runs.images_root may not
-    # exist here; this folder then replaces it.
-    images_root: Path | None = Field(None, description="image folder, if not the run's images_root")
+    # Two settings, not two spellings of one. When the DB was written on another machine or in a container,
+    # runs.images_root may not exist here: images_root names where the files are instead (a relocation, chosen by the
+    # operator, so image_roots does not apply to it).
+    images_root: Annotated[Path | None, Flag(metavar="DIR")] = Field(None, description="serve every run's images "
+        "from DIR instead of the folder the DB records, when the files moved (e.g. a DB made in a container); "
+        "--image-roots does not apply to it (default: none, the recorded folder)")  # fmt: skip
     # A DB is data, not configuration: it names the folder its images are in, and the server serves files only
     # when that folder is under one of these (or images_root replaces it).
     image_roots: Annotated[tuple[Path, ...], NoDecode, Flag(nargs="+", metavar="DIR")] = Field(
-        default_factory=_default_image_roots, description="folders image files may be served from (default: "
-        "$UNITSCOPE_IMAGES and the worker's download cache, ~/.cache/unitscope)")
+        default_factory=_default_image_roots, description="the folders a run's recorded image folder must be under "
+        "for its images to be served: an allow-list, it moves nothing (default: $UNITSCOPE_IMAGES and the "
+        "worker's download cache, ~/.cache/unitscope)")
     allowed_hosts: Annotated[tuple[str, ...], NoDecode, Flag(nargs="+", metavar="HOST")] = Field(
         LOOPBACK_HOSTS, description="Host header names the server answers (default: 127.0.0.1 localhost ::1; "
         "add the name others use when serving beyond loopback)")

@@ -203,6 +203,15 @@ def test_skipped_lists_files_and_reasons(client: TestClient) -> None:
     assert ["6", "n01440764/broken.JPEG", "truncated JPEG"] in page.rows["table0"]
 
 
+def _from_csv(cell: str, like: object) -> object:
+    """A CSV cell read back as its JSON value's type: the CSV writes a null as an empty cell and a flag as 0/1."""
+    if cell == "":
+        return None
+    if isinstance(like, bool):
+        return bool(int(cell))
+    return float(cell) if isinstance(like, int | float) else cell
+
+
 def test_csv_download_matches_the_json(client: TestClient) -> None:
     r = client.get("/api/layers/mixed4c.csv?k=2")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
@@ -212,6 +221,21 @@ def test_csv_download_matches_the_json(client: TestClient) -> None:
     body = client.get("/api/layers/mixed4c?k=2").json()
     assert got == scores(body) == approx_rows(expected_scores("mixed4c", k=2))  # repr(): every digit kept
     assert [x["selective"] for x in rows] == [str(int(u["selective"])) for u in body["units"]]
+
+
+@pytest.mark.parametrize("url", ["/api/layers/mixed4c?k=2&threshold=0.4", "/api/layers/conv1?category=fish"])
+def test_the_layer_csv_has_every_column_of_the_jsons_unit_rows(client: TestClient, url: str) -> None:
+    """One column per field of a JSON unit row, in its order, with the same values: the CSV drops nothing."""
+    units = client.get(url).json()["units"]
+    path, query = url.split("?")
+    reader = csv.reader(io.StringIO(client.get(f"{path}.csv?{query}").text))
+    header, *rows = list(reader)
+    assert header == list(units[0])
+    # What the issue found missing: split-half SI, the negative claim's evidence, the pre-ReLU tuning shape.
+    assert {"si_half_a", "si_half_b", "bottom_only_share", "q_bottom_only", "sparseness_pre", "label"} <= set(header)
+    assert len(rows) == len(units)
+    for row, unit in zip(rows, units, strict=True):
+        assert {k: _from_csv(cell, unit[k]) for k, cell in zip(header, row, strict=True)} == unit
 
 
 @pytest.mark.parametrize("url", HAND_PAGES)

@@ -185,8 +185,10 @@ def test_local_state_dict_round_trips(tmp_path: Path) -> None:
         torch.testing.assert_close(model.net(x), source(x), rtol=0, atol=0)
     with pytest.raises(WeightsError, match=r"resnet18\.pth is not a torchvision vgg16 state dict"):
         get_model("vgg16", weights=file)
-    with pytest.raises(WeightsError, match="alexnet state dict not found"):
+    with pytest.raises(WeightsError, match="absent.pth: no such file or folder"):
         get_model("alexnet", weights=tmp_path / "absent.pth")
+    with pytest.raises(WeightsError, match="alexnet state dict not found"):
+        get_model("alexnet", weights=tmp_path)  # there, but a folder
 
 
 @pytest.mark.parametrize("name", ["alexnet", "resnet50", "inception_v3"])

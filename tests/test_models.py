@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 from pathlib import Path
 
@@ -155,8 +156,11 @@ def test_bvlc_checksum_mismatch_is_named(weights_copy: Path, bvlc) -> None:
 def test_bvlc_needs_a_weights_folder(tmp_path: Path) -> None:
     with pytest.raises(WeightsError, match="no downloadable default weights"):
         get_model("bvlc-googlenet", weights=DEFAULT)
-    with pytest.raises(WeightsError, match="not found"):
+    with pytest.raises(WeightsError, match="nowhere: no such file or folder"):
         get_model("bvlc-googlenet", weights=tmp_path / "nowhere")
+    (tmp_path / "w.pth").write_bytes(b"")
+    with pytest.raises(WeightsError, match="bvlc-googlenet weights folder not found"):
+        get_model("bvlc-googlenet", weights=tmp_path / "w.pth")
 
 
 @pytest.mark.parametrize(
@@ -357,6 +361,16 @@ def test_googlenet_published_weights_when_cached() -> None:
     assert top5(model, data.coffee())[0][0] == "espresso"
 
 
+def test_weights_written_as_a_missing_path_are_named_plainly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    for spelled in ("~/bvlc_googlenet", "./bvlc_googlenet", "../nowhere/googlenet.pth"):
+        with pytest.raises(WeightsError, match=f"^--weights {re.escape(spelled)}: no such file or folder$"):
+            get_model("googlenet", weights=spelled)
+    with pytest.raises(WeightsError, match="googlenet state dict not found: bvlc_googlenet"):  # a bare name
+        get_model("googlenet", weights="bvlc_googlenet")
+
+
 def test_googlenet_bad_state_dict_is_named(tmp_path: Path) -> None:
     file = tmp_path / "broken.pth"
     file.write_bytes(b"not a checkpoint")
@@ -365,5 +379,7 @@ def test_googlenet_bad_state_dict_is_named(tmp_path: Path) -> None:
     torch.save({"fc.weight": torch.zeros(3)}, file)
     with pytest.raises(WeightsError, match="broken.pth"):
         get_model("googlenet", weights=file)
-    with pytest.raises(WeightsError, match="not found"):
+    with pytest.raises(WeightsError, match=r"^--weights .*absent\.pth: no such file or folder$"):
         get_model("googlenet", weights=tmp_path / "absent.pth")
+    with pytest.raises(WeightsError, match="googlenet state dict not found"):
+        get_model("googlenet", weights=tmp_path)  # there, but a folder

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from fixtures import Page, make_settings
 from hand_run import publish_mixed4c_run
 
+from app.config import parse_args
 from app.main import create_app
 from app.params import THUMB_SIZES
 from unitscope import schema
@@ -103,6 +104,24 @@ def test_the_db_cannot_choose_which_files_are_served(hand: dict[str, Path], tmp_
         assert c.get("/images/3").content == Path("/etc/hostname").read_bytes()  # the operator's choice
         assert c.get("/api/").json()["image_notice"] is None
         assert not Page(c.get("/").text).find_all(id="image-notice")
+
+
+def test_images_root_moves_the_folder_where_image_roots_only_allows(hand: dict[str, Path], tmp_path: Path) -> None:
+    """Two settings, not two spellings: --images-root replaces every run's recorded folder (the files moved),
+    --image-roots allows recorded folders and moves nothing."""
+    moved = tmp_path / "moved"
+    shutil.copytree(hand["images"], moved)
+    with duckdb.connect(str(hand["db"])) as con:
+        con.execute(f"UPDATE {schema.RUNS} SET images_root = '/where/the/worker/was'")
+        (path,) = con.execute(f"SELECT path FROM {schema.IMAGES} WHERE image_id = 0").fetchone()
+    with TestClient(create_app(make_settings(hand["db"], tmp_path, image_roots=(moved,)))) as c:
+        r = c.get("/images/0")  # allowing the new folder does not send the recorded one there
+        assert r.status_code == 404 and "image roots" in r.json()["error"]["detail"]
+    with TestClient(create_app(make_settings(hand["db"], tmp_path, image_roots=(), images_root=moved))) as c:
+        assert c.get("/images/0").content == (moved / path).read_bytes()  # the operator named it: no allow-list
+        assert c.get("/api/").json()["image_notice"] is None
+    settings = parse_args(["--images-root", str(moved), "--image-roots", "/a", "/b"])
+    assert (settings.images_root, settings.image_roots) == (moved, (Path("/a"), Path("/b")))
 
 
 def test_an_unknown_host_is_refused_and_every_answer_carries_security_headers(client: TestClient) -> None:

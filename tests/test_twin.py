@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
+import duckdb
 import pytest
 from fastapi import APIRouter
 from fastapi.testclient import TestClient
-from fixtures import HAND_PAGES
+from fixtures import HAND_PAGES, LAYERS, Page, make_settings
 from pydantic import BaseModel
 
 from app import render
+from app.main import create_app
 from app.pages import skipped
 from app.twin import twin
+from unitscope import schema
 
 PAGE_PATHS = {"/", "/claims", "/layers", "/layers/{layer}", "/layers/{layer}/units/{unit}", "/layers/{layer}/ablation",
               "/layers/{layer}/units/{unit}/classes", "/skipped", "/categories", "/compare", "/units",
@@ -62,3 +67,30 @@ def test_a_builder_without_one_parameter_model_is_refused() -> None:
 
     with pytest.raises(TypeError, match="exactly one query-parameter model"):
         twin(APIRouter(), "/x", skipped.PAGE, summary="x")(no_params)
+
+
+def test_the_search_twins_pager_links_stay_in_their_own_kind(hand: dict[str, Path]) -> None:
+    """/api/units' prev_url and next_url lead to JSON (/api/units?…); the page's pager leads to pages (/units?…)."""
+    with duckdb.connect(str(hand["db"])) as con:
+        for layer, units in LAYERS.items():
+            for unit in units:
+                con.execute(f"INSERT INTO {schema.UNIT_LABELS} VALUES (1, ?, ?, 'Chihuahua')", [layer, unit])
+                con.execute(f"INSERT INTO {schema.UNIT_LABEL_TERMS} VALUES (1, ?, ?, 'excites', 1, 'n02085620', "
+                            "'Chihuahua', 'class', 3, 0.9, 0.01)", [layer, unit])
+    total = sum(len(units) for units in LAYERS.values())
+    with TestClient(create_app(make_settings(hand["db"], hand["root"]))) as client:
+        first = client.get("/api/units?q=chihua&sort=q&limit=2").json()
+        assert (first["total"], first["prev_url"]) == (total, None)
+        next_url = urlsplit(first["next_url"])
+        assert next_url.path == "/api/units"
+        assert parse_qs(next_url.query) == {"q": ["chihua"], "sort": ["q"], "limit": ["2"], "offset": ["2"]}
+        middle = client.get(first["next_url"])  # a JSON client follows its links and stays in JSON
+        assert middle.headers["content-type"] == "application/json"
+        second = middle.json()
+        assert second["offset"] == 2 and len(second["units"]) == 2
+        assert second["prev_url"] == "/api/units?q=chihua&sort=q&limit=2"
+        assert urlsplit(second["next_url"]).path == "/api/units"
+        # The page of the same URL: the same parameters, its links to the pages.
+        page = Page(client.get("/units?q=chihua&sort=q&limit=2&offset=2").text)
+        pager = {a["rel"]: a["href"] for a in page.links if a.get("rel") in ("prev", "next")}
+        assert pager == {"prev": "/units?q=chihua&sort=q&limit=2", "next": second["next_url"].removeprefix("/api")}

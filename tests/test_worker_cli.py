@@ -157,7 +157,11 @@ def error_line(capsys) -> str:
         ({"--category": "cat={tmp}/missing.txt"}, "error: category file not found: {tmp}/missing.txt"),
         ({"--category": "bad name=x"}, "error: invalid category name 'bad name'"),
         ({"--weights": "{tmp}/noweights", "--model": "bvlc-googlenet"},
-         "error: bvlc-googlenet weights folder not found: {tmp}/noweights"),
+         "error: --weights {tmp}/noweights: no such file or folder"),
+        # --model auto: a mistyped Caffe folder is not reported as a missing googlenet state dict
+        ({"--weights": "{tmp}/typo/bvlc_googlenet"},
+         "error: --weights {tmp}/typo/bvlc_googlenet: no such file or folder"),
+        ({"--weights": "{tmp}", "--model": "googlenet"}, "error: googlenet state dict not found: {tmp}"),  # it exists
         ({"--db": "{tmp}/nofolder/x.duckdb"},
          "error: cannot create {tmp}/nofolder/x.duckdb: folder {tmp}/nofolder does not exist"),
         ({"--batch-size": "0"}, "error: --batch-size: input should be greater than or equal to 1, got '0'"),
@@ -174,6 +178,49 @@ def test_user_errors_are_one_line_with_exit_1(
     assert cli.main(argv) == cli.EXIT_ERROR
     assert error_line(capsys).startswith(expected.format(tmp=tmp_path))
     assert not (tmp_path / "x.duckdb").exists()
+
+
+# Files none of which can be used: (relative path -> a real photo or a text file, the error's reasons, its end)
+_LISTED, _DECODED = "", "; nothing was published"  # known from the listing, before the network; known once decoded
+
+
+@pytest.mark.parametrize(
+    ("layout", "reasons", "end"),
+    [
+        ({"a.JPEG": "photo", "b.JPEG": "photo"}, "2 not inside a class folder", _LISTED),
+        ({"n02085620/a.jpg": "text", "n02085620/b.png": "text", "n02085620/notes.txt": "text"},
+         "2 not an image (unrecognised format)", _DECODED),
+        ({"a.JPEG": "photo", "n02085620/b.jpg": "text"},
+         "1 not an image (unrecognised format), 1 not inside a class folder", _DECODED),
+    ],
+)  # fmt: skip
+def test_a_folder_none_of_whose_files_can_be_used_is_one_clear_error_every_time(
+    tmp_path, capsys, no_env, imagenet_sample, bvlc_weights, layout, reasons, end
+):
+    root, db = tmp_path / "images", tmp_path / "x.duckdb"
+    photos = iter(sorted(imagenet_sample.glob("*/*.JPEG")))
+    for name, kind in layout.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(next(photos).read_bytes() if kind == "photo" else b"not an image")
+    argv = ["run", "--images", str(root), "--db", str(db), "--model", "bvlc-googlenet", "--weights", str(bvlc_weights),
+            "--layers", "conv1", "--workers", "0"]  # fmt: skip
+    for _ in range(2):  # the rerun says the same, rather than resuming into a crash
+        assert cli.main(argv) == cli.EXIT_ERROR
+        assert error_line(capsys) == (f"error: none of the 2 image files under {root} can be used ({reasons}); "
+                                      f"expected ImageFolder layout <root>/<wnid>/<image>: a folder per class, each "
+                                      f"holding images{end}")  # fmt: skip
+        assert [p.name for p in tmp_path.glob("x.duckdb*")] == ["x.duckdb.lock"]  # nothing published or left half-done
+
+
+def test_the_unusable_files_error_counts_kinds_of_reason():
+    from worker.images import none_usable
+
+    reasons = {"cannot decode: broken data stream": 2, "cannot decode: truncated": 1, "permission denied": 2,
+               "symlink loop": 1, "empty file (0 bytes)": 1}  # fmt: skip
+    assert none_usable("/r", reasons).startswith(
+        "none of the 7 image files under /r can be used (3 cannot decode, 2 permission denied, 1 empty file (0 bytes), "
+        "1 for other reasons); expected ImageFolder layout"
+    )
 
 
 @pytest.mark.parametrize(
@@ -234,6 +281,13 @@ def test_settings_come_from_the_environment_and_flags_override_them(monkeypatch,
         Path("/other.duckdb"), ("conv2", "conv3"), ("c=/z", "d=/w"), "cuda", True, 0
     )  # fmt: skip
     assert (flagged.images, flagged.batch_size) == (Path("/data/imgs"), 16)  # not given as flags: from the env
+
+
+def test_layer_flags_take_commas_as_their_variables_do(no_env):
+    assert parsed(["--layers", "mixed4c,mixed5b"]).layers == ("mixed4c", "mixed5b")
+    assert parsed(["--layers", "conv1,", "mixed4c", "mixed4d, mixed5b"]).layers == ("conv1", "mixed4c", "mixed4d",
+                                                                                  "mixed5b")  # fmt: skip
+    assert parsed(["--basis-layers", "mixed4c,mixed5b"]).basis_layers == ("mixed4c", "mixed5b")
 
 
 def test_defaults_without_flags_or_variables(monkeypatch, no_env):

@@ -136,11 +136,11 @@ def run(settings: WorkerSettings) -> int:
     rank = torchrun_rank()
     categories = load_categories(settings.categories)
     with _open_store(settings, rank) as store:  # lock first: a second worker stops here
-        from worker.images import list_image_files, spread_subset
+        from worker.images import list_image_files, require_usable, spread_subset
 
         root = _images_root(settings)
         listed = list_image_files(root)
-        files = spread_subset(listed, settings.limit)
+        files = require_usable(root, spread_subset(listed, settings.limit))  # all at the root: say so, run nothing
         subset = ""
         if len(files) < len(listed):
             subset = f" (--limit: using {len(files)}, spread evenly: about 1 file in {len(listed) / len(files):.0f})"

@@ -8,7 +8,8 @@ import os
 import stat
 import struct
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -27,6 +28,10 @@ IMAGE_EXTENSIONS = frozenset(
 
 # An RGB PIL image, or (--decode gpu: worker.device_decode) a uint8 3 x H x W RGB tensor -> CHW float32.
 Transform = Callable[[Image.Image | torch.Tensor], torch.Tensor]
+
+
+# What every error about an unusable images folder points at.
+LAYOUT = "ImageFolder layout <root>/<wnid>/<image>"
 
 
 class ImagesError(ValueError):
@@ -57,11 +62,33 @@ def list_image_files(root: Path) -> list[FileEntry]:
     _walk(root, "", (_dir_key(root),), entries)
     entries.sort(key=lambda e: e.path)
     if not entries:
-        raise ImagesError(
-            f"no image files under {root} (expected ImageFolder layout <root>/<wnid>/<image>, "
-            f"extensions {', '.join(sorted(IMAGE_EXTENSIONS))})"
-        )
+        raise ImagesError(f"no image files under {root} (expected {LAYOUT}, extensions "
+                          f"{', '.join(sorted(IMAGE_EXTENSIONS))})")  # fmt: skip
     return entries
+
+
+def require_usable(root: Path, files: list[FileEntry]) -> list[FileEntry]:
+    """`files`, unless the listing already shows that none can be used (e.g. all at the root): then an ImagesError
+    saying why, before the network loads; files that fail to decode are only known later (WorkerStore.publish)."""
+    problems = [entry.problem or class_folder_problem(entry) for entry in files]
+    if any(problem is None for problem in problems):
+        return files
+    raise ImagesError(none_usable(root, Counter(problem for problem in problems if problem is not None)))
+
+
+def none_usable(root: Path | str, reasons: Mapping[str, int]) -> str:
+    """The one-line error for a run none of whose files can be used: their commonest skip reasons, with counts."""
+    # "cannot decode: <PIL's detail>" and the like: the detail differs per file, the kind of problem does not.
+    kinds = Counter[str]()
+    for reason, count in reasons.items():
+        kinds[reason.split(": ", 1)[0]] += count
+    total = sum(kinds.values())
+    common = sorted(kinds.items(), key=lambda item: (-item[1], item[0]))[:3]  # ties by name: the same line each time
+    shown = ", ".join(f"{count} {kind}" for kind, count in common)
+    others = total - sum(count for _, count in common)
+    shown += f", {others} for other reasons" if others else ""
+    return (f"none of the {total} image files under {root} can be used ({shown}); expected {LAYOUT}: a folder "
+            "per class, each holding images")
 
 
 def _dir_key(path: Path | str) -> tuple[int, int]:

@@ -77,8 +77,12 @@ class WorkerSettings(BaseSettings):
     @field_validator("layers", "basis_layers", mode="before")
     @classmethod
     def _split_layers(cls, value: object) -> object:
-        """UNITSCOPE_LAYERS: names separated by spaces or commas."""
-        return tuple(value.replace(",", " ").split()) if isinstance(value, str) else value
+        """Names separated by spaces or commas, alike in UNITSCOPE_LAYERS and in each --layers value (a,b or a, b)."""
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)):
+            return value
+        return tuple(name for item in items
+                     for name in (item.replace(",", " ").split() if isinstance(item, str) else [item]))
 
     @field_validator("seed")
     @classmethod

@@ -311,6 +311,8 @@ class WorkerStore:
         ).fetchone()
         if n_images + n_skipped != n_files:
             raise StoreError(f"run is unfinished: {n_images + n_skipped} of {n_files} files stored")
+        if not n_images:
+            self._refuse_empty(con)
         try:
             con.execute("CHECKPOINT")
         except duckdb.Error as exc:
@@ -319,3 +321,16 @@ class WorkerStore:
         return publish_run(self.db, self.partial, self.publishing, self.staged, config=self._config,
                            ranked_k=ranked_k)
 
+    def _refuse_empty(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Every file was skipped (none decoded): a StoreError saying why, instead of statistics over no images.
+
+        The working file holds only the skip reasons, which the error reports, so it is deleted: a rerun
+        lists and decodes the files afresh and, if the folder is unchanged, stops with the same error.
+        """
+        # Imported here, as worker.images imports torch; a run that got this far has loaded it already.
+        from worker.images import none_usable
+
+        (root,) = con.execute(f"SELECT images_root FROM {schema.RUNS}").fetchone()
+        reasons = dict(con.execute(f"SELECT reason, count(*) FROM {schema.SKIPPED} GROUP BY reason").fetchall())
+        self.discard_partial()
+        raise StoreError(f"{none_usable(root, reasons)}; nothing was published")

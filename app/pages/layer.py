@@ -34,8 +34,8 @@ from unitscope.data.runs import require_layer, require_run
 from unitscope.data.scores import auroc
 
 
-class UnitScore(UnitMeasures):
-    """One unit's point of the scatter, with its chance levels and the field's other selectivity measures."""
+class _UnitScores(BaseModel):
+    """A unit's point of the scatter, its chance levels and its split-half SI: a unit row's first fields."""
 
     unit: int
     si: float | None = Field(description="selectivity index; null when the unit's response never varies")
@@ -61,6 +61,15 @@ class UnitScore(UnitMeasures):
                                 "null when either group has no image")
     si_half_a: float | None = Field(None, description="SI on the even image ids alone (split-half reliability)")
     si_half_b: float | None = Field(None, description="SI on the odd image ids alone")
+
+
+class UnitScore(UnitMeasures, _UnitScores):
+    """One unit's point of the scatter, with its chance levels and the field's other selectivity measures.
+
+    Its fields in the order of the JSON's unit rows and the CSV's columns: the scores, the measures, the label
+    (pydantic orders a model's fields from its last base to its first).
+    """
+
     label: str | None = Field(None, description="what most excites and inhibits the unit (its unit page has the "
                               "terms); null for a DB without labels")
 

@@ -49,8 +49,8 @@ class UnitsContext(BaseModel):
     sort: str
     labelled: bool = Field(description="false for a DB without labels (python -m worker derive adds them)")
     units: list[UnitHit]
-    prev_url: str | None
-    next_url: str | None
+    prev_url: str | None = Field(description="the page before as JSON (/api/units?…); null on the first")
+    next_url: str | None = Field(description="the page after as JSON (/api/units?…); null on the last")
 
 
 def build(source: Source, p: SearchParams, urls: Urls) -> UnitsContext:
@@ -58,7 +58,6 @@ def build(source: Source, p: SearchParams, urls: Urls) -> UnitsContext:
     total, hits = source.cached(("search", p.q, p.run, p.layer, p.side, p.max_q, p.sort, p.limit, p.offset),
                                 lambda: search(source, p.q, run_id=p.run, layer=p.layer, side=p.side, max_q=p.max_q,
                                                sort=p.sort, limit=p.limit, offset=p.offset))
-    query = _query(p)
     units = []
     for hit in hits:
         label = label_model(hit.label)
@@ -69,8 +68,7 @@ def build(source: Source, p: SearchParams, urls: Urls) -> UnitsContext:
     return UnitsContext(
         q=p.q, run=p.run, layer=p.layer, side=p.side, max_q=p.max_q, total=total, offset=p.offset, limit=p.limit,
         sort=p.sort, labelled=has_labels(source), units=units,
-        prev_url=urls.search(p.q, **query, offset=_previous(p.offset, p.limit, total) or None) if p.offset else None,
-        next_url=urls.search(p.q, **query, offset=p.offset + p.limit) if p.offset + p.limit < total else None)
+        **{name: None if url is None else urls.api(url) for name, url in _pager(p, total, urls).items()})
 
 
 def _query(view: SearchParams | UnitsContext) -> dict[str, object]:
@@ -79,6 +77,17 @@ def _query(view: SearchParams | UnitsContext) -> dict[str, object]:
     return {"run": view.run, "layer": view.layer, "side": view.side,
             **{name: None if getattr(view, name) == getattr(defaults, name) else getattr(view, name)
                for name in ("max_q", "sort", "limit")}}
+
+
+def _pager(view: SearchParams | UnitsContext, total: int, urls: Urls) -> dict[str, str | None]:
+    """The `/units` pages before and after this one, as prev_url and next_url (None at either end).
+
+    The JSON gives them under /api (UnitsContext), the page as they are (its extras): one builder for both."""
+    query = _query(view)
+    previous = _previous(view.offset, view.limit, total) or None
+    return {"prev_url": urls.search(view.q, **query, offset=previous) if view.offset else None,
+            "next_url": urls.search(view.q, **query, offset=view.offset + view.limit)
+            if view.offset + view.limit < total else None}
 
 
 def _previous(offset: int, limit: int, total: int) -> int:
@@ -114,4 +123,4 @@ def jump_target(source: Source, text: str, urls: Urls, run_id: int | None = None
     return urls.search(text.strip() or None)
 
 
-PAGE: Page[UnitsContext] = Page("search.html", _url)
+PAGE: Page[UnitsContext] = Page("search.html", _url, lambda ctx, urls: _pager(ctx, ctx.total, urls))

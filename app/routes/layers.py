@@ -12,17 +12,15 @@ from app.deps import DbDep, LayerName, ScoreQuery, SettingsDep
 from app.errors import ERROR_RESPONSES
 from app.pages import layer as layer_page
 from app.pages import layers as layers_page
-from app.pages.layer import LayerContext
+from app.pages.layer import LayerContext, UnitScore
 from app.pages.layers import LayerSummary
 from app.params import ScoreParams
 from app.twin import twin
 
 router = APIRouter(responses=ERROR_RESPONSES)
 
-CSV_COLUMNS = ("unit", "si", "in_top", "in_bottom", "selective", "p_top", "p_bottom", "q_top", "q_bottom",
-               "significant_top", "significant_bottom", "auroc", "overlap", "bottom_only", "in_bottom_only",
-               "p_bottom_only", "d_prime", "csi", "csi_class", "beats_every_class", "sparseness", "kurtosis",
-               "half_peak_share", "label")
+# The fields of the JSON's unit rows, in their order: the CSV drops none and adds none.
+CSV_COLUMNS = tuple(UnitScore.model_fields)
 
 
 @twin(router, "/layers", layers_page.PAGE, summary="All layers")
@@ -37,12 +35,12 @@ def layers(p: ScoreQuery, db: DbDep) -> list[LayerSummary]:
     responses={200: {"content": {"text/csv": {}}, "description": ",".join(CSV_COLUMNS)}},
 )
 async def layer_csv(request: Request, layer: LayerName, p: ScoreQuery, db: DbDep, settings: SettingsDep) -> Response:
-    """The table of /api/layers/{layer} as CSV."""
+    """The unit rows of /api/layers/{layer} as CSV: one column per field of a row, in its order."""
     return await heavy.answer(request, lambda: _csv(_layer(layer, p, db, settings)), db.interrupt)
 
 
 def _csv(ctx: LayerContext) -> Response:
-    rows = ([u.model_dump(include=set(CSV_COLUMNS))[c] for c in CSV_COLUMNS] for u in ctx.units)
+    rows = ([getattr(u, c) for c in CSV_COLUMNS] for u in ctx.units)
     name = f"{ctx.layer}_{ctx.category}_k{ctx.k}_{ctx.pos_stat}_{ctx.neg_stat}_{ctx.si_stat}_run{ctx.run_id}.csv"
     return render.download(render.csv_text(CSV_COLUMNS, rows), "text/csv; charset=utf-8", name)
 

@@ -78,6 +78,7 @@ def get_model(name: str, *, weights: WeightsArg, seed: int | None = None) -> Loa
     """
     if name not in FAMILIES:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(list_models())}")
+    _check_weights_path(weights)  # before the family's import: torchvision's takes 2 s
     importlib.import_module(f"worker.models.{FAMILIES[name]}")  # registers its builders
     builder = _BUILDERS[name]
     if weights is not None:
@@ -92,6 +93,20 @@ def get_model(name: str, *, weights: WeightsArg, seed: int | None = None) -> Loa
             model = builder(weights=None)
     label = "random(unseeded)" if seed is None else f"random(seed={seed})"
     return dataclasses.replace(model, weights=label, weights_sha256=state_dict_sha256(model.net))
+
+
+def _check_weights_path(weights: WeightsArg) -> None:
+    """A WeightsError when `weights` is written as a path (a separator, or a leading . or ~) and nothing is there.
+
+    Each family's own "not found" would name what it expected (a state dict for googlenet, the model --model auto
+    picks for anything but a folder), which misleads a user whose Caffe folder's path is simply mistyped.
+    """
+    if weights is DEFAULT or weights is None:
+        return
+    text = os.fspath(weights)
+    looks_like_path = "/" in text or os.sep in text or text.startswith((".", "~"))
+    if looks_like_path and not Path(text).expanduser().exists():
+        raise WeightsError(f"--weights {text}: no such file or folder")
 
 
 def recorded_weights(label: str) -> tuple[WeightsArg, int | None]:
