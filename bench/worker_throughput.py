@@ -65,6 +65,7 @@ from worker.images import (
     list_image_files,
     spread_subset,
 )
+from worker.malloc import ENV_VARS
 from worker.models import MODEL_NAMES, LoadedModel, get_model
 from worker.settings import WorkerSettings
 
@@ -203,8 +204,8 @@ def cli_pass(settings: WorkerSettings, files: int) -> Timing:
                  "--db": Path(tmp) / "bench.duckdb"}  # fmt: skip
         command = [sys.executable, "-m", "worker", "run", "--restart", "--layers", *settings.layers]
         command += [str(part) for flag, value in flags.items() if value is not None for part in (flag, value)]
-        # The worker's environment without glibc's allocator variables: its own process sets its allocator.
-        env = {name: value for name, value in os.environ.items() if not name.startswith("MALLOC_")}
+        # Without glibc's threshold variables, which would stop the worker's own process from setting them.
+        env = {name: value for name, value in os.environ.items() if name not in ENV_VARS}
         clock = Clock()
         code = subprocess.run(command, env=env, check=False).returncode
         timing = clock.timing(files)

@@ -75,7 +75,7 @@ def test_the_wheel_holds_every_module_and_the_pages(wheel: Path) -> None:
     # Nothing at the top level of site-packages but the three packages and the metadata.
     assert {n.split("/")[0] for n in names} == {"unitscope", "app", "worker", "unitscope-0.1.0.dist-info"}
     entry_points = zipfile.ZipFile(wheel).read("unitscope-0.1.0.dist-info/entry_points.txt").decode()
-    assert "unitscope-worker = worker.cli:main" in entry_points
+    assert "unitscope-worker = worker.__main__:main" in entry_points  # the allocator settings, then the CLI
     assert "unitscope-server = app.__main__:main" in entry_points
 
 

@@ -35,7 +35,7 @@ glibc = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt's 
 
 def _last_round(how: str) -> tuple[str, int]:
     """(what keep_freed_blocks returned, the last round's faults) in a child with glibc's defaults."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
     out = subprocess.run([sys.executable, "-c", ROUNDS, how], env=clean, capture_output=True, text=True,
                          check=True).stdout.split()  # fmt: skip
     return out[0], int(out[1])
@@ -54,4 +54,7 @@ def test_a_freed_large_block_is_reused_without_page_faults() -> None:
 
 def test_glibc_s_own_variables_stand(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "0")
+    assert keep_freed_blocks() is False
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=65536")
     assert keep_freed_blocks() is False

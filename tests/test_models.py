@@ -365,7 +365,7 @@ def test_weights_written_as_a_missing_path_are_named_plainly(tmp_path: Path, mon
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path)
     for spelled in ("~/bvlc_googlenet", "./bvlc_googlenet", "../nowhere/googlenet.pth"):
-        with pytest.raises(WeightsError, match=f"^--weights {re.escape(spelled)}: no such file or folder$"):
+        with pytest.raises(WeightsError, match=f"^weights {re.escape(spelled)}: no such file or folder$"):
             get_model("googlenet", weights=spelled)
     with pytest.raises(WeightsError, match="googlenet state dict not found: bvlc_googlenet"):  # a bare name
         get_model("googlenet", weights="bvlc_googlenet")
@@ -379,7 +379,7 @@ def test_googlenet_bad_state_dict_is_named(tmp_path: Path) -> None:
     torch.save({"fc.weight": torch.zeros(3)}, file)
     with pytest.raises(WeightsError, match="broken.pth"):
         get_model("googlenet", weights=file)
-    with pytest.raises(WeightsError, match=r"^--weights .*absent\.pth: no such file or folder$"):
+    with pytest.raises(WeightsError, match=r"^weights .*absent\.pth: no such file or folder$"):
         get_model("googlenet", weights=tmp_path / "absent.pth")
     with pytest.raises(WeightsError, match="googlenet state dict not found"):
         get_model("googlenet", weights=tmp_path)  # there, but a folder

@@ -17,7 +17,7 @@ from fixtures import clean_env
 
 from unitscope.data.runs import runs
 from unitscope.data.source import ConnectionSource
-from unitscope.flags import flag_name, from_flags
+from unitscope.flags import SettingsError, flag_name, from_flags
 from worker import cli
 from worker.categories import (
     BUILTIN_SYNSETS,
@@ -157,10 +157,10 @@ def error_line(capsys) -> str:
         ({"--category": "cat={tmp}/missing.txt"}, "error: category file not found: {tmp}/missing.txt"),
         ({"--category": "bad name=x"}, "error: invalid category name 'bad name'"),
         ({"--weights": "{tmp}/noweights", "--model": "bvlc-googlenet"},
-         "error: --weights {tmp}/noweights: no such file or folder"),
+         "error: weights {tmp}/noweights: no such file or folder"),
         # --model auto: a mistyped Caffe folder is not reported as a missing googlenet state dict
         ({"--weights": "{tmp}/typo/bvlc_googlenet"},
-         "error: --weights {tmp}/typo/bvlc_googlenet: no such file or folder"),
+         "error: weights {tmp}/typo/bvlc_googlenet: no such file or folder"),
         ({"--weights": "{tmp}", "--model": "googlenet"}, "error: googlenet state dict not found: {tmp}"),  # it exists
         ({"--db": "{tmp}/nofolder/x.duckdb"},
          "error: cannot create {tmp}/nofolder/x.duckdb: folder {tmp}/nofolder does not exist"),
@@ -221,6 +221,17 @@ def test_the_unusable_files_error_counts_kinds_of_reason():
         "none of the 7 image files under /r can be used (3 cannot decode, 2 permission denied, 1 empty file (0 bytes), "
         "1 for other reasons); expected ImageFolder layout"
     )
+
+
+def test_a_limit_that_chose_only_unusable_files_says_so():
+    from worker.images import FileEntry, ImagesError, require_usable
+
+    at_root = [FileEntry("a.jpg", ""), FileEntry("b.jpg", "")]
+    with pytest.raises(ImagesError, match=r"\(2 not inside a class folder\).* \(--limit chose these 2 of the 6,308 "
+                                          r"files found\)$"):
+        require_usable(Path("/r"), at_root, 6308)
+    usable = [*at_root, FileEntry("n01/c.jpg", "n01")]
+    assert require_usable(Path("/r"), usable, 6308) == usable  # one usable file: the run goes on
 
 
 @pytest.mark.parametrize(
@@ -288,6 +299,8 @@ def test_layer_flags_take_commas_as_their_variables_do(no_env):
     assert parsed(["--layers", "conv1,", "mixed4c", "mixed4d, mixed5b"]).layers == ("conv1", "mixed4c", "mixed4d",
                                                                                   "mixed5b")  # fmt: skip
     assert parsed(["--basis-layers", "mixed4c,mixed5b"]).basis_layers == ("mixed4c", "mixed5b")
+    with pytest.raises(SettingsError, match="no layer name"):  # commas alone are not "every layer"
+        parsed(["--layers", ","])
 
 
 def test_defaults_without_flags_or_variables(monkeypatch, no_env):

@@ -140,7 +140,7 @@ def run(settings: WorkerSettings) -> int:
 
         root = _images_root(settings)
         listed = list_image_files(root)
-        files = require_usable(root, spread_subset(listed, settings.limit))  # all at the root: say so, run nothing
+        files = require_usable(root, spread_subset(listed, settings.limit), len(listed))  # none usable: say why
         subset = ""
         if len(files) < len(listed):
             subset = f" (--limit: using {len(files)}, spread evenly: about 1 file in {len(listed) / len(files):.0f})"

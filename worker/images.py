@@ -67,13 +67,17 @@ def list_image_files(root: Path) -> list[FileEntry]:
     return entries
 
 
-def require_usable(root: Path, files: list[FileEntry]) -> list[FileEntry]:
-    """`files`, unless the listing already shows that none can be used (e.g. all at the root): then an ImagesError
-    saying why, before the network loads; files that fail to decode are only known later (WorkerStore.publish)."""
+def require_usable(root: Path, files: list[FileEntry], listed: int | None = None) -> list[FileEntry]:
+    """`files` (`listed` found before --limit chose them), unless the listing already shows that none can be used
+    (e.g. all at the root): then an ImagesError saying why, before the network loads; files that fail to decode are
+    only known later (WorkerStore.publish)."""
     problems = [entry.problem or class_folder_problem(entry) for entry in files]
     if any(problem is None for problem in problems):
         return files
-    raise ImagesError(none_usable(root, Counter(problem for problem in problems if problem is not None)))
+    message = none_usable(root, Counter(problem for problem in problems if problem is not None))
+    if listed is not None and listed > len(files):
+        message += f" (--limit chose these {len(files)} of the {listed:,} files found)"
+    raise ImagesError(message)
 
 
 def none_usable(root: Path | str, reasons: Mapping[str, int]) -> str:

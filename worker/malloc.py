@@ -20,18 +20,23 @@ M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 256 << 20
 TRIM_THRESHOLD = 512 << 20
 ENV_VARS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
+TUNABLES = ("glibc.malloc.mmap_threshold", "glibc.malloc.trim_threshold")  # the same, in GLIBC_TUNABLES
 
 
 def keep_freed_blocks() -> bool:
-    """Raise glibc's mmap and trim thresholds for this process (and the loader processes it forks).
+    """Raise glibc's mmap and trim thresholds for this process (and the loader processes it forks); True when glibc
+    took both.
 
-    False, changing nothing, where the C library has no mallopt (not glibc) or where the user set glibc's own
-    environment variables for these thresholds, which then stand.
+    False, changing nothing, where the C library has no mallopt (not glibc) or where the user set either threshold
+    through glibc's environment variables or GLIBC_TUNABLES, which then stand. A glibc that refuses a value (older
+    ones capped the mmap threshold at 32 MiB) keeps its own for that one.
     """
-    if any(name in os.environ for name in ENV_VARS):
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
+    if any(name in os.environ for name in ENV_VARS) or any(tunable in tunables for tunable in TUNABLES):
         return False
     mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
     if mallopt is None:
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    took = [bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)), bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))]
+    return all(took)

@@ -81,8 +81,11 @@ class WorkerSettings(BaseSettings):
         items = [value] if isinstance(value, str) else value
         if not isinstance(items, (list, tuple)):
             return value
-        return tuple(name for item in items
-                     for name in (item.replace(",", " ").split() if isinstance(item, str) else [item]))
+        names = tuple(name for item in items
+                      for name in (item.replace(",", " ").split() if isinstance(item, str) else [item]))
+        if not names and any(isinstance(item, str) and item.strip() for item in items):
+            raise ValueError(f"no layer name in {' '.join(map(str, items))!r}")  # "," is not "every layer"
+        return names
 
     @field_validator("seed")
     @classmethod

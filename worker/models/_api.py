@@ -106,7 +106,7 @@ def _check_weights_path(weights: WeightsArg) -> None:
     text = os.fspath(weights)
     looks_like_path = "/" in text or os.sep in text or text.startswith((".", "~"))
     if looks_like_path and not Path(text).expanduser().exists():
-        raise WeightsError(f"--weights {text}: no such file or folder")
+        raise WeightsError(f"weights {text}: no such file or folder")
 
 
 def recorded_weights(label: str) -> tuple[WeightsArg, int | None]:
