@@ -32,8 +32,8 @@ from worker.cli import build_loader
 from worker.extract import Extractor, resolve_device
 from worker.images import (
     FileEntry,
-    class_folder_problem,
     list_image_files,
+    listing_problem,
     spread_subset,
 )
 from worker.models import LoadedModel, get_model
@@ -49,7 +49,7 @@ Stats = dict[str, Tensor]  # layer -> float32 [images, units, 3] (mean, max, min
 def run_path(model: LoadedModel, layers: Sequence[str], root: Path, files: Sequence[FileEntry],
              settings: WorkerSettings, device: torch.device) -> tuple[Stats, Tensor, list[int]]:  # fmt: skip
     """One decode path on one device: the statistics, the crops as RGB levels (uint8, CPU), the file ids."""
-    decodable = [(i, e.path) for i, e in enumerate(files) if (e.problem or class_folder_problem(e)) is None]
+    decodable = [(i, e.path) for i, e in enumerate(files) if listing_problem(e) is None]
     parts: dict[str, list[Tensor]] = {}
     crops: list[Tensor] = []
     ids: list[int] = []

@@ -60,9 +60,9 @@ from worker.extract import Extractor, resolve_device
 from worker.image_stats import image_stats
 from worker.images import (
     FileEntry,
-    class_folder_problem,
     default_workers,
     list_image_files,
+    listing_problem,
     spread_subset,
 )
 from worker.malloc import ENV_VARS
@@ -176,7 +176,7 @@ def product_pass(extractor: Extractor, model: LoadedModel, root: Path, files: Se
     decoded (in stats order)."""
     clock = Clock()
     # As worker.cli._process: files known to be bad from the listing are skipped, not decoded.
-    decodable = [(i, e.path) for i, e in enumerate(files) if (e.problem or class_folder_problem(e)) is None]
+    decodable = [(i, e.path) for i, e in enumerate(files) if listing_problem(e) is None]
     loader = build_loader(root, decodable, model.transform, settings, device.type)
     parts: dict[str, list[Tensor]] = {layer: [] for layer in extractor.layers}
     good: list[str] = []

@@ -315,13 +315,13 @@ def _process(
     """Decode, run and store the files `todo_ids` (responses and image_stats), one transaction per batch."""
     from tqdm import tqdm
 
-    from worker.images import class_folder_problem
+    from worker.images import listing_problem
 
     classes = load_imagenet_classes()
     counts = _Counts()
     todo = [(i, files[i]) for i in todo_ids]
     # Files known to be bad from the listing alone are stored first, in one transaction.
-    known_bad = [(i, e.path, e.problem or class_folder_problem(e)) for i, e in todo]
+    known_bad = [(i, e.path, listing_problem(e)) for i, e in todo]
     known_bad = [(i, path, reason) for i, path, reason in known_bad if reason is not None]
     if known_bad:
         store.write_batch([], known_bad, {})

@@ -71,7 +71,7 @@ def require_usable(root: Path, files: list[FileEntry], listed: int | None = None
     """`files` (`listed` found before --limit chose them), unless the listing already shows that none can be used
     (e.g. all at the root): then an ImagesError saying why, before the network loads; files that fail to decode are
     only known later (WorkerStore.publish)."""
-    problems = [entry.problem or class_folder_problem(entry) for entry in files]
+    problems = [listing_problem(entry) for entry in files]
     if any(problem is None for problem in problems):
         return files
     message = none_usable(root, Counter(problem for problem in problems if problem is not None))
@@ -174,9 +174,10 @@ def spread_subset(entries: Sequence[T], limit: int | None) -> list[T]:
     return [entries[(i * n) // limit] for i in range(limit)]
 
 
-def class_folder_problem(entry: FileEntry) -> str | None:
-    """Files directly in the root belong to no class folder; ImageFolder would drop them silently."""
-    return "not inside a class folder" if not entry.wnid else None
+def listing_problem(entry: FileEntry) -> str | None:
+    """Why a listed file cannot be used, where the listing alone knows: its own problem, or that it sits at the root,
+    in no class folder (ImageFolder would drop it silently); None for a file to decode."""
+    return entry.problem or ("not inside a class folder" if not entry.wnid else None)
 
 
 class SkipImage(Exception):
