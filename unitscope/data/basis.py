@@ -1,5 +1,5 @@
 """The SI of a layer's random-basis directions (the random-basis control): stored by publication, else computed
-with the same function (unitscope.stats.si over each basis's columns)."""
+with the same function (directions_si, which publication's worker.derived_basis calls for every category)."""
 
 from __future__ import annotations
 
@@ -39,8 +39,14 @@ def basis_si(source: Source, run: Run, layer: str, category: str, stat: str) -> 
 
     def compute() -> np.ndarray:
         labels = category_labels(source, run, category)[1]
-        return np.array([np.concatenate([stats.si(values, labels) for _, values in layer_chunks(
-            source, run, layer, stat, b)]) for b in found])
+        return np.array([directions_si(source, run, layer, stat, b, [labels])[0] for b in found])
 
     return source.cached((run.run_id, layer, category, stat, "basis_si"),
                          lambda: stored_or_computed(stored, lambda: whole_layer(source, run, layer, compute))[0])
+
+
+def directions_si(source: Source, run: Run, layer: str, stat: str, basis: int, masks: list[np.ndarray]) -> np.ndarray:
+    """(label sets, units) SI of random basis `basis`'s directions on `stat`: stats.si_by_category over its columns, a
+    chunk at a time."""
+    return np.concatenate([stats.si_by_category(values, masks)
+                           for _, values in layer_chunks(source, run, layer, stat, basis)], axis=1)
