@@ -252,7 +252,8 @@ def split_half_si(values: npt.ArrayLike, label_sets: Sequence[npt.ArrayLike], id
     values = _values(values)
     masks = [_labels(m, values.shape[0]) for m in label_sets]
     odd = (np.asarray(ids) % 2).astype(bool)
-    halves = [si_by_category(values[rows], [m[rows] for m in masks]) if rows.any()
+    # Each half of checked values is checked already: finite, and not empty where rows.any().
+    halves = [_si_by_category(values[rows], [m[rows] for m in masks]) if rows.any()
               else np.full((len(masks), values.shape[1]), np.nan) for rows in (~odd, odd)]
     return np.stack(halves, axis=1)
 
@@ -269,7 +270,11 @@ def si(values: npt.ArrayLike, labels: npt.ArrayLike) -> np.ndarray:
 def si_by_category(values: npt.ArrayLike, label_sets: Sequence[npt.ArrayLike]) -> np.ndarray:
     """si() for each label set, (C, u): each unit's min, max and total are read once for all of them."""
     values = _values(values)
-    masks = [_labels(m, values.shape[0]) for m in label_sets]
+    return _si_by_category(values, [_labels(m, values.shape[0]) for m in label_sets])
+
+
+def _si_by_category(values: np.ndarray, masks: Sequence[np.ndarray]) -> np.ndarray:
+    """si_by_category of values and masks already checked (_values, _labels)."""
     lo = values.min(axis=0).astype(np.float64)
     hi = values.max(axis=0).astype(np.float64)
     total = values.sum(axis=0, dtype=np.float64)
