@@ -20,7 +20,7 @@ from app.main import create_app
 from unitscope import metrics_sql, schema
 from unitscope.crop import network_crop
 from unitscope.maps import SHOWN, decode, encode
-from worker.map_store import MapRow, shown_images
+from worker.map_store import Maps, shown_images
 from worker.models.bvlc import CaffeTransform
 from worker.models.tv_common import describe
 from worker.models.tv_googlenet import PUBLISHED
@@ -69,20 +69,17 @@ def test_shown_images_keep_the_ranking_order_ties_by_image_id(hand_ro: dict[str,
 
 def test_codec_is_float16_little_endian_row_major() -> None:
     values = np.array([[1.0, -2.5, 3.14159], [65504.0, 1e-3, 0.0]], dtype=np.float32)
-    blob = encode(values)
+    (blob,) = encode(values[None])
     assert len(blob) == values.size * 2
     assert blob[:4] == b"\x00\x3c\x00\xc1"  # 1.0 = 0x3c00, -2.5 = 0xc100, low byte first; row-major
     assert np.array_equal(decode(blob, 2, 3), values.astype(np.float16).astype(np.float32))
     np.testing.assert_allclose(decode(blob, 2, 3), values, rtol=F16_RTOL, atol=1e-6)
 
 
-def _maps_for(stats: np.ndarray, image_id: int, units: list[int]) -> list[MapRow]:
+def _maps_for(stats: np.ndarray, image_id: int, units: list[int]) -> list[Maps]:
     # A 2 x 3 map whose max and min are the image's stored max and min, as a real map's are.
-    rows = []
-    for unit in units:
-        _, mx, mn = stats[image_id, unit]
-        rows.append(MapRow("conv1", unit, image_id, np.array([[mn, 0, mx], [0, 0, 0]], dtype=np.float32)))
-    return rows
+    values = np.array([[[mn, 0, mx], [0, 0, 0]] for _, mx, mn in stats[image_id, units]], dtype=np.float32)
+    return [Maps("conv1", np.array(units), np.full(len(units), image_id), values)]
 
 
 def test_second_pass_resumes_after_an_interruption_and_publishes_each_map_once(tmp_path: Path) -> None:
@@ -162,7 +159,7 @@ def test_unit_twin_gives_stored_maps_and_the_page_overlays_them(hand: dict[str, 
     values = np.arange(12, dtype=np.float32).reshape(3, 4) - 5.5  # -5.5 .. 5.5: both signs
     with duckdb.connect(str(hand["db"])) as con:
         con.execute("UPDATE runs SET preprocessing = ?", [json.dumps(CaffeTransform().describe())])
-        con.execute("INSERT INTO unit_maps VALUES (1, 'mixed4c', 0, 0, 3, 4, ?)", [encode(values)])
+        con.execute("INSERT INTO unit_maps VALUES (1, 'mixed4c', 0, 0, 3, 4, ?)", encode(values[None]))
     with TestClient(create_app(make_settings(hand["db"], tmp_path))) as client:
         body = client.get("/api/layers/mixed4c/units/0?n=3").json()
         page = client.get("/layers/mixed4c/units/0?n=3").text
@@ -203,7 +200,7 @@ def test_an_image_in_both_rows_shows_where_its_map_peaks_and_dips(hand: dict[str
     values[1, 4], values[0, 2] = 7.0, -3.0  # peak at row 1, column 4; trough at row 0, column 2
     with duckdb.connect(str(hand["db"])) as con:
         con.execute("UPDATE runs SET preprocessing = ?", [json.dumps(CaffeTransform().describe())])
-        con.execute("INSERT INTO unit_maps VALUES (1, 'mixed4c', 1, 0, 2, 5, ?)", [encode(values)])
+        con.execute("INSERT INTO unit_maps VALUES (1, 'mixed4c', 1, 0, 2, 5, ?)", encode(values[None]))
     with TestClient(create_app(make_settings(hand["db"], tmp_path))) as client:
         body = client.get("/api/layers/mixed4c/units/1?n=3&k=2").json()
         page = Page(client.get("/layers/mixed4c/units/1?n=3&k=2").text)

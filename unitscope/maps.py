@@ -24,11 +24,12 @@ SHOWN: Final[tuple[tuple[metrics_sql.RankKind, str], ...]] = (
     ("negative", schema.DEFAULT_NEG_STAT),
 )
 
-def encode(values: np.ndarray) -> bytes:
-    """A 2-D map -> its float16 little-endian row-major bytes."""
-    if values.ndim != 2:
-        raise ValueError(f"a map is 2-D, got shape {values.shape}")
-    return np.ascontiguousarray(values, dtype=MAP_DTYPE).tobytes()
+def encode(values: np.ndarray) -> list[bytes]:
+    """Maps [m, height, width] -> each one's float16 little-endian row-major bytes."""
+    if values.ndim != 3:
+        raise ValueError(f"maps are m x height x width, got shape {values.shape}")
+    flat = np.ascontiguousarray(values, dtype=MAP_DTYPE).reshape(len(values), -1)
+    return [row.tobytes() for row in flat]
 
 
 def decode(blob: bytes, height: int, width: int) -> np.ndarray:

@@ -18,13 +18,13 @@ MapsTodo = dict[int, dict[str, list[int]]]  # image id -> layer -> units whose m
 
 
 @dataclass(frozen=True)
-class MapRow:
-    """One unit's pre-ReLU map for one image."""
+class Maps:
+    """Pre-ReLU maps of one layer: values[i] is unit units[i]'s map for image image_ids[i]."""
 
     layer: str
-    unit: int
-    image_id: int
-    values: np.ndarray  # height x width, float32
+    units: np.ndarray  # (m,) integers
+    image_ids: np.ndarray  # (m,) integers
+    values: np.ndarray  # (m, height, width) floats, stored as float16 (unitscope.maps.encode)
 
 
 # unit_summary.first_rows' name of each ranking a unit page shows.
@@ -62,17 +62,19 @@ def maps_todo(con: duckdb.DuckDBPyConnection, run_id: int, staged: StagedArrays)
     return todo
 
 
-def insert_maps(con: duckdb.DuckDBPyConnection, run_id: int, rows: Sequence[MapRow]) -> None:
-    """Append maps to unit_maps (the caller holds the transaction)."""
-    if not rows:
+def insert_maps(con: duckdb.DuckDBPyConnection, run_id: int, maps: Sequence[Maps]) -> None:
+    """Append maps to unit_maps, one INSERT for all of them (the caller holds the transaction)."""
+    maps = [m for m in maps if len(m.units)]
+    if not maps:
         return
+    counts = [len(m.units) for m in maps]
     frame = {
-        "layer": np.array([r.layer for r in rows], dtype=object),
-        "unit": np.array([r.unit for r in rows], dtype=np.int16),
-        "image_id": np.array([r.image_id for r in rows], dtype=np.int32),
-        "height": np.array([r.values.shape[0] for r in rows], dtype=np.int16),
-        "width": np.array([r.values.shape[1] for r in rows], dtype=np.int16),
-        "values_f16": np.array([encode(r.values) for r in rows], dtype=object),
+        "layer": np.repeat(np.array([m.layer for m in maps], dtype=object), counts),
+        "unit": np.concatenate([m.units for m in maps]).astype(np.int16),
+        "image_id": np.concatenate([m.image_ids for m in maps]).astype(np.int32),
+        "height": np.repeat([m.values.shape[1] for m in maps], counts).astype(np.int16),
+        "width": np.repeat([m.values.shape[2] for m in maps], counts).astype(np.int16),
+        "values_f16": np.array([blob for m in maps for blob in encode(m.values)], dtype=object),
     }
     name = "_unitscope_maps"
     con.register(name, frame)

@@ -13,11 +13,12 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import numpy as np
 from tqdm import tqdm
 
 from worker.extract import Extractor
 from worker.images import Batch
-from worker.map_store import MapRow, MapsTodo
+from worker.map_store import Maps, MapsTodo
 from worker.store import WorkerStore
 
 
@@ -39,15 +40,14 @@ def compute_maps(store: WorkerStore, todo: MapsTodo, batches: Iterable[Batch], e
     with bar:
         for batch in batches:
             counts.failed += len(batch.bad)
-            rows: list[MapRow] = []
+            found: list[Maps] = []
             if batch.pixels is not None:
                 maps = extractor.maps(batch.pixels)  # layer -> N x units x H' x W'
-                for b, item in enumerate(batch.good):
-                    for layer, units in todo[item.file_id].items():
-                        rows.extend(MapRow(layer, u, item.file_id, maps[layer][b, u].numpy()) for u in units)
-            store.write_maps(rows)
+                found = [Maps(layer, np.array(units), np.full(len(units), item.file_id), maps[layer][b, units].numpy())
+                         for b, item in enumerate(batch.good) for layer, units in todo[item.file_id].items()]
+            store.write_maps(found)
             counts.images += len(batch.good)
-            counts.maps += len(rows)
+            counts.maps += sum(len(m.units) for m in found)
             bar.update(len(batch.good) + len(batch.bad))
     counts.seconds = time.perf_counter() - started
     return counts

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from unitscope import schema
 from unitscope.maps import MAP_DTYPE, SHOWN
-from worker.map_store import MapRow, MapsTodo
+from worker.map_store import Maps, MapsTodo
 from worker.store import WorkerStore
 
 # Each ranking's key, smaller first.
@@ -82,25 +82,59 @@ class ShownMaps:
     def store_known(self, store: WorkerStore, todo: MapsTodo) -> tuple[MapsTodo, int]:
         """Store the maps of `todo` that the heaps hold; returns what is left for the second pass and how many
         were stored."""
-        found: dict[tuple[str, int, int], np.ndarray] = {}
-        for (layer, _), heap in self._heaps.items():
-            if heap.maps is None:
-                continue
-            for unit, slot in zip(*np.nonzero(heap.ids != _EMPTY)):
-                found.setdefault((layer, int(unit), int(heap.ids[unit, slot])), heap.maps[unit, slot])
-        left: MapsTodo = {}
-        rows: list[MapRow] = []
-        stored = 0
+        wanted: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
         for image_id, layers in todo.items():
             for layer, units in layers.items():
-                for unit in units:
-                    values = found.get((layer, unit, image_id))
-                    if values is None:
-                        left.setdefault(image_id, {}).setdefault(layer, []).append(unit)
-                    else:
-                        rows.append(MapRow(layer, unit, image_id, values.astype(np.float32)))
-                if len(rows) >= _ROWS_PER_WRITE:
-                    store.write_maps(rows)
-                    stored, rows = stored + len(rows), []
-        store.write_maps(rows)
-        return left, stored + len(rows)
+                unit_parts, id_parts = wanted.setdefault(layer, ([], []))
+                unit_parts.append(np.asarray(units, dtype=np.int64))
+                id_parts.append(np.full(len(units), image_id, dtype=np.int64))
+        left: MapsTodo = {}
+        stored = 0
+        for layer, (unit_parts, id_parts) in wanted.items():
+            units, ids = np.concatenate(unit_parts), np.concatenate(id_parts)
+            pairs = _pair(units, ids)
+            keys, heap_of, slot_of = self._kept(layer)
+            at = np.searchsorted(keys, pairs)
+            hit = at < len(keys)
+            hit[hit] = keys[at[hit]] == pairs[hit]
+            hits = np.flatnonzero(hit)
+            for part in (hits[start : start + _ROWS_PER_WRITE] for start in range(0, len(hits), _ROWS_PER_WRITE)):
+                maps = self._gather(layer, heap_of[at[part]], slot_of[at[part]])
+                store.write_maps([Maps(layer, units[part], ids[part], maps)])
+            stored += len(hits)
+            for unit, image_id in zip(units[~hit].tolist(), ids[~hit].tolist()):
+                left.setdefault(image_id, {}).setdefault(layer, []).append(unit)
+        return left, stored
+
+    def _layer_heaps(self, layer: str) -> list[_Heap]:
+        """The heaps of layer's rankings, in SHOWN order; none for a layer this process did not record."""
+        return [self._heaps[(layer, kind)] for kind, _ in SHOWN if (layer, kind) in self._heaps]
+
+    def _kept(self, layer: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The (unit, image id) pairs that layer's heaps hold, sorted (_pair), with the heap (in SHOWN order) and
+        the flat slot of each; a pair that several rankings hold once (its map is the same in each)."""
+        empty = np.empty(0, dtype=np.int64)
+        pairs, heap_of, slot_of = [empty], [empty], [empty]
+        for h, heap in enumerate(self._layer_heaps(layer)):
+            unit, slot = np.nonzero(heap.ids != _EMPTY)
+            pairs.append(_pair(unit, heap.ids[unit, slot]))
+            heap_of.append(np.full(len(unit), h))
+            slot_of.append(unit * heap.ids.shape[1] + slot)
+        keys, first = np.unique(np.concatenate(pairs), return_index=True)
+        return keys, np.concatenate(heap_of)[first], np.concatenate(slot_of)[first]
+
+    def _gather(self, layer: str, heap_of: np.ndarray, slot_of: np.ndarray) -> np.ndarray:
+        """The maps at the heaps' flat slots (_kept's), float16: (m, height, width)."""
+        heaps = self._layer_heaps(layer)
+        shape = next(heap.maps.shape[2:] for heap in heaps if heap.maps is not None)
+        out = np.empty((len(slot_of), *shape), dtype=MAP_DTYPE)
+        for h, heap in enumerate(heaps):
+            mine = heap_of == h
+            if mine.any():
+                out[mine] = heap.maps.reshape(-1, *shape)[slot_of[mine]]
+        return out
+
+
+def _pair(units: np.ndarray, image_ids: np.ndarray) -> np.ndarray:
+    """(unit, image id) pairs as one sortable int64 each: the unit in the high 32 bits."""
+    return (units.astype(np.int64) << 32) | image_ids.astype(np.int64)

@@ -40,7 +40,7 @@ from worker.db_files import (
     write_error,
 )
 from worker.lock import WriterLock
-from worker.map_store import MapRow, MapsTodo, insert_maps, maps_todo
+from worker.map_store import Maps, MapsTodo, insert_maps, maps_todo
 from worker.publish import Published, publish_run, rederive
 from worker.run_rows import ImageRow, RunSpec, insert_batch, insert_run
 from worker.shards import Rank, fold_shards, shard_files, shard_path
@@ -283,8 +283,8 @@ class WorkerStore:
         """The second pass's work left: image id -> layer -> units (worker.map_store.maps_todo)."""
         return maps_todo(self._work(), self._run_id, self.staged)
 
-    def write_maps(self, maps: Sequence[MapRow]) -> None:
-        """Store one batch of the second pass's maps in one transaction."""
+    def write_maps(self, maps: Sequence[Maps]) -> None:
+        """Store a batch of maps in one transaction."""
         with self._transaction() as con:
             insert_maps(con, self._run_id, maps)
 
