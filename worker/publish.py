@@ -163,9 +163,11 @@ def _build(db: Path, work: Path, publishing: Path, staged: StagedArrays, config:
         # both sides of every stat (in_top/in_bottom for any k up to it), from one read of each stat.
         for layer in layers:
             bar.set_postfix_str(f"{layer}: SI and ranks")
+            pub.begin()  # a layer's many small INSERTs committed once
             write_ranks(pub, run_id, layer, ranked_k, categories)
             bar.update(units[layer])
             derived.write_layer(pub, run_id, layer, step=_step(bar, layer, units[layer]))
+            pub.commit()
         pub.execute("CHECKPOINT")
         bar.close()
     return run_id
@@ -228,7 +230,9 @@ def rederive(db: Path, publishing: Path, *, config: Mapping[str, str]) -> int:
             ).fetchall()
             bar = _progress(sum(units for _, _, units in layers) * len(writers), desc="deriving")
             for run_id, layer, units in layers:
+                pub.begin()
                 derived.write_layer(pub, run_id, layer, writers, step=_step(bar, f"run {run_id} {layer}", units))
+                pub.commit()
             pub.execute("CHECKPOINT")
             bar.close()
         return len(layers)
