@@ -176,6 +176,32 @@ def test_search_finds_units_by_a_term_sorted_as_asked(real_client: TestClient, r
     assert real_client.get("/units", params={"q": name}).status_code == 200
 
 
+def test_search_by_side_and_q_finds_only_units_with_such_a_term(real_client: TestClient, real_db: Path) -> None:
+    """A unit whose label names the text on the other side, or only at a larger q, is not a hit."""
+    with duckdb.connect(str(real_db), read_only=True) as con:
+        # A name on both sides, in the label of units that have it only on the other side.
+        name = con.execute("SELECT name FROM unit_label_terms GROUP BY name HAVING count(DISTINCT side) = 2 "
+                           "ORDER BY count(*) DESC, name LIMIT 1").fetchone()[0]
+        q_cut = con.execute("SELECT median(q) FROM unit_label_terms WHERE lower(name) LIKE ?",
+                            [f"%{name.lower()}%"]).fetchone()[0]
+        for side in ("excites", "inhibits"):
+            for max_q in (0.05, q_cut):
+                expected = con.execute(
+                    "SELECT DISTINCT run_id, layer, unit FROM unit_label_terms WHERE side = ? AND q <= ? "
+                    "AND (lower(name) LIKE ? OR lower(wnid) LIKE ?)",
+                    [side, max_q, f"%{name.lower()}%", f"%{name.lower()}%"]).fetchall()
+                found: list[dict] = []
+                while len(found) < len(expected) + 1:
+                    body = real_client.get("/api/units", params={"q": name, "side": side, "max_q": max_q,
+                                                                 "limit": 500, "offset": len(found)}).json()
+                    if not body["units"]:
+                        break
+                    found += body["units"]
+                assert body["total"] == len(found) == len(expected) > 0, (side, max_q)
+                assert {(u["run_id"], u["layer"], u["unit"]) for u in found} == set(expected)
+                assert all(u["auroc"] is not None for u in found)
+
+
 def test_the_jump_box_goes_to_a_unit_or_to_the_search(real_client: TestClient, real_db: Path) -> None:
     with duckdb.connect(str(real_db), read_only=True) as con:
         layer = con.execute("SELECT layer FROM units ORDER BY layer LIMIT 1").fetchone()[0]

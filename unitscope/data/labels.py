@@ -113,13 +113,13 @@ def search(source: Source, text: str | None, *, run_id: int | None = None, layer
                 SELECT run_id, layer, unit, arg_max(auroc, auroc) AS auroc, arg_max(q, auroc) AS q FROM scope
                 WHERE $pattern IS NULL OR lower(name) LIKE $pattern ESCAPE '\\' OR lower(wnid) LIKE $pattern ESCAPE '\\'
                 GROUP BY ALL
-                UNION ALL  -- units found by their label alone (e.g. 'prefers no class')
+                UNION ALL  -- units with no term, found by their label ('prefers no class'): a label made of terms
+                           -- is found by its terms alone, so that side and max_q hold for it
                 SELECT l.run_id, l.layer, l.unit, NULL, NULL FROM {schema.UNIT_LABELS} l
-                WHERE $pattern IS NOT NULL AND lower(l.label) LIKE $pattern ESCAPE '\\'
+                WHERE $pattern IS NOT NULL AND $side IS NULL AND lower(l.label) LIKE $pattern ESCAPE '\\'
                   AND ($run_id IS NULL OR l.run_id = $run_id) AND ($layer IS NULL OR l.layer = $layer)
-                  AND NOT EXISTS (SELECT 1 FROM scope t WHERE t.run_id = l.run_id AND t.layer = l.layer
-                                  AND t.unit = l.unit AND (lower(t.name) LIKE $pattern ESCAPE '\\'
-                                                            OR lower(t.wnid) LIKE $pattern ESCAPE '\\'))
+                  AND NOT EXISTS (SELECT 1 FROM {schema.UNIT_LABEL_TERMS} t
+                                  WHERE t.run_id = l.run_id AND t.layer = l.layer AND t.unit = l.unit)
             ), scored AS (
                 SELECT m.*, s.si, me.d_prime FROM matched m
                 LEFT JOIN {schema.UNIT_SI} s ON s.run_id = m.run_id AND s.layer = m.layer AND s.unit = m.unit
