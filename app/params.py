@@ -120,8 +120,10 @@ class SearchParams(RunParams):
     q: str | None = Field(None, max_length=NAME_MAX, description="text in a class or synset name, a WNID or a label "
                           "(any case); empty: every labelled unit")
     run: whole(0, ID_MAX) | None = Field(None, description="only this run; default: every run")
-    layer: str | None = Field(None, min_length=1, max_length=NAME_MAX, description="only this layer")
-    side: Literal["excites", "inhibits"] | None = Field(None, description="only terms that excite, or inhibit")
+    layer: Annotated[str | None, BeforeValidator(_blank_is_none)] = Field(
+        None, min_length=1, max_length=NAME_MAX, description="only this layer (empty: every layer)")
+    side: Annotated[Literal["excites", "inhibits"] | None, BeforeValidator(_blank_is_none)] = Field(
+        None, description="only terms that excite, or inhibit (empty: either)")
     max_q: float = Field(0.05, gt=0.0, le=1.0, allow_inf_nan=False, description="only terms with q at or below this")
     sort: Literal["auroc", "si", "d_prime", "q"] = Field("auroc", description="auroc: the best matching term's; "
                                                          "si, d_prime: the study's category (dog) on max; q: smallest first")

@@ -202,6 +202,24 @@ def test_search_by_side_and_q_finds_only_units_with_such_a_term(real_client: Tes
                 assert all(u["auroc"] is not None for u in found)
 
 
+def test_the_search_form_keeps_every_filter_and_an_empty_field_means_any(real_client: TestClient,
+                                                                        real_db: Path) -> None:
+    """Changing the sort on /units keeps the layer, side, q and page size (the form carries them all)."""
+    with duckdb.connect(str(real_db), read_only=True) as con:
+        layer = con.execute("SELECT layer FROM unit_label_terms GROUP BY layer ORDER BY count(*) DESC LIMIT 1"
+                            ).fetchone()[0]
+    html = real_client.get("/units", params={"q": "dog", "layer": layer, "side": "inhibits", "max_q": 0.01,
+                                             "limit": 7, "sort": "si", "run": 1}).text
+    start = html.index('<form class="params"')
+    form = html[start:html.index("</form>", start)]
+    for field in (f'name="layer" value="{layer}"', '<option value="inhibits" selected>', 'name="max_q" value="0.01"',
+                  'name="limit" value="7"', '<option value="si" selected>', 'type="hidden" name="run" value="1"'):
+        assert field in form, field
+    # What the form sends with its fields left empty: every layer, either side.
+    sent = real_client.get("/api/units", params={"q": "dog", "layer": "", "side": "", "max_q": 0.05, "limit": 50})
+    assert sent.status_code == 200 and sent.json()["units"] == real_client.get("/api/units", params={"q": "dog"}).json()["units"]
+
+
 def test_the_jump_box_goes_to_a_unit_or_to_the_search(real_client: TestClient, real_db: Path) -> None:
     with duckdb.connect(str(real_db), read_only=True) as con:
         layer = con.execute("SELECT layer FROM units ORDER BY layer LIMIT 1").fetchone()[0]

@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -45,10 +46,11 @@ def test_scores_equal_the_layer_pages(hand_ro: dict[str, Path], client: TestClie
     with unitscope.open(hand_ro["db"]) as db:
         rows = _api_rows(db.run().layer("mixed4c").scores(**query))
     assert [r["unit"] for r in rows] == [u["unit"] for u in body["units"]] == list(range(len(LAYERS["mixed4c"])))
+    assert list(rows[0]) == list(body["units"][0])  # the page's columns, in its order
     for row, page in zip(rows, body["units"]):
-        for column in ("si", "in_top", "in_bottom", "selective", "overlap", "bottom_only", "in_bottom_only", "bottom_only_share", "p_bottom_only", "q_bottom_only", "p_top",
-                       "p_bottom", "q_top", "q_bottom", "auroc"):
-            assert _same(row[column], page[column]), (row["unit"], column, row[column], page[column])
+        for column, value in page.items():
+            same = row[column] == value if isinstance(value, (str, bool)) else _same(row[column], value)
+            assert same, (row["unit"], column, row[column], value)
     # And both equal the numbers worked out from the hand DB's raw values (tests/fixtures.py).
     k = body["k"]
     raw = expected_scores("mixed4c", query.get("category", "dog"), k, query.get("pos_stat", "max"),
@@ -115,6 +117,28 @@ def test_bad_input_is_named(hand_ro: dict[str, Path], tmp_path: Path) -> None:
         with pytest.raises(TypeError, match="a run id is a whole number, got '1'"):
             db.run("1")  # not "no complete run 1"
         assert db.run(np.int64(1)).info.run_id == 1
+        # Numbers of the wrong kind: a TypeError naming the argument, never a count on a truncated value.
+        layer, unit = run.layer("conv1"), run.layer("conv1").unit(0)
+        for call, message in ((lambda: layer.scores(k=2.5), "k is a whole number, got 2.5"),
+                              (lambda: layer.scores(k=True), "k is a whole number, got True"),
+                              (lambda: layer.scores(k="2"), "k is a whole number, got '2'"),
+                              (lambda: layer.scores(threshold="0.7"), "threshold is a number, got '0.7'"),
+                              (lambda: layer.scores(threshold=None), "threshold is a number, got None"),
+                              (lambda: unit.top(2.5), "n is a whole number, got 2.5"),
+                              (lambda: unit.bottom(True), "n is a whole number, got True"),
+                              (lambda: db.search(run_id="1"), "a run id is a whole number, got '1'")):
+            with pytest.raises(TypeError, match=re.escape(message)):
+                call()
+        with pytest.raises(ValueError, match="n must be at least 1, got 0"):
+            unit.near_zero(0)
+        for bad in ({"si_stat": "median"}, {"threshold": 5}):  # checked before looking for the ablation
+            with pytest.raises(ValueError, match="unknown stat 'median'|threshold must be an SI"):
+                layer.ablation(**bad)
+        # A numpy integer is a whole number: the same numbers as the int.
+        assert layer.scores(k=np.int64(2)).fetchall() == layer.scores(k=2).fetchall()
+        assert unit.top(np.int32(2)).fetchall() == unit.top(2).fetchall()
+        assert db.search(run_id=np.int64(1)).fetchall() == db.search(run_id=1).fetchall()
+
     # A handle reads the file as it was opened: after a publication renames a new file over it, a run it cannot see
     # says so (the worker publishes by rename; here a copy renamed over it).
     copy = tmp_path / "published.duckdb"
@@ -130,6 +154,32 @@ def test_bad_input_is_named(hand_ro: dict[str, Path], tmp_path: Path) -> None:
     duckdb.connect(str(other)).execute("CREATE TABLE t (x INT)").close()
     with pytest.raises(Unavailable, match="not a unitscope database"):
         unitscope.open(other)
+
+
+def test_scores_warn_as_the_pages_do_when_top_and_bottom_overlap(hand_ro: dict[str, Path], client: TestClient) -> None:
+    with unitscope.open(hand_ro["db"]) as db:
+        run = db.run()
+        layer = run.layer("conv1")
+        images = run.info.images
+        with pytest.warns(unitscope.OverlapWarning) as caught:
+            layer.scores(k=images)
+        page = client.get("/api/layers/conv1", params={"k": images}).json()
+        assert [str(w.message) for w in caught] == page["warnings"] != []
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            layer.scores(k=max(1, images // 2))  # 2k <= images: no overlap, no warning
+        assert client.get("/api/layers/conv1", params={"k": max(1, images // 2)}).json()["warnings"] == []
+
+
+def test_a_closed_handle_says_so(hand_ro: dict[str, Path]) -> None:
+    db = unitscope.open(hand_ro["db"])
+    layer = db.run().layer("conv1")
+    unit = layer.unit(0)
+    db.close()
+    for call in (db.runs, db.run, layer.scores, unit.top, unit.responses, unit.label, lambda: db.search("x"),
+                 lambda: db.sql("SELECT 1"), lambda: db.relation({"x": np.arange(2)})):
+        with pytest.raises(unitscope.Closed, match="was closed .*unitscope.open\\(\\) it again"):
+            call()
 
 
 def test_a_unit_is_a_whole_number_within_the_layer(hand_ro: dict[str, Path]) -> None:
@@ -158,8 +208,11 @@ def test_search_refuses_what_the_servers_search_refuses(hand_ro: dict[str, Path]
                 db.search(**where)
         with pytest.raises(ValueError, match="side must be one of excites, inhibits or None, got 'up'"):
             db.search(side="up")
-        for limit in (-1, 0, 2.5, True):
-            with pytest.raises(ValueError, match="limit must be a whole number of at least 1"):
+        for limit in (-1, 0):
+            with pytest.raises(ValueError, match="limit must be at least 1"):
+                db.search(limit=limit)
+        for limit in (2.5, True):
+            with pytest.raises(TypeError, match="limit is a whole number"):
                 db.search(limit=limit)  # type: ignore[arg-type]
         for max_q in (0, -0.1, 1.5):
             with pytest.raises(ValueError, match=r"max_q must be a number in \(0, 1\]"):

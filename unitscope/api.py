@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import math
 import numbers
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -25,6 +26,7 @@ import numpy as np
 from unitscope import claim_rules, schema
 from unitscope.data import interventions, labels, measures, rankings, runs, scores
 from unitscope.data.source import ALIAS, ConnectionSource, file_identity, open_read_only
+from unitscope.data.split_half import unit_halves
 from unitscope.errors import NotFound
 from unitscope.labels import SIDES
 
@@ -39,10 +41,18 @@ class Database:
         self._opened = file_identity(self.path)
         # Not sandboxed: a relation is the user's to save (.write_parquet, .write_csv); the file stays read-only.
         self.connection = open_read_only(self.path, memory_limit=memory_limit, threads=threads, sandboxed=False)
-        self.source = ConnectionSource(self.connection)
+        self._source = ConnectionSource(self.connection)
+        self._closed = False
         # The relations handed out live on a cursor of their own, so a half-read one never blocks a query.
         self._tables = self.connection.cursor()
         self._tables.execute(f"USE {ALIAS}")
+
+    @property
+    def source(self) -> ConnectionSource:
+        """The readers' source (unitscope.data); Closed once close() was called."""
+        if self._closed:
+            raise Closed(f"{self.path} was closed (Database.close()): unitscope.open() it again")
+        return self._source
 
     def runs(self) -> list[int]:
         """The complete runs' ids, newest first."""
@@ -50,10 +60,9 @@ class Database:
 
     def run(self, run_id: int | None = None) -> Run:
         """A complete run: the latest, or the one with this id."""
-        if run_id is not None and (not isinstance(run_id, numbers.Integral) or isinstance(run_id, bool)):
-            raise TypeError(f"a run id is a whole number, got {run_id!r}")
+        run_id = None if run_id is None else _whole("a run id", run_id)
         try:
-            return Run(self, runs.require_run(self.source, None if run_id is None else int(run_id)))
+            return Run(self, runs.require_run(self.source, run_id))
         except NotFound as missing:
             if file_identity(self.path) != self._opened:  # a newer file was published: this handle reads the old one
                 raise NotFound(f"{missing}; {self.path} was published again since it was opened: "
@@ -63,6 +72,7 @@ class Database:
     def relation(self, columns: Mapping[str, np.ndarray]) -> duckdb.DuckDBPyRelation:
         """Numpy columns as a DuckDB relation of this connection; the arrays are kept until close()."""
         name = f"unitscope_api_{next(_names)}"
+        self.source  # noqa: B018 - Closed on a closed handle
         self._tables.register(name, dict(columns))
         # Registered until close(): a relation derived from this one (scores["si"], .filter(...)) reads the
         # arrays by this name even once this relation object is gone.
@@ -70,6 +80,7 @@ class Database:
 
     def sql(self, query: str) -> duckdb.DuckDBPyRelation:
         """Any read-only SQL over the DB's tables (unitscope/schema.py), as a relation."""
+        self.source  # noqa: B018 - Closed on a closed handle
         return self._tables.sql(query)
 
     def search(self, text: str | None = None, *, run_id: int | None = None, layer: str | None = None,
@@ -78,17 +89,17 @@ class Database:
         """Units whose label terms (a class or WordNet synset, by name or WNID) or label contain `text`: run_id,
         layer, unit, label, auroc and q (of the best matching term), si and d_prime (dog, max); the search of
         /api/units, sorted the same way. NotFound for an unknown run or layer; ValueError for a bad side, sort,
-        max_q or limit (the server's 422)."""
+        max_q or limit (the server's 422), TypeError for a run_id, limit or max_q that is no number of its kind."""
         if sort not in labels.SORTS:
             raise ValueError(f"sort must be one of {', '.join(labels.SORTS)}, got {sort!r}")
         if side is not None and side not in SIDES:
             raise ValueError(f"side must be one of {', '.join(SIDES)} or None, got {side!r}")
-        if isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 1:
-            raise ValueError(f"limit must be a whole number of at least 1, got {limit!r}")
-        if isinstance(max_q, bool) or not isinstance(max_q, numbers.Real) or not 0 < max_q <= 1:
+        limit = _whole("limit", limit, 1)
+        max_q = _number("max_q", max_q)
+        if not 0 < max_q <= 1:
             raise ValueError(f"max_q must be a number in (0, 1], got {max_q!r}")
-        _, hits = labels.search(self.source, text, run_id=run_id, layer=layer, side=side, max_q=max_q, sort=sort,
-                                limit=int(limit))
+        _, hits = labels.search(self.source, text, run_id=None if run_id is None else _whole("a run id", run_id),
+                                layer=layer, side=side, max_q=max_q, sort=sort, limit=limit)
         return self.relation({
             "run_id": np.array([h.run_id for h in hits], dtype=np.int64),
             "layer": np.array([h.layer for h in hits], dtype=object),
@@ -99,7 +110,8 @@ class Database:
         })
 
     def close(self) -> None:
-        """Close the connection; relations made from it stop working."""
+        """Close the connection; relations made from it stop working, and the handle raises Closed."""
+        self._closed = True
         self.connection.close()
 
     def __enter__(self) -> Database:
@@ -158,10 +170,11 @@ class Layer:
                pos_stat: str = schema.DEFAULT_POS_STAT, neg_stat: str = schema.DEFAULT_NEG_STAT,
                si_stat: str = schema.DEFAULT_SI_STAT, threshold: float = claim_rules.FIGURE_SI,
                ) -> duckdb.DuckDBPyRelation:
-        """Per unit: unit, si, in_top, in_bottom, selective, overlap, bottom_only, in_bottom_only, bottom_only_share,
-        p_bottom_only, q_bottom_only, p_top, p_bottom, q_top, q_bottom, auroc, d_prime, csi, beats_every_class and
-        the tuning shape (sparseness, kurtosis, half_peak_share, each also _pre): the numbers of
-        /api/layers/{layer}'s units (docs/claims.md says how each is computed).
+        """Per unit, the columns of /api/layers/{layer}'s units, in their order and with their numbers: unit, si,
+        in_top, in_bottom, selective, p_top, p_bottom, q_top, q_bottom, overlap, bottom_only, in_bottom_only,
+        bottom_only_share, p_bottom_only, q_bottom_only, significant_top, significant_bottom, auroc, si_half_a,
+        si_half_b, d_prime, csi, csi_class, beats_every_class, the tuning shape (sparseness, kurtosis, half_peak_share,
+        each also _pre) and label (docs/claims.md says how each is computed).
 
         k None: the pages' default for the run's size (claim_rules.default_k). SI is NULL for a unit
         whose response never varies; AUROC NULL when the category or the rest is empty.
@@ -169,12 +182,11 @@ class Layer:
         run, source = self.run.info, self.run.db.source
         for stat in (pos_stat, neg_stat, si_stat):
             schema.stat_column(stat)  # ValueError naming the valid stats
-        if k is not None and not 1 <= k <= claim_rules.K_MAX:
-            raise ValueError(f"k must be 1 to {claim_rules.K_MAX:,}, got {k}")
-        if not 0 <= threshold <= 1:  # an SI lies in [0, 1]; NaN fails this too (the server's 422)
-            raise ValueError(f"threshold must be an SI, between 0 and 1, got {threshold}")
+        k = claim_rules.default_k(max(run.images, 1))[0] if k is None else _whole("k", k, 1, claim_rules.K_MAX)
+        threshold = _threshold(threshold)
         runs.require_category(run, category)  # NotFound naming the run's categories
-        k = claim_rules.default_k(max(run.images, 1))[0] if k is None else k
+        if overlap := claim_rules.overlap_warning(k, run.images):  # the pages' warning
+            warnings.warn(overlap, OverlapWarning, stacklevel=2)
         found = scores.layer_scores(source, run, self.name, category=category, k=k, si_stat=si_stat,
                                     pos_stat=pos_stat, neg_stat=neg_stat)
         p_q = found.chance
@@ -183,24 +195,34 @@ class Layer:
         rows = found.rows
         si = np.array([math.nan if r.si is None else r.si for r in rows], dtype=np.float64)
         ex = found.exclusive
+        halves = unit_halves(source, run, self.name, category, si_stat)
+        unit_labels = labels.layer_labels(source, run.run_id, self.name)
+        units = [r.unit for r in rows]
+        # In the order of the layer page's units (app.pages.layer.UnitScore), column for column.
         columns = {
-            "unit": np.array([r.unit for r in rows], dtype=np.int64),
+            "unit": np.array(units, dtype=np.int64),
             "si": np.ma.masked_invalid(si),
             "in_top": np.array([r.in_top for r in rows], dtype=np.int64),
             "in_bottom": np.array([r.in_bottom for r in rows], dtype=np.int64),
             "selective": np.array([claim_rules.selective(r.si, threshold) for r in rows], dtype=bool),
+            **{name: p_q[name] for name in ("p_top", "p_bottom", "q_top", "q_bottom")},
             "overlap": np.array([r.overlap for r in rows], dtype=np.int64),
             "bottom_only": ex.bottom_only,
             "in_bottom_only": np.array([r.in_bottom_only for r in rows], dtype=np.int64),
             "bottom_only_share": ex.share,
             "p_bottom_only": ex.p,
             "q_bottom_only": ex.q,
-            **{name: p_q[name] for name in ("p_top", "p_bottom", "q_top", "q_bottom")},
+            "significant_top": np.asarray(p_q["q_top"]) < claim_rules.FDR,
+            "significant_bottom": np.asarray(p_q["q_bottom"]) < claim_rules.FDR,
             "auroc": np.ma.masked_invalid(np.asarray(auroc, dtype=np.float64)),
+            **{name: np.ma.masked_invalid(np.array([_nan(half.get(u)) for u in units], dtype=np.float64))
+               for name, half in (("si_half_a", halves.si_a), ("si_half_b", halves.si_b))},
             "d_prime": np.ma.masked_invalid(found_measures.d_prime),
             "csi": np.ma.masked_invalid(found_measures.csi),
+            "csi_class": np.array(found_measures.csi_wnid, dtype=object),
             "beats_every_class": np.ma.masked_invalid(found_measures.beats_every_class).astype(bool),
             **{name: np.ma.masked_invalid(found_measures.tuning[name]) for name in measures.TUNING},
+            "label": np.array([unit_labels[u].label if u in unit_labels else None for u in units], dtype=object),
         }
         return self.run.db.relation(columns)
 
@@ -210,6 +232,8 @@ class Layer:
         group name, kind, units, top1_category, top1_rest, delta_category, delta_rest, and p on the selective row;
         the baseline first (deltas 0). NotFound when that ablation was not run; /layers/{layer}/ablation's numbers."""
         run = self.run.info
+        schema.stat_column(si_stat)  # ValueError naming the valid stats
+        threshold = _threshold(threshold)
         runs.require_category(run, category)
         found = interventions.layer_ablation(self.run.db.source, run, self.name, category, si_stat, threshold)
         if found is None:
@@ -248,8 +272,7 @@ class Unit:
         run, source = self.layer.run.info, self.layer.run.db.source
         runs.require_category(run, category)  # NotFound naming the run's categories
         schema.stat_column(stat)
-        if n < 1:
-            raise ValueError(f"n must be at least 1, got {n}")
+        n = _whole("n", n, 1)
         rows = rankings.rankings(source, run, self.layer.name, self.unit, {kind: stat}, category, n)[kind]  # type: ignore[dict-item]
         paths = dict(source.rows(
             f"SELECT image_id, path FROM {schema.IMAGES} WHERE run_id = $run_id AND list_contains($ids, image_id)",
@@ -319,6 +342,40 @@ class Unit:
 
     def __repr__(self) -> str:
         return f"<unit {self.unit} of {self.layer.name}, run {self.layer.run.run_id}>"
+
+
+class Closed(RuntimeError):
+    """A handle used after Database.close()."""
+
+
+class OverlapWarning(UserWarning):
+    """A unit's top k and bottom k must share images (2k > images): the pages' warning."""
+
+
+def _whole(name: str, value: object, low: int | None = None, high: int | None = None) -> int:
+    """value as an int: TypeError unless a whole number (a numpy integer is one; True and 3.0 are not),
+    ValueError outside [low, high] (the server's 422)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} is a whole number, got {value!r}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = f"{low:,} to {high:,}" if high is not None else f"at least {low:,}"
+        raise ValueError(f"{name} must be {bounds}, got {value!r}")
+    return int(value)
+
+
+def _number(name: str, value: object) -> float:
+    """value as a float: TypeError unless a real number (numpy's too; not True)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} is a number, got {value!r}")
+    return float(value)
+
+
+def _threshold(value: object) -> float:
+    """An SI threshold: a number in [0, 1] (NaN is not one: the server's 422)."""
+    threshold = _number("threshold", value)
+    if not 0 <= threshold <= 1:
+        raise ValueError(f"threshold must be an SI, between 0 and 1, got {value!r}")
+    return threshold
 
 
 def _nan(value: float | None) -> float:

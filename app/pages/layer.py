@@ -32,6 +32,7 @@ from unitscope.data.labels import layer_labels
 from unitscope.data.measures import unit_measures
 from unitscope.data.runs import require_layer, require_run
 from unitscope.data.scores import auroc
+from unitscope.data.split_half import Halves, unit_halves
 
 
 class _UnitScores(BaseModel):
@@ -136,7 +137,7 @@ def null_summary(null: layer_tests.Null | None) -> NullSummary | None:
     ])
 
 
-def split_half(halves: layer_tests.Halves, stat: str) -> SplitHalf:
+def split_half(halves: Halves, stat: str) -> SplitHalf:
     """How well the two halves' SIs agree over the layer's units."""
     a, b = list(halves.si_a.values()), list(halves.si_b.values())
     return SplitHalf(stat=stat, images_a=halves.images_a, images_b=halves.images_b,
@@ -155,7 +156,7 @@ def build(reader: Reader, name: str, p: ScoreParams, *, permutations: int, seed:
     require_layer(run, name)
     info = score_info(run, p)
     found = scores(reader, run, name, p, info.k)
-    halves = layer_tests.split_half(reader, run, name, p.category, p.si_stat)
+    halves = unit_halves(reader, run, name, p.category, p.si_stat)
     p_q, ex = found.chance, found.exclusive
     aurocs = auroc(reader, run, name, p.category, p.si_stat)
     found_measures = unit_measures(reader, run, name, p.category, p.si_stat) if measures else None

@@ -15,7 +15,6 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from app.data import layer_tests
 from app.data.units import class_profile, histograms, unit_maps
 from app.figures import BLUE, GREY, RED, Figure, base_layout, dashed_line, titled_axis
 from app.pages import classes, low_level, unit_interventions
@@ -40,6 +39,7 @@ from unitscope.data.rankings import rankings
 from unitscope.data.runs import Run, require_run, require_unit
 from unitscope.data.scores import ScoreRow
 from unitscope.data.source import Source
+from unitscope.data.split_half import unit_halves
 from unitscope.errors import NotFound
 from unitscope.maps import decode
 
@@ -180,7 +180,7 @@ def _build(
     binned = histograms(source, run, layer_name, unit_id, list(dict.fromkeys((p.si_stat, p.pos_stat, p.neg_stat))),
                         p.category)
     seen = unit_interventions.visualizations(source, run, layer_name, unit_id, p.category, urls)
-    halves = layer_tests.split_half(source, run, layer_name, p.category, p.si_stat)
+    halves = unit_halves(source, run, layer_name, p.category, p.si_stat)
     depth = min(info.k, run.images)
     # (When 2k > n the overlap warning of score_info already says that the two sets must share images.)
     if not info.warnings and score.overlap >= claim_rules.OVERLAP_WARN_SHARE * depth:
