@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import math
 from collections.abc import Sequence
 
 import duckdb
@@ -33,6 +32,7 @@ from unitscope.data.source import ConnectionSource
 from unitscope.labels import Term
 from worker.blocks import in_blocks
 from worker.derived_labels import LayerLabels, write_unit_labels
+from worker.run_rows import FRAME, insert_frame
 
 # The figure's threshold (the pages' default) and Aparicio et al.'s: a second threshold costs only its
 # counts, as the shuffles and products are shared (unitscope.nulls.permutation_nulls).
@@ -44,20 +44,32 @@ def null_category(categories: Sequence[str]) -> str:
     return schema.DEFAULT_CATEGORY if schema.DEFAULT_CATEGORY in categories else sorted(categories)[0]
 
 
-def _nullable(values: np.ndarray) -> list[float | None]:
-    """Floats for SQL, NaN as NULL (unit_si's convention for undefined)."""
-    return [None if math.isnan(v) else float(v) for v in values.tolist()]
+def _or_null(column: str) -> str:
+    """SQL for a float column of a frame, NaN as NULL (the tables' undefined)."""
+    return f"CASE WHEN isnan({column}) THEN NULL ELSE {column} END"
 
 
-def _write_measures(con: duckdb.DuckDBPyConnection, q: dict[str, object], m: Measures) -> None:
-    """unit_measures' rows of one category and stat."""
-    beats = [None if math.isnan(b) else bool(b) for b in m.beats_every_class.tolist()]
-    con.execute(
-        f"""INSERT INTO {schema.UNIT_MEASURES}
-            SELECT $run_id, $layer, $category, $stat, unnest($unit), unnest($d_prime), unnest($csi), unnest($wnid),
-                   unnest($beats), {", ".join(f"unnest(${name})" for name in TUNING)}""",
-        {**q, "unit": list(range(len(beats))), "d_prime": _nullable(m.d_prime), "csi": _nullable(m.csi),
-         "wnid": m.csi_wnid, "beats": beats, **{name: _nullable(m.tuning[name]) for name in TUNING}},
+def _write_rows(con: duckdb.DuckDBPyConnection, q: dict[str, object], categories: list[str], found: list[Measures],
+                columns: dict[str, np.ndarray]) -> None:
+    """unit_controls' and unit_measures' rows of one stat, every category's: one INSERT each."""
+    units = len(found[0].d_prime)
+    keys = {"category": np.repeat(np.array(categories, dtype=object), units),
+            "unit": np.tile(np.arange(units, dtype=np.int16), len(categories))}
+    insert_frame(
+        con,
+        f"""INSERT INTO {schema.UNIT_CONTROLS} SELECT $run_id, $layer, category, $stat, unit,
+                {", ".join(_or_null(name) for name in columns)} FROM {FRAME}""",
+        {**keys, **{name: values.ravel() for name, values in columns.items()}}, q,
+    )
+    measure = {name: np.concatenate([getattr(m, name) for m in found]) for name in ("d_prime", "csi",
+                                                                                    "beats_every_class")}
+    insert_frame(
+        con,
+        f"""INSERT INTO {schema.UNIT_MEASURES} SELECT $run_id, $layer, category, $stat, unit, {_or_null("d_prime")},
+                {_or_null("csi")}, wnid, CASE WHEN isnan(beats_every_class) THEN NULL ELSE beats_every_class <> 0 END,
+                {", ".join(_or_null(name) for name in TUNING)} FROM {FRAME}""",
+        {**keys, **measure, "wnid": np.array([w for m in found for w in m.csi_wnid], dtype=object),
+         **{name: np.concatenate([m.tuning[name] for m in found]) for name in TUNING}}, q,
     )
 
 
@@ -125,16 +137,8 @@ def write_layer_controls(con: duckdb.DuckDBPyConnection, run_id: int, layer: str
         auroc, below, above = (np.concatenate([part[i] for part in parts], axis=1) for i in (0, 2, 3))
         halves = np.concatenate([part[5] for part in parts], axis=2)  # (categories, 2, units)
         found = [Measures.joined([part[1][row] for part in parts]) for row in range(len(categories))]
-        for row, category in enumerate(categories):
-            _write_measures(con, {**q, "category": category, "stat": stat}, found[row])
-            con.execute(
-                f"""INSERT INTO {schema.UNIT_CONTROLS}
-                    SELECT $run_id, $layer, $category, $stat, unnest($unit), unnest($auroc), unnest($below),
-                           unnest($above), unnest($a), unnest($b)""",
-                {**q, "category": category, "stat": stat, "unit": list(range(units)),
-                 "auroc": _nullable(auroc[row]), "below": _nullable(below[row]), "above": _nullable(above[row]),
-                 "a": _nullable(halves[row, 0]), "b": _nullable(halves[row, 1])},
-            )
+        _write_rows(con, {**q, "stat": stat}, categories, found,
+                    {"auroc": auroc, "below": below, "above": above, "a": halves[:, 0], "b": halves[:, 1]})
         for neg_stat, results in zip(bottoms, null.results() if null is not None else []):
             _write_null(con, {**q, "category": null_cat, "si_stat": stat, "neg_stat": neg_stat, "k": k}, results)
     unit_labels.write(con, run_id, layer)
@@ -173,15 +177,20 @@ def _bottom(con: duckdb.DuckDBPyConnection, run_id: int, layer: str, image_ids: 
 
 
 def _write_null(con: duckdb.DuckDBPyConnection, q: dict[str, object], results: Sequence[nulls.NullResult]) -> None:
-    """layer_null's rows of one (category, si_stat, neg_stat): every threshold and statistic."""
-    for result, name in itertools.product(results, nulls.NULL_STATISTICS):
-        s: nulls.NullStatistic = getattr(result, name)
-        con.execute(
-            f"INSERT INTO {schema.LAYER_NULL} VALUES ($run_id, $layer, $category, $si_stat, $neg_stat, $k, "
-            "$threshold, $permutations, $seed, $statistic, $observed, $null_mean, $null_p95, $p, $valid)",
-            {**q, "threshold": result.threshold, "permutations": result.permutations,
-             "seed": result.seed, "statistic": name,
-             **dict(zip(("observed", "null_mean", "null_p95", "p"),
-                        _nullable(np.array([s.observed, s.null_mean, s.null_p95, s.p_value])))),
-             "valid": s.valid},
-        )
+    """layer_null's rows of one (category, si_stat, neg_stat): every threshold and statistic, in one INSERT."""
+    rows = [(result, name, getattr(result, name)) for result, name in itertools.product(results, nulls.NULL_STATISTICS)]
+    insert_frame(
+        con,
+        f"""INSERT INTO {schema.LAYER_NULL} SELECT $run_id, $layer, $category, $si_stat, $neg_stat, $k, threshold,
+                permutations, seed, statistic, {", ".join(_or_null(c) for c in ("observed", "null_mean", "null_p95",
+                                                                                 "p"))}, valid FROM {FRAME}""",
+        {"threshold": np.array([r.threshold for r, _, _ in rows], dtype=np.float64),
+         "permutations": np.array([r.permutations for r, _, _ in rows], dtype=np.int64),
+         "seed": np.array([r.seed for r, _, _ in rows], dtype=np.int64),
+         "statistic": np.array([name for _, name, _ in rows], dtype=object),
+         **{c: np.array([getattr(st, attr) for _, _, st in rows], dtype=np.float64)
+            for c, attr in (("observed", "observed"), ("null_mean", "null_mean"), ("null_p95", "null_p95"),
+                            ("p", "p_value"))},
+         "valid": np.array([st.valid for _, _, st in rows], dtype=np.int64)},
+        q,
+    )
