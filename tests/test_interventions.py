@@ -322,6 +322,12 @@ def test_negative_stimulus_controls_are_selective_under_no_specification(tmp_pat
     # By hand (_visualization_rows: 0.05 + 0.01 x unit from unit 4 on): unit 4 reads 0.09, units 5 and 6 0.10 and
     # 0.11, median 0.105. Counted as controls, units 0 to 3 (0.80 to 0.83) would have put the median at 0.815.
     assert claim["value"] == pytest.approx(0.09, abs=1e-6)
+    # 1 selective unit against 2 controls: the one-sided test's best p, unit 4 above both, is 1 - Phi(z) with
+    # U = 2, mean 1, SD sqrt(1 x 2 x 4 / 12), z = (2 - 1 - 0.5) / SD = 0.612 (continuity corrected): 0.270, never
+    # below 0.05, so no p can say the claim does not hold.
+    assert claim["verdict"] == "cannot_tell"
+    assert "too few units visualised to tell: 1 selective against 2 control units" in claim["reason"]
+    assert "(p = 0.27)" in claim["reason"] and "python -m worker visualize" in claim["reason"]
 
 
 def test_groups_ablated_on_other_images_are_named_not_hidden(tmp_path: Path) -> None:

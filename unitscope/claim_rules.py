@@ -234,10 +234,14 @@ def low_level_verdict(r2_cv_median: float | None) -> Verdict:
     return "holds" if r2_cv_median < R2_THRESHOLD else "does_not_hold"
 
 
-def negative_stimulus_verdict(p_vs_control: float | None) -> Verdict:
+def negative_stimulus_verdict(p_vs_control: float | None, smallest_p: float | None) -> Verdict:
     """`negative_stimulus`: the images optimised to drive the selective units down carry more of the category in
-    the network's own reading than the control units' do (one-sided Mann–Whitney over units, p < ALPHA)."""
-    if p_vs_control is None:
+    the network's own reading than the control units' do (one-sided Mann–Whitney over units, p < ALPHA).
+
+    smallest_p: the test's p for the most extreme outcome its group sizes allow (every selective unit above every
+    control); at or above ALPHA no outcome could hold, so a p above ALPHA says nothing (cannot_tell), as
+    important_verdict's MIN_RANDOM_GROUPS."""
+    if p_vs_control is None or smallest_p is None or smallest_p >= ALPHA:
         return "cannot_tell"
     return "holds" if p_vs_control < ALPHA else "does_not_hold"
 

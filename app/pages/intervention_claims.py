@@ -60,6 +60,9 @@ def negative_stimulus(source: Source, run: Run, ctx: LayerContext, urls: Urls) -
     sel_pos = [positive[u] for u in sel if u in positive]
     p = stats.mann_whitney_p(np.array(sel_neg), np.array(rest_neg), alternative="greater") \
         if sel_neg and rest_neg else None
+    # The test's p when every selective unit reads above every control: the best these group sizes allow.
+    smallest = stats.mann_whitney_p(np.arange(len(sel_neg)) + len(rest_neg), np.arange(len(rest_neg)),
+                                    alternative="greater") if sel_neg and rest_neg else None
     below = sum(negative[u] < positive[u] for u in sel if u in positive)
     chance = float(mask.mean())
     aside = f" ({left_out} visualised units selective under another specification left out)" if left_out else ""
@@ -68,10 +71,13 @@ def negative_stimulus(source: Source, run: Run, ctx: LayerContext, urls: Urls) -
                f"{len(sel_pos)}); a uniform reading gives {_pct(chance)} ({int(mask.sum())} of {mask.size} classes); "
                f"{len(sel)} of {len(selective)} selective units visualised; one-sided Mann–Whitney "
                f"{'n/a' if p is None else f'p = {p:.3g}'}")
-    verdict = claim_rules.negative_stimulus_verdict(p)
+    verdict = claim_rules.negative_stimulus_verdict(p, smallest)
     if verdict == "cannot_tell":
         reason = ("no selective unit has optimised images" if not sel_neg
-                  else "no control unit has optimised images")
+                  else "no control unit has optimised images" if not rest_neg
+                  else f"too few units visualised to tell: {len(sel)} selective against {len(rest)} control units, "
+                       f"whose test cannot reach p < {claim_rules.ALPHA:g} even when every selective unit reads "
+                       f"above every control (p = {smallest:.3g}); visualise more units ({command})")
     elif verdict == "holds":
         reason = (f"the network reads {_pct(_median(sel_neg))} {ctx.category} (median) in the selective units' "
                   f"negative images, more than in the control units' {_pct(_median(rest_neg))} (p = {p:.3g})")
