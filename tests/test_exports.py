@@ -14,7 +14,7 @@ from fixtures import IMAGES, LAYERS, table_dump
 from hand_run import publish_hand_run
 
 from unitscope import schema
-from worker import cli
+from worker import cli, export
 
 # The hand DB's images by id: path, WNID, class name.
 IMAGE_ROWS = {image_id: (path, wnid, name) for image_id, path, wnid, _, name in IMAGES}
@@ -86,3 +86,30 @@ def test_worker_export_writes_every_table_as_parquet_that_rebuilds_the_db(tmp_pa
     capsys.readouterr()
     assert cli.main(["export", "--db", str(tmp_path / "x.parquet"), "--out", str(tmp_path / "x")]) == cli.EXIT_ERROR
     assert "x.parquet is not a DuckDB file, so not a unitscope DB" in capsys.readouterr().err
+
+
+def test_export_removes_only_its_own_leftover_and_names_a_path_it_cannot_write(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "hand.duckdb"
+    publish_hand_run(db, ranked_k=3)
+    # Someone's folder that happens to be named <out>.partial: kept, and the export refused.
+    theirs = tmp_path / "mydata.partial"
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("mine")
+    assert cli.main(["export", "--db", str(db), "--out", str(tmp_path / "mydata")]) == cli.EXIT_ERROR
+    assert "mydata.partial exists and is no interrupted export of unitscope's" in capsys.readouterr().err
+    assert (theirs / "notes.txt").read_text() == "mine" and not (tmp_path / "mydata").exists()
+    # An interrupted export's leftover (its mark inside): removed, and the export completes without the mark.
+    left = tmp_path / "again.partial"
+    left.mkdir()
+    (left / export.MARK).write_text("")
+    (left / "half.parquet").write_bytes(b"PAR1")
+    assert cli.main(["export", "--db", str(db), "--out", str(tmp_path / "again")]) == cli.EXIT_OK
+    assert not left.exists() and not (tmp_path / "again" / "half.parquet").exists()
+    assert not (tmp_path / "again" / export.MARK).exists() and (tmp_path / "again" / "load.sql").is_file()
+    # A folder that cannot be made (its parent is a file): one line naming the path, no traceback.
+    (tmp_path / "file").write_text("")
+    capsys.readouterr()
+    assert cli.main(["export", "--db", str(db), "--out", str(tmp_path / "file" / "out")]) == cli.EXIT_ERROR
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot write ") and "file" in err and "Traceback" not in err
