@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
 import pytest
-from fixtures import table_dump
+from fixtures import REPO, table_dump
 from hand_run import publish_hand_run
 
 from unitscope import schema
@@ -94,3 +99,27 @@ def test_derive_upgrades_a_schema_5_db_by_adding_its_labels_and_keeping_the_rest
     assert upgraded[schema.UNIT_MEASURES] != published[schema.UNIT_MEASURES]  # kept, marker and all
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute(f"SELECT value FROM {schema.META} WHERE key = 'schema_version'").fetchone() == ("6",)
+
+
+@pytest.mark.parametrize("after", ["deriving", "layer controls", "unit pages"])
+def test_ctrl_c_while_deriving_exits_130_and_leaves_the_db_as_it_was(tmp_path: Path, real_db: Path,
+                                                                     after: str) -> None:
+    """SIGINT at a few points of publication (DuckDB turns it into errors of its own inside a query): exit 130 and
+    "interrupted", no publishing file left, the DB unchanged."""
+    db = tmp_path / "copy.duckdb"
+    shutil.copy(real_db, db)
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    proc = subprocess.Popen([sys.executable, "-m", "worker", "derive", "--db", str(db)], cwd=REPO,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT,
+                                                                                               signal.SIG_DFL))
+    seen = ""
+    while after not in seen:  # the progress bar's text, as it draws
+        char = proc.stderr.read(1)
+        assert char, f"derive ended before {after!r}: {seen[-500:]}"
+        seen += char
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=60) == cli.EXIT_INTERRUPTED, seen[-300:] + rest
+    assert "interrupted; rerun the same command" in rest and "Traceback" not in rest
+    assert not [p.name for p in tmp_path.iterdir() if "publishing" in p.name]
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before  # publication writes another file

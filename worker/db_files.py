@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Collection
+import signal
+from collections.abc import Collection, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Final
 
 import duckdb
@@ -135,3 +137,28 @@ class Transaction:
             pass  # the transaction may already be aborted; nothing of it was committed
         if isinstance(error, (duckdb.Error, OSError)):
             raise write_error(self.path, error) from None
+
+
+@contextlib.contextmanager
+def noting_interrupts() -> Iterator[list[int]]:
+    """Ctrl-C raises KeyboardInterrupt as usual, and is noted in the list yielded.
+
+    DuckDB turns a KeyboardInterrupt raised inside a query into an error of its own ("Query interrupted", or an
+    aborted transaction on the next statement), which a reader may take for a table that is not there: the note
+    lets the caller report an interrupt as one. Outside the main thread it installs nothing and notes nothing.
+    """
+    noted: list[int] = []
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        noted.append(signum)
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread
+        yield noted
+        return
+    try:
+        yield noted
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -29,6 +29,7 @@ from worker import derived
 from worker.db_files import (
     fsync,
     init_schema,
+    noting_interrupts,
     open_read_only,
     remove,
     utc_now,
@@ -270,17 +271,23 @@ def publish_rows(db: Path, work: Path, publishing: Path, *, config: Mapping[str,
 def _replace(db: Path, publishing: Path, build: Callable[[], int]) -> int:
     """Write the fresh file `publishing` with build(), make it durable and rename it over `db` (atomic).
 
-    Returns what build returns. A failed write removes `publishing` and leaves `db` as it was.
+    Returns what build returns. A failed or interrupted write removes `publishing` and leaves `db` as it was; an
+    interrupt is a KeyboardInterrupt, whatever DuckDB made of it.
     """
     remove(publishing, wal_of(publishing))
-    try:
-        result = build()
-        fsync(publishing)
-        os.replace(publishing, db)
-        fsync(db.parent)
-    except (duckdb.Error, OSError) as exc:
-        remove(publishing)
-        raise write_error(publishing, exc) from None
+    with noting_interrupts() as interrupted:
+        try:
+            result = build()
+            fsync(publishing)
+            os.replace(publishing, db)
+            fsync(db.parent)
+        except BaseException as exc:
+            remove(publishing, wal_of(publishing))
+            if interrupted or isinstance(exc, KeyboardInterrupt):
+                raise KeyboardInterrupt from None
+            if isinstance(exc, (duckdb.Error, OSError)):
+                raise write_error(publishing, exc) from None
+            raise
     return result
 
 
