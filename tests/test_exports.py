@@ -113,3 +113,6 @@ def test_export_removes_only_its_own_leftover_and_names_a_path_it_cannot_write(
     assert cli.main(["export", "--db", str(db), "--out", str(tmp_path / "file" / "out")]) == cli.EXIT_ERROR
     err = capsys.readouterr().err
     assert err.startswith("error: cannot write ") and "file" in err and "Traceback" not in err
+    # A folder named as the DB: said so, not "does not exist".
+    assert cli.main(["export", "--db", str(tmp_path), "--out", str(tmp_path / "x")]) == cli.EXIT_ERROR
+    assert f"{tmp_path} is a folder, not a DuckDB file" in capsys.readouterr().err

@@ -1,8 +1,8 @@
 """`python -m worker run`: images -> GoogLeNet pre-ReLU unit statistics -> DuckDB, with progress.
 
 Exit codes: 0 the run completed (or an identical run was already published); 3 it completed but
-some files were skipped (see the `skipped` table); 1 an error, with a one-line message; 2 a bad
-command line (argparse); 130 interrupted (rerun the same command to resume).
+some files were skipped (see the `skipped` table); 1 an error, with a one-line message (a bad value too); 2 a
+command line argparse cannot parse; 130 interrupted (rerun the same command to resume). Other jobs: 0, 1, 2, 130.
 """
 
 from __future__ import annotations
@@ -66,23 +66,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="compute the derived tables of every published run of an existing DB (upgrades an older schema)",
         description="Rewrite the DB at the current schema version with every run's precomputed tables "
         "(worker.derived) computed afresh; responses, SI and ranks are copied as they are. "
-        "Exit codes: 0 done, 1 error.",
+        "Exit codes: 0 done, 1 error, 130 interrupted.",
     )
     add_flags(derive, DeriveSettings)
     visualize = commands.add_parser(
         "visualize", help="optimise images that drive a layer's units up and down (feature visualisation)",
         description="Feature visualisation (docs/interventions.md) of a published run's units, stored in its DB. "
-        "Rerunning an interrupted command resumes it. Exit codes: 0 done, 1 error.")
+        "Rerunning an interrupted command resumes it. Exit codes: 0 done, 1 error, 130 interrupted.")
     add_flags(visualize, VisualizeSettings)
     ablate = commands.add_parser(
         "ablate", help="the network's accuracy per class with a layer's selective units silenced, against random "
         "groups", description="Ablation (docs/interventions.md) on a published run's images, stored in its DB. "
-        "Rerunning an interrupted command resumes it. Exit codes: 0 done, 1 error.")
+        "Rerunning an interrupted command resumes it. Exit codes: 0 done, 1 error, 130 interrupted.")
     add_flags(ablate, AblateSettings)
     export = commands.add_parser(
         "export", help="every table of the DB as Parquet files (responses, SI, ranks, derived tables, labels)",
         description="DuckDB's EXPORT DATABASE in Parquet: one file per table, and schema.sql and load.sql to "
-        "rebuild the DB. Exit codes: 0 done, 1 error.")
+        "rebuild the DB. Exit codes: 0 done, 1 error, 130 interrupted.")
     add_flags(export, ExportSettings)
     return parser
 

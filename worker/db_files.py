@@ -26,6 +26,8 @@ def no_db(db: Path) -> StoreError:
     if db.with_name(db.name + ".partial").exists():
         return StoreError(f"{db} is not published yet: a run is being written to {db.name}.partial (resume it with "
                           f"python -m worker run --db {db}); this job reads the published file")
+    if db.is_dir():
+        return StoreError(f"{db} is a folder, not a DuckDB file: name the DB file that python -m worker run wrote")
     return StoreError(f"{db} does not exist: publish a run first (python -m worker run --db {db})")
 
 
