@@ -161,7 +161,8 @@ def error_line(capsys) -> str:
         # --model auto: a mistyped Caffe folder is not reported as a missing googlenet state dict
         ({"--weights": "{tmp}/typo/bvlc_googlenet"},
          "error: weights {tmp}/typo/bvlc_googlenet: no such file or folder"),
-        ({"--weights": "{tmp}", "--model": "googlenet"}, "error: googlenet state dict not found: {tmp}"),  # it exists
+        ({"--weights": "{tmp}", "--model": "googlenet"},  # it exists, a folder
+         "error: {tmp} is a folder: googlenet takes a torchvision state dict file (.pth)"),
         ({"--db": "{tmp}/nofolder/x.duckdb"},
          "error: cannot create {tmp}/nofolder/x.duckdb: folder {tmp}/nofolder does not exist"),
         ({"--batch-size": "0"}, "error: --batch-size: input should be greater than or equal to 1, got '0'"),

@@ -48,12 +48,19 @@ class InputRenormalisation(nn.Module):
 
 def read_state_dict(file: Path, model: str) -> State:
     """The state dict in a local .pth file, or a WeightsError naming the file."""
+    if file.is_dir():
+        raise WeightsError(f"{file} is a folder: {model} takes a torchvision state dict file (.pth); the BVLC Caffe "
+                           "and SqueezeNet folders are --model bvlc-googlenet and squeezenet1_1 (docs/models.md)")
     if not file.is_file():
         raise WeightsError(f"{model} state dict not found: {file}")
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as error:  # pickle, zip and format errors alike: say which file
-        raise WeightsError(f"cannot read {model} state dict {file}: {error}") from error
+        # Not torch's own text for a refused pickle: its advice, weights_only=False, would run what the file holds.
+        why = ("not a file of tensors saved by torch.save (torch.load with weights_only=True refused it; unitscope "
+               "never loads a file that could run code)" if "weights_only" in str(error)
+               else str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__)
+        raise WeightsError(f"cannot read {model} state dict {file}: {why}") from error
     if not isinstance(state, Mapping):
         raise WeightsError(f"{file} does not hold a state dict")
     return state
