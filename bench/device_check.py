@@ -28,10 +28,10 @@ import torch
 from torch import Tensor
 
 from worker.categories import load_categories
-from worker.cli import build_loader
 from worker.extract import Extractor, resolve_device
 from worker.images import (
     FileEntry,
+    build_loader,
     list_image_files,
     listing_problem,
     spread_subset,

@@ -8,7 +8,7 @@ plus how far the product's stored statistics are from the baseline's on the same
   the classifier), forward hooks that clone every branch's whole pre-ReLU map, reduced to
   mean/max/min after the forward pass.
 - product: what `python -m worker run` does between listing the files and writing DuckDB, through
-  the worker's own code (worker.cli.build_loader, worker.extract.Extractor): decoding
+  the worker's own code (worker.images.build_loader, worker.extract.Extractor): decoding
   in loader processes while the network runs, the worker's batch size, channels_last, only the
   stages up to the deepest requested layer, maps reduced inside the hooks.
 - --decode pil gpu: the product path once per decode path (worker.device_decode for gpu), side by
@@ -55,11 +55,12 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Subset
 from torchvision.datasets import ImageFolder
 
-from worker.cli import EXIT_OK, EXIT_SKIPPED, build_loader
+from worker.cli import EXIT_OK, EXIT_SKIPPED
 from worker.extract import Extractor, resolve_device
 from worker.image_stats import image_stats
 from worker.images import (
     FileEntry,
+    build_loader,
     default_workers,
     list_image_files,
     listing_problem,
@@ -170,7 +171,7 @@ def baseline_pass(model: LoadedModel, root: Path, paths: Sequence[str], layers: 
 def product_pass(extractor: Extractor, model: LoadedModel, root: Path, files: Sequence[FileEntry],
                  settings: WorkerSettings, device: torch.device, limit_batches: int | None = None,
                  with_image_stats: bool = False) -> tuple[Timing, list[str]]:  # fmt: skip
-    """The worker's own loader (worker.cli.build_loader) and extractor, as `python -m worker run` uses
+    """The worker's own loader (worker.images.build_loader) and extractor, as `python -m worker run` uses
     them, without the DuckDB writes; with_image_stats adds the low-level statistics of each batch, as
     worker.cli._process computes them. Returns the timing and the relative paths of the images it
     decoded (in stats order)."""

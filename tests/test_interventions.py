@@ -516,3 +516,20 @@ def test_a_run_rebuilds_its_network_from_the_weights_it_recorded() -> None:
     assert recorded_weights("/data/bvlc_googlenet") == ("/data/bvlc_googlenet", None)
     with pytest.raises(ValueError, match="unseeded"):
         recorded_weights("random(unseeded)")
+
+
+def test_negative_stimulus_cannot_tell_only_when_no_p_below_alpha_was_possible() -> None:
+    """1 selective unit against 5 controls: untied, the best one-sided p is 0.121 (never < 0.05); with the controls
+    tied, the tie-corrected p of the same separation is 0.037, and that holds.
+
+    By hand: U = 5, mean 2.5; untied SD = sqrt(5 x 7 / 12) = 1.708, z = (5 - 2.5 - 0.5) / 1.708 = 1.171, p = 0.1208;
+    the 5 controls tied: SD = sqrt(5 / 12 x (7 - (5^3 - 5) / (6 x 5))) = 1.118, z = 1.789, p = 0.0368."""
+    from unitscope import claim_rules, stats
+
+    untied = stats.mann_whitney_p(np.array([5.0]), np.arange(5.0), alternative="greater")
+    tied = stats.mann_whitney_p(np.array([1.0]), np.zeros(5), alternative="greater")
+    assert untied == pytest.approx(0.1208, abs=1e-4) and tied == pytest.approx(0.0368, abs=1e-4)
+    assert claim_rules.negative_stimulus_verdict(tied, untied) == "holds"
+    assert claim_rules.negative_stimulus_verdict(0.3, untied) == "cannot_tell"
+    assert claim_rules.negative_stimulus_verdict(0.3, 0.02) == "does_not_hold"
+    assert claim_rules.negative_stimulus_verdict(None, 0.02) == "cannot_tell"

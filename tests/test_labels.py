@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import shutil
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -184,15 +185,15 @@ def test_search_by_side_and_q_finds_only_units_with_such_a_term(real_client: Tes
                            "ORDER BY count(*) DESC, name LIMIT 1").fetchone()[0]
         q_cut = con.execute("SELECT median(q) FROM unit_label_terms WHERE lower(name) LIKE ?",
                             [f"%{name.lower()}%"]).fetchone()[0]
-        for side in ("excites", "inhibits"):
+        for side in ("excites", "inhibits", None):
             for max_q in (0.05, q_cut):
                 expected = con.execute(
-                    "SELECT DISTINCT run_id, layer, unit FROM unit_label_terms WHERE side = ? AND q <= ? "
-                    "AND (lower(name) LIKE ? OR lower(wnid) LIKE ?)",
-                    [side, max_q, f"%{name.lower()}%", f"%{name.lower()}%"]).fetchall()
+                    "SELECT DISTINCT run_id, layer, unit FROM unit_label_terms WHERE (side = ? OR ? IS NULL) "
+                    "AND q <= ? AND (lower(name) LIKE ? OR lower(wnid) LIKE ?)",
+                    [side, side, max_q, f"%{name.lower()}%", f"%{name.lower()}%"]).fetchall()
                 found: list[dict] = []
                 while len(found) < len(expected) + 1:
-                    body = real_client.get("/api/units", params={"q": name, "side": side, "max_q": max_q,
+                    body = real_client.get("/api/units", params={"q": name, "side": side or "", "max_q": max_q,
                                                                  "limit": 500, "offset": len(found)}).json()
                     if not body["units"]:
                         break
@@ -200,6 +201,25 @@ def test_search_by_side_and_q_finds_only_units_with_such_a_term(real_client: Tes
                 assert body["total"] == len(found) == len(expected) > 0, (side, max_q)
                 assert {(u["run_id"], u["layer"], u["unit"]) for u in found} == set(expected)
                 assert all(u["auroc"] is not None for u in found)
+
+
+def test_a_unit_without_terms_is_found_by_its_label_alone_and_on_no_side(real_db: Path, tmp_path: Path) -> None:
+    """A unit that prefers nothing has no terms: its label's text finds it, unless a side is asked for."""
+    import unitscope
+
+    db = tmp_path / "copy.duckdb"
+    shutil.copy(real_db, db)
+    with duckdb.connect(str(db)) as con:
+        run_id, layer, unit = con.execute("SELECT run_id, layer, unit FROM unit_label_terms ORDER BY ALL LIMIT 1"
+                                          ).fetchone()  # a unit with terms
+        con.execute("DELETE FROM unit_label_terms WHERE run_id = ? AND layer = ? AND unit = ?", [run_id, layer, unit])
+        con.execute("UPDATE unit_labels SET label = ? WHERE run_id = ? AND layer = ? AND unit = ?",
+                    [NOTHING, run_id, layer, unit])
+        others = con.execute("SELECT count(*) FROM unit_labels WHERE label = ?", [NOTHING]).fetchone()[0] - 1
+    with unitscope.open(db) as api:
+        found = api.search("prefers no class", limit=500).fetchall()
+        assert (run_id, layer, unit) in {row[:3] for row in found} and len(found) == min(500, others + 1)
+        assert api.search("prefers no class", side="excites", limit=500).fetchall() == []
 
 
 def test_the_search_form_keeps_every_filter_and_an_empty_field_means_any(real_client: TestClient,

@@ -27,7 +27,7 @@ from unitscope import claim_rules, schema
 from unitscope.data import interventions, labels, measures, rankings, runs, scores
 from unitscope.data.source import ALIAS, ConnectionSource, file_identity, open_read_only
 from unitscope.data.split_half import unit_halves
-from unitscope.errors import NotFound
+from unitscope.errors import Closed, NotFound, OverlapWarning
 from unitscope.labels import SIDES
 
 _names = itertools.count()  # each relation registers its arrays under a name of its own
@@ -50,9 +50,12 @@ class Database:
     @property
     def source(self) -> ConnectionSource:
         """The readers' source (unitscope.data); Closed once close() was called."""
+        self._check_open()
+        return self._source
+
+    def _check_open(self) -> None:
         if self._closed:
             raise Closed(f"{self.path} was closed (Database.close()): unitscope.open() it again")
-        return self._source
 
     def runs(self) -> list[int]:
         """The complete runs' ids, newest first."""
@@ -72,7 +75,7 @@ class Database:
     def relation(self, columns: Mapping[str, np.ndarray]) -> duckdb.DuckDBPyRelation:
         """Numpy columns as a DuckDB relation of this connection; the arrays are kept until close()."""
         name = f"unitscope_api_{next(_names)}"
-        self.source  # noqa: B018 - Closed on a closed handle
+        self._check_open()
         self._tables.register(name, dict(columns))
         # Registered until close(): a relation derived from this one (scores["si"], .filter(...)) reads the
         # arrays by this name even once this relation object is gone.
@@ -80,7 +83,7 @@ class Database:
 
     def sql(self, query: str) -> duckdb.DuckDBPyRelation:
         """Any read-only SQL over the DB's tables (unitscope/schema.py), as a relation."""
-        self.source  # noqa: B018 - Closed on a closed handle
+        self._check_open()
         return self._tables.sql(query)
 
     def search(self, text: str | None = None, *, run_id: int | None = None, layer: str | None = None,
@@ -342,14 +345,6 @@ class Unit:
 
     def __repr__(self) -> str:
         return f"<unit {self.unit} of {self.layer.name}, run {self.layer.run.run_id}>"
-
-
-class Closed(RuntimeError):
-    """A handle used after Database.close()."""
-
-
-class OverlapWarning(UserWarning):
-    """A unit's top k and bottom k must share images (2k > images): the pages' warning."""
 
 
 def _whole(name: str, value: object, low: int | None = None, high: int | None = None) -> int:

@@ -238,12 +238,14 @@ def negative_stimulus_verdict(p_vs_control: float | None, smallest_p: float | No
     """`negative_stimulus`: the images optimised to drive the selective units down carry more of the category in
     the network's own reading than the control units' do (one-sided Mann–Whitney over units, p < ALPHA).
 
-    smallest_p: the test's p for the most extreme outcome its group sizes allow (every selective unit above every
-    control); at or above ALPHA no outcome could hold, so a p above ALPHA says nothing (cannot_tell), as
-    important_verdict's MIN_RANDOM_GROUPS."""
-    if p_vs_control is None or smallest_p is None or smallest_p >= ALPHA:
+    smallest_p: the test's p when every selective unit reads above every control, without ties (ties can give a
+    smaller one); at or above ALPHA a p at or above ALPHA says nothing (cannot_tell), as important_verdict's
+    MIN_RANDOM_GROUPS."""
+    if p_vs_control is None:
         return "cannot_tell"
-    return "holds" if p_vs_control < ALPHA else "does_not_hold"
+    if p_vs_control < ALPHA:
+        return "holds"
+    return "cannot_tell" if smallest_p is None or smallest_p >= ALPHA else "does_not_hold"
 
 
 # The fewest random groups whose permutation p can fall below ALPHA: p >= 1 / (1 + groups).

@@ -1,8 +1,7 @@
 """`python -m worker run`: images -> GoogLeNet pre-ReLU unit statistics -> DuckDB, with progress.
 
-Exit codes: 0 the run completed (or an identical run was already published); 3 it completed but
-some files were skipped (see the `skipped` table); 1 an error, with a one-line message (a bad value too); 2 a
-command line argparse cannot parse; 130 interrupted (rerun the same command to resume). Other jobs: 0, 1, 2, 130.
+Exit codes (every job): 0 done, or an identical run already published (3: done with files skipped, see `skipped`);
+1 an error, one line; 2 a command line argparse cannot parse; 130 Ctrl-C, 143 SIGTERM (the same command resumes).
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from worker.ablate import (
     ablate,  # the interventions import torch inside their jobs, after the flags
 )
 from worker.categories import CategoryError, load_categories, load_imagenet_classes
+from worker.db_files import noting_interrupts
 from worker.export import export
 from worker.image_stats import image_stats
 from worker.publish import Published
@@ -93,29 +93,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = bool(args.debug)
     rank = torchrun_rank()
     where = "" if rank is None else f" ({rank})"
-    try:
-        if args.command in _JOBS:
-            settings_class, job = _JOBS[args.command]
-            job_settings = from_flags(settings_class, args)
-            debug = job_settings.debug
-            return job(job_settings)
-        settings = from_flags(WorkerSettings, args)
-        debug = settings.debug
-        return run(settings)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted{where}; rerun the same command to resume", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except (SettingsError, CategoryError, StoreError, ValueError, OSError, RankError) as exc:
-        # User errors (bad paths, locked or read-only DB, bad weights, unknown layer, bad category
-        # file) and another rank's failure all end here as one line; --debug shows where.
-        if debug:
-            traceback.print_exc()
-        print(f"error{where}: {exc}", file=sys.stderr)
-        if rank is not None:
-            from worker.distributed import record_failure
+    with noting_interrupts() as interrupted:
+        try:
+            if args.command in _JOBS:
+                settings_class, job = _JOBS[args.command]
+                job_settings = from_flags(settings_class, args)
+                debug = job_settings.debug
+                return job(job_settings)
+            settings = from_flags(WorkerSettings, args)
+            debug = settings.debug
+            return run(settings)
+        except BaseException as exc:
+            # An interrupt inside a DuckDB statement comes back as DuckDB's error (or a RuntimeError), not as one.
+            if interrupted or isinstance(exc, KeyboardInterrupt):
+                print(f"\ninterrupted{where}; rerun the same command to resume", file=sys.stderr)
+                return 128 + interrupted[0] if interrupted else EXIT_INTERRUPTED
+            if not isinstance(exc, (SettingsError, CategoryError, StoreError, ValueError, OSError, RankError)):
+                raise
+            # User errors (bad paths, locked or read-only DB, bad weights, unknown layer, bad category
+            # file) and another rank's failure all end here as one line; --debug shows where.
+            if debug:
+                traceback.print_exc()
+            print(f"error{where}: {exc}", file=sys.stderr)
+            if rank is not None:
+                from worker.distributed import record_failure
 
-            record_failure(exc)  # torchrun's failure summary then shows the cause beside the rank
-        return EXIT_ERROR
+                record_failure(exc)  # torchrun's failure summary then shows the cause beside the rank
+            return EXIT_ERROR
 
 
 @dataclass
@@ -278,29 +282,6 @@ def _images_root(settings: WorkerSettings) -> Path:
     return Path(ensure_default_images(Path(settings.cache).expanduser())).resolve()
 
 
-def build_loader(
-    root: Path, decodable: list[tuple[int, str]], transform: Any, settings: WorkerSettings, device_type: str
-) -> Any:
-    """The decoding loader of a run: no more worker processes than batches, pinned memory on a GPU;
-    with --decode gpu the processes only read files and the device decodes (worker.device_decode)."""
-    from worker.images import ImageDataset, default_workers, make_loader
-
-    workers = settings.workers if settings.workers is not None else default_workers()
-    batch_size = settings.batch_size_for(device_type)
-    workers = min(workers, max(1, len(decodable) // batch_size)) if workers else 0
-    if settings.decode == "gpu":
-        import torch
-
-        from worker.device_decode import make_device_loader
-
-        return make_device_loader(root, decodable, transform, batch_size=batch_size, workers=workers,
-                                  device=torch.device(device_type))  # fmt: skip
-    return make_loader(
-        ImageDataset(root, decodable, transform), batch_size=batch_size, workers=workers,
-        pin_memory=device_type == "cuda",
-    )
-
-
 def _process(
     settings: WorkerSettings,
     store: WorkerStore,
@@ -315,7 +296,7 @@ def _process(
     """Decode, run and store the files `todo_ids` (responses and image_stats), one transaction per batch."""
     from tqdm import tqdm
 
-    from worker.images import listing_problem
+    from worker.images import build_loader, listing_problem
 
     classes = load_imagenet_classes()
     counts = _Counts()
@@ -372,6 +353,7 @@ def _second_pass(
     device_type: str,
 ) -> None:
     """Store the maps of the images unit pages show (worker.maps_pass), those not stored yet."""
+    from worker.images import build_loader
     from worker.maps_pass import compute_maps
 
     todo, kept = extractor.shown.store_known(store, store.maps_todo())  # maps kept during the first pass

@@ -143,11 +143,12 @@ class Transaction:
 
 @contextlib.contextmanager
 def noting_interrupts() -> Iterator[list[int]]:
-    """Ctrl-C raises KeyboardInterrupt as usual, and is noted in the list yielded.
+    """Ctrl-C (SIGINT) and SIGTERM (`docker stop`) raise KeyboardInterrupt, and are noted in the list yielded.
 
     DuckDB turns a KeyboardInterrupt raised inside a query into an error of its own ("Query interrupted", or an
     aborted transaction on the next statement), which a reader may take for a table that is not there: the note
-    lets the caller report an interrupt as one. Outside the main thread it installs nothing and notes nothing.
+    lets the caller report an interrupt as one. A signal the process was started ignoring stays ignored (a job
+    run in the background of a script); outside the main thread nothing is installed.
     """
     noted: list[int] = []
 
@@ -155,12 +156,13 @@ def noting_interrupts() -> Iterator[list[int]]:
         noted.append(signum)
         raise KeyboardInterrupt
 
-    try:
-        previous = signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread
-        yield noted
-        return
+    previous: dict[int, object] = {}
+    with contextlib.suppress(ValueError):  # not the main thread
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(signum) is not signal.SIG_IGN:
+                previous[signum] = signal.signal(signum, handler)
     try:
         yield noted
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, old in previous.items():
+            signal.signal(signum, old)  # type: ignore[arg-type]

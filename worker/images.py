@@ -12,12 +12,15 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
+
+if TYPE_CHECKING:
+    from worker.settings import WorkerSettings
 
 T = TypeVar("T")  # what a FileDataset yields per file
 
@@ -339,4 +342,25 @@ def make_loader(dataset: ImageDataset, *, batch_size: int, workers: int, pin_mem
         collate_fn=collate,
         pin_memory=pin_memory,
         prefetch_factor=4 if workers > 0 else None,
+    )
+
+
+def build_loader(
+    root: Path, decodable: list[tuple[int, str]], transform: Any, settings: WorkerSettings, device_type: str
+) -> Any:
+    """The decoding loader of a run: no more worker processes than batches, pinned memory on a GPU;
+    with --decode gpu the processes only read files and the device decodes (worker.device_decode)."""
+    workers = settings.workers if settings.workers is not None else default_workers()
+    batch_size = settings.batch_size_for(device_type)
+    workers = min(workers, max(1, len(decodable) // batch_size)) if workers else 0
+    if settings.decode == "gpu":
+        from worker.device_decode import (
+            make_device_loader,  # its nvjpeg path loads only when asked for
+        )
+
+        return make_device_loader(root, decodable, transform, batch_size=batch_size, workers=workers,
+                                  device=torch.device(device_type))  # fmt: skip
+    return make_loader(
+        ImageDataset(root, decodable, transform), batch_size=batch_size, workers=workers,
+        pin_memory=device_type == "cuda",
     )

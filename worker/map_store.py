@@ -11,7 +11,7 @@ import numpy as np
 from unitscope import schema
 from unitscope.maps import SHOWN, encode
 from unitscope.unit_summary import first_rows
-from worker.run_rows import run_layers
+from worker.run_rows import FRAME, insert_frame, run_layers
 from worker.staged_arrays import VALUES, StagedArrays, staged_index
 
 MapsTodo = dict[int, dict[str, list[int]]]  # image id -> layer -> units whose map is still needed
@@ -76,13 +76,5 @@ def insert_maps(con: duckdb.DuckDBPyConnection, run_id: int, maps: Sequence[Maps
         "width": np.repeat([m.values.shape[2] for m in maps], counts).astype(np.int16),
         "values_f16": np.array([blob for m in maps for blob in encode(m.values)], dtype=object),
     }
-    name = "_unitscope_maps"
-    con.register(name, frame)
-    try:
-        con.execute(
-            f"INSERT INTO {schema.UNIT_MAPS} SELECT $run_id, layer, unit, image_id, height, width, values_f16 "
-            f"FROM {name}",
-            {"run_id": run_id},
-        )
-    finally:
-        con.unregister(name)
+    insert_frame(con, f"INSERT INTO {schema.UNIT_MAPS} SELECT $run_id, layer, unit, image_id, height, width, "
+                      f"values_f16 FROM {FRAME}", frame, {"run_id": run_id})

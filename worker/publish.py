@@ -29,7 +29,6 @@ from worker import derived
 from worker.db_files import (
     fsync,
     init_schema,
-    noting_interrupts,
     open_read_only,
     remove,
     utc_now,
@@ -108,10 +107,12 @@ def _build(db: Path, work: Path, publishing: Path, staged: StagedArrays, config:
            ranked_k: int) -> int:
     """Fill the fresh `publishing` file; returns the new run's id.
 
-    No transaction is needed here: nobody else sees this file until it is renamed over `db`, and a
-    crash before that leaves `db` as it was. A layer's responses come from the staged arrays in (unit,
-    image_id) order, a chunk of units per INSERT, with a CHECKPOINT after each layer, so the file ends up
-    with no free blocks.
+    Nobody else sees this file until it is renamed over `db`, and a crash before that leaves `db` as it was; each
+    layer's SI, ranks and derived tables are one transaction, for speed (its many small INSERTs commit once), so a
+    writer reads what the layer's earlier writers stored through `pub` itself, not a cursor of it (a cursor is
+    another connection: it sees only what is committed). A layer's responses come from the staged arrays in (unit,
+    image_id) order, a chunk of units per INSERT, with a CHECKPOINT after each layer, so the file ends up with no
+    free blocks.
     """
     with duckdb.connect(str(publishing), config=dict(config)) as pub:
         init_schema(pub, publishing)
@@ -271,23 +272,20 @@ def publish_rows(db: Path, work: Path, publishing: Path, *, config: Mapping[str,
 def _replace(db: Path, publishing: Path, build: Callable[[], int]) -> int:
     """Write the fresh file `publishing` with build(), make it durable and rename it over `db` (atomic).
 
-    Returns what build returns. A failed or interrupted write removes `publishing` and leaves `db` as it was; an
-    interrupt is a KeyboardInterrupt, whatever DuckDB made of it.
+    Returns what build returns. A failed or interrupted write (cli.main tells an interrupt from DuckDB's errors)
+    removes `publishing` and leaves `db` as it was.
     """
     remove(publishing, wal_of(publishing))
-    with noting_interrupts() as interrupted:
-        try:
-            result = build()
-            fsync(publishing)
-            os.replace(publishing, db)
-            fsync(db.parent)
-        except BaseException as exc:
-            remove(publishing, wal_of(publishing))
-            if interrupted or isinstance(exc, KeyboardInterrupt):
-                raise KeyboardInterrupt from None
-            if isinstance(exc, (duckdb.Error, OSError)):
-                raise write_error(publishing, exc) from None
-            raise
+    try:
+        result = build()
+        fsync(publishing)
+        os.replace(publishing, db)
+        fsync(db.parent)
+    except BaseException as exc:
+        remove(publishing, wal_of(publishing))
+        if isinstance(exc, (duckdb.Error, OSError)):
+            raise write_error(publishing, exc) from None
+        raise
     return result
 
 

@@ -1,7 +1,7 @@
 """A layer's tests that read every response of the layer: the label-permutation null and the category's
-tails (split-half SI, which the Python API shows too: unitscope.data.split_half). Each is publication's stored value when the parameters are the stored
-ones, else computed with unitscope's statistics over the layer's matrices (each read once per
-request: Source.matrix).
+tails (split-half SI, which the Python API shows too, is unitscope.data.split_half's). Each is publication's
+stored value when the parameters are the stored ones, else computed with unitscope's statistics over the layer's
+matrices (each read once per request: Source.matrix).
 """
 
 from __future__ import annotations

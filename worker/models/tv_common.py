@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from torchvision.models import WeightsEnum
 
 from worker.categories import load_imagenet_classes
+from worker.db_files import first_line
 from worker.models._api import DEFAULT, WeightsArg, WeightsError, sha256_file
 from worker.models.taps import LayerTap, LoadedModel, Stage
 
@@ -59,7 +60,7 @@ def read_state_dict(file: Path, model: str) -> State:
         # Not torch's own text for a refused pickle: its advice, weights_only=False, would run what the file holds.
         why = ("not a file of tensors saved by torch.save (torch.load with weights_only=True refused it; unitscope "
                "never loads a file that could run code)" if "weights_only" in str(error)
-               else str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__)
+               else first_line(error))
         raise WeightsError(f"cannot read {model} state dict {file}: {why}") from error
     if not isinstance(state, Mapping):
         raise WeightsError(f"{file} does not hold a state dict")
