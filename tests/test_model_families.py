@@ -187,7 +187,7 @@ def test_local_state_dict_round_trips(tmp_path: Path) -> None:
         get_model("vgg16", weights=file)
     with pytest.raises(WeightsError, match="absent.pth: no such file or folder"):
         get_model("alexnet", weights=tmp_path / "absent.pth")
-    with pytest.raises(WeightsError, match="alexnet state dict not found"):
+    with pytest.raises(WeightsError, match="is a folder: alexnet takes a torchvision state dict file"):
         get_model("alexnet", weights=tmp_path)  # there, but a folder
 
 
