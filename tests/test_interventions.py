@@ -371,6 +371,29 @@ def test_groups_ablated_on_other_images_are_named_not_hidden(tmp_path: Path) -> 
         assert _orphaned(job, [Group("baseline", "baseline", ())], 64) == 1
 
 
+def test_a_units_ablation_on_other_images_is_named_on_its_page(tmp_path: Path) -> None:
+    """Unit 5 ablated alone on 64 images, then a job on 32 (its baseline, and unit 6): unit 5's page says why its
+    ablation is not shown; unit 6's shows its own; unit 7, never ablated, says nothing."""
+    db = _synthetic_db(tmp_path, selective=2)
+    groups = [("baseline", "baseline", None, None, None, None, 32, []),
+              ("unit 5", "unit", None, None, None, None, 64, [5]),
+              ("unit 6", "unit", None, None, None, None, 32, [6])]
+    _publish(db, tmp_path, lambda con: (
+        con.executemany(f"INSERT INTO {schema.ABLATION_GROUPS} VALUES (1, 'mixed4c', ?, ?, ?, ?, ?, ?, ?, ?)", groups),
+        con.executemany(f"INSERT INTO {schema.ABLATION_CLASSES} VALUES (1, 'mixed4c', ?, 0, 4, 2, 3, 1.5)",
+                        [(g[0],) for g in groups])))
+    five, six, seven = (client_json(db, tmp_path, f"/api/layers/mixed4c/units/{u}") for u in (5, 6, 7))
+    assert five["ablation"] is None
+    assert five["ablation_hidden"].startswith("ablated alone on 64 images by an earlier job, and the latest ablate "
+                                              "job's baseline of mixed4c is on 32 images"), five["ablation_hidden"]
+    assert "--units 5" in five["ablation_hidden"]
+    assert six["ablation"] is not None and six["ablation_hidden"] is None
+    assert seven["ablation"] is None and seven["ablation_hidden"] is None
+    with TestClient(create_app(make_settings(db, tmp_path))) as client:
+        page = Page(client.get("/layers/mixed4c/units/5").text)
+    assert page.by_id("unit-ablation-hidden").text == f"Not shown: {five['ablation_hidden']}."
+
+
 def client_json(db: Path, tmp_path: Path, url: str) -> dict:
     with TestClient(create_app(make_settings(db, tmp_path))) as client:
         return client.get(url).json()

@@ -130,6 +130,8 @@ class UnitContext(ScoreInfo):
     spectrum: list[SpectrumItem] = Field([], description="Distill's activation spectrum on the mean statistic, "
                                          "from the negative-optimised images to the positive-optimised ones")
     ablation: UnitAblation | None = Field(None, description="the unit ablated alone (python -m worker ablate --units)")
+    ablation_hidden: str | None = Field(None, description="why the unit's stored ablation is not shown: it was tallied "
+                                        "on other images than the layer's latest ablate job; null otherwise")
     label: UnitLabelModel | None = Field(None, description="what most excites and inhibits the unit, by class and "
                                          "synset; null for a DB without labels (python -m worker derive adds them)")
     order: str = Field(description="what prev_unit and next_unit follow: 'si' (the layer's units by SI, largest "
@@ -205,6 +207,7 @@ def _build(
         visualizations=seen, convergence=unit_interventions.convergence(seen),
         spectrum=unit_interventions.spectrum(source, run, layer_name, unit_id, p.category, seen, urls),
         ablation=unit_interventions.unit_ablation(source, run, layer_name, unit_id),
+        ablation_hidden=unit_interventions.hidden_note(source, run, layer_name, unit_id),
         label=label_model(layer_labels(source, run.run_id, layer_name).get(unit_id)),
         order=p.order, **_neighbours(found.rows, unit_id, p.order),
     )

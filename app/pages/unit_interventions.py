@@ -18,6 +18,7 @@ from unitscope.data.interventions import (
     Visualization,
     ablation_groups,
     category_mask,
+    hidden_unit_ablation,
     network_classes,
     unit_visualizations,
 )
@@ -173,3 +174,15 @@ def unit_ablation(source: Source, run: Run, layer: str, unit: int) -> UnitAblati
     return UnitAblation(hurts=[effect(i) for i in order[:TOP] if delta_p[i] < 0],
                         helps=[effect(i) for i in order[::-1][:TOP] if delta_p[i] > 0],
                         delta_top1=float((mine.top1.sum() - base.top1.sum()) / base.n.sum()))
+
+
+def hidden_note(source: Source, run: Run, layer: str, unit: int) -> str | None:
+    """Why the unit's own ablation, stored, is not shown: it was tallied on other images than the baseline's."""
+    images = hidden_unit_ablation(source, run, layer, unit)
+    if images is None:
+        return None
+    groups = ablation_groups(source, run, layer)
+    baseline = f"on {groups[0].images:,} images" if groups else "missing"
+    return (f"ablated alone on {images:,} images by an earlier job, and the latest ablate job's baseline of {layer} is "
+            f"{baseline}: a group is compared only on its baseline's images (python -m worker ablate --db DB --layer "
+            f"{layer} --units {unit} with that job's --limit ablates it again)")

@@ -147,15 +147,22 @@ def ablation_groups(source: Source, run: Run, layer: str) -> list[AblationGroup]
 def hidden_ablations(source: Source, run: Run, layer: str) -> dict[int, int]:
     """Images -> how many of the layer's stored groups were tallied on that many, for every count but the baseline's:
     the groups ablation_groups leaves out (an earlier ablate job's --limit), so a page can say why, not "none"."""
-    return _stored_groups(source, run, layer)[1]
+    return dict(sorted(Counter(g.images for g in _stored_groups(source, run, layer)[1]).items()))
 
 
-def _stored_groups(source: Source, run: Run, layer: str) -> tuple[list[AblationGroup], dict[int, int]]:
-    """The layer's groups on the baseline's images (ablation_groups), and the count of the others by their images."""
+def hidden_unit_ablation(source: Source, run: Run, layer: str, unit: int) -> int | None:
+    """The images the unit's own ablation was tallied on when ablation_groups leaves it out (another job's images
+    than the baseline's), else None."""
+    return next((g.images for g in _stored_groups(source, run, layer)[1] if g.kind == "unit" and g.units == (unit,)),
+                None)
+
+
+def _stored_groups(source: Source, run: Run, layer: str) -> tuple[list[AblationGroup], list[AblationGroup]]:
+    """The layer's groups on the baseline's images (ablation_groups), and the others."""
     if schema.ABLATION_GROUPS not in table_names(source):
-        return [], {}
+        return [], []
 
-    def read() -> tuple[list[AblationGroup], dict[int, int]]:
+    def read() -> tuple[list[AblationGroup], list[AblationGroup]]:
         groups = source.rows(
             f"SELECT name, kind, category, si_stat, threshold, images, units FROM {schema.ABLATION_GROUPS} "
             "WHERE run_id = $run AND layer = $layer", {"run": run.run_id, "layer": layer})
@@ -180,9 +187,8 @@ def _stored_groups(source: Source, run: Run, layer: str) -> tuple[list[AblationG
         order = {"baseline": 0, "selective": 1, "random": 2, "unit": 3}
         base = next((g for g in out if g.kind == "baseline"), None)
         current = [g for g in out if base is not None and g.images == base.images]
-        hidden = Counter(g.images for g in out if base is None or g.images != base.images)
-        return (sorted(current, key=lambda g: (order.get(g.kind, 9), _natural(g.name))),
-                dict(sorted(hidden.items())))
+        hidden = [g for g in out if base is None or g.images != base.images]
+        return sorted(current, key=lambda g: (order.get(g.kind, 9), _natural(g.name))), hidden
 
     return source.cached(("ablation_groups", run.run_id, layer), read)
 
