@@ -385,7 +385,7 @@ def test_googlenet_bad_state_dict_is_named(tmp_path: Path) -> None:
         get_model("googlenet", weights=tmp_path)  # there, but a folder
     # A file torch refuses to unpickle with weights_only: said so, without torch's advice to lift the guard.
     import pickle
-    file.write_bytes(pickle.dumps({"fc.weight": object()}))
+    file.write_bytes(pickle.dumps({"fc.weight": object()}, protocol=2))
     with pytest.raises(WeightsError, match="not a file of tensors saved by torch.save") as refused:
         get_model("googlenet", weights=file)
     assert "weights_only=False" not in str(refused.value)
