@@ -124,6 +124,23 @@ def test_real_run_publishes_a_complete_run(real_run, imagenet_sample, bvlc_weigh
     np.testing.assert_allclose(got[picks], expected, rtol=1e-5, atol=1e-4)
 
 
+def test_another_networks_weights_for_a_job_on_the_run_name_the_runs_own(real_run, bvlc_weights, capsys, no_env):
+    """visualize and ablate given SqueezeNet's folder for a BVLC GoogLeNet run: one line saying these do not load as
+    the run's network, and which weights it recorded, not only the Caffe loader's missing file."""
+    db, result = real_run
+    assert result.returncode == 0, result.stderr
+    squeezenet = bvlc_weights.parent / "squeezenet1_1"
+    if not squeezenet.is_dir():
+        pytest.skip("no SqueezeNet weights beside the BVLC ones")
+    for job in ("visualize", "ablate"):
+        capsys.readouterr()
+        assert cli.main([job, "--db", str(db), "--layer", LAYERS[0], "--units", "1", "--weights", str(squeezenet)]) \
+            == cli.EXIT_ERROR
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: --weights {squeezenet} do not load as run 1's bvlc-googlenet ("), err
+        assert f"pass the run's own, {bvlc_weights}" in err and "Traceback" not in err
+
+
 def test_rerunning_a_published_configuration_does_nothing(real_run, imagenet_sample, bvlc_weights):
     db, first = real_run
     assert first.returncode == 0, first.stderr

@@ -84,11 +84,18 @@ class Job:
 
     def load_model(self) -> LoadedModel:
         """The run's network with the run's weights (or --weights where they moved), checked by sha256."""
-        from worker.models import get_model, recorded_weights
+        from worker.models import WeightsError, get_model, recorded_weights
 
         weights, seed = ((self.settings.weights, None) if self.settings.weights is not None
                          else recorded_weights(self.run.weights))
-        model = get_model(self.run.model, weights=weights, seed=seed)
+        try:
+            model = get_model(self.run.model, weights=weights, seed=seed)
+        except WeightsError as error:
+            if self.settings.weights is None:
+                raise
+            # Another network's weights fail inside the run's model's loader: say whose weights are wanted first.
+            raise WeightsError(f"--weights {weights} do not load as run {self.run.run_id}'s {self.run.model} "
+                               f"({error}); pass the run's own, {self.run.weights}") from error
         if model.weights_sha256 != self.run.weights_sha256:
             raise ValueError(f"the weights at {model.weights} are not run {self.run.run_id}'s (sha256 "
                              f"{model.weights_sha256[:12]}… against {self.run.weights_sha256[:12]}…); pass --weights "
