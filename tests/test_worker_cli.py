@@ -138,7 +138,10 @@ def test_another_networks_weights_for_a_job_on_the_run_name_the_runs_own(real_ru
             == cli.EXIT_ERROR
         err = capsys.readouterr().err
         assert err.startswith(f"error: --weights {squeezenet} do not load as run 1's bvlc-googlenet ("), err
-        assert f"pass the run's own, {bvlc_weights}" in err and "Traceback" not in err
+        with duckdb.connect(str(db), read_only=True) as con:
+            recorded = con.execute("SELECT weights FROM runs").fetchone()[0]
+        assert err.rstrip().endswith(f"pass the run's own, {recorded}") and "Traceback" not in err
+        assert Path(recorded).resolve().is_relative_to(bvlc_weights.resolve())
 
 
 def test_rerunning_a_published_configuration_does_nothing(real_run, imagenet_sample, bvlc_weights):
