@@ -32,7 +32,7 @@ from unitscope.data.source import ConnectionSource
 from unitscope.labels import Term
 from worker.blocks import in_blocks
 from worker.derived_labels import LayerLabels, write_unit_labels
-from worker.run_rows import FRAME, insert_frame
+from worker.run_rows import FRAME, insert_frame, or_null
 
 # The figure's threshold (the pages' default) and Aparicio et al.'s: a second threshold costs only its
 # counts, as the shuffles and products are shared (unitscope.nulls.permutation_nulls).
@@ -44,11 +44,6 @@ def null_category(categories: Sequence[str]) -> str:
     return schema.DEFAULT_CATEGORY if schema.DEFAULT_CATEGORY in categories else sorted(categories)[0]
 
 
-def _or_null(column: str) -> str:
-    """SQL for a float column of a frame, NaN as NULL (the tables' undefined)."""
-    return f"CASE WHEN isnan({column}) THEN NULL ELSE {column} END"
-
-
 def _write_rows(con: duckdb.DuckDBPyConnection, q: dict[str, object], categories: list[str], found: list[Measures],
                 columns: dict[str, np.ndarray]) -> None:
     """unit_controls' and unit_measures' rows of one stat, every category's: one INSERT each."""
@@ -58,16 +53,16 @@ def _write_rows(con: duckdb.DuckDBPyConnection, q: dict[str, object], categories
     insert_frame(
         con,
         f"""INSERT INTO {schema.UNIT_CONTROLS} SELECT $run_id, $layer, category, $stat, unit,
-                {", ".join(_or_null(name) for name in columns)} FROM {FRAME}""",
+                {", ".join(or_null(name) for name in columns)} FROM {FRAME}""",
         {**keys, **{name: values.ravel() for name, values in columns.items()}}, q,
     )
     measure = {name: np.concatenate([getattr(m, name) for m in found]) for name in ("d_prime", "csi",
                                                                                     "beats_every_class")}
     insert_frame(
         con,
-        f"""INSERT INTO {schema.UNIT_MEASURES} SELECT $run_id, $layer, category, $stat, unit, {_or_null("d_prime")},
-                {_or_null("csi")}, wnid, CASE WHEN isnan(beats_every_class) THEN NULL ELSE beats_every_class <> 0 END,
-                {", ".join(_or_null(name) for name in TUNING)} FROM {FRAME}""",
+        f"""INSERT INTO {schema.UNIT_MEASURES} SELECT $run_id, $layer, category, $stat, unit, {or_null("d_prime")},
+                {or_null("csi")}, wnid, CASE WHEN isnan(beats_every_class) THEN NULL ELSE beats_every_class <> 0 END,
+                {", ".join(or_null(name) for name in TUNING)} FROM {FRAME}""",
         {**keys, **measure, "wnid": np.array([w for m in found for w in m.csi_wnid], dtype=object),
          **{name: np.concatenate([m.tuning[name] for m in found]) for name in TUNING}}, q,
     )
@@ -176,21 +171,22 @@ def _bottom(con: duckdb.DuckDBPyConnection, run_id: int, layer: str, image_ids: 
     return np.searchsorted(image_ids, ids).reshape(units, depth)
 
 
+# A null statistic's fields, in layer_null's column order (observed, null_mean, null_p95, p).
+STATISTIC_FIELDS = ("observed", "null_mean", "null_p95", "p_value")
+
+
 def _write_null(con: duckdb.DuckDBPyConnection, q: dict[str, object], results: Sequence[nulls.NullResult]) -> None:
     """layer_null's rows of one (category, si_stat, neg_stat): every threshold and statistic, in one INSERT."""
     rows = [(result, name, getattr(result, name)) for result, name in itertools.product(results, nulls.NULL_STATISTICS)]
     insert_frame(
         con,
         f"""INSERT INTO {schema.LAYER_NULL} SELECT $run_id, $layer, $category, $si_stat, $neg_stat, $k, threshold,
-                permutations, seed, statistic, {", ".join(_or_null(c) for c in ("observed", "null_mean", "null_p95",
-                                                                                 "p"))}, valid FROM {FRAME}""",
+                permutations, seed, statistic, {", ".join(map(or_null, STATISTIC_FIELDS))}, valid FROM {FRAME}""",
         {"threshold": np.array([r.threshold for r, _, _ in rows], dtype=np.float64),
          "permutations": np.array([r.permutations for r, _, _ in rows], dtype=np.int64),
          "seed": np.array([r.seed for r, _, _ in rows], dtype=np.int64),
          "statistic": np.array([name for _, name, _ in rows], dtype=object),
-         **{c: np.array([getattr(st, attr) for _, _, st in rows], dtype=np.float64)
-            for c, attr in (("observed", "observed"), ("null_mean", "null_mean"), ("null_p95", "null_p95"),
-                            ("p", "p_value"))},
+         **{field: np.array([getattr(st, field) for _, _, st in rows], dtype=np.float64) for field in STATISTIC_FIELDS},
          "valid": np.array([st.valid for _, _, st in rows], dtype=np.int64)},
         q,
     )

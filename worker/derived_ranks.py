@@ -22,7 +22,7 @@ from unitscope.data.runs import require_run
 from unitscope.data.scores import category_labels, layer_chunks
 from unitscope.data.source import ConnectionSource
 from worker.blocks import in_blocks
-from worker.run_rows import FRAME, insert_frame
+from worker.run_rows import FRAME, insert_frame, or_null
 
 
 def write_ranks(con: duckdb.DuckDBPyConnection, run_id: int, layer: str, ranked_k: int,
@@ -65,6 +65,6 @@ def insert_si(con: duckdb.DuckDBPyConnection, table: str, keys: str, params: dic
     for category, row in zip(categories, si):
         insert_frame(
             con, f"INSERT INTO {table} SELECT {keys}, $category, $stat, unit, "
-            f"CASE WHEN isnan(si) THEN NULL ELSE si END FROM {FRAME}",
+            f"{or_null('si')} FROM {FRAME}",
             {"unit": np.arange(row.size, dtype=np.int32), "si": row}, {**params, "category": category},
         )

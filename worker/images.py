@@ -354,9 +354,8 @@ def build_loader(
     batch_size = settings.batch_size_for(device_type)
     workers = min(workers, max(1, len(decodable) // batch_size)) if workers else 0
     if settings.decode == "gpu":
-        from worker.device_decode import (
-            make_device_loader,  # its nvjpeg path loads only when asked for
-        )
+        # Imported only when asked for: its nvjpeg path.
+        from worker.device_decode import make_device_loader
 
         return make_device_loader(root, decodable, transform, batch_size=batch_size, workers=workers,
                                   device=torch.device(device_type))  # fmt: skip

@@ -212,6 +212,11 @@ def _insert_image_stats(con: duckdb.DuckDBPyConnection, run_id: int, ids: np.nda
     )
 
 
+def or_null(column: str) -> str:
+    """SQL for a float column of a FRAME, NaN as NULL (the tables' undefined)."""
+    return f"CASE WHEN isnan({column}) THEN NULL ELSE {column} END"
+
+
 def insert_frame(
     con: duckdb.DuckDBPyConnection, sql: str, frame: Mapping[str, np.ndarray], params: Mapping[str, object]
 ) -> None:
