@@ -239,8 +239,8 @@ def negative_stimulus_verdict(p_vs_control: float | None, smallest_p: float | No
     the network's own reading than the control units' do (one-sided Mann–Whitney over units, p < ALPHA).
 
     smallest_p: the test's p when every selective unit reads above every control, without ties (ties can give a
-    smaller one); at or above ALPHA a p at or above ALPHA says nothing (cannot_tell), as important_verdict's
-    MIN_RANDOM_GROUPS."""
+    smaller one). When it is at or above ALPHA no outcome of these group sizes could hold, so a p at or above ALPHA
+    says nothing (cannot_tell), as with important_verdict's MIN_RANDOM_GROUPS."""
     if p_vs_control is None:
         return "cannot_tell"
     if p_vs_control < ALPHA:
